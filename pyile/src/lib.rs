@@ -1,1 +1,50 @@
-//! placeholder
+//! # pyile
+//!
+//! The Pyile v1 peer-to-peer authentication and messaging protocol,
+//! wire-compatible with the reference Python implementation
+//! `pyile-protocol` 0.1.1, written once against an abstract [`Network`] so
+//! that the same [`Authenticator`] and [`Joiner`] run on real tokio sockets
+//! ([`TokioNet`]) and inside deterministic turmoil simulations
+//! (`TurmoilNet`, feature `turmoil`).
+//!
+//! An authenticator admits joiners that know the password, bans source IPs
+//! after too many wrong attempts, heartbeats every member, removes members
+//! that stop answering and distributes the full member list on every change.
+//! Members exchange chat messages directly, one connection per message.
+//! Both roles report what happens as a stream of typed [`Event`]s.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), pyile::Error> {
+//! use pyile::{Authenticator, AuthenticatorConfig, Joiner, JoinerConfig, TokioNet};
+//! let auth = Authenticator::start(
+//!     TokioNet,
+//!     AuthenticatorConfig::new("secret").listen("127.0.0.1:0".parse().unwrap()),
+//! ).await?;
+//! let bob = Joiner::join(TokioNet, auth.auth_addr(), JoinerConfig::new("secret").alias("bob")).await?;
+//! bob.broadcast("hello").await;
+//! bob.leave().await;
+//! auth.leave().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Randomness comes only from the seed in [`AuthenticatorConfig::seed`] and
+//! time only from `tokio::time`, so simulations replay exactly.
+
+pub mod authenticator;
+pub mod error;
+pub mod event;
+pub mod joiner;
+pub mod member_list;
+pub mod net;
+mod peer;
+pub mod wire;
+
+pub use authenticator::{Authenticator, AuthenticatorConfig, DEFAULT_AUTH_PORT};
+pub use error::Error;
+pub use event::{Event, EventKind, EventStream, HandshakeStage, LostReason, RemovalReason};
+pub use joiner::{Joiner, JoinerConfig};
+pub use member_list::MemberList;
+#[cfg(feature = "turmoil")]
+pub use net::TurmoilNet;
+pub use net::{Listener, NetStream, Network, TokioNet};
+pub use peer::{BroadcastReport, Delivery};

@@ -1,0 +1,94 @@
+//! The crate's error type.
+//!
+//! Variants follow the reference's exception categories (authentication,
+//! banned status, send, receive, connection) plus timeouts, which the
+//! reference lacks, and I/O errors while setting up sockets.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::wire::DecodeError;
+
+/// What went wrong in a protocol operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The authenticator rejected the password.
+    #[error("authentication failed: the authenticator rejected the password")]
+    Authentication,
+    /// The authenticator says this source IP is banned.
+    #[error("banned: the authenticator refuses this address")]
+    Banned,
+    /// Could not connect to a peer or to the authenticator.
+    #[error("cannot connect to {addr}: {source}")]
+    Connection {
+        /// Whom we tried to reach.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Writing to a peer failed.
+    #[error("cannot send to {addr}: {source}")]
+    Send {
+        /// Whom we wrote to.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Reading or decoding a message from a peer failed.
+    #[error("cannot receive from {addr}: {source}")]
+    Receive {
+        /// Whom we read from.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: DecodeError,
+    },
+    /// A peer sent a valid message that does not belong at this point.
+    #[error("protocol error from {addr}: expected {expected}, got {got}")]
+    Unexpected {
+        /// Who sent it.
+        addr: SocketAddr,
+        /// What the protocol expects here.
+        expected: &'static str,
+        /// What arrived.
+        got: &'static str,
+    },
+    /// A step did not finish in time.
+    #[error("{what} timed out after {after:?}")]
+    Timeout {
+        /// Which step.
+        what: &'static str,
+        /// The bound that expired.
+        after: Duration,
+    },
+    /// Local socket setup failed (bind, address lookup).
+    #[error("{what}: {source}")]
+    Io {
+        /// What we were doing.
+        what: &'static str,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The node has already left.
+    #[error("this node has left the network")]
+    Closed,
+}
+
+impl Error {
+    /// Short stable name of the error kind (for counters and reports).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Authentication => "wrong_password",
+            Error::Banned => "banned",
+            Error::Connection { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused => {
+                "refused"
+            }
+            Error::Connection { .. } => "connection",
+            Error::Send { .. } => "send",
+            Error::Receive { source: DecodeError::Eof { .. }, .. } => "closed",
+            Error::Receive { .. } | Error::Unexpected { .. } => "protocol_error",
+            Error::Timeout { .. } => "timed_out",
+            Error::Io { .. } => "io",
+            Error::Closed => "closed",
+        }
+    }
+}

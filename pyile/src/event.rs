@@ -1,0 +1,229 @@
+//! Events: what happens to an authenticator or joiner, as a typed stream.
+//!
+//! This is the reference's `Messenger`, done as a channel. `sim` and
+//! `loadgen` measure through it, so each event is stamped with
+//! `tokio::time::Instant` (simulated time under turmoil) at the moment the
+//! protocol code observed it, and carries the addresses and sizes a
+//! measurement needs. The channel is bounded and the protocol never waits on
+//! it: when the consumer falls behind, events are dropped and the consumer is
+//! told how many with [`EventKind::Lagged`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::member_list::MemberList;
+
+/// Default capacity of an event channel.
+pub const DEFAULT_EVENT_CAPACITY: usize = 4096;
+
+/// One event, stamped with the (tokio) time it happened.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// When it happened (`tokio::time`, simulated under turmoil).
+    pub at: Instant,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// A joiner's progress through the handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandshakeStage {
+    /// The TCP connection to the authenticator is up.
+    Connected,
+    /// The banned status arrived.
+    BannedStatus {
+        /// What it said.
+        banned: bool,
+    },
+    /// The password check result arrived.
+    Authenticated {
+        /// Whether the password was accepted.
+        ok: bool,
+    },
+    /// The first member list arrived (it includes the joiner itself).
+    FirstList(MemberList),
+    /// The distribution connection is up: the handshake is complete.
+    DistConnected,
+}
+
+/// Why the authenticator removed a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemovalReason {
+    /// No heartbeat answer within `heartbeat_timeout`.
+    HeartbeatTimeout,
+    /// The member closed or reset its connection (graceful leave or crash).
+    Closed,
+    /// The member stopped reading member lists (writes timed out).
+    DistributionStalled,
+    /// The same peer address joined again; the old membership was dropped.
+    Replaced,
+    /// The member sent something the protocol does not allow.
+    ProtocolError(String),
+}
+
+/// Why a joiner considers its authenticator lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LostReason {
+    /// No heartbeat within the joiner's heartbeat timeout.
+    Timeout,
+    /// The authenticator closed the connection.
+    Closed,
+    /// A read or write failed.
+    Error(String),
+}
+
+/// What happened.
+#[derive(Clone, Debug)]
+pub enum EventKind {
+    /// Joiner: a handshake step completed.
+    Handshake(HandshakeStage),
+    /// Joiner: the whole handshake is done; `list` is the first member list.
+    Joined {
+        /// Where this joiner receives messages.
+        peer_addr: SocketAddr,
+        /// The first member list (it includes this joiner).
+        list: MemberList,
+    },
+    /// Authenticator: a member was admitted after its full handshake.
+    MemberJoined {
+        /// Its peer address.
+        member: SocketAddr,
+        /// The source IP of its connection.
+        source: IpAddr,
+    },
+    /// Authenticator: a new list was published. Joiner: a newer list arrived.
+    MemberListChanged {
+        /// The list.
+        list: MemberList,
+        /// Its encoded size in bytes (what one distribution message costs).
+        bytes: usize,
+    },
+    /// Authenticator: a member was removed.
+    MemberRemoved {
+        /// Its peer address.
+        member: SocketAddr,
+        /// Why.
+        reason: RemovalReason,
+    },
+    /// Authenticator: a wrong password from `ip` (`attempts` so far).
+    /// Joiner: our password was rejected (`ip` is our own).
+    AuthFailed {
+        /// Source IP.
+        ip: IpAddr,
+        /// Failed attempts counted so far for this IP.
+        attempts: u32,
+    },
+    /// Authenticator: `ip` has just been banned. Joiner: we are banned.
+    Banned {
+        /// The banned IP.
+        ip: IpAddr,
+    },
+    /// Authenticator: a connection from a banned IP was turned away.
+    BanRefused {
+        /// The banned IP.
+        ip: IpAddr,
+    },
+    /// Authenticator: a handshake did not complete (it leaves no trace).
+    HandshakeFailed {
+        /// The connection's source address.
+        source: SocketAddr,
+        /// Why.
+        error: String,
+    },
+    /// Joiner: a heartbeat arrived from the authenticator.
+    HeartbeatReceived {
+        /// The authenticator's auth address.
+        from: SocketAddr,
+    },
+    /// Either role: a heartbeat is overdue by more than one interval.
+    HeartbeatMissed {
+        /// The silent side (member peer address, or the authenticator).
+        peer: SocketAddr,
+        /// How long it has been silent.
+        silent_for: Duration,
+    },
+    /// A chat message arrived from a member.
+    MessageReceived {
+        /// The sender's peer address as it claims (`from`).
+        from: SocketAddr,
+        /// The connection's source address.
+        source: SocketAddr,
+        /// The sender's alias.
+        alias: String,
+        /// Whether it was a broadcast.
+        broadcast: bool,
+        /// The text.
+        data: String,
+    },
+    /// An incoming message connection was refused: its IP is not a member's.
+    MessageRefused {
+        /// The connection's source address.
+        source: SocketAddr,
+    },
+    /// Joiner: the authenticator is gone; the joiner leaves.
+    AuthenticatorLost {
+        /// How it was noticed.
+        reason: LostReason,
+    },
+    /// Every task and socket of this node has ended.
+    Left,
+    /// The consumer fell behind and `dropped` events were discarded.
+    Lagged {
+        /// How many.
+        dropped: u64,
+    },
+}
+
+/// The receiving end of a node's events.
+#[derive(Debug)]
+pub struct EventStream {
+    rx: mpsc::Receiver<Event>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl EventStream {
+    /// The next event; `None` once the node has left and every event was read.
+    pub async fn recv(&mut self) -> Option<Event> {
+        let lagged = self.dropped.swap(0, Ordering::Relaxed);
+        if lagged > 0 {
+            return Some(Event { at: Instant::now(), kind: EventKind::Lagged { dropped: lagged } });
+        }
+        self.rx.recv().await
+    }
+
+    /// The next event if one is ready, without waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        let lagged = self.dropped.swap(0, Ordering::Relaxed);
+        if lagged > 0 {
+            return Some(Event { at: Instant::now(), kind: EventKind::Lagged { dropped: lagged } });
+        }
+        self.rx.try_recv().ok()
+    }
+}
+
+/// The sending end, shared by a node's tasks. Never blocks.
+#[derive(Clone, Debug)]
+pub(crate) struct EventSink {
+    tx: mpsc::Sender<Event>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl EventSink {
+    pub(crate) fn channel(capacity: usize) -> (EventSink, EventStream) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        (EventSink { tx, dropped: dropped.clone() }, EventStream { rx, dropped })
+    }
+
+    pub(crate) fn emit(&self, kind: EventKind) {
+        let ev = Event { at: Instant::now(), kind };
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(ev) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The joiner: authenticates with an authenticator, answers its heartbeats,
+//! follows member-list distributions and exchanges chat messages.
+//!
+//! [`Joiner::join`] runs the whole handshake under one deadline and returns
+//! only once the distribution connection is up. After that three tasks run:
+//! heartbeats on the auth connection (the authenticator is declared lost
+//! after `heartbeat_timeout` of silence, or when it closes), the
+//! distribution reader (which takes a list only if it is newer than the one
+//! held, so the view never regresses) and the peer listener. When the
+//! authenticator is lost the joiner leaves by itself, as the reference does.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::watch;
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::error::Error;
+use crate::event::{DEFAULT_EVENT_CAPACITY, EventKind, EventSink, EventStream, HandshakeStage, LostReason};
+use crate::member_list::MemberList;
+use crate::net::{Listener, NetStream, Network};
+use crate::peer::{BroadcastReport, Delivery, PeerCore};
+use crate::wire::{DEFAULT_MAX_VALUE_LEN, DecodeError, Message, MessageReader, PROTOCOL_VERSION, Recipient};
+
+/// Settings of a [`Joiner`]; build with [`JoinerConfig::new`] and the
+/// chained setters.
+#[derive(Clone, Debug)]
+pub struct JoinerConfig {
+    password: String,
+    alias: String,
+    local_ip: Option<IpAddr>,
+    peer_port: u16,
+    handshake_timeout: Duration,
+    heartbeat_interval: Duration,
+    heartbeat_timeout: Duration,
+    io_timeout: Duration,
+    max_value_len: usize,
+    event_capacity: usize,
+    announce: bool,
+}
+
+impl JoinerConfig {
+    /// Defaults: peer port 0, 5 s handshake, authenticator lost after 7 s
+    /// without a heartbeat (the reference beats every 2 s).
+    pub fn new(password: impl Into<String>) -> Self {
+        JoinerConfig {
+            password: password.into(),
+            alias: "joiner".into(),
+            local_ip: None,
+            peer_port: 0,
+            handshake_timeout: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(2),
+            heartbeat_timeout: Duration::from_secs(7),
+            io_timeout: Duration::from_secs(2),
+            max_value_len: DEFAULT_MAX_VALUE_LEN,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+            announce: true,
+        }
+    }
+    /// Alias sent with chat messages.
+    pub fn alias(mut self, alias: impl Into<String>) -> Self {
+        self.alias = alias.into();
+        self
+    }
+    /// Local IP for every outgoing connection and for the peer listener.
+    pub fn local_ip(mut self, ip: IpAddr) -> Self {
+        self.local_ip = Some(ip);
+        self
+    }
+    /// Port of the peer listener (0: any free port).
+    pub fn peer_port(mut self, port: u16) -> Self {
+        self.peer_port = port;
+        self
+    }
+    /// Bound on the whole handshake.
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
+        self
+    }
+    /// The authenticator's expected heartbeat interval (for missed-beat events).
+    pub fn heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat_interval = d;
+        self
+    }
+    /// Silence after which the authenticator is considered lost.
+    pub fn heartbeat_timeout(mut self, d: Duration) -> Self {
+        self.heartbeat_timeout = d;
+        self
+    }
+    /// Bound on one chat message's connect, write and echo.
+    pub fn io_timeout(mut self, d: Duration) -> Self {
+        self.io_timeout = d;
+        self
+    }
+    /// Bound on one incoming JSON value.
+    pub fn max_value_len(mut self, n: usize) -> Self {
+        self.max_value_len = n;
+        self
+    }
+    /// Capacity of the event channel.
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n;
+        self
+    }
+    /// Whether to announce protocol 2 to the authenticator (default true).
+    /// Off, this joiner behaves as a plain v1 (reference) joiner on the wire.
+    pub fn announce_extensions(mut self, on: bool) -> Self {
+        self.announce = on;
+        self
+    }
+}
+
+/// A joined member. Drop or [`Joiner::leave`] to leave.
+pub struct Joiner<N: Network = crate::net::TokioNet> {
+    peer: Arc<PeerCore<N>>,
+    auth_addr: SocketAddr,
+    members: watch::Receiver<MemberList>,
+    events: Option<EventStream>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    done: watch::Receiver<bool>,
+}
+
+impl<N: Network> Joiner<N> {
+    /// Connects to the authenticator at `target` and runs the handshake.
+    pub async fn join(net: N, target: SocketAddr, cfg: JoinerConfig) -> Result<Self, Error> {
+        let (events, stream) = EventSink::channel(cfg.event_capacity);
+        let limit = cfg.handshake_timeout;
+        let deadline = Instant::now() + limit;
+        let timed_out = |what: &'static str| Error::Timeout { what, after: limit };
+
+        let auth = match timeout_at(deadline, net.connect(cfg.local_ip, target)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => return Err(Error::Connection { addr: target, source }),
+            Err(_) => return Err(timed_out("connect to the authenticator")),
+        };
+        events.emit(EventKind::Handshake(HandshakeStage::Connected));
+        let my_ip = match cfg.local_ip {
+            Some(ip) => ip,
+            None => auth.local_addr().map_err(|source| Error::Io { what: "local address", source })?.ip(),
+        };
+        let listener = net
+            .bind(SocketAddr::new(my_ip, cfg.peer_port))
+            .await
+            .map_err(|source| Error::Io { what: "bind the peer socket", source })?;
+        let mut peer_addr = listener.local_addr().map_err(|source| Error::Io { what: "peer socket address", source })?;
+        if peer_addr.ip().is_unspecified() {
+            peer_addr.set_ip(my_ip);
+        }
+
+        let (r, mut w) = tokio::io::split(auth);
+        let mut reader = MessageReader::with_limit(r, cfg.max_value_len);
+        let recv = |what: &'static str| {
+            move |r: Result<Result<Message, DecodeError>, tokio::time::error::Elapsed>| match r {
+                Ok(Ok(m)) => Ok(m),
+                Ok(Err(source)) => Err(Error::Receive { addr: target, source }),
+                Err(_) => Err(Error::Timeout { what, after: limit }),
+            }
+        };
+        let send = |r: Result<std::io::Result<()>, tokio::time::error::Elapsed>, what: &'static str| match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(Error::Send { addr: target, source }),
+            Err(_) => Err(Error::Timeout { what, after: limit }),
+        };
+
+        // Banned status.
+        match recv("banned status")(timeout_at(deadline, reader.next()).await)? {
+            Message::Banned { banned, .. } => {
+                events.emit(EventKind::Handshake(HandshakeStage::BannedStatus { banned }));
+                if banned {
+                    events.emit(EventKind::Banned { ip: my_ip });
+                    return Err(Error::Banned);
+                }
+            }
+            other => return Err(Error::Unexpected { addr: target, expected: "banned", got: other.kind() }),
+        }
+        // Password.
+        let shadow = Message::Shadow {
+            password: cfg.password.clone(),
+            version: cfg.announce.then_some(PROTOCOL_VERSION),
+        };
+        send(timeout_at(deadline, w.write_all(&shadow.encode())).await, "send the password")?;
+        match recv("password check")(timeout_at(deadline, reader.next()).await)? {
+            Message::Authenticated(ok) => {
+                events.emit(EventKind::Handshake(HandshakeStage::Authenticated { ok }));
+                if !ok {
+                    events.emit(EventKind::AuthFailed { ip: my_ip, attempts: 1 });
+                    return Err(Error::Authentication);
+                }
+            }
+            other => return Err(Error::Unexpected { addr: target, expected: "authenticated", got: other.kind() }),
+        }
+        // Peer address, first list, distribution address.
+        send(
+            timeout_at(deadline, w.write_all(&Message::PeerAddress(peer_addr).encode())).await,
+            "send the peer address",
+        )?;
+        let first = match recv("first member list")(timeout_at(deadline, reader.next()).await)? {
+            Message::Distro { members, version } => MemberList::new(version, members),
+            other => return Err(Error::Unexpected { addr: target, expected: "distro", got: other.kind() }),
+        };
+        events.emit(EventKind::Handshake(HandshakeStage::FirstList(first.clone())));
+        let (dist_addr, token) = match recv("distribution address")(timeout_at(deadline, reader.next()).await)? {
+            Message::DistAddr { addr, token } => (addr, token),
+            other => return Err(Error::Unexpected { addr: target, expected: "dist_addr", got: other.kind() }),
+        };
+        let dist = match timeout_at(deadline, net.connect(cfg.local_ip, dist_addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => return Err(Error::Connection { addr: dist_addr, source }),
+            Err(_) => return Err(timed_out("connect to the distribution socket")),
+        };
+        let (dist_r, mut dist_w) = tokio::io::split(dist);
+        if let (Some(t), true) = (token, cfg.announce) {
+            send(timeout_at(deadline, dist_w.write_all(&Message::DistToken(t).encode())).await, "send the dist token")?;
+        }
+        events.emit(EventKind::Handshake(HandshakeStage::DistConnected));
+        info!(%peer_addr, auth = %target, members = first.len(), "joined");
+        events.emit(EventKind::Joined { peer_addr, list: first.clone() });
+
+        let (members_tx, members) = watch::channel(first);
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let peer = Arc::new(PeerCore {
+            net,
+            local_ip: cfg.local_ip.or(Some(my_ip)),
+            peer_addr,
+            alias: cfg.alias.clone(),
+            members: members.clone(),
+            events: events.clone(),
+            io_timeout: cfg.io_timeout,
+            max_value_len: cfg.max_value_len,
+            cancel: cancel.clone(),
+        });
+        peer.spawn_listener(listener, &tracker);
+        let lost = Lost { events: events.clone(), cancel: cancel.clone() };
+        tracker.spawn(heartbeats::<N>(reader, w, target, cfg.clone(), lost.clone()));
+        tracker.spawn(distribution::<N>(
+            MessageReader::with_limit(dist_r, cfg.max_value_len),
+            dist_w,
+            members_tx,
+            events.clone(),
+            lost,
+        ));
+
+        let (done_tx, done) = watch::channel(false);
+        let (reap_cancel, reap_tracker, reap_events) = (cancel.clone(), tracker.clone(), events);
+        tokio::spawn(async move {
+            reap_cancel.cancelled().await;
+            reap_tracker.close();
+            reap_tracker.wait().await;
+            reap_events.emit(EventKind::Left);
+            let _ = done_tx.send(true);
+        });
+        Ok(Joiner { peer, auth_addr: target, members, events: Some(stream), cancel, tracker, done })
+    }
+
+    /// Where this joiner receives chat messages (its entry in the list).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer.peer_addr
+    }
+    /// The authenticator it joined.
+    pub fn auth_addr(&self) -> SocketAddr {
+        self.auth_addr
+    }
+    /// The member list it currently holds.
+    pub fn members(&self) -> MemberList {
+        self.members.borrow().clone()
+    }
+    /// A receiver that sees every list this joiner takes.
+    pub fn watch_members(&self) -> watch::Receiver<MemberList> {
+        self.members.clone()
+    }
+    /// Takes the event stream (once).
+    pub fn events(&mut self) -> Option<EventStream> {
+        self.events.take()
+    }
+    /// Whether it is still a member (it has not left or lost the authenticator).
+    pub fn is_connected(&self) -> bool {
+        !self.cancel.is_cancelled()
+    }
+    /// Tasks still running (0 once left).
+    pub fn task_count(&self) -> usize {
+        self.tracker.len()
+    }
+    /// Sends a chat message to every other member.
+    pub async fn broadcast(&self, data: &str) -> BroadcastReport {
+        self.peer.broadcast(data).await
+    }
+    /// Sends a chat message to one member.
+    pub async fn send(&self, to: SocketAddr, data: &str) -> Result<Delivery, Error> {
+        self.peer.send_to(to, data, Recipient::Direct(to)).await
+    }
+    /// Resolves once the joiner has ended: left, or lost the authenticator.
+    pub async fn closed(&self) {
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+    }
+    /// Leaves: closes every socket and ends every task.
+    pub async fn leave(&self) {
+        self.cancel.cancel();
+        self.closed().await;
+    }
+}
+
+impl<N: Network> Drop for Joiner<N> {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Declares the authenticator lost (once) and starts leaving.
+#[derive(Clone)]
+struct Lost {
+    events: EventSink,
+    cancel: CancellationToken,
+}
+
+impl Lost {
+    fn lost(&self, reason: LostReason) {
+        if !self.cancel.is_cancelled() {
+            warn!(?reason, "authenticator lost");
+            self.events.emit(EventKind::AuthenticatorLost { reason });
+            self.cancel.cancel();
+        }
+    }
+}
+
+async fn heartbeats<N: Network>(
+    mut reader: MessageReader<ReadHalf<N::Stream>>,
+    mut w: WriteHalf<N::Stream>,
+    auth: SocketAddr,
+    cfg: JoinerConfig,
+    lost: Lost,
+) {
+    let mut last_heard = Instant::now();
+    let mut missed_reported = false;
+    let missed_after = cfg.heartbeat_interval + cfg.heartbeat_interval / 2;
+    loop {
+        let next_deadline = if missed_reported || missed_after >= cfg.heartbeat_timeout {
+            last_heard + cfg.heartbeat_timeout
+        } else {
+            last_heard + missed_after
+        };
+        let msg = tokio::select! {
+            biased;
+            _ = lost.cancel.cancelled() => break,
+            r = timeout_at(next_deadline, reader.next()) => r,
+        };
+        match msg {
+            Ok(Ok(Message::Heartbeat)) => {
+                last_heard = Instant::now();
+                missed_reported = false;
+                lost.events.emit(EventKind::HeartbeatReceived { from: auth });
+                match timeout(cfg.io_timeout, w.write_all(&Message::Heartbeat.encode())).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return lost.lost(LostReason::Error(format!("heartbeat answer: {e}"))),
+                    Err(_) => return lost.lost(LostReason::Error("heartbeat answer timed out".into())),
+                }
+            }
+            Ok(Ok(other)) => debug!("ignored {} on the auth connection", other.kind()),
+            Ok(Err(DecodeError::Eof { .. })) => return lost.lost(LostReason::Closed),
+            Ok(Err(e)) => return lost.lost(LostReason::Error(e.to_string())),
+            Err(_) if Instant::now() >= last_heard + cfg.heartbeat_timeout => {
+                return lost.lost(LostReason::Timeout);
+            }
+            Err(_) => {
+                missed_reported = true;
+                lost.events.emit(EventKind::HeartbeatMissed { peer: auth, silent_for: last_heard.elapsed() });
+            }
+        }
+    }
+    let _ = timeout(Duration::from_millis(100), w.shutdown()).await;
+}
+
+async fn distribution<N: Network>(
+    mut reader: MessageReader<ReadHalf<N::Stream>>,
+    mut w: WriteHalf<N::Stream>,
+    members: watch::Sender<MemberList>,
+    events: EventSink,
+    lost: Lost,
+) {
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = lost.cancel.cancelled() => break,
+            r = reader.next() => r,
+        };
+        match msg {
+            Ok(Message::Distro { members: list, version }) => {
+                let list = MemberList::new(version, list);
+                let bytes = reader.last_len();
+                let taken = members.send_if_modified(|held| {
+                    if held.is_superseded_by(&list) {
+                        *held = list.clone();
+                        true
+                    } else {
+                        false
+                    }
+                });
+                if taken {
+                    events.emit(EventKind::MemberListChanged { list, bytes });
+                } else {
+                    debug!(?version, "ignored a list older than the one held");
+                }
+            }
+            Ok(other) => debug!("ignored {} on the distribution connection", other.kind()),
+            Err(DecodeError::Eof { .. }) => return lost.lost(LostReason::Closed),
+            Err(e) => return lost.lost(LostReason::Error(format!("distribution: {e}"))),
+        }
+    }
+    let _ = timeout(Duration::from_millis(100), w.shutdown()).await;
+}

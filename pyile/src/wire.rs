@@ -1,0 +1,676 @@
+//! The v1 wire format: every message type, its exact JSON encoding, and a
+//! streaming decoder.
+//!
+//! The reference implementation writes one JSON object per `send()` with no
+//! framing and reads with a single `recv()`, so on a real TCP stream two
+//! objects may arrive in one read and one object may arrive over many reads.
+//! [`MessageReader`] therefore treats a stream as a sequence of concatenated
+//! JSON values: it scans bytes incrementally (keeping its scan state between
+//! reads, so a value split byte by byte costs O(n), not O(n²)) until one
+//! top-level object is complete, then hands exactly those bytes to
+//! `serde_json`. The buffer for one value is bounded by a configurable limit;
+//! past it, the reader fails with [`DecodeError::TooLarge`] instead of growing.
+//!
+//! Messages are classified by the key the reference itself looks at
+//! (`banned`, `shadow`, `authenticated`, `peer_address`, `distro`,
+//! `dist_addr`, `<3`, `data`). Extra keys are ignored, exactly as the
+//! reference ignores them; this crate uses that as its extension point (see
+//! [`PROTOCOL_VERSION`]).
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Default bound on the size of one JSON value: room for a 10,000-member list
+/// (about 25 bytes per member) with a wide margin.
+pub const DEFAULT_MAX_VALUE_LEN: usize = 1 << 20;
+
+/// The extension key both Rust roles add to the objects the reference ignores
+/// extra keys in (`banned` from the authenticator, `shadow` from the joiner).
+pub const EXTENSION_KEY: &str = "pyile";
+
+/// Protocol revision this crate announces under [`EXTENSION_KEY`]. A peer that
+/// announces nothing speaks plain v1 (the reference); with 2 on both sides the
+/// authenticator skips the reference's compatibility pacing, numbers member
+/// lists (`version`) and pairs distribution connections by `dist_token`.
+pub const PROTOCOL_VERSION: u64 = 2;
+
+/// Whom a chat message is addressed to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recipient {
+    /// Sent to every member but the sender (`"to": "Broadcast"`).
+    Broadcast,
+    /// Sent to one member's peer address.
+    Direct(SocketAddr),
+}
+
+/// A chat message as it travels on a temporary connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chat {
+    /// The text.
+    pub data: String,
+    /// The sender's alias.
+    pub alias: String,
+    /// Broadcast or one recipient.
+    pub to: Recipient,
+    /// The sender's peer address.
+    pub from: SocketAddr,
+}
+
+/// Every message of the v1 protocol, plus the extension fields this crate adds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Authenticator → joiner, first message: whether the source IP is banned.
+    /// `version` is the extension announcement (None from the reference).
+    Banned { banned: bool, version: Option<u64> },
+    /// Joiner → authenticator: the password (`{"shadow": ...}`).
+    Shadow { password: String, version: Option<u64> },
+    /// Authenticator → joiner: result of the password check.
+    Authenticated(bool),
+    /// Joiner → authenticator: where the joiner listens for chat messages.
+    PeerAddress(SocketAddr),
+    /// Authenticator → joiner: the whole member list, authenticator first.
+    /// `version` numbers lists from our authenticator (None from the reference).
+    Distro { members: Vec<SocketAddr>, version: Option<u64> },
+    /// Authenticator → joiner: the distribution socket to connect to, and the
+    /// token that pairs that connection with this joiner (extension).
+    DistAddr { addr: SocketAddr, token: Option<u64> },
+    /// Joiner → authenticator, first message on the distribution connection
+    /// (extension; the reference never reads that socket).
+    DistToken(u64),
+    /// Heartbeat, both directions (`{"<3": true}`).
+    Heartbeat,
+    /// A chat message on a temporary connection.
+    Chat(Chat),
+    /// The receiver's answer to a chat message: the whole object received,
+    /// echoed, with the receiver's alias.
+    Echo { data: Value, alias: String },
+}
+
+/// Why bytes could not be decoded into a [`Message`].
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The underlying read failed.
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The stream ended before a value was complete (or before any value).
+    #[error("connection closed{}", if *.partial { " in the middle of a value" } else { "" })]
+    Eof {
+        /// Whether some bytes of an unfinished value had been received.
+        partial: bool,
+    },
+    /// One value exceeded the configured bound.
+    #[error("value exceeds {limit} bytes")]
+    TooLarge {
+        /// The bound in bytes.
+        limit: usize,
+    },
+    /// The bytes are not valid JSON.
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    /// Valid JSON, but not a message of this protocol.
+    #[error("unknown message: {0}")]
+    Unknown(String),
+}
+
+impl DecodeError {
+    fn unknown(v: &Value) -> Self {
+        let mut s = v.to_string();
+        if s.len() > 120 {
+            let mut cut = 120;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push('…');
+        }
+        DecodeError::Unknown(s)
+    }
+}
+
+fn addr_to_json(a: &SocketAddr) -> Value {
+    json!([a.ip().to_string(), a.port()])
+}
+
+fn addr_from_json(v: &Value) -> Option<SocketAddr> {
+    let arr = v.as_array()?;
+    if arr.len() != 2 {
+        return None;
+    }
+    let ip: IpAddr = arr[0].as_str()?.parse().ok()?;
+    let port = u16::try_from(arr[1].as_u64()?).ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+impl Message {
+    /// The JSON object exactly as the reference expects it.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Message::Banned { banned, version } => {
+                let mut m = Map::new();
+                m.insert("banned".into(), Value::Bool(*banned));
+                if let Some(v) = version {
+                    m.insert(EXTENSION_KEY.into(), json!(v));
+                }
+                Value::Object(m)
+            }
+            Message::Shadow { password, version } => {
+                let mut m = Map::new();
+                m.insert("shadow".into(), Value::String(password.clone()));
+                if let Some(v) = version {
+                    m.insert(EXTENSION_KEY.into(), json!(v));
+                }
+                Value::Object(m)
+            }
+            Message::Authenticated(ok) => json!({ "authenticated": ok }),
+            Message::PeerAddress(a) => json!({ "peer_address": addr_to_json(a) }),
+            Message::Distro { members, version } => {
+                let mut m = Map::new();
+                m.insert(
+                    "distro".into(),
+                    Value::Array(members.iter().map(addr_to_json).collect()),
+                );
+                if let Some(v) = version {
+                    m.insert("version".into(), json!(v));
+                }
+                Value::Object(m)
+            }
+            Message::DistAddr { addr, token } => {
+                let mut m = Map::new();
+                m.insert("dist_addr".into(), addr_to_json(addr));
+                if let Some(t) = token {
+                    m.insert("dist_token".into(), json!(t));
+                }
+                Value::Object(m)
+            }
+            Message::DistToken(t) => json!({ "dist_token": t }),
+            Message::Heartbeat => json!({ "<3": true }),
+            Message::Chat(c) => json!({
+                "data": c.data,
+                "alias": c.alias,
+                "to": match &c.to {
+                    Recipient::Broadcast => Value::String("Broadcast".into()),
+                    Recipient::Direct(a) => addr_to_json(a),
+                },
+                "from": addr_to_json(&c.from),
+            }),
+            Message::Echo { data, alias } => json!({ "data": data, "alias": alias }),
+        }
+    }
+
+    /// Encodes the message as the bytes of one `send()`.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing a `Value` cannot fail: its keys are strings.
+        serde_json::to_vec(&self.to_json()).unwrap_or_default()
+    }
+
+    /// Classifies one decoded JSON value by the keys the reference reads.
+    pub fn from_json(v: Value) -> Result<Message, DecodeError> {
+        let Some(obj) = v.as_object() else {
+            return Err(DecodeError::unknown(&v));
+        };
+        let version = obj.get(EXTENSION_KEY).and_then(Value::as_u64);
+        let bad = || DecodeError::unknown(&v);
+        if let Some(b) = obj.get("banned") {
+            return Ok(Message::Banned { banned: b.as_bool().ok_or_else(bad)?, version });
+        }
+        if let Some(p) = obj.get("shadow") {
+            let password = p.as_str().ok_or_else(bad)?.to_owned();
+            return Ok(Message::Shadow { password, version });
+        }
+        if let Some(a) = obj.get("authenticated") {
+            return Ok(Message::Authenticated(a.as_bool().ok_or_else(bad)?));
+        }
+        if let Some(a) = obj.get("peer_address") {
+            return Ok(Message::PeerAddress(addr_from_json(a).ok_or_else(bad)?));
+        }
+        if let Some(list) = obj.get("distro") {
+            let members = list
+                .as_array()
+                .ok_or_else(bad)?
+                .iter()
+                .map(addr_from_json)
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(bad)?;
+            let version = obj.get("version").and_then(Value::as_u64);
+            return Ok(Message::Distro { members, version });
+        }
+        if let Some(a) = obj.get("dist_addr") {
+            let addr = addr_from_json(a).ok_or_else(bad)?;
+            let token = obj.get("dist_token").and_then(Value::as_u64);
+            return Ok(Message::DistAddr { addr, token });
+        }
+        if let Some(t) = obj.get("dist_token") {
+            return Ok(Message::DistToken(t.as_u64().ok_or_else(bad)?));
+        }
+        if obj.contains_key("<3") {
+            return Ok(Message::Heartbeat);
+        }
+        if let Some(data) = obj.get("data") {
+            let alias = obj.get("alias").and_then(Value::as_str).unwrap_or_default().to_owned();
+            if let (Some(text), Some(to), Some(from)) = (data.as_str(), obj.get("to"), obj.get("from")) {
+                let to = match to {
+                    Value::String(s) if s == "Broadcast" => Recipient::Broadcast,
+                    other => Recipient::Direct(addr_from_json(other).ok_or_else(bad)?),
+                };
+                let from = addr_from_json(from).ok_or_else(bad)?;
+                return Ok(Message::Chat(Chat { data: text.to_owned(), alias, to, from }));
+            }
+            if data.is_object() {
+                return Ok(Message::Echo { data: data.clone(), alias });
+            }
+        }
+        Err(bad())
+    }
+
+    /// Short name of the message kind, for errors and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Banned { .. } => "banned",
+            Message::Shadow { .. } => "shadow",
+            Message::Authenticated(_) => "authenticated",
+            Message::PeerAddress(_) => "peer_address",
+            Message::Distro { .. } => "distro",
+            Message::DistAddr { .. } => "dist_addr",
+            Message::DistToken(_) => "dist_token",
+            Message::Heartbeat => "heartbeat",
+            Message::Chat(_) => "chat",
+            Message::Echo { .. } => "echo",
+        }
+    }
+}
+
+/// Incremental scanner that finds where one top-level JSON object ends.
+///
+/// It tracks only nesting depth and string/escape state; full validation is
+/// left to `serde_json` once the value is complete.
+#[derive(Default, Debug)]
+struct Scanner {
+    /// Bytes of the buffer already scanned for the current value.
+    pos: usize,
+    /// Offset of the value's first byte, once seen.
+    start: Option<usize>,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+enum Scan {
+    /// The value occupies `start..end` of the buffer.
+    Complete { start: usize, end: usize },
+    /// More bytes are needed.
+    Incomplete,
+    /// A top-level value that is not an object (or stray closing bracket).
+    NotAnObject(u8),
+}
+
+impl Scanner {
+    fn scan(&mut self, buf: &[u8]) -> Scan {
+        while self.pos < buf.len() {
+            let b = buf[self.pos];
+            self.pos += 1;
+            if self.start.is_none() {
+                match b {
+                    b' ' | b'\t' | b'\r' | b'\n' => continue,
+                    b'{' => {
+                        self.start = Some(self.pos - 1);
+                        self.depth = 1;
+                        continue;
+                    }
+                    other => return Scan::NotAnObject(other),
+                }
+            }
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        let start = self.start.take().unwrap_or(0);
+                        return Scan::Complete { start, end: self.pos };
+                    }
+                }
+                _ => {}
+            }
+        }
+        Scan::Incomplete
+    }
+}
+
+/// Reads a sequence of concatenated JSON messages from any `AsyncRead`.
+///
+/// Each call to [`MessageReader::next`] returns one message; leftover bytes
+/// stay buffered for the next call. The buffer never holds more than one
+/// value's bound plus one read's worth of bytes.
+#[derive(Debug)]
+pub struct MessageReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    scanner: Scanner,
+    scratch: Vec<u8>,
+    max_len: usize,
+    read_chunk: usize,
+    last_len: usize,
+}
+
+impl<R: AsyncRead + Unpin> MessageReader<R> {
+    /// A reader bounded at [`DEFAULT_MAX_VALUE_LEN`] bytes per value.
+    pub fn new(inner: R) -> Self {
+        Self::with_limit(inner, DEFAULT_MAX_VALUE_LEN)
+    }
+
+    /// A reader bounded at `max_len` bytes per value.
+    pub fn with_limit(inner: R, max_len: usize) -> Self {
+        MessageReader {
+            inner,
+            buf: Vec::new(),
+            scanner: Scanner::default(),
+            scratch: Vec::new(),
+            max_len: max_len.max(16),
+            read_chunk: 4096,
+            last_len: 0,
+        }
+    }
+
+    /// The next message on the stream.
+    ///
+    /// Cancel-safe: dropping the future loses no bytes (they stay buffered).
+    pub async fn next(&mut self) -> Result<Message, DecodeError> {
+        let value = self.next_value().await?;
+        Message::from_json(value)
+    }
+
+    /// The next raw JSON value on the stream (must be an object).
+    pub async fn next_value(&mut self) -> Result<Value, DecodeError> {
+        loop {
+            match self.scanner.scan(&self.buf) {
+                Scan::Complete { start, end } => {
+                    let parsed = serde_json::from_slice::<Value>(&self.buf[start..end]);
+                    self.last_len = end - start;
+                    self.buf.drain(..end);
+                    self.scanner = Scanner::default();
+                    return parsed.map_err(|e| DecodeError::InvalidJson(e.to_string()));
+                }
+                Scan::NotAnObject(b) => {
+                    self.buf.clear();
+                    self.scanner = Scanner::default();
+                    return Err(DecodeError::InvalidJson(format!(
+                        "expected a JSON object, found byte 0x{b:02x}"
+                    )));
+                }
+                Scan::Incomplete => {}
+            }
+            let pending = self.buf.len() - self.scanner.start.unwrap_or(self.buf.len());
+            if pending > self.max_len {
+                self.buf.clear();
+                self.scanner = Scanner::default();
+                return Err(DecodeError::TooLarge { limit: self.max_len });
+            }
+            // Whitespace before a value is dropped so it never accumulates.
+            if self.scanner.start.is_none() && !self.buf.is_empty() {
+                self.buf.clear();
+                self.scanner.pos = 0;
+            }
+            let room = (self.max_len + 1 - pending).min(self.read_chunk);
+            self.scratch.resize(room, 0);
+            // Reading into scratch keeps this cancel-safe: an abandoned read
+            // leaves `buf` untouched.
+            let n = self.inner.read(&mut self.scratch[..room]).await?;
+            if n == 0 {
+                return Err(DecodeError::Eof { partial: self.scanner.start.is_some() });
+            }
+            self.buf.extend_from_slice(&self.scratch[..n]);
+            // Grow reads for large values (member lists) to keep syscalls few.
+            self.read_chunk = if pending > 16 * 1024 { 64 * 1024 } else { 4096 };
+        }
+    }
+
+    /// Size in bytes of the last value returned.
+    pub fn last_len(&self) -> usize {
+        self.last_len
+    }
+
+    /// The wrapped reader.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn samples() -> Vec<Message> {
+        vec![
+            Message::Banned { banned: false, version: None },
+            Message::Banned { banned: true, version: Some(2) },
+            Message::Shadow { password: "p\"w{}\\".into(), version: Some(2) },
+            Message::Authenticated(true),
+            Message::PeerAddress(a("127.0.0.1:49123")),
+            Message::Distro { members: vec![a("127.0.0.1:1"), a("127.0.0.2:2")], version: Some(7) },
+            Message::DistAddr { addr: a("127.0.0.1:50001"), token: Some(3) },
+            Message::DistToken(3),
+            Message::Heartbeat,
+            Message::Chat(Chat {
+                data: "hi ]}".into(),
+                alias: "bob".into(),
+                to: Recipient::Broadcast,
+                from: a("127.0.0.3:4"),
+            }),
+        ]
+    }
+
+    async fn decode_all(bytes: Vec<u8>, chunk: usize) -> Vec<Result<Message, String>> {
+        let (mut w, r) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            for c in bytes.chunks(chunk.max(1)) {
+                w.write_all(c).await.unwrap();
+            }
+        });
+        let mut reader = MessageReader::with_limit(r, 4096);
+        let mut out = Vec::new();
+        loop {
+            match reader.next().await {
+                Ok(m) => out.push(Ok(m)),
+                Err(DecodeError::Eof { partial: false }) => break,
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    if matches!(e, DecodeError::Eof { .. }) {
+                        break;
+                    }
+                }
+            }
+        }
+        writer.await.unwrap();
+        out
+    }
+
+    #[test]
+    fn reference_encodings() {
+        assert_eq!(Message::Heartbeat.encode(), br#"{"<3":true}"#);
+        assert_eq!(
+            Message::PeerAddress(a("127.0.0.1:49123")).encode(),
+            br#"{"peer_address":["127.0.0.1",49123]}"#
+        );
+        assert_eq!(
+            Message::Banned { banned: false, version: None }.encode(),
+            br#"{"banned":false}"#
+        );
+        // Python writes a space after the colon; any valid JSON is accepted.
+        let v: Value = serde_json::from_str(r#"{"banned": false}"#).unwrap();
+        assert_eq!(Message::from_json(v).unwrap(), Message::Banned { banned: false, version: None });
+    }
+
+    #[tokio::test]
+    async fn coalesced_values_in_one_read() {
+        let mut bytes = Vec::new();
+        for m in samples() {
+            bytes.extend(m.encode());
+        }
+        let out = decode_all(bytes, usize::MAX).await;
+        assert_eq!(out, samples().into_iter().map(Ok).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn split_byte_by_byte_with_whitespace() {
+        let mut bytes = Vec::new();
+        for m in samples() {
+            bytes.extend(b" \n\t");
+            bytes.extend(m.encode());
+        }
+        bytes.extend(b"\r\n  ");
+        let out = decode_all(bytes, 1).await;
+        assert_eq!(out, samples().into_iter().map(Ok).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn oversized_value_is_an_error_not_a_buffer() {
+        let mut bytes = br#"{"shadow": ""#.to_vec();
+        bytes.extend(std::iter::repeat_n(b'x', 10_000));
+        bytes.extend(br#""}"#);
+        let out = decode_all(bytes, 100).await;
+        assert_eq!(out[0], Err("value exceeds 4096 bytes".into()));
+    }
+
+    #[tokio::test]
+    async fn endless_string_stops_at_the_bound() {
+        let (mut w, r) = tokio::io::duplex(1024);
+        tokio::spawn(async move {
+            let _ = w.write_all(br#"{"shadow": ""#).await;
+            loop {
+                if w.write_all(&[b'a'; 512]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut reader = MessageReader::with_limit(r, 64 * 1024);
+        let err = reader.next().await.unwrap_err();
+        assert!(matches!(err, DecodeError::TooLarge { limit: 65536 }), "{err}");
+        assert!(reader.buf.capacity() < 2 * 65536 + 8192);
+    }
+
+    #[tokio::test]
+    async fn invalid_json_and_garbage() {
+        let out = decode_all(br#"{"banned": fals}"#.to_vec(), 3).await;
+        assert!(out[0].as_ref().unwrap_err().starts_with("invalid JSON"), "{out:?}");
+        let out = decode_all(b"GET / HTTP/1.1\r\n\r\n".to_vec(), 5).await;
+        assert!(out[0].as_ref().unwrap_err().contains("expected a JSON object"), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn unknown_message() {
+        let out = decode_all(br#"{"hello": 1}{"banned": 3}"#.to_vec(), 4).await;
+        assert_eq!(out.len(), 2);
+        assert!(out[0].as_ref().unwrap_err().starts_with("unknown message"), "{out:?}");
+        assert!(out[1].as_ref().unwrap_err().starts_with("unknown message"), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn eof_mid_value_is_reported_as_partial() {
+        let out = decode_all(br#"{"<3": tr"#.to_vec(), 2).await;
+        assert_eq!(out, vec![Err("connection closed in the middle of a value".into())]);
+    }
+
+    #[test]
+    fn echo_and_reference_chat_shapes() {
+        let chat: Value = serde_json::from_str(
+            r#"{"data": "yo", "alias": "py", "to": ["127.0.0.1", 4], "from": ["127.0.0.2", 5]}"#,
+        )
+        .unwrap();
+        let m = Message::from_json(chat.clone()).unwrap();
+        assert!(matches!(&m, Message::Chat(c) if c.to == Recipient::Direct(a("127.0.0.1:4"))));
+        let echo = json!({"data": chat, "alias": "rust"});
+        assert!(matches!(Message::from_json(echo).unwrap(), Message::Echo { .. }));
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn arb_addr() -> impl Strategy<Value = SocketAddr> {
+            (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::from((ip, port)))
+        }
+
+        fn arb_message() -> impl Strategy<Value = Message> {
+            prop_oneof![
+                (any::<bool>(), proptest::option::of(0u64..10))
+                    .prop_map(|(banned, version)| Message::Banned { banned, version }),
+                (".{0,40}", proptest::option::of(0u64..10))
+                    .prop_map(|(password, version)| Message::Shadow { password, version }),
+                any::<bool>().prop_map(Message::Authenticated),
+                arb_addr().prop_map(Message::PeerAddress),
+                (proptest::collection::vec(arb_addr(), 0..30), proptest::option::of(any::<u64>()))
+                    .prop_map(|(members, version)| Message::Distro { members, version }),
+                (arb_addr(), proptest::option::of(any::<u64>()))
+                    .prop_map(|(addr, token)| Message::DistAddr { addr, token }),
+                any::<u64>().prop_map(Message::DistToken),
+                Just(Message::Heartbeat),
+                (".{0,60}", "[a-z{}\\[\\]\"]{0,10}", proptest::option::of(arb_addr()), arb_addr())
+                    .prop_map(|(data, alias, to, from)| Message::Chat(Chat {
+                        data,
+                        alias,
+                        to: to.map_or(Recipient::Broadcast, Recipient::Direct),
+                        from,
+                    })),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+            #[test]
+            fn any_sequence_in_any_chunks_round_trips(
+                msgs in proptest::collection::vec(arb_message(), 0..12),
+                cuts in proptest::collection::vec(1usize..64, 1..40),
+                ws in proptest::collection::vec(prop_oneof![Just(""), Just(" "), Just("\n"), Just("\r\n\t")], 12),
+            ) {
+                let mut bytes = Vec::new();
+                for (i, m) in msgs.iter().enumerate() {
+                    bytes.extend(ws[i % ws.len()].as_bytes());
+                    bytes.extend(m.encode());
+                }
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let decoded = rt.block_on(async move {
+                    let (mut w, r) = tokio::io::duplex(256);
+                    let writer = tokio::spawn(async move {
+                        let mut rest = &bytes[..];
+                        let mut i = 0;
+                        while !rest.is_empty() {
+                            let n = cuts[i % cuts.len()].min(rest.len());
+                            w.write_all(&rest[..n]).await.unwrap();
+                            rest = &rest[n..];
+                            i += 1;
+                        }
+                    });
+                    let mut reader = MessageReader::new(r);
+                    let mut out = Vec::new();
+                    loop {
+                        match reader.next().await {
+                            Ok(m) => out.push(m),
+                            Err(DecodeError::Eof { partial: false }) => break,
+                            Err(e) => panic!("decode error: {e}"),
+                        }
+                    }
+                    writer.await.unwrap();
+                    out
+                });
+                prop_assert_eq!(decoded, msgs);
+            }
+        }
+    }
+}
