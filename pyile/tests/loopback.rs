@@ -1,0 +1,108 @@
+//! The authenticator and joiners on real loopback sockets (port 0).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pyile::{Authenticator, Delivery, Error, EventKind, Joiner, RemovalReason, TokioNet};
+
+#[tokio::test]
+async fn join_heartbeat_message_and_leave() {
+    let mut auth = Authenticator::start(TokioNet, auth_config("pw")).await.unwrap();
+    let mut auth_events = auth.events().unwrap();
+    let mut alice = Joiner::join(TokioNet, auth.auth_addr(), joiner_config("pw", "alice")).await.unwrap();
+    let mut bob = Joiner::join(TokioNet, auth.auth_addr(), joiner_config("pw", "bob")).await.unwrap();
+    let mut a_events = alice.events().unwrap();
+    let mut b_events = bob.events().unwrap();
+
+    // Everyone converges on [auth, alice, bob].
+    let expected = vec![auth.peer_addr(), alice.peer_addr(), bob.peer_addr()];
+    assert!(eventually(Duration::from_secs(3), || alice.members().members.to_vec() == expected
+        && bob.members().members.to_vec() == expected).await);
+    assert_eq!(auth.members().members.to_vec(), expected);
+
+    // Heartbeats flow for several intervals and nobody is removed.
+    let mut beats = 0;
+    while beats < 5 {
+        let ev = wait_for(&mut b_events, INTERVAL * 4, |k| matches!(k, EventKind::HeartbeatReceived { .. })).await;
+        assert!(ev.is_some(), "heartbeat {beats} missing");
+        beats += 1;
+    }
+    assert_eq!(auth.members().len(), 3);
+
+    // Broadcast from alice reaches bob and the authenticator.
+    let report = alice.broadcast("hello all").await;
+    assert_eq!((report.sent, report.delivered, report.failed), (2, 2, 0));
+    let got = wait_for(&mut b_events, Duration::from_secs(2), |k| matches!(k, EventKind::MessageReceived { .. })).await;
+    match got.map(|e| e.kind) {
+        Some(EventKind::MessageReceived { from, alias, broadcast, data, .. }) => {
+            assert_eq!((from, alias.as_str(), broadcast, data.as_str()), (alice.peer_addr(), "alice", true, "hello all"));
+        }
+        other => panic!("bob got {other:?}"),
+    }
+    assert!(wait_for(&mut auth_events, Duration::from_secs(2), |k| matches!(k, EventKind::MessageReceived { data, .. } if data == "hello all")).await.is_some());
+
+    // Direct message from bob to alice, echoed.
+    assert_eq!(bob.send(alice.peer_addr(), "psst").await.unwrap(), Delivery::Echoed);
+    let got = wait_for(&mut a_events, Duration::from_secs(2), |k| matches!(k, EventKind::MessageReceived { .. })).await;
+    assert!(matches!(got.map(|e| e.kind), Some(EventKind::MessageReceived { broadcast: false, ref data, .. }) if data == "psst"));
+
+    // Bob leaves: the authenticator removes him and alice sees the list shrink.
+    let bob_peer = bob.peer_addr();
+    bob.leave().await;
+    assert_eq!(bob.task_count(), 0);
+    assert!(tokio::net::TcpStream::connect(bob_peer).await.is_err(), "bob's peer socket outlived him");
+    let removed = wait_for(&mut auth_events, Duration::from_secs(2), |k| matches!(k, EventKind::MemberRemoved { .. })).await;
+    assert!(matches!(removed.map(|e| e.kind), Some(EventKind::MemberRemoved { member, reason: RemovalReason::Closed }) if member == bob_peer));
+    assert!(eventually(Duration::from_secs(2), || alice.members().members.to_vec() == vec![auth.peer_addr(), alice.peer_addr()]).await);
+
+    // The authenticator leaves: alice notices and ends by herself.
+    auth.leave().await;
+    assert_eq!(auth.task_count(), 0);
+    tokio::time::timeout(Duration::from_secs(2), alice.closed()).await.expect("alice noticed the loss");
+    assert!(wait_for(&mut a_events, Duration::from_secs(1), |k| matches!(k, EventKind::AuthenticatorLost { .. })).await.is_some());
+    assert_eq!(alice.task_count(), 0);
+}
+
+#[tokio::test]
+async fn wrong_password_until_ban_and_correct_password_clears_count() {
+    let mut auth = Authenticator::start(TokioNet, auth_config("pw").password_attempts(3)).await.unwrap();
+    let mut events = auth.events().unwrap();
+    let target = auth.auth_addr();
+    let ip2 = "127.0.0.2".parse().unwrap();
+    let cfg = |pw: &str| joiner_config(pw, "mallory").local_ip(ip2);
+
+    // Two failures, then a success clears the count ...
+    for _ in 0..2 {
+        assert!(matches!(Joiner::join(TokioNet, target, cfg("nope")).await, Err(Error::Authentication)));
+    }
+    let ok = Joiner::join(TokioNet, target, cfg("pw")).await.unwrap();
+    ok.leave().await;
+    // ... so two more failures still do not ban (no off-by-one) ...
+    for _ in 0..2 {
+        assert!(matches!(Joiner::join(TokioNet, target, cfg("nope")).await, Err(Error::Authentication)));
+    }
+    assert!(auth.banned().is_empty());
+    // ... and the third consecutive failure does.
+    assert!(matches!(Joiner::join(TokioNet, target, cfg("nope")).await, Err(Error::Authentication)));
+    assert_eq!(auth.banned(), vec![ip2]);
+    assert!(wait_for(&mut events, Duration::from_secs(1), |k| matches!(k, EventKind::Banned { ip } if *ip == ip2)).await.is_some());
+    // Banned: even the right password gets {"banned": true}.
+    assert!(matches!(Joiner::join(TokioNet, target, cfg("pw")).await, Err(Error::Banned)));
+    // Other IPs are unaffected.
+    let other = Joiner::join(TokioNet, target, joiner_config("pw", "carol")).await.unwrap();
+    assert!(eventually(Duration::from_secs(2), || auth.members().len() == 2).await);
+    other.leave().await;
+    auth.leave().await;
+}
+
+#[tokio::test]
+async fn attempts_of_one_bans_on_first_failure() {
+    let auth = Authenticator::start(TokioNet, auth_config("pw").password_attempts(1)).await.unwrap();
+    let ip: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    let cfg = |pw: &str| joiner_config(pw, "m").local_ip(ip);
+    assert!(matches!(Joiner::join(TokioNet, auth.auth_addr(), cfg("x")).await, Err(Error::Authentication)));
+    assert!(matches!(Joiner::join(TokioNet, auth.auth_addr(), cfg("pw")).await, Err(Error::Banned)));
+    auth.leave().await;
+}
