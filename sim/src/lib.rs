@@ -1,0 +1,20 @@
+//! `sim`: deterministic, seeded turmoil simulations of Pyile networks, driven by scenario
+//! files, with checkers, metrics and CSV reports (issue 3).
+//!
+//! Module map (one concept each):
+//! - [`scenario`]: the TOML schema, line-numbered errors, validation, `[random]` resolution.
+//! - [`metrics`]: the catalogue of per-run metrics (stable CSV column names, units, direction).
+//! - [`verdict`]: turns checker findings, expectations and determinism into pass/fail.
+//! - [`report`]: per-run and summary CSVs, the printed table, `compare` and `baseline`.
+//! - [`trace`]: JSON-lines event traces, the running trace hash, determinism comparison.
+//! - [`cost`]: wall-time estimate from turmoil's measured O(hosts³) step cost.
+//! - [`runner`]: **slot** where pyile's authenticator and joiners are wired into turmoil.
+//! - [`cli`]: the command line.
+//! - [`duration`], [`hash`], [`rng`]: small shared utilities (unit durations, FNV-1a,
+//!   labelled seed derivation).
+
+pub mod duration;
+pub mod hash;
+pub mod metrics;
+pub mod rng;
+pub mod scenario;

@@ -1,0 +1,262 @@
+//! The catalogue of per-run metrics: their stable names, units, and which direction is worse.
+//!
+//! Every metric a run can produce is declared here once, in [`MetricId::ALL`]. The name is
+//! the CSV column name (stable: baselines and CI compare by it), the unit says how to read and
+//! print it, and [`Better`] with the default tolerances says how `sim compare` judges a change.
+//! Scenario `[[expect]]` entries name metrics from this table, so a typo is caught at parse
+//! time with its line number. Keeping the catalogue separate from the runner means the report,
+//! compare and expectation code is complete and tested before the protocol is wired in.
+//!
+//! All times are in **simulated** seconds, except `wall_seconds` and `sim_wall_ratio`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// How a metric's value is read and printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Simulated seconds (printed as ms/s/m).
+    Seconds,
+    /// A count of things.
+    Count,
+    /// Bytes.
+    Bytes,
+    /// A dimensionless ratio.
+    Ratio,
+    /// 0 or 1.
+    Flag,
+}
+
+/// Which direction of change is a regression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Better {
+    /// Smaller is better (latencies, violations, losses).
+    Lower,
+    /// Larger is better (convergence flag, throughput).
+    Higher,
+    /// Informational: describes the run (counts of events, hosts) or depends on the machine
+    /// (wall time); `sim compare` never fails on it.
+    Info,
+}
+
+/// One metric's definition.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricDef {
+    /// The id.
+    pub id: MetricId,
+    /// Stable column name.
+    pub name: &'static str,
+    /// Unit.
+    pub unit: Unit,
+    /// Which direction is a regression.
+    pub better: Better,
+    /// Default relative tolerance for `sim compare` (0.2 = 20 % worse is still fine).
+    pub rel_tol: f64,
+    /// Default absolute slack for `sim compare`, in the metric's unit.
+    pub abs_tol: f64,
+    /// One line for humans.
+    pub doc: &'static str,
+}
+
+macro_rules! metrics {
+    ($( $id:ident => $name:literal, $unit:ident, $better:ident, $rel:expr, $abs:expr, $doc:literal; )*) => {
+        /// Identifies one metric of [`MetricId::ALL`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum MetricId { $( #[doc = $doc] $id, )* }
+
+        impl MetricId {
+            /// Every metric, in CSV column order.
+            pub const ALL: &'static [MetricId] = &[ $( MetricId::$id, )* ];
+
+            /// This metric's definition.
+            pub fn def(self) -> &'static MetricDef {
+                &DEFS[self as usize]
+            }
+        }
+
+        static DEFS: &[MetricDef] = &[ $( MetricDef {
+            id: MetricId::$id, name: $name, unit: Unit::$unit, better: Better::$better,
+            rel_tol: $rel, abs_tol: $abs, doc: $doc,
+        }, )* ];
+    };
+}
+
+metrics! {
+    Hosts => "hosts", Count, Info, 0.0, 0.0, "simulated hosts (authenticator + joiner hosts + attacker hosts)";
+    Joiners => "joiners", Count, Info, 0.0, 0.0, "joiners declared by the scenario";
+    JoinsAttempted => "joins_attempted", Count, Info, 0.0, 0.0, "join attempts started";
+    JoinsOk => "joins_ok", Count, Info, 0.0, 0.0, "joins that completed the whole handshake";
+    JoinsFailed => "joins_failed", Count, Lower, 0.1, 1.0, "joins that ended in an error (bans of attackers not included)";
+    JoinLatencyP50 => "join_latency_p50", Seconds, Lower, 0.25, 0.05, "join latency (connect to first list), median";
+    JoinLatencyP90 => "join_latency_p90", Seconds, Lower, 0.25, 0.05, "join latency, 90th percentile";
+    JoinLatencyMax => "join_latency_max", Seconds, Lower, 0.5, 0.1, "join latency, worst";
+    DetectionLatencyP50 => "detection_latency_p50", Seconds, Lower, 0.2, 0.5, "fault (crash/partition/leave) to removal by the authenticator, median";
+    DetectionLatencyMax => "detection_latency_max", Seconds, Lower, 0.2, 0.5, "fault to removal, worst";
+    ConvergenceP50 => "convergence_p50", Seconds, Lower, 0.25, 0.05, "list change to every live joiner holding it, median";
+    ConvergenceP90 => "convergence_p90", Seconds, Lower, 0.25, 0.05, "list change to every live joiner holding it, 90th percentile";
+    ConvergenceMax => "convergence_max", Seconds, Lower, 0.5, 0.1, "list change to every live joiner holding it, worst";
+    Converged => "converged", Flag, Higher, 0.0, 0.0, "1 if every live joiner held the authenticator's list at the end of the quiet period";
+    FalseRemovals => "false_removals", Count, Lower, 0.0, 0.0, "honest members removed although they kept answering";
+    AuthLostReports => "auth_lost_reports", Count, Info, 0.0, 0.0, "joiners that reported the loss of the authenticator";
+    AuthLossDetectionMax => "auth_loss_detection_max", Seconds, Lower, 0.2, 0.5, "authenticator fault to a joiner reporting the loss, worst";
+    Rejoins => "rejoins", Count, Info, 0.0, 0.0, "joins started by groups' rejoin_after policy";
+    ListChanges => "list_changes", Count, Info, 0.0, 0.0, "member lists published by the authenticator";
+    DistMsgsPerChange => "dist_msgs_per_change", Ratio, Lower, 0.2, 0.5, "distribution messages sent per list change";
+    DistBytesPerChange => "dist_bytes_per_change", Bytes, Lower, 0.2, 64.0, "distribution bytes sent per list change";
+    BannedIps => "banned_ips", Count, Info, 0.0, 0.0, "IPs the authenticator banned";
+    BanLatencyMax => "ban_latency_max", Seconds, Lower, 0.25, 0.1, "first wrong attempt of an IP to its ban, worst";
+    AttemptsBeforeBanMax => "attempts_before_ban_max", Count, Lower, 0.0, 0.0, "wrong attempts an IP made before it was banned, worst";
+    HonestAdmitDuringFloodMax => "honest_admit_during_flood_max", Seconds, Lower, 0.5, 0.2, "join latency of honest joiners during a ban flood, worst";
+    MsgsSent => "msgs_sent", Count, Info, 0.0, 0.0, "chat messages sent (a broadcast counts once per recipient)";
+    MsgsDelivered => "msgs_delivered", Count, Info, 0.0, 0.0, "chat messages echoed by their recipient";
+    MsgsLost => "msgs_lost", Count, Lower, 0.25, 2.0, "chat messages not delivered";
+    FaultsScheduled => "faults_scheduled", Count, Info, 0.0, 0.0, "faults the timeline scheduled";
+    FaultsFired => "faults_fired", Count, Info, 0.0, 0.0, "scheduled faults that were applied to the simulated network";
+    SegmentsDropped => "segments_dropped", Count, Info, 0.0, 0.0, "evidence: segments dropped by partitions or loss";
+    StreamsKilled => "streams_killed", Count, Info, 0.0, 0.0, "evidence: TCP streams that died of a fault";
+    SafetyViolations => "safety_violations", Count, Lower, 0.0, 0.0, "safety checker findings (any is a failure)";
+    LivenessViolations => "liveness_violations", Count, Lower, 0.0, 0.0, "liveness checker findings";
+    EventsProcessed => "events_processed", Count, Info, 0.0, 0.0, "protocol events consumed by the checkers";
+    SimSeconds => "sim_seconds", Seconds, Info, 0.0, 0.0, "simulated time run";
+    WallSeconds => "wall_seconds", Seconds, Info, 0.0, 0.0, "wall-clock time of the run (machine-dependent)";
+    SimWallRatio => "sim_wall_ratio", Ratio, Info, 0.0, 0.0, "simulated seconds per wall second (machine-dependent)";
+}
+
+impl MetricId {
+    /// Looks a metric up by its column name.
+    pub fn from_name(name: &str) -> Option<MetricId> {
+        DEFS.iter().find(|d| d.name == name).map(|d| d.id)
+    }
+
+    /// The column name.
+    pub fn name(self) -> &'static str {
+        self.def().name
+    }
+
+    /// Every metric name, for error messages.
+    pub fn all_names() -> Vec<&'static str> {
+        DEFS.iter().map(|d| d.name).collect()
+    }
+}
+
+impl fmt::Display for MetricId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Formats a value in its metric's unit for humans.
+pub fn format_value(id: MetricId, v: f64) -> String {
+    match id.def().unit {
+        Unit::Seconds => crate::duration::human_secs(v),
+        Unit::Count | Unit::Flag if v.fract() == 0.0 => format!("{v:.0}"),
+        Unit::Bytes if v >= 10.0 => format!("{v:.0}B"),
+        _ => format!("{v:.3}"),
+    }
+}
+
+/// The metric values of one run. A metric with no samples (no detections in a run without
+/// faults, say) is absent, and is written as an empty CSV cell.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Metrics {
+    values: BTreeMap<MetricId, f64>,
+}
+
+impl Metrics {
+    /// No values.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets a value; non-finite values are stored as absent.
+    pub fn set(&mut self, id: MetricId, v: f64) {
+        if v.is_finite() {
+            self.values.insert(id, v);
+        } else {
+            self.values.remove(&id);
+        }
+    }
+
+    /// A value, if the run produced one.
+    pub fn get(&self, id: MetricId) -> Option<f64> {
+        self.values.get(&id).copied()
+    }
+
+    /// Sets p50/p90/max (whichever ids are given) from raw samples; nothing if empty.
+    pub fn set_distribution(
+        &mut self,
+        samples: &[f64],
+        p50: Option<MetricId>,
+        p90: Option<MetricId>,
+        max: Option<MetricId>,
+    ) {
+        let mut s: Vec<f64> = samples.iter().copied().filter(|v| v.is_finite()).collect();
+        if s.is_empty() {
+            return;
+        }
+        s.sort_by(f64::total_cmp);
+        if let Some(id) = p50 {
+            self.set(id, percentile_sorted(&s, 0.5));
+        }
+        if let Some(id) = p90 {
+            self.set(id, percentile_sorted(&s, 0.9));
+        }
+        if let Some(id) = max {
+            self.set(id, *s.last().unwrap());
+        }
+    }
+
+    /// Every (id, value) present, in catalogue order.
+    pub fn iter(&self) -> impl Iterator<Item = (MetricId, f64)> + '_ {
+        self.values.iter().map(|(k, v)| (*k, *v))
+    }
+}
+
+/// Nearest-rank percentile of an ascending slice (`q` in 0..=1). Panics on an empty slice.
+pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
+    assert!(!sorted.is_empty(), "percentile of no samples");
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_is_consistent() {
+        for (i, id) in MetricId::ALL.iter().enumerate() {
+            assert_eq!(*id as usize, i);
+            assert_eq!(id.def().id, *id);
+            assert_eq!(MetricId::from_name(id.name()), Some(*id));
+        }
+        let mut names = MetricId::all_names();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), MetricId::ALL.len(), "duplicate metric names");
+        assert_eq!(MetricId::from_name("no_such_metric"), None);
+    }
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let s: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile_sorted(&s, 0.5), 5.0);
+        assert_eq!(percentile_sorted(&s, 0.9), 9.0);
+        assert_eq!(percentile_sorted(&s, 1.0), 10.0);
+        assert_eq!(percentile_sorted(&s, 0.0), 1.0);
+        assert_eq!(percentile_sorted(&[7.0], 0.9), 7.0);
+    }
+
+    #[test]
+    fn distribution_sets_only_given_ids() {
+        let mut m = Metrics::new();
+        m.set_distribution(&[3.0, 1.0, 2.0], Some(MetricId::JoinLatencyP50), None, Some(MetricId::JoinLatencyMax));
+        assert_eq!(m.get(MetricId::JoinLatencyP50), Some(2.0));
+        assert_eq!(m.get(MetricId::JoinLatencyP90), None);
+        assert_eq!(m.get(MetricId::JoinLatencyMax), Some(3.0));
+        m.set_distribution(&[], Some(MetricId::ConvergenceP50), None, None);
+        assert_eq!(m.get(MetricId::ConvergenceP50), None);
+        m.set(MetricId::MsgsLost, f64::NAN);
+        assert_eq!(m.get(MetricId::MsgsLost), None);
+    }
+}
