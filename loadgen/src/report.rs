@@ -1,0 +1,348 @@
+//! Reports a person or a CI job reads after a run: the final CSV, the per-interval CSV, the
+//! run-parameters sidecar and the printed summary table.
+//!
+//! File formats (stable; scripts depend on them):
+//! - `--out X.csv`: header `metric,count,min_us,p50_us,p90_us,p99_us,p999_us,max_us,mean_us`,
+//!   one row per latency (all of them, in a fixed order; empty statistics when there were no
+//!   samples) then one row per counter (count only).
+//! - `X.intervals.csv` (beside `--out`, one block of rows per `--interval`): the same columns
+//!   preceded by `start_s,end_s`, with the interval's samples and counter increments, plus a
+//!   row `active` whose count is the number of joined joiners at the end of the interval.
+//! - `X.csv.params.json`: the run parameters, written when the run starts and rewritten with
+//!   its end time and outcome when it ends, so an interrupted run still says what it was.
+//!
+//! The interval logs that make exact merging possible are in [`crate::hlog`].
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::metrics::{Counter, Interval, Latency, Totals};
+use crate::plan::{PlanSummary, Shard};
+use crate::units::format_micros;
+
+/// Columns of the final CSV.
+pub const COLUMNS: [&str; 9] =
+    ["metric", "count", "min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"];
+
+/// Statistics of one histogram, in microseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stats {
+    /// Smallest sample.
+    pub min: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest sample.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl Stats {
+    /// The statistics of `h`, `None` if it is empty.
+    pub fn of(h: &Histogram<u64>) -> Option<Stats> {
+        (!h.is_empty()).then(|| Stats {
+            min: h.min(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            mean: h.mean(),
+        })
+    }
+}
+
+/// One row of the final CSV: a latency (with statistics if it had samples) or a counter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// Stable metric name.
+    pub metric: &'static str,
+    /// Samples or counter value.
+    pub count: u64,
+    /// Statistics; always `None` for counters.
+    pub stats: Option<Stats>,
+}
+
+impl Row {
+    fn cells(&self) -> Vec<String> {
+        let mut cells = vec![self.metric.to_string(), self.count.to_string()];
+        match self.stats {
+            Some(s) => {
+                cells.extend([s.min, s.p50, s.p90, s.p99, s.p999, s.max].map(|v| v.to_string()));
+                cells.push(format!("{:.1}", s.mean));
+            }
+            None => cells.extend(std::iter::repeat_n(String::new(), 7)),
+        }
+        cells
+    }
+}
+
+/// The rows of `totals`: every latency, then every counter, in the crate's fixed order.
+pub fn rows(totals: &Totals) -> Vec<Row> {
+    let latencies = Latency::ALL.into_iter().map(|l| {
+        let h = totals.histogram(l);
+        Row { metric: l.name(), count: h.len(), stats: Stats::of(h) }
+    });
+    let counters = Counter::ALL
+        .into_iter()
+        .map(|c| Row { metric: c.name(), count: totals.counter(c), stats: None });
+    latencies.chain(counters).collect()
+}
+
+/// Creates the parent directory of `path` if needed.
+fn ensure_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes the final CSV of `totals` to `path`.
+pub fn write_final_csv(path: &Path, totals: &Totals) -> Result<()> {
+    ensure_parent(path)?;
+    let mut w = csv::Writer::from_path(path).map_err(|e| Error::csv(path, e))?;
+    let res: csv::Result<()> = (|| {
+        w.write_record(COLUMNS)?;
+        for row in rows(totals) {
+            w.write_record(row.cells())?;
+        }
+        w.flush()?;
+        Ok(())
+    })();
+    res.map_err(|e| Error::csv(path, e))
+}
+
+/// `reports/x.csv` -> `reports/x.intervals.csv`.
+pub fn intervals_path(out: &Path) -> PathBuf {
+    let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+    out.with_file_name(format!("{stem}.intervals.csv"))
+}
+
+/// `reports/x.csv` -> `reports/x.csv.params.json`.
+pub fn params_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".params.json");
+    out.with_file_name(name)
+}
+
+/// The per-interval CSV, written (and flushed) one interval at a time.
+pub struct IntervalCsv {
+    path: PathBuf,
+    writer: csv::Writer<File>,
+}
+
+impl IntervalCsv {
+    /// Creates the file and writes its header.
+    pub fn create(path: &Path) -> Result<IntervalCsv> {
+        ensure_parent(path)?;
+        let mut writer = csv::Writer::from_path(path).map_err(|e| Error::csv(path, e))?;
+        let header = ["start_s", "end_s"].into_iter().chain(COLUMNS);
+        writer.write_record(header).map_err(|e| Error::csv(path, e))?;
+        Ok(IntervalCsv { path: path.to_path_buf(), writer })
+    }
+
+    /// Appends one interval's rows.
+    pub fn write(&mut self, interval: &Interval) -> Result<()> {
+        let times = [format!("{:.3}", interval.start.as_secs_f64()), format!("{:.3}", interval.end.as_secs_f64())];
+        let active = Row { metric: "active", count: interval.active.max(0) as u64, stats: None };
+        let res: csv::Result<()> = (|| {
+            for row in rows(&interval.data).into_iter().chain([active]) {
+                self.writer.write_record(times.iter().cloned().chain(row.cells()))?;
+            }
+            self.writer.flush()?;
+            Ok(())
+        })();
+        res.map_err(|e| Error::csv(&self.path, e))
+    }
+}
+
+/// The parameters of a run, as written to the `.params.json` sidecar and into interval logs.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunParams {
+    /// Version of loadgen.
+    pub loadgen_version: String,
+    /// The command line, password arguments redacted.
+    pub command_line: Vec<String>,
+    /// Authenticator address.
+    pub target: String,
+    /// Slots of the whole plan.
+    pub peers: u32,
+    /// Seed of the plan.
+    pub seed: u64,
+    /// This process's share.
+    pub shard: Shard,
+    /// Joins per second during the arrival phase.
+    pub join_rate_per_s: f64,
+    /// Arrival phase length, seconds.
+    pub arrival_s: f64,
+    /// Hold phase length, seconds.
+    pub hold_s: f64,
+    /// Churn events per second (whole plan).
+    pub churn_per_s: f64,
+    /// Broadcasts per second (whole plan).
+    pub broadcast_per_s: f64,
+    /// Wrong-password attempts per second (whole plan).
+    pub wrong_password_per_s: f64,
+    /// Joiner source addresses.
+    pub source_ips: String,
+    /// Attacker source addresses.
+    pub attacker_ips: Vec<String>,
+    /// Joiner handshake timeout, seconds.
+    pub handshake_timeout_s: f64,
+    /// Joiner heartbeat timeout, seconds.
+    pub heartbeat_timeout_s: f64,
+    /// Reporting interval, seconds.
+    pub interval_s: f64,
+    /// `--fail-on` rules in force.
+    pub fail_on: Vec<String>,
+    /// This shard's planned operations.
+    pub plan: PlanSummary,
+    /// Wall-clock start, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Wall-clock end, once ended.
+    pub finished_unix_ms: Option<u64>,
+    /// `passed`, `failed: <rules>` or `error: <message>`, once ended.
+    pub outcome: Option<String>,
+}
+
+/// Writes `params` as pretty JSON to `path`.
+pub fn write_json<T: Serialize>(path: &Path, params: &T) -> Result<()> {
+    ensure_parent(path)?;
+    let file = File::create(path).map_err(|e| Error::file(path, e))?;
+    let mut w = BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut w, params).map_err(|e| Error::file(path, e.into()))?;
+    w.write_all(b"\n").and_then(|_| w.flush()).map_err(|e| Error::file(path, e))
+}
+
+/// The summary table printed at the end of a run or a merge.
+pub fn summary_table(totals: &Totals) -> String {
+    let mut out = String::new();
+    let head = ["metric", "count", "min", "p50", "p90", "p99", "p99.9", "max", "mean"];
+    out.push_str(&format!("{:<20}{:>8}", head[0], head[1]));
+    for h in &head[2..] {
+        out.push_str(&format!("{h:>10}"));
+    }
+    out.push('\n');
+    for l in Latency::ALL {
+        let h = totals.histogram(l);
+        out.push_str(&format!("{:<20}{:>8}", l.name(), h.len()));
+        match Stats::of(h) {
+            Some(s) => {
+                for v in [s.min, s.p50, s.p90, s.p99, s.p999, s.max] {
+                    out.push_str(&format!("{:>10}", format_micros(v as f64)));
+                }
+                out.push_str(&format!("{:>10}", format_micros(s.mean)));
+            }
+            None => out.push_str(&format!("{:>10}", "-")),
+        }
+        out.push('\n');
+    }
+    let counters: Vec<String> = Counter::ALL
+        .into_iter()
+        .filter(|&c| totals.counter(c) > 0 || matches!(c, Counter::Joined | Counter::Errors))
+        .map(|c| format!("{} {}", c.name(), totals.counter(c)))
+        .collect();
+    out.push_str(&format!("counters: {}\n", counters.join(", ")));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sample() -> Totals {
+        let mut t = Totals::default();
+        for ms in 1..=10 {
+            t.record(Latency::JoinComplete, Duration::from_millis(ms));
+        }
+        t.add_count(Counter::Joined, 10);
+        t.add_count(Counter::Refused, 1);
+        t.add_count(Counter::Errors, 1);
+        t
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("loadgen-report-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn final_csv_has_every_metric_in_order_with_stable_columns() {
+        let dir = temp_dir("final");
+        let path = dir.join("sub/run.csv");
+        write_final_csv(&path, &sample()).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "metric,count,min_us,p50_us,p90_us,p99_us,p999_us,max_us,mean_us");
+        assert_eq!(lines.len(), 1 + Latency::ALL.len() + Counter::ALL.len());
+        let join = lines.iter().find(|l| l.starts_with("join_complete,")).unwrap();
+        let cells: Vec<&str> = join.split(',').collect();
+        assert_eq!(cells[1], "10");
+        assert_eq!(cells[2], "1000"); // min 1 ms
+        assert_eq!(cells[3], "5003"); // p50 5 ms, 3 significant digits
+        assert_eq!(cells[7], "10007"); // max 10 ms
+        let mean: f64 = cells[8].parse().unwrap();
+        assert!((mean - 5500.0).abs() < 5.5, "mean {mean}"); // 5.5 ms within histogram precision
+        assert_eq!(lines.iter().find(|l| l.starts_with("tcp_connect,")).unwrap(), &"tcp_connect,0,,,,,,,");
+        assert!(lines.contains(&"joined,10,,,,,,,"));
+        assert!(lines.contains(&"refused,1,,,,,,,"));
+        assert!(lines.contains(&"errors,1,,,,,,,"));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn sidecar_paths_derive_from_out() {
+        assert_eq!(intervals_path(Path::new("reports/x.csv")), Path::new("reports/x.intervals.csv"));
+        assert_eq!(params_path(Path::new("reports/x.csv")), Path::new("reports/x.csv.params.json"));
+        assert_eq!(intervals_path(Path::new("x")), Path::new("x.intervals.csv"));
+    }
+
+    #[test]
+    fn interval_csv_has_a_block_per_interval() {
+        let dir = temp_dir("intervals");
+        let path = dir.join("i.csv");
+        let mut w = IntervalCsv::create(&path).unwrap();
+        let mut data = Totals::default();
+        data.record(Latency::TcpConnect, Duration::from_micros(250));
+        data.add_count(Counter::Joined, 1);
+        w.write(&Interval { start: Duration::ZERO, end: Duration::from_secs(1), data: data.clone(), active: 1 }).unwrap();
+        w.write(&Interval { start: Duration::from_secs(1), end: Duration::from_secs(2), data: Totals::default(), active: 1 })
+            .unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "start_s,end_s,metric,count,min_us,p50_us,p90_us,p99_us,p999_us,max_us,mean_us");
+        let per_interval = Latency::ALL.len() + Counter::ALL.len() + 1;
+        assert_eq!(lines.len(), 1 + 2 * per_interval);
+        assert!(lines.contains(&"0.000,1.000,tcp_connect,1,250,250,250,250,250,250,250.0"));
+        assert!(lines.contains(&"0.000,1.000,joined,1,,,,,,,"));
+        assert!(lines.contains(&"1.000,2.000,joined,0,,,,,,,"));
+        assert!(lines.contains(&"1.000,2.000,active,1,,,,,,,"));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn summary_lists_latencies_and_nonzero_counters() {
+        let s = summary_table(&sample());
+        assert!(s.lines().next().unwrap().starts_with("metric"));
+        let join = s.lines().find(|l| l.starts_with("join_complete")).unwrap();
+        assert!(join.contains("10.007ms") || join.contains("10.01ms"), "{join}");
+        assert!(s.lines().find(|l| l.starts_with("convergence")).unwrap().ends_with('-'));
+        let counters = s.lines().last().unwrap();
+        assert_eq!(counters, "counters: joined 10, refused 1, errors 1");
+    }
+}
