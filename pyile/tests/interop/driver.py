@@ -304,11 +304,13 @@ def main():
 
     leaving = threading.Lock()
 
-    def do_leave_and_exit(code, reason):
+    def do_leave_and_exit(code, reason, already_left=False):
         if not leaving.acquire(blocking=False):
             # Someone else is already leaving; it will exit the process.
             time.sleep(10)
             os._exit(code)
+        if already_left:
+            flush_and_exit(code, reason)
         # leave() joins threads with 1 s timeouts; never let it hang us.
         t = threading.Timer(5.0, lambda: flush_and_exit(code, reason + " (leave timed out)"))
         t.daemon = True
@@ -386,7 +388,7 @@ def main():
             emit_peers()
             if peer.disconnected and not leaving.locked():
                 emit("log", state="DRIVER", message="peer disconnected on its own")
-                do_leave_and_exit(EXIT_OK, "disconnected")
+                do_leave_and_exit(EXIT_OK, "disconnected", already_left=True)
             time.sleep(interval)
 
     emit_peers(force=True)
@@ -434,7 +436,7 @@ def main():
 
     while True:
         try:
-            line = sys.stdin.readline()
+            line = sys.stdin.buffer.readline().decode("utf-8", "replace")
         except Exception:
             line = ""
         if not line:
