@@ -19,13 +19,13 @@
 //!
 //! The driver that turns the plan into real `pyile::Joiner`s lives in the binary's wiring.
 
-// pub mod cli;
+pub mod cli;
 pub mod error;
 pub mod hlog;
-// pub mod limits;
+pub mod limits;
 pub mod metrics;
 pub mod plan;
-// pub mod progress;
+pub mod progress;
 pub mod report;
 pub mod rules;
 pub mod sources;

@@ -1,0 +1,339 @@
+//! The command line: `loadgen [run flags]` and `loadgen merge LOG… [--out CSV]`.
+//!
+//! Only parsing and the checks that need nothing but the arguments live here; turning the
+//! arguments into a plan, sources and reports is the binary's wiring. Durations take a unit
+//! (`30s`, `500ms`, `2m`) and rates are per second unless written `/m` or `/h`.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::Error;
+use crate::plan::{Arrival, Shard};
+use crate::rules::FailOn;
+use crate::sources::SourceRange;
+use crate::units::{parse_duration, parse_rate};
+
+/// Many real Pyile joiners against one live authenticator, with honest latency histograms.
+///
+/// Joins arrive on a fixed schedule (an open model): latencies are measured from each
+/// operation's intended start, so a slow authenticator or a lagging generator shows up in the
+/// numbers. Exit status: 0 when every --fail-on rule holds, 1 when one is violated, 2 on error.
+#[derive(Parser, Debug)]
+#[command(name = "loadgen", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// `merge`, or nothing to run a load test.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Load-test flags (when no subcommand is given).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Add the histograms of several --hdr-log files exactly (shards of one run, or runs of
+    /// one benchmark), print the summary, write the CSV and apply --fail-on.
+    Merge(MergeArgs),
+}
+
+/// Flags of a load-test run.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Joiners alive at once after the arrival phase (in the whole plan, across shards).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub peers: u32,
+
+    /// The authenticator's auth address (HOST:PORT).
+    #[arg(long, default_value = "127.0.0.1:4702", value_parser = parse_target, value_name = "ADDR")]
+    pub target: SocketAddr,
+
+    /// The password, read from FILE (a trailing newline is ignored). Wins over --password.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// The password itself (visible in the process list: prefer --password-file or the
+    /// environment variable).
+    #[arg(long, env = "PYILE_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// Joins per second during the arrival phase, evenly spaced [default: 100/s].
+    #[arg(long, value_parser = parse_rate, value_name = "J/s", conflicts_with = "ramp")]
+    pub rate: Option<f64>,
+
+    /// Spread all --peers joins evenly over this long instead of giving --rate.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub ramp: Option<Duration>,
+
+    /// After the arrival phase, keep every joiner joined and heartbeating this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub hold: Duration,
+
+    /// Churn during the hold phase: leaves per second (half graceful, half crash-style),
+    /// each replaced at once by a new joiner from the same source address.
+    #[arg(long, default_value = "0", value_parser = parse_rate, value_name = "L/s")]
+    pub churn: f64,
+
+    /// Broadcasts per second during the hold phase, from random loadgen joiners to every
+    /// member.
+    #[arg(long, default_value = "0", value_parser = parse_rate, value_name = "M/s")]
+    pub broadcast_rate: f64,
+
+    /// Handshakes with a wrong password per second for the whole run, from dedicated
+    /// attacker addresses (a ban flood that must not touch the joiners).
+    #[arg(long, default_value = "0", value_parser = parse_rate, value_name = "W/s")]
+    pub wrong_password_rate: f64,
+
+    /// How many addresses, taken from the end of --source-ips, are the attackers'.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub attacker_ips: usize,
+
+    /// Source addresses to spread joiners over: A-B, A/prefix, A, or a comma list.
+    /// Against a loopback target every one must be loopback. [default: 127.0.1.1-127.0.3.254
+    /// for an IPv4 loopback target, ::1 for IPv6 loopback, the system's choice otherwise]
+    #[arg(long, value_name = "RANGE", value_parser = parse_sources)]
+    pub source_ips: Option<SourceRange>,
+
+    /// Seed of every random choice in the plan (same seed, same plan).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Run only shard I of N (zero-based) of the plan; the N shards together run the whole
+    /// plan, with disjoint joiners and source addresses.
+    #[arg(long, default_value = "0/1", value_name = "I/N")]
+    pub shard: Shard,
+
+    /// Write the final CSV here; X.intervals.csv and X.csv.params.json go beside it.
+    #[arg(long, value_name = "CSV")]
+    pub out: Option<PathBuf>,
+
+    /// Length of one reporting interval (per-interval CSV rows, interval-log entries,
+    /// progress updates).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+
+    /// Write an HdrHistogram interval log here (input of `loadgen merge`).
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
+
+    /// Fail (exit 1) if this holds at the end, e.g. 'join_complete.p99>50ms', 'timed_out>=1'.
+    /// Repeatable; 'none' drops the default.
+    #[arg(long, value_name = "RULE", default_value = "errors>0")]
+    pub fail_on: Vec<FailOn>,
+
+    /// Print nothing but errors and violated rules (no progress, no summary).
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// A joiner that hears no heartbeat for this long counts its authenticator as lost.
+    #[arg(long, default_value = "7s", value_parser = parse_duration, value_name = "DURATION")]
+    pub heartbeat_timeout: Duration,
+
+    /// Bound on one whole handshake (connect to distribution socket connected).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub handshake_timeout: Duration,
+
+    /// Build and check the plan, print this shard's operations as CSV on stdout, and exit
+    /// without connecting.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Default join rate when neither --rate nor --ramp is given.
+pub const DEFAULT_RATE: f64 = 100.0;
+
+impl RunArgs {
+    /// The arrival schedule from --rate / --ramp.
+    pub fn arrival(&self) -> Arrival {
+        match (self.rate, self.ramp) {
+            (_, Some(ramp)) => Arrival::Ramp(ramp),
+            (Some(rate), None) => Arrival::Rate(rate),
+            (None, None) => Arrival::Rate(DEFAULT_RATE),
+        }
+    }
+
+    /// The password: --password-file, else --password / `PYILE_PASSWORD`.
+    pub fn password(&self) -> Result<String, Error> {
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+            let password = text.trim_end_matches(['\r', '\n']).to_string();
+            if password.is_empty() {
+                return Err(Error::Config(format!("the password file {} is empty", path.display())));
+            }
+            return Ok(password);
+        }
+        match &self.password {
+            Some(p) if !p.is_empty() => Ok(p.clone()),
+            _ => Err(Error::Config(
+                "no password: give --password-file FILE, set PYILE_PASSWORD, or give --password".into(),
+            )),
+        }
+    }
+}
+
+/// Flags of `loadgen merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Interval logs written with --hdr-log.
+    #[arg(required = true, value_name = "LOG")]
+    pub logs: Vec<PathBuf>,
+
+    /// Write the merged final CSV here (and X.csv.params.json beside it).
+    #[arg(long, value_name = "CSV")]
+    pub out: Option<PathBuf>,
+
+    /// Fail (exit 1) if this holds for the merged totals; as for a run.
+    #[arg(long, value_name = "RULE", default_value = "errors>0")]
+    pub fail_on: Vec<FailOn>,
+
+    /// Print nothing but errors, warnings and violated rules.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Resolves HOST:PORT to one socket address (the first the resolver gives).
+fn parse_target(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s:?}: {e} (write HOST:PORT, e.g. 127.0.0.1:4702)"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
+fn parse_sources(s: &str) -> Result<SourceRange, String> {
+    s.parse::<SourceRange>().map_err(|e| match e {
+        Error::SourceIps { reason, .. } => reason,
+        other => other.to_string(),
+    })
+}
+
+/// Redacts password values from a command line (for the parameters sidecar).
+pub fn redacted_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for arg in args {
+        if hide_next {
+            out.push("***".into());
+            hide_next = false;
+        } else if arg == "--password" {
+            out.push(arg);
+            hide_next = true;
+        } else if arg.starts_with("--password=") {
+            out.push("--password=***".into());
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_issue_example_parses_with_defaults() {
+        let cli = parse(&["--peers", "500", "--target", "127.0.0.1:4702"]).unwrap();
+        assert!(cli.command.is_none());
+        let r = cli.run;
+        assert_eq!(r.peers, 500);
+        assert_eq!(r.target, "127.0.0.1:4702".parse().unwrap());
+        assert_eq!(r.arrival(), Arrival::Rate(DEFAULT_RATE));
+        assert_eq!(r.hold, Duration::from_secs(10));
+        assert_eq!(r.shard, Shard::WHOLE);
+        assert_eq!(r.interval, Duration::from_secs(1));
+        assert_eq!(r.fail_on.len(), 1);
+        assert_eq!(r.fail_on[0].0.as_ref().unwrap().text(), "errors>0");
+        assert!(r.source_ips.is_none());
+    }
+
+    #[test]
+    fn every_flag_parses() {
+        let cli = parse(&[
+            "--peers", "2000", "--target", "localhost:4702", "--password", "pw",
+            "--ramp", "30s", "--hold", "1m", "--churn", "5/s", "--broadcast-rate", "120/m",
+            "--wrong-password-rate", "3", "--attacker-ips", "8",
+            "--source-ips", "127.0.1.1-127.0.3.254", "--seed", "42", "--shard", "2/4",
+            "--out", "reports/x.csv", "--interval", "500ms", "--hdr-log", "reports/x.hlog",
+            "--fail-on", "join_complete.p99>50ms", "--fail-on", "timed_out>=1",
+            "--quiet", "--heartbeat-timeout", "3s", "--handshake-timeout", "2s",
+        ])
+        .unwrap();
+        let r = cli.run;
+        assert_eq!(r.target.port(), 4702);
+        assert!(r.target.ip().is_loopback());
+        assert_eq!(r.arrival(), Arrival::Ramp(Duration::from_secs(30)));
+        assert_eq!(r.hold, Duration::from_secs(60));
+        assert_eq!((r.churn, r.broadcast_rate, r.wrong_password_rate), (5.0, 2.0, 3.0));
+        assert_eq!(r.source_ips.as_ref().unwrap().len(), 766);
+        assert_eq!(r.shard, Shard { index: 2, count: 4 });
+        assert_eq!(r.interval, Duration::from_millis(500));
+        assert_eq!(r.fail_on.len(), 2);
+        assert!(r.quiet);
+        assert_eq!(r.password().unwrap(), "pw");
+        assert_eq!((r.heartbeat_timeout, r.handshake_timeout), (Duration::from_secs(3), Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["--rate", "10/s", "--ramp", "30s"][..],
+            &["--hold", "60"],
+            &["--shard", "4/4"],
+            &["--source-ips", "127.0.0.9-127.0.0.1"],
+            &["--fail-on", "join_complete.p99>50"],
+            &["--rate", "fast"],
+            &["--target", "no-port"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn merge_takes_logs_and_rules() {
+        let cli = parse(&["merge", "a.hlog", "b.hlog", "--out", "m.csv", "--fail-on", "errors>0"]).unwrap();
+        let Some(Command::Merge(m)) = cli.command else { panic!("not merge") };
+        assert_eq!(m.logs, [PathBuf::from("a.hlog"), PathBuf::from("b.hlog")]);
+        assert_eq!(m.out, Some(PathBuf::from("m.csv")));
+        assert!(parse(&["merge"]).is_err());
+        assert!(parse(&["--peers", "5", "merge", "a.hlog"]).is_err());
+    }
+
+    #[test]
+    fn password_sources_in_order() {
+        let dir = std::env::temp_dir().join(format!("loadgen-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let f = file.to_str().unwrap();
+        let r = parse(&["--password-file", f, "--password", "flag"]).unwrap().run;
+        assert_eq!(r.password().unwrap(), "from-file");
+        std::fs::write(&file, "\n").unwrap();
+        assert!(parse(&["--password-file", f]).unwrap().run.password().unwrap_err().to_string().contains("empty"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let missing = parse(&["--password-file", "/nonexistent/pw"]).unwrap().run;
+        assert!(missing.password().is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_the_recorded_command_line() {
+        let args = ["loadgen", "--password", "hunter2", "--password=hunter3", "--peers", "5"].map(String::from);
+        assert_eq!(redacted_args(args), ["loadgen", "--password", "***", "--password=***", "--peers", "5"]);
+    }
+}

@@ -1,0 +1,269 @@
+//! Will the run fit? File descriptors and ephemeral ports, checked before anything connects.
+//!
+//! A run that hits `EMFILE` or `EADDRNOTAVAIL` half way produces numbers about loadgen, not
+//! about the authenticator, so loadgen estimates what its share of the plan needs, raises its
+//! soft file-descriptor limit to the hard one, and refuses to start if the estimate does not
+//! fit. The estimate is deliberately pessimistic:
+//!
+//! - every joiner holds 3 descriptors and 3 ports on its source address (auth connection,
+//!   distribution connection, peer listener);
+//! - a broadcast holds one connection per member while it is in flight (taken as 250 ms), plus
+//!   the accepted side for recipients in this process;
+//! - a connection that loadgen closes first keeps its port in `TIME_WAIT` for 60 s, so
+//!   churned joiners, sent messages and wrong-password attempts use up ports on their source
+//!   address for a minute each;
+//! - the authenticator, if it runs on this machine, needs about 3 descriptors per member in
+//!   its own process: that is reported, not checked (it is another process's limit).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::plan::{OpKind, Plan};
+
+/// Descriptors used by loadgen itself (stdio, runtime, report files), with margin.
+pub const BASE_FDS: u64 = 64;
+/// Descriptors and source ports held by one joined joiner.
+pub const PER_JOINER: u64 = 3;
+/// How long a port stays in `TIME_WAIT` after loadgen closes a connection (Linux).
+pub const TIME_WAIT: Duration = Duration::from_secs(60);
+/// How long a broadcast is assumed to keep its connections open.
+pub const BROADCAST_IN_FLIGHT: Duration = Duration::from_millis(250);
+
+/// What a plan needs from this machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// File descriptors loadgen needs at the peak.
+    pub fds: u64,
+    /// The source address needing the most ports (`None` = the system's address), and how many.
+    pub busiest_source: (Option<IpAddr>, u64),
+    /// Descriptors a local authenticator would need in its own process.
+    pub authenticator_fds: u64,
+}
+
+/// Largest total weight of events falling in any window of `window` length; `events` sorted.
+fn peak_in_window(events: &[(Duration, u64)], window: Duration) -> u64 {
+    let (mut lo, mut sum, mut best) = (0, 0u64, 0u64);
+    for &(t, w) in events {
+        sum += w;
+        while events[lo].0 + window <= t {
+            sum -= events[lo].1;
+            lo += 1;
+        }
+        best = best.max(sum);
+    }
+    best
+}
+
+/// Estimates what `plan` (this process's share) needs. `members` is the size of the whole
+/// membership (every shard's joiners plus the authenticator): a broadcast reaches all of it.
+pub fn estimate(plan: &Plan, members: u64, handshake_timeout: Duration) -> Needs {
+    let slots = plan.summary().slots as u64;
+    let mut churn = Vec::new();
+    let mut broadcasts = Vec::new();
+    let mut attacks = Vec::new();
+    let mut holders: HashMap<Option<IpAddr>, u64> = HashMap::new();
+    let mut time_wait: HashMap<Option<IpAddr>, Vec<(Duration, u64)>> = HashMap::new();
+    let mut source_of_slot: HashMap<u32, Option<IpAddr>> = HashMap::new();
+    for op in &plan.ops {
+        match op.kind {
+            OpKind::Join { joiner, source } => {
+                source_of_slot.insert(joiner.slot, source);
+                if joiner.generation == 0 {
+                    *holders.entry(source).or_default() += PER_JOINER;
+                }
+            }
+            OpKind::Leave { joiner, .. } => {
+                churn.push((op.at, 1));
+                let source = source_of_slot.get(&joiner.slot).copied().flatten();
+                time_wait.entry(source).or_default().push((op.at, 2));
+            }
+            OpKind::Broadcast { from } => {
+                broadcasts.push((op.at, 1));
+                let source = source_of_slot.get(&from.slot).copied().flatten();
+                time_wait.entry(source).or_default().push((op.at, members.saturating_sub(1)));
+            }
+            OpKind::WrongPassword { source, .. } => {
+                attacks.push((op.at, 1));
+                time_wait.entry(Some(source)).or_default().push((op.at, 1));
+            }
+        }
+    }
+    let overlapping_churn = peak_in_window(&churn, handshake_timeout);
+    let in_flight_broadcasts = peak_in_window(&broadcasts, BROADCAST_IN_FLIGHT);
+    let in_flight_attacks = peak_in_window(&attacks, handshake_timeout);
+    let fds = BASE_FDS
+        + PER_JOINER * (slots + overlapping_churn)
+        + in_flight_broadcasts * (members + slots)
+        + in_flight_attacks;
+
+    let mut ports: HashMap<Option<IpAddr>, u64> = holders;
+    for (source, events) in &time_wait {
+        *ports.entry(*source).or_default() += peak_in_window(events, TIME_WAIT);
+    }
+    // Ties go to the lowest address so the report is deterministic.
+    let busiest_source = ports
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .unwrap_or((None, 0));
+    Needs { fds, busiest_source, authenticator_fds: BASE_FDS + PER_JOINER * members }
+}
+
+/// What this machine allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Soft `RLIMIT_NOFILE` (after raising).
+    pub fd_soft: u64,
+    /// Hard `RLIMIT_NOFILE`.
+    pub fd_hard: u64,
+    /// The ephemeral port range, inclusive.
+    pub ports: (u16, u16),
+}
+
+impl Limits {
+    /// Raises the soft descriptor limit to the hard one and reads the ephemeral port range.
+    pub fn raise_and_read() -> Result<Limits, Error> {
+        let fail = |e: std::io::Error| Error::Limits(format!("cannot read or raise RLIMIT_NOFILE: {e}"));
+        let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).map_err(fail)?;
+        let soft = rlimit::increase_nofile_limit(hard).map_err(fail)?;
+        Ok(Limits { fd_soft: soft, fd_hard: hard, ports: local_port_range() })
+    }
+
+    /// Ports in the ephemeral range.
+    pub fn port_count(&self) -> u64 {
+        (self.ports.1 as u64 + 1).saturating_sub(self.ports.0 as u64)
+    }
+}
+
+/// The kernel's ephemeral port range (Linux `ip_local_port_range`; Linux's default elsewhere).
+pub fn local_port_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|n| n.parse::<u16>());
+            Some((it.next()?.ok()?, it.next()?.ok()?))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// Refuses a run that does not fit; otherwise returns warnings about tight margins.
+pub fn check(needs: &Needs, limits: &Limits) -> Result<Vec<String>, Error> {
+    let mut warnings = Vec::new();
+    if needs.fds > limits.fd_soft {
+        return Err(Error::Limits(format!(
+            "this process needs about {} file descriptors but may open {} (hard limit {}); \
+             raise the hard limit (ulimit -Hn, LimitNOFILE=) or split the run with --shard",
+            needs.fds, limits.fd_soft, limits.fd_hard
+        )));
+    }
+    if needs.fds * 10 > limits.fd_soft * 8 {
+        warnings.push(format!("file descriptors are tight: about {} needed of {}", needs.fds, limits.fd_soft));
+    }
+    let (source, ports) = needs.busiest_source;
+    let available = limits.port_count();
+    let who = source.map_or_else(|| "the system's source address".to_string(), |ip| format!("source address {ip}"));
+    if ports > available {
+        return Err(Error::Limits(format!(
+            "{who} needs about {ports} ports but the ephemeral range {}-{} has {available}; \
+             spread the run over more addresses with --source-ips, or lower the rates",
+            limits.ports.0, limits.ports.1
+        )));
+    }
+    if ports * 10 > available * 7 {
+        warnings.push(format!("ports are tight on {who}: about {ports} needed of {available}"));
+    }
+    Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Arrival, PlanConfig};
+
+    fn plan(peers: u32, ips: &str, broadcast_rate: f64, wrong_password_rate: f64) -> Plan {
+        let joiner_ips = if ips.is_empty() {
+            vec![]
+        } else {
+            ips.parse::<crate::sources::SourceRange>().unwrap().addrs().to_vec()
+        };
+        Plan::build(&PlanConfig {
+            seed: 1,
+            peers,
+            arrival: Arrival::Rate(1000.0),
+            hold: Duration::from_secs(30),
+            churn_rate: 0.0,
+            broadcast_rate,
+            wrong_password_rate,
+            joiner_ips,
+            attacker_ips: vec!["127.0.9.1".parse().unwrap()],
+            shards: 1,
+        })
+        .unwrap()
+    }
+
+    const ROOMY: Limits = Limits { fd_soft: 100_000, fd_hard: 100_000, ports: (32768, 60999) };
+
+    #[test]
+    fn windows_sum_weights() {
+        let s = Duration::from_secs;
+        let ev = [(s(0), 1), (s(1), 5), (s(2), 1), (s(10), 2)];
+        assert_eq!(peak_in_window(&ev, s(2)), 6);
+        assert_eq!(peak_in_window(&ev, s(3)), 7);
+        assert_eq!(peak_in_window(&ev, s(1)), 5);
+        assert_eq!(peak_in_window(&[], s(1)), 0);
+    }
+
+    #[test]
+    fn joiners_need_three_descriptors_and_three_ports_each() {
+        let n = estimate(&plan(1000, "127.0.1.1-127.0.1.10", 0.0, 0.0), 1001, Duration::from_secs(5));
+        assert_eq!(n.fds, BASE_FDS + 3 * 1000);
+        // 100 joiners per address, 3 ports each.
+        assert_eq!(n.busiest_source.1, 300);
+        assert_eq!(n.authenticator_fds, BASE_FDS + 3 * 1001);
+        assert!(check(&n, &ROOMY).unwrap().is_empty());
+    }
+
+    #[test]
+    fn too_few_descriptors_is_refused_with_a_way_out() {
+        let n = estimate(&plan(1000, "127.0.1.1-127.0.1.10", 0.0, 0.0), 1001, Duration::from_secs(5));
+        let small = Limits { fd_soft: 1024, fd_hard: 1024, ..ROOMY };
+        let e = check(&n, &small).unwrap_err().to_string();
+        assert!(e.contains("3064 file descriptors") && e.contains("--shard"), "{e}");
+        let tight = Limits { fd_soft: 3500, fd_hard: 3500, ..ROOMY };
+        assert_eq!(check(&n, &tight).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn messages_from_one_address_exhaust_its_ports() {
+        // 200 peers on one address broadcasting 10/s for 30 s: each message leaves a port in
+        // TIME_WAIT for a minute on the sender's address.
+        let one = plan(200, "127.0.1.1", 10.0, 0.0);
+        let n = estimate(&one, 201, Duration::from_secs(5));
+        assert_eq!(n.busiest_source.0, Some("127.0.1.1".parse().unwrap()));
+        assert!(n.busiest_source.1 > 28232, "{:?}", n.busiest_source);
+        let e = check(&n, &ROOMY).unwrap_err().to_string();
+        assert!(e.contains("127.0.1.1") && e.contains("--source-ips"), "{e}");
+        // Spread over 200 addresses it fits.
+        let many = plan(200, "127.0.1.1-127.0.1.200", 10.0, 0.0);
+        let n = estimate(&many, 201, Duration::from_secs(5));
+        assert!(check(&n, &ROOMY).is_ok(), "{n:?}");
+        // In-flight broadcasts need descriptors for every member.
+        assert!(n.fds > BASE_FDS + 3 * 200 + 201, "{n:?}");
+    }
+
+    #[test]
+    fn attacks_use_ports_on_attacker_addresses() {
+        let p = plan(10, "127.0.1.1-127.0.1.10", 0.0, 100.0);
+        let n = estimate(&p, 11, Duration::from_secs(5));
+        // About 100/s for 60 s (the run is 30 s long): ~3000 on the one attacker address.
+        assert_eq!(n.busiest_source.0, Some("127.0.9.1".parse().unwrap()));
+        assert!((2500..3500).contains(&n.busiest_source.1), "{:?}", n.busiest_source);
+    }
+
+    #[test]
+    fn the_port_range_is_read() {
+        let (lo, hi) = local_port_range();
+        assert!(lo > 0 && lo < hi);
+    }
+}
