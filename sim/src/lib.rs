@@ -18,3 +18,7 @@ pub mod hash;
 pub mod metrics;
 pub mod rng;
 pub mod scenario;
+pub mod cost;
+pub mod report;
+pub mod trace;
+pub mod verdict;

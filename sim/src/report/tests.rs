@@ -1,0 +1,211 @@
+use super::compare::{compare, Tolerances};
+use super::*;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sim-report-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn record(scenario: &str, seed: u64, join_p90: f64) -> RunRecord {
+    let mut metrics = Metrics::new();
+    metrics.set(MetricId::JoinLatencyP90, join_p90);
+    metrics.set(MetricId::Converged, 1.0);
+    metrics.set(MetricId::SafetyViolations, 0.0);
+    metrics.set(MetricId::EventsProcessed, 1000.0 + seed as f64);
+    RunRecord {
+        scenario: scenario.into(),
+        seed,
+        verdict: "pass".into(),
+        determinism: "ok".into(),
+        metrics,
+        trace_hash: format!("{:016x}", seed),
+        trace_events: 1000 + seed,
+        scenario_file: format!("scenarios/{scenario}.toml"),
+        scenario_hash: "00112233aabbccdd".into(),
+        git_rev: "abc123".into(),
+        random: "network.max_latency=12ms".into(),
+        failures: vec![],
+    }
+}
+
+#[test]
+fn header_is_stable() {
+    let h = RunRecord::header();
+    assert_eq!(&h[..4], LEAD_COLUMNS.iter().map(|s| s.to_string()).collect::<Vec<_>>().as_slice());
+    assert_eq!(h[4], "hosts");
+    assert!(h.contains(&"join_latency_p90".to_string()));
+    assert!(h.contains(&"detection_latency_max".to_string()));
+    assert_eq!(h.last().unwrap(), "failures");
+    assert_eq!(h.len(), LEAD_COLUMNS.len() + MetricId::ALL.len() + TAIL_COLUMNS.len());
+}
+
+#[test]
+fn numbers_are_formatted_stably() {
+    assert_eq!(format_number(3.0), "3");
+    assert_eq!(format_number(0.25), "0.25");
+    assert_eq!(format_number(1.0 / 3.0), "0.333333");
+    assert_eq!(format_number(2.000_000_4), "2");
+    assert_eq!(format_number(-1.5), "-1.5");
+}
+
+#[test]
+fn runs_csv_round_trips() {
+    let dir = temp_dir("roundtrip");
+    let mut a = record("churn", 1, 0.123456);
+    a.verdict = "fail".into();
+    a.failures = vec!["expect x <= 1s: got 2s (why, \"quoted\")".into(), "safety banned_member at 3s: 1.2.3.4".into()];
+    let mut b = record("churn", 2, 0.2);
+    b.metrics = Metrics::new(); // no samples at all
+    let path = dir.join("churn.runs.csv");
+    write_runs_csv(&path, &[a.clone(), b.clone()]).unwrap();
+    let back = read_runs_csv(&path).unwrap();
+    assert_eq!(back, vec![a, b]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("scenario,seed,verdict,determinism,hosts,"));
+    assert_eq!(text.lines().count(), 3);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn reading_finds_columns_by_name_and_rejects_non_runs_files() {
+    let dir = temp_dir("columns");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("x.runs.csv");
+    std::fs::write(&p, "seed,future_metric,scenario,verdict,join_latency_p50\n4,9,churn,pass,0.5\n").unwrap();
+    let r = read_runs_csv(&p).unwrap();
+    assert_eq!((r[0].seed, r[0].scenario.as_str()), (4, "churn"));
+    assert_eq!(r[0].metrics.get(MetricId::JoinLatencyP50), Some(0.5));
+    std::fs::write(&p, "a,b\n1,2\n").unwrap();
+    let e = read_runs_csv(&p).unwrap_err().to_string();
+    assert!(e.contains("not a runs CSV"), "{e}");
+    std::fs::write(&p, "scenario,seed,verdict,converged\nchurn,1,pass,yes\n").unwrap();
+    let e = read_runs_csv(&p).unwrap_err().to_string();
+    assert!(e.contains(":2:") && e.contains("converged"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn summary_over_seeds() {
+    let rs: Vec<RunRecord> = (1..=10).map(|s| record("churn", s, s as f64 / 10.0)).collect();
+    let sums = summarize(&rs);
+    assert_eq!(sums.len(), 1);
+    let s = &sums[0];
+    assert_eq!((s.runs, s.passed, s.determinism_ok), (10, 10, 10));
+    let m = s.metrics.iter().find(|m| m.metric == MetricId::JoinLatencyP90).unwrap();
+    assert_eq!((m.n, m.min, m.p50, m.p90, m.max), (10, 0.1, 0.5, 0.9, 1.0));
+    assert!(s.metrics.iter().all(|m| m.metric != MetricId::DetectionLatencyMax), "no samples, no row");
+}
+
+#[test]
+fn reports_are_written_per_scenario() {
+    let dir = temp_dir("write");
+    let rs = vec![record("b", 2, 0.1), record("a", 1, 0.1), record("b", 1, 0.3)];
+    let files = write_reports(&dir, &rs).unwrap();
+    let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["a.runs.csv", "a.summary.csv", "b.runs.csv", "b.summary.csv"]);
+    let b = read_runs_csv(&dir.join("b.runs.csv")).unwrap();
+    assert_eq!(b.iter().map(|r| r.seed).collect::<Vec<_>>(), [1, 2], "sorted by seed");
+    let summary = std::fs::read_to_string(dir.join("b.summary.csv")).unwrap();
+    assert!(summary.starts_with("scenario,metric,n,min,p50,p90,max\n"));
+    assert!(summary.contains("b,join_latency_p90,2,0.1,0.1,0.3,0.3\n"), "{summary}");
+    assert_eq!(load_runs(&dir).unwrap().len(), 3);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn table_shows_metrics_and_failing_runs_with_replay() {
+    let mut bad = record("churn", 7, 0.9);
+    bad.verdict = "fail".into();
+    bad.failures = vec!["expect join_latency_p90 <= 500ms: got 900ms".into()];
+    let t = render_table(&[record("churn", 1, 0.1), bad]);
+    assert!(t.starts_with("churn: 2 run(s), 1 passed, 1 failed, determinism 2/2 ok\n"), "{t}");
+    assert!(t.contains("join_latency_p90"));
+    assert!(t.contains("FAIL seed 7:"));
+    assert!(t.contains(
+        "replay: at git abc123: cargo run --release -p sim -- scenarios/churn.toml --seed 7 --scenario-hash 00112233aabbccdd"
+    ));
+}
+
+#[test]
+fn compare_passes_within_tolerance() {
+    let base = vec![record("churn", 1, 0.20), record("churn", 2, 0.20)];
+    // join_latency_p90: rel 25 % + abs 50 ms → 0.30 is the limit.
+    let new = vec![record("churn", 1, 0.29), record("churn", 2, 0.10)];
+    let out = compare(&new, &base, &Tolerances::new());
+    assert!(out.passed(), "{}", out.render());
+    assert_eq!(out.compared, 2);
+}
+
+#[test]
+fn compare_fails_a_regression_with_numbers_and_replay() {
+    let base = vec![record("churn", 1, 0.20)];
+    let new = vec![record("churn", 1, 0.31)];
+    let out = compare(&new, &base, &Tolerances::new());
+    assert_eq!(out.failures.len(), 1);
+    let f = &out.failures[0];
+    assert_eq!(f.what, "join_latency_p90 worse than baseline: 310ms vs 200ms (tolerance 25% + 50ms)");
+    assert!(f.replay.contains("--seed 1"));
+    let text = out.render();
+    assert!(text.contains("FAIL churn seed 1: join_latency_p90") && text.ends_with("FAIL\n"), "{text}");
+    // A looser override lets it pass.
+    let mut tol = Tolerances::new();
+    tol.set_from_str("join_latency_p90=1.0").unwrap();
+    assert!(compare(&new, &base, &tol).passed());
+}
+
+#[test]
+fn compare_higher_is_better_and_info_metrics() {
+    let base = vec![record("churn", 1, 0.2)];
+    let mut new = record("churn", 1, 0.2);
+    new.metrics.set(MetricId::EventsProcessed, 1e9); // informational: never fails
+    assert!(compare(&[new.clone()], &base, &Tolerances::new()).passed());
+    new.metrics.set(MetricId::Converged, 0.0);
+    let out = compare(&[new], &base, &Tolerances::new());
+    assert_eq!(out.failures.len(), 1);
+    assert!(out.failures[0].what.starts_with("converged worse than baseline: 0 vs 1"), "{:?}", out.failures);
+}
+
+#[test]
+fn compare_fails_safety_determinism_missing_runs_and_vanished_metrics() {
+    let base = vec![record("churn", 1, 0.2), record("churn", 2, 0.2), record("churn", 3, 0.2)];
+    let mut unsafe_run = record("churn", 1, 0.2);
+    unsafe_run.verdict = "fail".into();
+    unsafe_run.metrics.set(MetricId::SafetyViolations, 2.0);
+    unsafe_run.failures = vec!["safety banned_member at 3s: 192.168.0.9".into()];
+    let mut nondet = record("churn", 2, 0.2);
+    nondet.determinism = "mismatch".into();
+    nondet.metrics = Metrics::new();
+    let new_seed = record("churn", 9, 0.2);
+    let out = compare(&[unsafe_run, nondet, new_seed], &base, &Tolerances::new());
+    let whats: Vec<String> = out.failures.iter().map(|f| format!("{}: {}", f.seed, f.what)).collect();
+    assert!(whats.iter().any(|w| w.starts_with("1: 2 safety violation(s): safety banned_member")), "{whats:?}");
+    assert!(whats.iter().any(|w| w.starts_with("2: determinism mismatch")), "{whats:?}");
+    assert!(whats.iter().any(|w| w == "2: join_latency_p90 has no value (baseline 200ms)"), "{whats:?}");
+    assert!(whats.iter().any(|w| w == "3: baseline run missing from the new runs"), "{whats:?}");
+    assert!(out.notes.iter().any(|n| n.contains("seed 9: no baseline run")), "{:?}", out.notes);
+}
+
+#[test]
+fn compare_notes_changed_behaviour_and_files() {
+    let base = vec![record("churn", 1, 0.2)];
+    let mut new = record("churn", 1, 0.2);
+    new.trace_hash = "ffffffffffffffff".into();
+    new.scenario_hash = "0000000000000000".into();
+    let out = compare(&[new], &base, &Tolerances::new());
+    assert!(out.passed());
+    assert!(out.notes.iter().any(|n| n.contains("scenario file changed")));
+    assert!(out.notes.iter().any(|n| n.contains("1 of 1 run(s) behave differently")));
+}
+
+#[test]
+fn tolerance_overrides_parse() {
+    let mut t = Tolerances::new();
+    t.set_from_str("convergence_max=0.5,0.2").unwrap();
+    assert_eq!(t.of(MetricId::ConvergenceMax), (0.5, 0.2));
+    t.set_from_str("join_latency_max=0.1").unwrap();
+    assert_eq!(t.of(MetricId::JoinLatencyMax), (0.1, MetricId::JoinLatencyMax.def().abs_tol));
+    for bad in ["nope=1", "converged", "converged=x", "converged=0.1,y", "converged=-1"] {
+        assert!(t.set_from_str(bad).is_err(), "{bad}");
+    }
+}
