@@ -22,3 +22,6 @@ pub mod cost;
 pub mod report;
 pub mod trace;
 pub mod verdict;
+pub mod batch;
+pub mod cli;
+pub mod runner;
