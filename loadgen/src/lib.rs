@@ -16,10 +16,12 @@
 //! | [`rules`] | `--fail-on` thresholds |
 //! | [`limits`] | file-descriptor and ephemeral-port budget, checked before the run |
 //! | [`progress`] | the live display on stderr |
+//! | [`driver`] | real joiners per the plan, feeding the metrics |
 //!
-//! The driver that turns the plan into real `pyile::Joiner`s lives in the binary's wiring.
+//! [`driver`] turns the plan into real `pyile::Joiner`s; the binary wires it all together.
 
 pub mod cli;
+pub mod driver;
 pub mod error;
 pub mod hlog;
 pub mod limits;

@@ -1,1 +1,329 @@
-fn main() {}
+//! The `loadgen` binary: parse the command line, build this shard's plan, check that it fits,
+//! drive real joiners, write the reports and apply the `--fail-on` rules.
+//!
+//! Exit status: 0 when every rule holds, 1 when one is violated (each printed on its own
+//! line), 2 on an error (one line, `loadgen: error: …`) or a usage error.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use loadgen::cli::{Cli, Command, MergeArgs, RunArgs, redacted_args};
+use loadgen::driver::{self, DriverConfig};
+use loadgen::hlog::{self, HlogWriter};
+use loadgen::limits::{self, Limits};
+use loadgen::metrics::{Collector, Counter, Latency, Metrics, Totals};
+use loadgen::plan::{Arrival, Plan, PlanConfig};
+use loadgen::progress::{Progress, Status};
+use loadgen::report::{self, IntervalCsv, RunParams};
+use loadgen::rules::{self, Rule, Violation};
+use loadgen::sources::Sources;
+use loadgen::{Error, Result};
+use tokio_util::sync::CancellationToken;
+
+/// How a finished run or merge turned out.
+enum Outcome {
+    Passed,
+    Failed(Vec<Violation>),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Some(Command::Merge(args)) => merge(args),
+        None => run(cli.run),
+    };
+    match result {
+        Ok(Outcome::Passed) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed(violations)) => {
+            for v in violations {
+                eprintln!("loadgen: {v}");
+            }
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("loadgen: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Library logs (pyile's) go to stderr, errors only unless `RUST_LOG` says otherwise: with
+/// thousands of joiners anything chattier drowns the progress display.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// This shard's plan and the parameters that describe it.
+fn build_plan(args: &RunArgs) -> Result<(Plan, PlanConfig, Sources)> {
+    let sources = Sources::resolve(args.source_ips.clone(), args.target)?;
+    let mut joiner_ips = sources.addrs().to_vec();
+    let mut attacker_ips = Vec::new();
+    if args.wrong_password_rate > 0.0 {
+        let n = args.attacker_ips;
+        if n == 0 || joiner_ips.len() <= n {
+            return Err(Error::Config(format!(
+                "--wrong-password-rate needs {n} attacker addresses (--attacker-ips) taken from the end \
+                 of --source-ips, plus at least one for joiners; the sources are {sources}"
+            )));
+        }
+        attacker_ips = joiner_ips.split_off(joiner_ips.len() - n);
+    }
+    let cfg = PlanConfig {
+        seed: args.seed,
+        peers: args.peers,
+        arrival: args.arrival(),
+        hold: args.hold,
+        churn_rate: args.churn,
+        broadcast_rate: args.broadcast_rate,
+        wrong_password_rate: args.wrong_password_rate,
+        joiner_ips,
+        attacker_ips,
+        shards: args.shard.count,
+    };
+    let plan = Plan::build(&cfg)?.shard(args.shard);
+    Ok((plan, cfg, sources))
+}
+
+fn run(args: RunArgs) -> Result<Outcome> {
+    let (plan, plan_cfg, sources) = build_plan(&args)?;
+    let summary = plan.summary();
+    let rules = rules::rules_of(&args.fail_on);
+    if args.interval.is_zero() {
+        return Err(Error::Config("--interval must be more than 0s".into()));
+    }
+
+    let needs = limits::estimate(&plan, args.peers as u64 + 1, args.handshake_timeout);
+    if args.dry_run {
+        plan.write_csv(std::io::stdout().lock()).map_err(|e| Error::Run(format!("stdout: {e}")))?;
+        eprintln!(
+            "loadgen: shard {} of seed {}: {summary:?}; needs about {} file descriptors, {} ports on {}",
+            plan.shard,
+            args.seed,
+            needs.fds,
+            needs.busiest_source.1,
+            needs.busiest_source.0.map_or("the system's address".into(), |ip| ip.to_string()),
+        );
+        return Ok(Outcome::Passed);
+    }
+
+    let password = args.password()?;
+    let limits = Limits::raise_and_read()?;
+    let warnings = limits::check(&needs, &limits)?;
+
+    let mut progress = Progress::new(args.quiet);
+    let join_rate = match plan_cfg.arrival {
+        Arrival::Rate(r) => r,
+        Arrival::Ramp(d) => args.peers as f64 / d.as_secs_f64().max(1e-9),
+    };
+    progress.note(&format!(
+        "shard {} of seed {}: {} joiners from {}, {:.1} joins/s for {:.1}s then {:.1}s hold, target {}",
+        plan.shard,
+        args.seed,
+        summary.slots,
+        sources,
+        join_rate,
+        plan.arrival_end.as_secs_f64(),
+        args.hold.as_secs_f64(),
+        args.target,
+    ));
+    for w in &warnings {
+        progress.note(&format!("warning: {w}"));
+    }
+    if args.target.ip().is_loopback() {
+        progress.note(&format!(
+            "the authenticator on this machine needs about {} file descriptors of its own",
+            needs.authenticator_fds
+        ));
+    }
+
+    // Time zero a little ahead, so the first joins are not late because of setup.
+    let lead = Duration::from_millis(100);
+    let start = Instant::now() + lead;
+    let start_wall = SystemTime::now() + lead;
+    let mut params = RunParams {
+        loadgen_version: env!("CARGO_PKG_VERSION").into(),
+        command_line: redacted_args(std::env::args()),
+        target: args.target.to_string(),
+        peers: args.peers,
+        seed: args.seed,
+        shard: args.shard,
+        join_rate_per_s: join_rate,
+        arrival_s: plan.arrival_end.as_secs_f64(),
+        hold_s: args.hold.as_secs_f64(),
+        churn_per_s: args.churn,
+        broadcast_per_s: args.broadcast_rate,
+        wrong_password_per_s: args.wrong_password_rate,
+        source_ips: sources.to_string(),
+        attacker_ips: plan_cfg.attacker_ips.iter().map(|ip| ip.to_string()).collect(),
+        handshake_timeout_s: args.handshake_timeout.as_secs_f64(),
+        heartbeat_timeout_s: args.heartbeat_timeout.as_secs_f64(),
+        interval_s: args.interval.as_secs_f64(),
+        fail_on: rules.iter().map(|r| r.text().to_string()).collect(),
+        plan: summary,
+        started_unix_ms: unix_ms(start_wall),
+        finished_unix_ms: None,
+        outcome: None,
+    };
+    let params_path = args.out.as_deref().map(report::params_path);
+    if let Some(p) = &params_path {
+        report::write_json(p, &params)?;
+    }
+    let mut outputs = IntervalOutputs {
+        csv: args.out.as_deref().map(|o| IntervalCsv::create(&report::intervals_path(o))).transpose()?,
+        hlog: match &args.hdr_log {
+            Some(path) => {
+                let json = serde_json::to_value(&params).map_err(|e| Error::Run(e.to_string()))?;
+                Some(HlogWriter::create(path, start_wall, &json)?)
+            }
+            None => None,
+        },
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Run(format!("cannot start the tokio runtime: {e}")))?;
+    let driver_cfg = DriverConfig {
+        target: args.target,
+        wrong_password: DriverConfig::wrong_password_for(&password),
+        password,
+        handshake_timeout: args.handshake_timeout,
+        heartbeat_timeout: args.heartbeat_timeout,
+        start_wall,
+        drain_timeout: args.handshake_timeout + Duration::from_secs(2),
+    };
+    let metrics = Arc::new(Metrics::new(start));
+    let mut collector = Collector::new();
+    let planned = plan.end;
+    let io_result = runtime.block_on(async {
+        let stop = CancellationToken::new();
+        let mut driver = tokio::spawn({
+            let (metrics, stop) = (metrics.clone(), stop.clone());
+            async move { driver::run(&plan, driver_cfg, metrics, stop).await }
+        });
+        let mut ticks = tokio::time::interval_at((start + args.interval).into(), args.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut result = Ok(());
+        loop {
+            tokio::select! {
+                ended = &mut driver => {
+                    if let Err(e) = ended {
+                        result = Err(Error::Run(format!("the driver failed: {e}")));
+                    }
+                    break;
+                }
+                _ = tokio::signal::ctrl_c(), if !stop.is_cancelled() => {
+                    progress.note("interrupted: ending the run and writing the reports");
+                    stop.cancel();
+                }
+                _ = ticks.tick() => {
+                    let interval = collector.cut(&metrics, Instant::now());
+                    if let Err(e) = outputs.write(&interval) {
+                        result = Err(e);
+                        stop.cancel();
+                    }
+                    progress.update(&status(&metrics, &interval.data, planned));
+                }
+            }
+        }
+        result
+    });
+    let last = collector.cut(&metrics, Instant::now());
+    let final_write = outputs.write(&last);
+    progress.finish();
+    drop(runtime);
+
+    let totals = collector.totals();
+    let violations = rules::evaluate(&rules, totals);
+    params.finished_unix_ms = Some(unix_ms(SystemTime::now()));
+    params.outcome = Some(match (&io_result, &final_write) {
+        (Err(e), _) | (_, Err(e)) => format!("error: {e}"),
+        _ if violations.is_empty() => "passed".into(),
+        _ => format!("failed: {}", violations.iter().map(|v| v.rule.as_str()).collect::<Vec<_>>().join("; ")),
+    });
+    if let Some(out) = &args.out {
+        report::write_final_csv(out, totals)?;
+    }
+    if let Some(p) = &params_path {
+        report::write_json(p, &params)?;
+    }
+    io_result?;
+    final_write?;
+    finish(totals, &rules, violations, args.quiet)
+}
+
+/// The per-interval outputs that exist for this run.
+struct IntervalOutputs {
+    csv: Option<IntervalCsv>,
+    hlog: Option<HlogWriter>,
+}
+
+impl IntervalOutputs {
+    fn write(&mut self, interval: &loadgen::metrics::Interval) -> Result<()> {
+        if let Some(csv) = &mut self.csv {
+            csv.write(interval)?;
+        }
+        if let Some(hlog) = &mut self.hlog {
+            hlog.write(interval)?;
+        }
+        Ok(())
+    }
+}
+
+fn status(metrics: &Metrics, last: &Totals, planned: Duration) -> Status {
+    let join = last.histogram(Latency::JoinComplete);
+    Status {
+        elapsed: Instant::now().saturating_duration_since(metrics.start()),
+        planned,
+        joined: metrics.counter(Counter::Joined),
+        active: metrics.active(),
+        failed: metrics.counter(Counter::Errors),
+        p99_join: (!join.is_empty()).then(|| Duration::from_micros(join.value_at_quantile(0.99))),
+    }
+}
+
+/// Prints the summary (unless quiet) and turns violations into the outcome.
+fn finish(totals: &Totals, rules: &[Rule], violations: Vec<Violation>, quiet: bool) -> Result<Outcome> {
+    if !quiet {
+        print!("{}", report::summary_table(totals));
+        if !rules.is_empty() && violations.is_empty() {
+            let texts: Vec<&str> = rules.iter().map(|r| r.text()).collect();
+            println!("no --fail-on rule violated ({})", texts.join(", "));
+        }
+    }
+    Ok(if violations.is_empty() { Outcome::Passed } else { Outcome::Failed(violations) })
+}
+
+fn merge(args: MergeArgs) -> Result<Outcome> {
+    let rules = rules::rules_of(&args.fail_on);
+    let merged = hlog::merge(&args.logs)?;
+    for w in &merged.warnings {
+        eprintln!("loadgen: warning: {w}");
+    }
+    if let Some(out) = &args.out {
+        report::write_final_csv(out, &merged.totals)?;
+        let sources: Vec<serde_json::Value> = merged
+            .sources
+            .iter()
+            .map(|(path, params)| serde_json::json!({"log": path, "params": params}))
+            .collect();
+        let params = serde_json::json!({
+            "loadgen_version": env!("CARGO_PKG_VERSION"),
+            "merged_from": sources,
+            "warnings": merged.warnings,
+            "fail_on": rules.iter().map(|r| r.text()).collect::<Vec<_>>(),
+        });
+        report::write_json(&report::params_path(out), &params)?;
+    }
+    let violations = rules::evaluate(&rules, &merged.totals);
+    finish(&merged.totals, &rules, violations, args.quiet)
+}

@@ -1,0 +1,368 @@
+//! The driver: runs a [`Plan`] with real `pyile::Joiner`s over `tokio::net`, on the current
+//! (multi-threaded) tokio runtime, and feeds what happens into [`Metrics`].
+//!
+//! One scheduler walks the plan and starts each operation at its intended instant (recording
+//! how late it was as `schedule_lag`); every operation runs in its own task, so a slow one
+//! never delays the next (open model). Each joined joiner gets one task that reads its event
+//! stream until it has left: heartbeat intervals, member lists (convergence), received
+//! messages (delivery latency) and the loss of the authenticator all come from there.
+//!
+//! Every latency is measured from the operation's intended instant, using the timestamps the
+//! protocol library puts on its events. Message delivery spans processes (a broadcast reaches
+//! every shard's joiners), so a message carries its intended send time as wall-clock
+//! microseconds and receivers convert their event timestamps to wall-clock time with the same
+//! anchor the plan uses; on one machine that is exact, across machines it includes clock skew.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pyile::{EventKind, EventStream, HandshakeStage, Joiner, JoinerConfig, LostReason, MemberList, TokioNet};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::{Counter, Latency, Metrics};
+use crate::plan::{JoinerId, LeaveMode, Op, OpKind, Plan};
+
+/// Prefix of the messages loadgen broadcasts: `loadgen <intended unix µs> <op seq>`.
+const MESSAGE_PREFIX: &str = "loadgen ";
+
+/// What the driver needs besides the plan.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// The authenticator's auth address.
+    pub target: SocketAddr,
+    /// The right password.
+    pub password: String,
+    /// The password attackers use (must differ from `password`).
+    pub wrong_password: String,
+    /// Bound on one handshake.
+    pub handshake_timeout: Duration,
+    /// Silence after which a joiner counts its authenticator as lost.
+    pub heartbeat_timeout: Duration,
+    /// Wall-clock time of the run's time zero (`Metrics::start`).
+    pub start_wall: SystemTime,
+    /// After the plan ends, how long to wait for operations still in flight.
+    pub drain_timeout: Duration,
+}
+
+impl DriverConfig {
+    /// A wrong password that is certainly not `password`.
+    pub fn wrong_password_for(password: &str) -> String {
+        format!("{password}-loadgen-wrong")
+    }
+}
+
+/// Where a planned joiner is.
+enum Slot {
+    /// Handshake in progress; a leave planned meanwhile is remembered and done on arrival.
+    Joining(Option<LeaveMode>),
+    /// Joined.
+    Joined(Arc<Joiner>),
+}
+
+struct Shared {
+    cfg: DriverConfig,
+    metrics: Arc<Metrics>,
+    slots: Mutex<HashMap<JoinerId, Slot>>,
+    /// Peer addresses of this process's joined joiners (for convergence).
+    joined: Mutex<HashSet<SocketAddr>>,
+    tracker: TaskTracker,
+    /// Set once the plan has ended: joins that finish later leave at once.
+    ending: CancellationToken,
+}
+
+/// Runs `plan` to its end (or until `stop` is cancelled), then makes every joiner leave and
+/// waits for operations in flight (at most `drain_timeout`).
+pub async fn run(plan: &Plan, cfg: DriverConfig, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let start = metrics.start();
+    let shared = Arc::new(Shared {
+        cfg,
+        metrics,
+        slots: Mutex::new(HashMap::new()),
+        joined: Mutex::new(HashSet::new()),
+        tracker: TaskTracker::new(),
+        ending: CancellationToken::new(),
+    });
+    for op in &plan.ops {
+        let intended = start + op.at;
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep_until(intended.into()) => {}
+        }
+        shared.metrics.record_since(Latency::ScheduleLag, intended, Instant::now());
+        dispatch(&shared, op, intended);
+    }
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep_until((start + plan.end).into()) => {}
+    }
+    shared.ending.cancel();
+    let joiners: Vec<Arc<Joiner>> = lock(&shared.slots)
+        .drain()
+        .filter_map(|(_, slot)| match slot {
+            Slot::Joined(j) => Some(j),
+            Slot::Joining(_) => None,
+        })
+        .collect();
+    for j in joiners {
+        shared.tracker.spawn(async move { j.leave().await });
+    }
+    shared.tracker.close();
+    let _ = tokio::time::timeout(shared.cfg.drain_timeout, shared.tracker.wait()).await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn dispatch(shared: &Arc<Shared>, op: &Op, intended: Instant) {
+    let s = shared.clone();
+    match op.kind {
+        OpKind::Join { joiner, source } => {
+            lock(&shared.slots).insert(joiner, Slot::Joining(None));
+            shared.tracker.spawn(join(s, joiner, source, intended));
+        }
+        OpKind::Leave { joiner, mode } => {
+            let mut slots = lock(&shared.slots);
+            match slots.remove(&joiner) {
+                Some(Slot::Joining(_)) => {
+                    slots.insert(joiner, Slot::Joining(Some(mode)));
+                }
+                Some(Slot::Joined(j)) => {
+                    shared.tracker.spawn(leave(s, j, mode));
+                }
+                None => shared.metrics.incr(Counter::Skipped),
+            }
+        }
+        OpKind::Broadcast { from } => {
+            let sender = match lock(&shared.slots).get(&from) {
+                Some(Slot::Joined(j)) => Some(j.clone()),
+                _ => None,
+            };
+            match sender {
+                Some(j) => {
+                    let wall = shared.cfg.start_wall + (intended - shared.metrics.start());
+                    let text = format!("{MESSAGE_PREFIX}{} {}", unix_micros(wall), op.seq);
+                    shared.tracker.spawn(broadcast(s, j, text));
+                }
+                None => shared.metrics.incr(Counter::Skipped),
+            }
+        }
+        OpKind::WrongPassword { source, .. } => {
+            shared.tracker.spawn(attack(s, source));
+        }
+    }
+}
+
+fn unix_micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The counter for a failed join (or a failed attack that was not a rejection or a ban).
+pub fn failure_counter(e: &pyile::Error) -> Counter {
+    match e.kind() {
+        "wrong_password" => Counter::WrongPassword,
+        "banned" => Counter::Banned,
+        "refused" => Counter::Refused,
+        "timed_out" => Counter::TimedOut,
+        "protocol_error" => Counter::ProtocolError,
+        _ => Counter::OtherError,
+    }
+}
+
+fn joiner_config(cfg: &DriverConfig, password: &str, alias: String, source: Option<IpAddr>) -> JoinerConfig {
+    let c = JoinerConfig::new(password)
+        .alias(alias)
+        .handshake_timeout(cfg.handshake_timeout)
+        .heartbeat_timeout(cfg.heartbeat_timeout);
+    match source {
+        Some(ip) => c.local_ip(ip),
+        None => c,
+    }
+}
+
+async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intended: Instant) {
+    let m = &shared.metrics;
+    let cfg = joiner_config(&shared.cfg, &shared.cfg.password, format!("loadgen-{id}"), source);
+    let mut joiner = match Joiner::join(TokioNet, shared.cfg.target, cfg).await {
+        Ok(j) => j,
+        Err(e) => {
+            m.incr(failure_counter(&e));
+            tracing::debug!(%id, "join failed: {e}");
+            lock(&shared.slots).remove(&id);
+            return;
+        }
+    };
+    let Some(mut events) = joiner.events() else {
+        unreachable!("a new joiner has its event stream")
+    };
+    // The handshake's events are already queued: take them up to `Joined`.
+    let mut first_list = None;
+    while let Some(ev) = events.try_recv() {
+        let at = ev.at.into_std();
+        let stage = match ev.kind {
+            EventKind::Handshake(HandshakeStage::Connected) => Latency::TcpConnect,
+            EventKind::Handshake(HandshakeStage::BannedStatus { .. }) => Latency::BannedStatus,
+            EventKind::Handshake(HandshakeStage::Authenticated { .. }) => Latency::AuthResult,
+            EventKind::Handshake(HandshakeStage::FirstList(_)) => Latency::FirstList,
+            EventKind::Handshake(HandshakeStage::DistConnected) => Latency::JoinComplete,
+            EventKind::Joined { list, .. } => {
+                first_list = Some((at, list));
+                break;
+            }
+            EventKind::Lagged { dropped } => {
+                m.add(Counter::EventsLagged, dropped);
+                continue;
+            }
+            _ => continue,
+        };
+        m.record_since(stage, intended, at);
+    }
+    m.incr(Counter::Joined);
+    m.add_active(1);
+
+    let peer_addr = joiner.peer_addr();
+    let joiner = Arc::new(joiner);
+    // Convergence: wait until the list holds every joiner of ours joined before this one.
+    let mut missing: Vec<SocketAddr> = {
+        let mut joined = lock(&shared.joined);
+        let before = joined.iter().copied().collect();
+        joined.insert(peer_addr);
+        before
+    };
+    let mut converged = false;
+    if let Some((at, list)) = &first_list {
+        converged = check_convergence(&shared, &mut missing, list, intended, *at);
+    }
+
+    let planned_leave = {
+        let mut slots = lock(&shared.slots);
+        match slots.remove(&id) {
+            Some(Slot::Joining(leave)) if !shared.ending.is_cancelled() => {
+                if leave.is_none() {
+                    slots.insert(id, Slot::Joined(joiner.clone()));
+                }
+                leave
+            }
+            // The plan ended during the handshake: leave at once.
+            _ => Some(LeaveMode::Graceful),
+        }
+    };
+
+    shared.tracker.spawn(watch_events(shared.clone(), events, intended, peer_addr, missing, converged));
+    // Hold no reference past this point: dropping the slot's must be able to end the joiner.
+    if let Some(mode) = planned_leave {
+        leave(shared, joiner, mode).await;
+    }
+}
+
+/// Removes from `missing` the members `list` holds and the joiners that have left; records
+/// convergence (at `at`) once nothing is missing. Returns whether it converged.
+fn check_convergence(
+    shared: &Shared,
+    missing: &mut Vec<SocketAddr>,
+    list: &MemberList,
+    intended: Instant,
+    at: Instant,
+) -> bool {
+    let members: HashSet<&SocketAddr> = list.iter().collect();
+    missing.retain(|a| !members.contains(a));
+    if !missing.is_empty() {
+        let joined = lock(&shared.joined);
+        missing.retain(|a| joined.contains(a));
+    }
+    if missing.is_empty() {
+        shared.metrics.record_since(Latency::Convergence, intended, at);
+        missing.shrink_to_fit();
+        true
+    } else {
+        false
+    }
+}
+
+async fn watch_events(
+    shared: Arc<Shared>,
+    mut events: EventStream,
+    intended: Instant,
+    peer_addr: SocketAddr,
+    mut missing: Vec<SocketAddr>,
+    mut converged: bool,
+) {
+    let m = &shared.metrics;
+    let mut last_beat: Option<Instant> = None;
+    while let Some(ev) = events.recv().await {
+        let at = ev.at.into_std();
+        match ev.kind {
+            EventKind::HeartbeatReceived { .. } => {
+                if let Some(prev) = last_beat.replace(at) {
+                    m.record(Latency::HeartbeatInterval, at.saturating_duration_since(prev));
+                }
+            }
+            EventKind::MemberListChanged { list, .. } if !converged => {
+                converged = check_convergence(&shared, &mut missing, &list, intended, at);
+            }
+            EventKind::MessageReceived { data, .. } => {
+                let sent = data
+                    .strip_prefix(MESSAGE_PREFIX)
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|us| us.parse::<u64>().ok());
+                if let Some(sent_us) = sent {
+                    let at_wall = shared.cfg.start_wall + at.saturating_duration_since(m.start());
+                    let delay = unix_micros(at_wall).saturating_sub(sent_us);
+                    m.record(Latency::MessageDelivery, Duration::from_micros(delay));
+                }
+            }
+            EventKind::AuthenticatorLost { reason } => m.incr(match reason {
+                LostReason::Timeout => Counter::LostAuthenticator,
+                LostReason::Closed | LostReason::Error(_) => Counter::Removed,
+            }),
+            EventKind::Lagged { dropped } => m.add(Counter::EventsLagged, dropped),
+            EventKind::Left => break,
+            _ => {}
+        }
+    }
+    m.add_active(-1);
+    lock(&shared.joined).remove(&peer_addr);
+}
+
+async fn leave(shared: Arc<Shared>, joiner: Arc<Joiner>, mode: LeaveMode) {
+    match mode {
+        LeaveMode::Graceful => {
+            joiner.leave().await;
+            shared.metrics.incr(Counter::Left);
+        }
+        LeaveMode::Crash => {
+            // TODO(pyile): a crash should stop answering without closing (or reset); the
+            // library has no such call yet, so a crash is a leave without waiting for it.
+            drop(joiner);
+            shared.metrics.incr(Counter::Dropped);
+        }
+    }
+}
+
+async fn broadcast(shared: Arc<Shared>, joiner: Arc<Joiner>, text: String) {
+    let report = joiner.broadcast(&text).await;
+    let m = &shared.metrics;
+    let attempted = (report.sent + report.failed) as u64;
+    m.add(Counter::MessagesSent, attempted);
+    m.add(Counter::MessagesDelivered, report.delivered as u64);
+    m.add(Counter::MessagesLost, attempted - report.delivered as u64);
+}
+
+async fn attack(shared: Arc<Shared>, source: IpAddr) {
+    let m = &shared.metrics;
+    m.incr(Counter::Attacks);
+    let cfg = joiner_config(&shared.cfg, &shared.cfg.wrong_password, "loadgen-attacker".into(), Some(source));
+    match Joiner::join(TokioNet, shared.cfg.target, cfg).await {
+        Err(pyile::Error::Authentication) => m.incr(Counter::AttackRejected),
+        Err(pyile::Error::Banned) => m.incr(Counter::AttackBanned),
+        Err(e) => m.incr(failure_counter(&e)),
+        Ok(j) => {
+            tracing::error!(%source, "the authenticator accepted a wrong password");
+            m.incr(Counter::ProtocolError);
+            j.leave().await;
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The driver against an in-process authenticator (the `pyile` library) on loopback: every
+//! planned joiner joins from the source address the plan gave it, and outcomes are counted.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use loadgen::driver::{self, DriverConfig};
+use loadgen::metrics::{Collector, Counter, Latency, Metrics};
+use loadgen::plan::{Arrival, OpKind, Plan, PlanConfig};
+use loadgen::sources::SourceRange;
+use pyile::{Authenticator, AuthenticatorConfig, EventKind, TokioNet};
+use tokio_util::sync::CancellationToken;
+
+fn addrs(range: &str) -> Vec<IpAddr> {
+    range.parse::<SourceRange>().unwrap().addrs().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joiners_bind_their_planned_source_addresses_and_attackers_get_banned() {
+    let mut auth = Authenticator::start(
+        TokioNet,
+        AuthenticatorConfig::new("pw")
+            .listen("127.0.0.1:0".parse().unwrap())
+            .heartbeat_interval(Duration::from_millis(200))
+            .password_attempts(2),
+    )
+    .await
+    .unwrap();
+    let mut auth_events = auth.events().unwrap();
+
+    let cfg = PlanConfig {
+        seed: 5,
+        peers: 24,
+        arrival: Arrival::Rate(100.0),
+        hold: Duration::from_millis(1500),
+        churn_rate: 0.0,
+        broadcast_rate: 2.0,
+        wrong_password_rate: 10.0,
+        joiner_ips: addrs("127.0.5.1-127.0.5.4"),
+        attacker_ips: addrs("127.0.6.1"),
+        shards: 1,
+    };
+    let plan = Plan::build(&cfg).unwrap();
+    let planned: HashMap<u32, IpAddr> = plan
+        .ops
+        .iter()
+        .filter_map(|op| match op.kind {
+            OpKind::Join { joiner, source } => Some((joiner.slot, source.unwrap())),
+            _ => None,
+        })
+        .collect();
+    let attacks = plan.summary().wrong_passwords;
+    assert!(attacks >= 5, "the plan should hold a ban flood, has {attacks}");
+
+    let start = Instant::now() + Duration::from_millis(50);
+    let metrics = Arc::new(Metrics::new(start));
+    let driver_cfg = DriverConfig {
+        target: auth.auth_addr(),
+        password: "pw".into(),
+        wrong_password: DriverConfig::wrong_password_for("pw"),
+        handshake_timeout: Duration::from_secs(3),
+        heartbeat_timeout: Duration::from_secs(2),
+        start_wall: SystemTime::now() + Duration::from_millis(50),
+        drain_timeout: Duration::from_secs(5),
+    };
+    driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
+
+    // What the authenticator saw: every member came from a planned joiner address, with its
+    // peer listener on that same address, and all four addresses were used.
+    let mut sources = HashSet::new();
+    let mut members = 0;
+    let mut banned = HashSet::new();
+    while let Some(ev) = auth_events.try_recv() {
+        match ev.kind {
+            EventKind::MemberJoined { member, source } => {
+                assert_eq!(member.ip(), source, "peer listener not on the source address");
+                assert!(cfg.joiner_ips.contains(&source), "{source} is not a joiner address");
+                sources.insert(source);
+                members += 1;
+            }
+            EventKind::Banned { ip } => {
+                banned.insert(ip);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(members, 24);
+    assert_eq!(sources, cfg.joiner_ips.iter().copied().collect::<HashSet<_>>());
+    assert_eq!(planned.values().copied().collect::<HashSet<_>>(), sources);
+    assert_eq!(banned, HashSet::from(["127.0.6.1".parse().unwrap()]), "only the attacker is banned");
+
+    let mut collector = Collector::new();
+    collector.cut(&metrics, Instant::now());
+    let t = collector.totals();
+    assert_eq!(t.counter(Counter::Joined), 24);
+    assert_eq!(t.counter(Counter::Errors), 0, "no joiner failed");
+    assert_eq!(t.counter(Counter::Attacks), attacks);
+    assert_eq!(t.counter(Counter::AttackRejected), 2, "two wrong passwords, then the ban");
+    assert_eq!(t.counter(Counter::AttackBanned), attacks - 2);
+    for l in [Latency::TcpConnect, Latency::BannedStatus, Latency::AuthResult, Latency::FirstList, Latency::JoinComplete] {
+        assert_eq!(t.histogram(l).len(), 24, "{}", l.name());
+    }
+    // Stages happen in order, so their medians do too.
+    let p50 = |l: Latency| t.histogram(l).value_at_quantile(0.5);
+    assert!(p50(Latency::TcpConnect) <= p50(Latency::AuthResult));
+    assert!(p50(Latency::AuthResult) <= p50(Latency::JoinComplete));
+    assert_eq!(t.histogram(Latency::Convergence).len(), 24);
+    assert!(t.histogram(Latency::HeartbeatInterval).len() > 24);
+    assert_eq!(t.histogram(Latency::ScheduleLag).len(), plan.ops.len() as u64);
+    if plan.summary().broadcasts > 0 {
+        assert!(t.counter(Counter::MessagesSent) > 0);
+        assert_eq!(t.counter(Counter::MessagesDelivered), t.counter(Counter::MessagesSent));
+        // Every delivery to one of our joiners is measured (the authenticator is not ours).
+        let to_joiners = t.counter(Counter::MessagesSent) - plan.summary().broadcasts;
+        assert_eq!(t.histogram(Latency::MessageDelivery).len(), to_joiners);
+    }
+    assert_eq!(metrics.active(), 0, "every joiner left at the end");
+    auth.leave().await;
+}
