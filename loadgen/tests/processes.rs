@@ -1,0 +1,295 @@
+//! `pyile auth` and `loadgen` as real processes on loopback, as a user runs them.
+//!
+//! The `pyile` binary is taken from beside `loadgen` in the target directory (a workspace
+//! `cargo test` builds it); if it is missing it is built once into a separate target directory.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+const PASSWORD: &str = "load-test-pw";
+
+/// One test at a time: they share two cores and measure latencies.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn pyile_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let beside = Path::new(LOADGEN).with_file_name("pyile");
+        if beside.exists() {
+            return beside;
+        }
+        let profile_dir = Path::new(LOADGEN).parent().unwrap();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let target = profile_dir.parent().unwrap().join("loadgen-e2e-pyile");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "pyile", "--bin", "pyile"]).env("CARGO_TARGET_DIR", &target);
+        if release {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().expect("run cargo").success(), "building pyile failed");
+        target.join(if release { "release" } else { "debug" }).join("pyile")
+    })
+}
+
+/// A `pyile auth` process on a free loopback port; killed on drop.
+struct Auth {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Auth {
+    fn start() -> Auth {
+        let mut child = Command::new(pyile_bin())
+            .args(["auth", "--listen", "127.0.0.1:0", "--heartbeat-interval", "300ms"])
+            .env("PYILE_PASSWORD", PASSWORD)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pyile auth");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines.next().expect("pyile auth said nothing").unwrap();
+            if let Some(rest) = line.strip_prefix("listening auth=") {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining its stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Auth { child, addr }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Auth {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("loadgen-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn spawn_loadgen(args: &[&str]) -> Child {
+    Command::new(LOADGEN)
+        .args(args)
+        .env("PYILE_PASSWORD", PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start loadgen")
+}
+
+/// Waits for `child` at most `limit`, killing it (and failing) past that.
+fn finish(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("loadgen did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn loadgen(args: &[&str]) -> Output {
+    finish(spawn_loadgen(args), Duration::from_secs(120))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// metric -> cells after the name, from a final CSV.
+fn read_csv(path: &Path) -> HashMap<String, Vec<String>> {
+    let content = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = content.lines();
+    assert_eq!(lines.next().unwrap(), "metric,count,min_us,p50_us,p90_us,p99_us,p999_us,max_us,mean_us");
+    lines
+        .map(|l| {
+            let mut cells = l.split(',').map(String::from);
+            (cells.next().unwrap(), cells.collect())
+        })
+        .collect()
+}
+
+fn count(rows: &HashMap<String, Vec<String>>, metric: &str) -> u64 {
+    rows.get(metric).unwrap_or_else(|| panic!("no row {metric}"))[0].parse().unwrap()
+}
+
+const METRICS: [&str; 9] = [
+    "tcp_connect", "banned_status", "auth_result", "first_list", "join_complete", "convergence",
+    "heartbeat_interval", "message_delivery", "schedule_lag",
+];
+const COUNTERS: [&str; 20] = [
+    "joined", "refused", "timed_out", "banned", "wrong_password", "protocol_error", "removed",
+    "lost_authenticator", "other_error", "errors", "left", "dropped", "messages_sent",
+    "messages_delivered", "messages_lost", "attacks", "attack_rejected", "attack_banned", "skipped",
+    "events_lagged",
+];
+
+#[test]
+fn two_hundred_peers_all_join_and_the_gates_pass_and_fail() {
+    let _serial = serial();
+    let auth = Auth::start();
+    let dir = temp_dir("200");
+    let out = dir.join("run.csv");
+    let hlog = dir.join("run.hlog");
+    let target = auth.addr.to_string();
+    let run = loadgen(&[
+        "--peers", "200", "--target", &target, "--rate", "200/s", "--hold", "2s",
+        "--heartbeat-timeout", "3s", "--broadcast-rate", "2/s",
+        "--out", out.to_str().unwrap(), "--hdr-log", hlog.to_str().unwrap(),
+        "--fail-on", "join_complete.p99>20s", "--fail-on", "errors>0",
+    ]);
+    assert!(run.status.success(), "exit {:?}\n{}{}", run.status, text(&run.stdout), text(&run.stderr));
+    assert!(text(&run.stdout).contains("no --fail-on rule violated"));
+
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), METRICS.len() + COUNTERS.len());
+    for name in METRICS.iter().chain(&COUNTERS) {
+        assert!(rows.contains_key(*name), "no row {name}");
+    }
+    assert_eq!(count(&rows, "joined"), 200);
+    assert_eq!(count(&rows, "errors"), 0);
+    for stage in ["tcp_connect", "banned_status", "auth_result", "first_list", "join_complete", "convergence"] {
+        assert_eq!(count(&rows, stage), 200, "{stage}");
+        let cells = &rows[stage];
+        let (min, p50, max): (u64, u64, u64) = (cells[1].parse().unwrap(), cells[2].parse().unwrap(), cells[6].parse().unwrap());
+        assert!(min <= p50 && p50 <= max && max < 20_000_000, "{stage}: {cells:?}");
+    }
+    // Heartbeats every 300 ms over a 3 s run: several intervals per joiner, all near 300 ms.
+    assert!(count(&rows, "heartbeat_interval") >= 200 * 3);
+    let hb_p50: u64 = rows["heartbeat_interval"][2].parse().unwrap();
+    assert!((250_000..400_000).contains(&hb_p50), "heartbeat p50 {hb_p50} us");
+    assert!(count(&rows, "schedule_lag") >= 200);
+    assert_eq!(count(&rows, "messages_delivered"), count(&rows, "messages_sent"));
+    // Counters have counts only.
+    assert!(rows["joined"][1..].iter().all(|c| c.is_empty()));
+
+    let intervals = std::fs::read_to_string(dir.join("run.intervals.csv")).unwrap();
+    let blocks = intervals.lines().filter(|l| l.contains(",active,")).count();
+    assert!(blocks >= 3, "{blocks} intervals");
+    let params: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.csv.params.json")).unwrap()).unwrap();
+    assert_eq!(params["peers"], 200);
+    assert_eq!(params["outcome"], "passed");
+
+    // The same numbers through the interval log, and a gate that must fail.
+    let merged = dir.join("merged.csv");
+    let m = loadgen(&["merge", hlog.to_str().unwrap(), "--out", merged.to_str().unwrap(), "--fail-on", "join_complete.p99>1us"]);
+    assert_eq!(m.status.code(), Some(1), "{}", text(&m.stderr));
+    assert!(text(&m.stderr).contains("failed --fail-on \"join_complete.p99>1us\""), "{}", text(&m.stderr));
+    assert_eq!(read_csv(&merged), rows, "merging one log gives back the run's CSV");
+
+    // A failing gate on a run exits 1 and names the rule.
+    let small = loadgen(&["--peers", "10", "--target", &target, "--rate", "100/s", "--hold", "0s", "--quiet", "--fail-on", "joined<11"]);
+    assert_eq!(small.status.code(), Some(1));
+    assert_eq!(text(&small.stderr).trim(), "loadgen: failed --fail-on \"joined<11\": observed 10");
+    assert!(small.stdout.is_empty(), "--quiet prints no summary");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_run_whose_authenticator_is_killed_ends_by_itself_and_reports_why() {
+    let _serial = serial();
+    let mut auth = Auth::start();
+    let dir = temp_dir("killed");
+    let out = dir.join("killed.csv");
+    let target = auth.addr.to_string();
+    let child = spawn_loadgen(&[
+        "--peers", "100", "--target", &target, "--ramp", "3s", "--hold", "2s",
+        "--heartbeat-timeout", "1s", "--handshake-timeout", "2s", "--out", out.to_str().unwrap(),
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+    auth.kill();
+    let run = finish(child, Duration::from_secs(60));
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("failed --fail-on \"errors>0\""), "{stderr}");
+
+    let rows = read_csv(&out);
+    let joined = count(&rows, "joined");
+    assert!(joined > 10 && joined < 100, "joined {joined}");
+    // Those who had joined lost the authenticator; later joins were refused.
+    let lost = count(&rows, "removed") + count(&rows, "lost_authenticator");
+    assert_eq!(lost, joined, "every joined joiner noticed the loss");
+    assert!(count(&rows, "refused") > 0);
+    let kinds = ["refused", "timed_out", "banned", "wrong_password", "protocol_error", "removed", "lost_authenticator", "other_error"];
+    assert_eq!(count(&rows, "errors"), kinds.iter().map(|k| count(&rows, k)).sum::<u64>());
+    assert_eq!(joined + kinds[..5].iter().chain(&kinds[7..]).map(|k| count(&rows, k)).sum::<u64>(), 100, "every join is accounted for");
+    let params = std::fs::read_to_string(dir.join("killed.csv.params.json")).unwrap();
+    assert!(params.contains("\"failed: errors>0\""), "{params}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn four_shards_as_four_processes_merge_to_their_sum() {
+    let _serial = serial();
+    let auth = Auth::start();
+    let dir = temp_dir("shards");
+    let target = auth.addr.to_string();
+    let children: Vec<Child> = (0..4)
+        .map(|i| {
+            let shard = format!("{i}/4");
+            let out = dir.join(format!("s{i}.csv"));
+            let hlog = dir.join(format!("s{i}.hlog"));
+            spawn_loadgen(&[
+                "--peers", "80", "--target", &target, "--rate", "80/s", "--hold", "2s", "--seed", "11",
+                "--shard", &shard, "--churn", "2/s", "--wrong-password-rate", "4/s",
+                "--heartbeat-timeout", "3s", "--quiet",
+                "--out", out.to_str().unwrap(), "--hdr-log", hlog.to_str().unwrap(),
+            ])
+        })
+        .collect();
+    let mut shards = Vec::new();
+    for (i, child) in children.into_iter().enumerate() {
+        let run = finish(child, Duration::from_secs(60));
+        assert!(run.status.success(), "shard {i}: {}", text(&run.stderr));
+        shards.push(read_csv(&dir.join(format!("s{i}.csv"))));
+    }
+    let logs: Vec<String> = (0..4).map(|i| dir.join(format!("s{i}.hlog")).to_str().unwrap().to_string()).collect();
+    let merged_csv = dir.join("merged.csv");
+    let mut args = vec!["merge"];
+    args.extend(logs.iter().map(String::as_str));
+    args.extend(["--out", merged_csv.to_str().unwrap(), "--quiet"]);
+    let m = loadgen(&args);
+    assert!(m.status.success(), "{}", text(&m.stderr));
+    assert!(!text(&m.stderr).contains("warning"), "{}", text(&m.stderr));
+
+    let merged = read_csv(&merged_csv);
+    for name in METRICS.iter().chain(&COUNTERS) {
+        let sum: u64 = shards.iter().map(|s| count(s, name)).sum();
+        assert_eq!(count(&merged, name), sum, "{name}");
+    }
+    for (i, s) in shards.iter().enumerate() {
+        assert!(count(s, "joined") >= 20, "shard {i} joined {}", count(s, "joined"));
+    }
+    assert!(count(&merged, "joined") >= 80);
+    assert!(count(&merged, "attacks") > 0);
+    // Exact merge: the merged maximum is the largest shard maximum (no averaging).
+    let max = |s: &HashMap<String, Vec<String>>| s["join_complete"][6].parse::<u64>().unwrap();
+    assert_eq!(max(&merged), shards.iter().map(max).max().unwrap());
+    std::fs::remove_dir_all(dir).unwrap();
+}
