@@ -195,9 +195,7 @@ async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intende
             return;
         }
     };
-    let Some(mut events) = joiner.events() else {
-        unreachable!("a new joiner has its event stream")
-    };
+    let Some(mut events) = joiner.events() else { unreachable!("a new joiner has its event stream") };
     // The handshake's events are already queued: take them up to `Joined`.
     let mut first_list = None;
     while let Some(ev) = events.try_recv() {

@@ -76,8 +76,7 @@ impl HlogWriter {
         for l in Latency::ALL {
             let h = interval.data.histogram(l);
             if !h.is_empty() {
-                log.write_histogram(h, start, length, Tag::new(l.name()))
-                    .map_err(|e| fail(e.to_string()))?;
+                log.write_histogram(h, start, length, Tag::new(l.name())).map_err(|e| fail(e.to_string()))?;
             }
         }
         for c in Counter::ALL {
@@ -111,9 +110,7 @@ pub fn read(path: &Path) -> Result<HlogContents> {
     let params = text
         .lines()
         .find_map(|l| l.strip_prefix(PARAMS_PREFIX))
-        .map(|json| {
-            serde_json::from_str(json).map_err(|e| Error::hlog(path, format!("bad #loadgen-params line: {e}")))
-        })
+        .map(|json| serde_json::from_str(json).map_err(|e| Error::hlog(path, format!("bad #loadgen-params line: {e}"))))
         .transpose()?;
 
     let mut totals = Totals::default();
@@ -177,12 +174,13 @@ fn shard_warnings(sources: &[(PathBuf, Option<serde_json::Value>)]) -> Vec<Strin
     let mut by_shard: BTreeMap<(u64, u64, u64), Vec<&Path>> = BTreeMap::new();
     for (path, params) in sources {
         let get = |p: &serde_json::Value, k: &str| p.pointer(k).and_then(|v| v.as_u64());
-        let key = params.as_ref().and_then(|p| {
-            Some((get(p, "/seed")?, get(p, "/shard/count")?, get(p, "/shard/index")?))
-        });
+        let key =
+            params.as_ref().and_then(|p| Some((get(p, "/seed")?, get(p, "/shard/count")?, get(p, "/shard/index")?)));
         match key {
             Some(k) => by_shard.entry(k).or_default().push(path),
-            None => warnings.push(format!("{}: no loadgen parameters; cannot check it is a distinct shard", path.display())),
+            None => {
+                warnings.push(format!("{}: no loadgen parameters; cannot check it is a distinct shard", path.display()))
+            }
         }
     }
     let plans: std::collections::BTreeSet<(u64, u64)> = by_shard.keys().map(|&(s, n, _)| (s, n)).collect();
@@ -201,10 +199,8 @@ fn shard_warnings(sources: &[(PathBuf, Option<serde_json::Value>)]) -> Vec<Strin
         }
     }
     for &(seed, count) in &plans {
-        let missing: Vec<String> = (0..count)
-            .filter(|i| !by_shard.contains_key(&(seed, count, *i)))
-            .map(|i| i.to_string())
-            .collect();
+        let missing: Vec<String> =
+            (0..count).filter(|i| !by_shard.contains_key(&(seed, count, *i))).map(|i| i.to_string()).collect();
         if !missing.is_empty() {
             warnings.push(format!("seed {seed} in {count} shards: shard(s) {} missing", missing.join(", ")));
         }

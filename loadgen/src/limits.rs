@@ -103,10 +103,7 @@ pub fn estimate(plan: &Plan, members: u64, handshake_timeout: Duration) -> Needs
         *ports.entry(*source).or_default() += peak_in_window(events, TIME_WAIT);
     }
     // Ties go to the lowest address so the report is deterministic.
-    let busiest_source = ports
-        .into_iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-        .unwrap_or((None, 0));
+    let busiest_source = ports.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))).unwrap_or((None, 0));
     Needs { fds, busiest_source, authenticator_fds: BASE_FDS + PER_JOINER * members }
 }
 
@@ -182,11 +179,8 @@ mod tests {
     use crate::plan::{Arrival, PlanConfig};
 
     fn plan(peers: u32, ips: &str, broadcast_rate: f64, wrong_password_rate: f64) -> Plan {
-        let joiner_ips = if ips.is_empty() {
-            vec![]
-        } else {
-            ips.parse::<crate::sources::SourceRange>().unwrap().addrs().to_vec()
-        };
+        let joiner_ips =
+            if ips.is_empty() { vec![] } else { ips.parse::<crate::sources::SourceRange>().unwrap().addrs().to_vec() };
         Plan::build(&PlanConfig {
             seed: 1,
             peers,

@@ -311,11 +311,8 @@ fn merge(args: MergeArgs) -> Result<Outcome> {
     }
     if let Some(out) = &args.out {
         report::write_final_csv(out, &merged.totals)?;
-        let sources: Vec<serde_json::Value> = merged
-            .sources
-            .iter()
-            .map(|(path, params)| serde_json::json!({"log": path, "params": params}))
-            .collect();
+        let sources: Vec<serde_json::Value> =
+            merged.sources.iter().map(|(path, params)| serde_json::json!({"log": path, "params": params})).collect();
         let params = serde_json::json!({
             "loadgen_version": env!("CARGO_PKG_VERSION"),
             "merged_from": sources,

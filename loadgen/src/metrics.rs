@@ -245,10 +245,7 @@ pub struct Totals {
 
 impl Default for Totals {
     fn default() -> Self {
-        Totals {
-            histograms: Latency::ALL.iter().map(|_| new_histogram()).collect(),
-            counters: [0; Counter::ALL.len()],
-        }
+        Totals { histograms: Latency::ALL.iter().map(|_| new_histogram()).collect(), counters: [0; Counter::ALL.len()] }
     }
 }
 
@@ -271,9 +268,7 @@ impl Totals {
 
     /// Adds a whole histogram of `latency` samples. Exact: bucket counts add.
     pub fn add_histogram(&mut self, latency: Latency, h: &Histogram<u64>) -> Result<(), String> {
-        self.histograms[latency.index()]
-            .add(h)
-            .map_err(|e| format!("{}: {e:?}", latency.name()))
+        self.histograms[latency.index()].add(h).map_err(|e| format!("{}: {e:?}", latency.name()))
     }
 
     /// Adds `n` to `counter` (only that counter; see [`Metrics::add`] for the error sum).

@@ -400,11 +400,7 @@ impl Plan {
 
         let mut attack_rng = PlanRng::new(cfg.seed, STREAM_ATTACK);
         let attackers = cfg.attacker_ips.len() as u32;
-        for (i, at) in attack_rng
-            .poisson(cfg.wrong_password_rate, Duration::ZERO, end)
-            .into_iter()
-            .enumerate()
-        {
+        for (i, at) in attack_rng.poisson(cfg.wrong_password_rate, Duration::ZERO, end).into_iter().enumerate() {
             let attacker = (i as u64 % attackers as u64) as u32;
             let source = cfg.attacker_ips[attacker as usize];
             ops.push((at, OpKind::WrongPassword { attacker, source }));
@@ -412,11 +408,7 @@ impl Plan {
 
         // Stable: equal instants keep insertion order, so a leave precedes its replacement.
         ops.sort_by_key(|(at, _)| *at);
-        let ops = ops
-            .into_iter()
-            .enumerate()
-            .map(|(i, (at, kind))| Op { seq: i as u64, at, kind })
-            .collect();
+        let ops = ops.into_iter().enumerate().map(|(i, (at, kind))| Op { seq: i as u64, at, kind }).collect();
         Ok(Plan { ops, arrival_end, end, shard: Shard::WHOLE })
     }
 
@@ -574,7 +566,9 @@ mod tests {
         for (k, op) in plan.ops.iter().enumerate() {
             let expect = k as f64 / 100.0;
             assert!((op.at.as_secs_f64() - expect).abs() < 1e-6, "join {k} at {:?}", op.at);
-            assert!(matches!(op.kind, OpKind::Join { joiner: JoinerId { slot, generation: 0 }, .. } if slot == k as u32));
+            assert!(
+                matches!(op.kind, OpKind::Join { joiner: JoinerId { slot, generation: 0 }, .. } if slot == k as u32)
+            );
         }
         assert_eq!(plan.arrival_end, Duration::from_secs(2));
         assert_eq!(plan.end, Duration::from_secs(22));
@@ -661,9 +655,8 @@ mod tests {
         let cfg = PlanConfig { joiner_ips: ips("127.0.1.1-127.0.1.5"), shards: 2, ..config() };
         // Shard 0 gets .1 .3 .5, shard 1 gets .2 .4.
         let got: Vec<String> = (0..8).map(|s| cfg.slot_source(s).unwrap().to_string()).collect();
-        let want = [
-            "127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4", "127.0.1.5", "127.0.1.2", "127.0.1.1", "127.0.1.4",
-        ];
+        let want =
+            ["127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4", "127.0.1.5", "127.0.1.2", "127.0.1.1", "127.0.1.4"];
         assert_eq!(got, want);
         let none = PlanConfig { joiner_ips: vec![], ..cfg };
         assert_eq!(none.slot_source(3), None);

@@ -94,18 +94,14 @@ pub fn rows(totals: &Totals) -> Vec<Row> {
         let h = totals.histogram(l);
         Row { metric: l.name(), count: h.len(), stats: Stats::of(h) }
     });
-    let counters = Counter::ALL
-        .into_iter()
-        .map(|c| Row { metric: c.name(), count: totals.counter(c), stats: None });
+    let counters = Counter::ALL.into_iter().map(|c| Row { metric: c.name(), count: totals.counter(c), stats: None });
     latencies.chain(counters).collect()
 }
 
 /// Creates the parent directory of `path` if needed.
 fn ensure_parent(path: &Path) -> Result<()> {
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))
-        }
+        Some(dir) if !dir.as_os_str().is_empty() => fs::create_dir_all(dir).map_err(|e| Error::file(dir, e)),
         _ => Ok(()),
     }
 }
@@ -320,9 +316,15 @@ mod tests {
         let mut data = Totals::default();
         data.record(Latency::TcpConnect, Duration::from_micros(250));
         data.add_count(Counter::Joined, 1);
-        w.write(&Interval { start: Duration::ZERO, end: Duration::from_secs(1), data: data.clone(), active: 1 }).unwrap();
-        w.write(&Interval { start: Duration::from_secs(1), end: Duration::from_secs(2), data: Totals::default(), active: 1 })
+        w.write(&Interval { start: Duration::ZERO, end: Duration::from_secs(1), data: data.clone(), active: 1 })
             .unwrap();
+        w.write(&Interval {
+            start: Duration::from_secs(1),
+            end: Duration::from_secs(2),
+            data: Totals::default(),
+            active: 1,
+        })
+        .unwrap();
         let text = fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "start_s,end_s,metric,count,min_us,p50_us,p90_us,p99_us,p999_us,max_us,mean_us");

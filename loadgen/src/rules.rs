@@ -156,17 +156,11 @@ impl FromStr for Rule {
             .find(['<', '>', '=', '!'])
             .ok_or_else(|| reject("no comparison; write e.g. join_complete.p99>50ms or errors>0".into()))?;
         let (lhs, rest) = s.split_at(at);
-        let (cmp, value) = [
-            (">=", Cmp::Ge),
-            ("<=", Cmp::Le),
-            ("==", Cmp::Eq),
-            ("!=", Cmp::Ne),
-            (">", Cmp::Gt),
-            ("<", Cmp::Lt),
-        ]
-        .into_iter()
-        .find_map(|(op, cmp)| rest.strip_prefix(op).map(|v| (cmp, v)))
-        .ok_or_else(|| reject(format!("unknown comparison in {rest:?} (use > >= < <= == !=)")))?;
+        let (cmp, value) =
+            [(">=", Cmp::Ge), ("<=", Cmp::Le), ("==", Cmp::Eq), ("!=", Cmp::Ne), (">", Cmp::Gt), ("<", Cmp::Lt)]
+                .into_iter()
+                .find_map(|(op, cmp)| rest.strip_prefix(op).map(|v| (cmp, v)))
+                .ok_or_else(|| reject(format!("unknown comparison in {rest:?} (use > >= < <= == !=)")))?;
 
         let (name, stat) = match lhs.split_once('.') {
             Some((n, st)) => (n, Some(st)),
@@ -225,11 +219,7 @@ impl FromStr for FailOn {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<FailOn, Error> {
-        if s.trim().eq_ignore_ascii_case("none") {
-            Ok(FailOn(None))
-        } else {
-            s.parse().map(|r| FailOn(Some(r)))
-        }
+        if s.trim().eq_ignore_ascii_case("none") { Ok(FailOn(None)) } else { s.parse().map(|r| FailOn(Some(r))) }
     }
 }
 
@@ -277,7 +267,10 @@ mod tests {
         assert_eq!(r.cmp, Cmp::Gt);
         assert_eq!(r.threshold, 50_000.0);
         let r = rule(" errors > 0 ");
-        assert_eq!((r.metric, r.stat, r.cmp, r.threshold), (Metric::Counter(Counter::Errors), Stat::Count, Cmp::Gt, 0.0));
+        assert_eq!(
+            (r.metric, r.stat, r.cmp, r.threshold),
+            (Metric::Counter(Counter::Errors), Stat::Count, Cmp::Gt, 0.0)
+        );
         assert_eq!(r.text(), "errors > 0");
         assert_eq!(rule("timed_out>=1").cmp, Cmp::Ge);
         assert_eq!(rule("joined.count<500").stat, Stat::Count);

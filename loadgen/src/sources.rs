@@ -49,9 +49,7 @@ impl SourceRange {
         let reject = |reason: String| Error::SourceIps { input: self.text.clone(), reason };
         for &ip in &self.addrs {
             if ip.is_ipv4() != target.is_ipv4() {
-                return Err(reject(format!(
-                    "{ip} is not of the same address family as the target {target}"
-                )));
+                return Err(reject(format!("{ip} is not of the same address family as the target {target}")));
             }
             if target.ip().is_loopback() && !ip.is_loopback() {
                 return Err(reject(format!(
@@ -60,9 +58,7 @@ impl SourceRange {
                 )));
             }
             if !target.ip().is_loopback() && ip.is_loopback() {
-                return Err(reject(format!(
-                    "{ip} is a loopback address and cannot reach the target {target}"
-                )));
+                return Err(reject(format!("{ip} is a loopback address and cannot reach the target {target}")));
             }
         }
         Ok(())
@@ -111,11 +107,7 @@ impl FromStr for SourceRange {
 
 /// One item: `A`, `A-B` or `A/prefix`; returns its first and last address.
 fn parse_item(part: &str) -> Result<(IpAddr, IpAddr), String> {
-    let ip = |s: &str| {
-        s.trim()
-            .parse::<IpAddr>()
-            .map_err(|_| format!("{s:?} is not an IP address"))
-    };
+    let ip = |s: &str| s.trim().parse::<IpAddr>().map_err(|_| format!("{s:?} is not an IP address"));
     if let Some((a, b)) = part.split_once('-') {
         let (a, b) = (ip(a)?, ip(b)?);
         if a.is_ipv4() != b.is_ipv4() {
@@ -125,12 +117,8 @@ fn parse_item(part: &str) -> Result<(IpAddr, IpAddr), String> {
     } else if let Some((a, prefix)) = part.split_once('/') {
         let a = ip(a)?;
         let bits: u32 = if a.is_ipv4() { 32 } else { 128 };
-        let prefix: u32 = prefix
-            .trim()
-            .parse()
-            .ok()
-            .filter(|p| *p <= bits)
-            .ok_or_else(|| format!("{part}: bad prefix length"))?;
+        let prefix: u32 =
+            prefix.trim().parse().ok().filter(|p| *p <= bits).ok_or_else(|| format!("{part}: bad prefix length"))?;
         let host_bits = bits - prefix;
         let mask = if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
         let base = to_u128(a) & !mask;
@@ -155,11 +143,7 @@ fn to_u128(ip: IpAddr) -> u128 {
 }
 
 fn from_u128(n: u128, v4: bool) -> IpAddr {
-    if v4 {
-        IpAddr::V4(Ipv4Addr::from(n as u32))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(n))
-    }
+    if v4 { IpAddr::V4(Ipv4Addr::from(n as u32)) } else { IpAddr::V6(Ipv6Addr::from(n)) }
 }
 
 /// Where joiners' connections come from.
@@ -181,9 +165,7 @@ impl Sources {
                 range.check_for_target(target)?;
                 Ok(Sources::Range(range))
             }
-            None if target.is_ipv4() && target.ip().is_loopback() => {
-                Ok(Sources::Range(DEFAULT_LOOPBACK_V4.parse()?))
-            }
+            None if target.is_ipv4() && target.ip().is_loopback() => Ok(Sources::Range(DEFAULT_LOOPBACK_V4.parse()?)),
             None if target.ip().is_loopback() => Ok(Sources::Range("::1".parse()?)),
             None => Ok(Sources::System),
         }
@@ -226,10 +208,8 @@ mod tests {
     #[test]
     fn dash_range_is_inclusive_and_crosses_octets() {
         let r = range("127.0.1.254-127.0.2.1");
-        let expect: Vec<IpAddr> = ["127.0.1.254", "127.0.1.255", "127.0.2.0", "127.0.2.1"]
-            .into_iter()
-            .map(v4)
-            .collect();
+        let expect: Vec<IpAddr> =
+            ["127.0.1.254", "127.0.1.255", "127.0.2.0", "127.0.2.1"].into_iter().map(v4).collect();
         assert_eq!(r.addrs(), &expect[..]);
         // 127.0.1.1 ..= 127.0.3.254: 255 + 256 + 255 addresses.
         assert_eq!(range(DEFAULT_LOOPBACK_V4).len(), 766);

@@ -8,16 +8,8 @@
 use std::time::Duration;
 
 /// Units accepted by [`parse_duration`], longest spelling first so `ms` wins over `m`.
-const DURATION_UNITS: &[(&str, f64)] = &[
-    ("min", 60.0),
-    ("ms", 1e-3),
-    ("us", 1e-6),
-    ("µs", 1e-6),
-    ("ns", 1e-9),
-    ("h", 3600.0),
-    ("m", 60.0),
-    ("s", 1.0),
-];
+const DURATION_UNITS: &[(&str, f64)] =
+    &[("min", 60.0), ("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("h", 3600.0), ("m", 60.0), ("s", 1.0)];
 
 /// Parses a human duration: one or more `<number><unit>` parts, e.g. `30s`, `500ms`, `1.5s`,
 /// `2m`, `1m30s`, `250us`. Units: `h`, `m`/`min`, `s`, `ms`, `us`/`µs`, `ns`.
@@ -29,15 +21,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut rest = s;
     let mut total = 0f64;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_len == 0 {
             return Err(format!("{text:?} is not a duration; write e.g. 30s, 500ms or 2m"));
         }
-        let number: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("{text:?}: {:?} is not a number", &rest[..num_len]))?;
+        let number: f64 =
+            rest[..num_len].parse().map_err(|_| format!("{text:?}: {:?} is not a number", &rest[..num_len]))?;
         rest = &rest[num_len..];
         let Some(&(unit, scale)) = DURATION_UNITS.iter().find(|(u, _)| rest.starts_with(u)) else {
             return Err(if rest.is_empty() {
@@ -103,9 +92,7 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
         }
         None => (s, 1.0),
     };
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a rate; write e.g. 100/s"))?;
+    let n: f64 = number.parse().map_err(|_| format!("{text:?} is not a rate; write e.g. 100/s"))?;
     if !n.is_finite() || n < 0.0 {
         return Err(format!("{text:?}: a rate must be a finite number >= 0"));
     }

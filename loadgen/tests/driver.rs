@@ -99,7 +99,9 @@ async fn joiners_bind_their_planned_source_addresses_and_attackers_get_banned() 
     assert_eq!(t.counter(Counter::Attacks), attacks);
     assert_eq!(t.counter(Counter::AttackRejected), 2, "two wrong passwords, then the ban");
     assert_eq!(t.counter(Counter::AttackBanned), attacks - 2);
-    for l in [Latency::TcpConnect, Latency::BannedStatus, Latency::AuthResult, Latency::FirstList, Latency::JoinComplete] {
+    for l in
+        [Latency::TcpConnect, Latency::BannedStatus, Latency::AuthResult, Latency::FirstList, Latency::JoinComplete]
+    {
         assert_eq!(t.histogram(l).len(), 24, "{}", l.name());
     }
     // Stages happen in order, so their medians do too.

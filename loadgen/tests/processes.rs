@@ -139,13 +139,36 @@ fn count(rows: &HashMap<String, Vec<String>>, metric: &str) -> u64 {
 }
 
 const METRICS: [&str; 9] = [
-    "tcp_connect", "banned_status", "auth_result", "first_list", "join_complete", "convergence",
-    "heartbeat_interval", "message_delivery", "schedule_lag",
+    "tcp_connect",
+    "banned_status",
+    "auth_result",
+    "first_list",
+    "join_complete",
+    "convergence",
+    "heartbeat_interval",
+    "message_delivery",
+    "schedule_lag",
 ];
 const COUNTERS: [&str; 20] = [
-    "joined", "refused", "timed_out", "banned", "wrong_password", "protocol_error", "removed",
-    "lost_authenticator", "other_error", "errors", "left", "dropped", "messages_sent",
-    "messages_delivered", "messages_lost", "attacks", "attack_rejected", "attack_banned", "skipped",
+    "joined",
+    "refused",
+    "timed_out",
+    "banned",
+    "wrong_password",
+    "protocol_error",
+    "removed",
+    "lost_authenticator",
+    "other_error",
+    "errors",
+    "left",
+    "dropped",
+    "messages_sent",
+    "messages_delivered",
+    "messages_lost",
+    "attacks",
+    "attack_rejected",
+    "attack_banned",
+    "skipped",
     "events_lagged",
 ];
 
@@ -158,10 +181,26 @@ fn two_hundred_peers_all_join_and_the_gates_pass_and_fail() {
     let hlog = dir.join("run.hlog");
     let target = auth.addr.to_string();
     let run = loadgen(&[
-        "--peers", "200", "--target", &target, "--rate", "200/s", "--hold", "2s",
-        "--heartbeat-timeout", "3s", "--broadcast-rate", "2/s",
-        "--out", out.to_str().unwrap(), "--hdr-log", hlog.to_str().unwrap(),
-        "--fail-on", "join_complete.p99>20s", "--fail-on", "errors>0",
+        "--peers",
+        "200",
+        "--target",
+        &target,
+        "--rate",
+        "200/s",
+        "--hold",
+        "2s",
+        "--heartbeat-timeout",
+        "3s",
+        "--broadcast-rate",
+        "2/s",
+        "--out",
+        out.to_str().unwrap(),
+        "--hdr-log",
+        hlog.to_str().unwrap(),
+        "--fail-on",
+        "join_complete.p99>20s",
+        "--fail-on",
+        "errors>0",
     ]);
     assert!(run.status.success(), "exit {:?}\n{}{}", run.status, text(&run.stdout), text(&run.stderr));
     assert!(text(&run.stdout).contains("no --fail-on rule violated"));
@@ -176,7 +215,8 @@ fn two_hundred_peers_all_join_and_the_gates_pass_and_fail() {
     for stage in ["tcp_connect", "banned_status", "auth_result", "first_list", "join_complete", "convergence"] {
         assert_eq!(count(&rows, stage), 200, "{stage}");
         let cells = &rows[stage];
-        let (min, p50, max): (u64, u64, u64) = (cells[1].parse().unwrap(), cells[2].parse().unwrap(), cells[6].parse().unwrap());
+        let (min, p50, max): (u64, u64, u64) =
+            (cells[1].parse().unwrap(), cells[2].parse().unwrap(), cells[6].parse().unwrap());
         assert!(min <= p50 && p50 <= max && max < 20_000_000, "{stage}: {cells:?}");
     }
     // Heartbeats every 300 ms over a 3 s run: several intervals per joiner, all near 300 ms.
@@ -198,13 +238,32 @@ fn two_hundred_peers_all_join_and_the_gates_pass_and_fail() {
 
     // The same numbers through the interval log, and a gate that must fail.
     let merged = dir.join("merged.csv");
-    let m = loadgen(&["merge", hlog.to_str().unwrap(), "--out", merged.to_str().unwrap(), "--fail-on", "join_complete.p99>1us"]);
+    let m = loadgen(&[
+        "merge",
+        hlog.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+        "--fail-on",
+        "join_complete.p99>1us",
+    ]);
     assert_eq!(m.status.code(), Some(1), "{}", text(&m.stderr));
     assert!(text(&m.stderr).contains("failed --fail-on \"join_complete.p99>1us\""), "{}", text(&m.stderr));
     assert_eq!(read_csv(&merged), rows, "merging one log gives back the run's CSV");
 
     // A failing gate on a run exits 1 and names the rule.
-    let small = loadgen(&["--peers", "10", "--target", &target, "--rate", "100/s", "--hold", "0s", "--quiet", "--fail-on", "joined<11"]);
+    let small = loadgen(&[
+        "--peers",
+        "10",
+        "--target",
+        &target,
+        "--rate",
+        "100/s",
+        "--hold",
+        "0s",
+        "--quiet",
+        "--fail-on",
+        "joined<11",
+    ]);
     assert_eq!(small.status.code(), Some(1));
     assert_eq!(text(&small.stderr).trim(), "loadgen: failed --fail-on \"joined<11\": observed 10");
     assert!(small.stdout.is_empty(), "--quiet prints no summary");
@@ -219,8 +278,20 @@ fn a_run_whose_authenticator_is_killed_ends_by_itself_and_reports_why() {
     let out = dir.join("killed.csv");
     let target = auth.addr.to_string();
     let child = spawn_loadgen(&[
-        "--peers", "100", "--target", &target, "--ramp", "3s", "--hold", "2s",
-        "--heartbeat-timeout", "1s", "--handshake-timeout", "2s", "--out", out.to_str().unwrap(),
+        "--peers",
+        "100",
+        "--target",
+        &target,
+        "--ramp",
+        "3s",
+        "--hold",
+        "2s",
+        "--heartbeat-timeout",
+        "1s",
+        "--handshake-timeout",
+        "2s",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     std::thread::sleep(Duration::from_millis(1500));
     auth.kill();
@@ -236,9 +307,22 @@ fn a_run_whose_authenticator_is_killed_ends_by_itself_and_reports_why() {
     let lost = count(&rows, "removed") + count(&rows, "lost_authenticator");
     assert_eq!(lost, joined, "every joined joiner noticed the loss");
     assert!(count(&rows, "refused") > 0);
-    let kinds = ["refused", "timed_out", "banned", "wrong_password", "protocol_error", "removed", "lost_authenticator", "other_error"];
+    let kinds = [
+        "refused",
+        "timed_out",
+        "banned",
+        "wrong_password",
+        "protocol_error",
+        "removed",
+        "lost_authenticator",
+        "other_error",
+    ];
     assert_eq!(count(&rows, "errors"), kinds.iter().map(|k| count(&rows, k)).sum::<u64>());
-    assert_eq!(joined + kinds[..5].iter().chain(&kinds[7..]).map(|k| count(&rows, k)).sum::<u64>(), 100, "every join is accounted for");
+    assert_eq!(
+        joined + kinds[..5].iter().chain(&kinds[7..]).map(|k| count(&rows, k)).sum::<u64>(),
+        100,
+        "every join is accounted for"
+    );
     let params = std::fs::read_to_string(dir.join("killed.csv.params.json")).unwrap();
     assert!(params.contains("\"failed: errors>0\""), "{params}");
     std::fs::remove_dir_all(dir).unwrap();
@@ -256,10 +340,29 @@ fn four_shards_as_four_processes_merge_to_their_sum() {
             let out = dir.join(format!("s{i}.csv"));
             let hlog = dir.join(format!("s{i}.hlog"));
             spawn_loadgen(&[
-                "--peers", "80", "--target", &target, "--rate", "80/s", "--hold", "2s", "--seed", "11",
-                "--shard", &shard, "--churn", "2/s", "--wrong-password-rate", "4/s",
-                "--heartbeat-timeout", "3s", "--quiet",
-                "--out", out.to_str().unwrap(), "--hdr-log", hlog.to_str().unwrap(),
+                "--peers",
+                "80",
+                "--target",
+                &target,
+                "--rate",
+                "80/s",
+                "--hold",
+                "2s",
+                "--seed",
+                "11",
+                "--shard",
+                &shard,
+                "--churn",
+                "2/s",
+                "--wrong-password-rate",
+                "4/s",
+                "--heartbeat-timeout",
+                "3s",
+                "--quiet",
+                "--out",
+                out.to_str().unwrap(),
+                "--hdr-log",
+                hlog.to_str().unwrap(),
             ])
         })
         .collect();
