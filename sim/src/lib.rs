@@ -25,3 +25,5 @@ pub mod verdict;
 pub mod batch;
 pub mod cli;
 pub mod runner;
+pub mod layout;
+pub mod timeline;
