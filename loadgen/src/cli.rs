@@ -120,9 +120,17 @@ pub struct RunArgs {
     pub hdr_log: Option<PathBuf>,
 
     /// Fail (exit 1) if this holds at the end, e.g. 'join_complete.p99>50ms', 'timed_out>=1'.
-    /// Repeatable; 'none' drops the default.
+    /// Repeatable; 'none' drops the default. A rule is METRIC[.STAT] OP VALUE: METRIC is a
+    /// row name of the CSV, STAT one of count min max mean p50 p90 p95 p99 p999 p9999 (for
+    /// latencies only), OP one of > >= < <= == !=, and a latency VALUE takes a unit (50ms).
     #[arg(long, value_name = "RULE", default_value = "errors>0")]
     pub fail_on: Vec<FailOn>,
+
+    /// Start the plan's time zero at this wall-clock time (seconds since the Unix epoch), so
+    /// that shards on several machines follow one timetable; at most an hour ahead.
+    /// [default: now]
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    pub start_at: Option<f64>,
 
     /// Print nothing but errors and violated rules (no progress, no summary).
     #[arg(long, short)]
@@ -132,7 +140,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "7s", value_parser = parse_duration, value_name = "DURATION")]
     pub heartbeat_timeout: Duration,
 
-    /// Bound on one whole handshake (connect to distribution socket connected).
+    /// Bound on one whole handshake, from connecting until the distribution socket is up.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub handshake_timeout: Duration,
 
@@ -192,6 +200,33 @@ pub struct MergeArgs {
     /// Print nothing but errors, warnings and violated rules.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// How far ahead `--start-at` may be.
+pub const MAX_START_DELAY: Duration = Duration::from_secs(3600);
+
+impl RunArgs {
+    /// The run's time zero, as a monotonic and a wall-clock instant: `--start-at`, else
+    /// `lead` from now (so the first operations are not late because of setup).
+    pub fn time_zero(&self, lead: Duration) -> Result<(std::time::Instant, std::time::SystemTime), Error> {
+        let (now, now_wall) = (std::time::Instant::now(), std::time::SystemTime::now());
+        let Some(at) = self.start_at else {
+            return Ok((now + lead, now_wall + lead));
+        };
+        let wall = Duration::try_from_secs_f64(at)
+            .ok()
+            .map(|d| std::time::UNIX_EPOCH + d)
+            .ok_or_else(|| Error::Config(format!("--start-at {at}: not a time")))?;
+        match wall.duration_since(now_wall) {
+            Ok(ahead) if ahead <= MAX_START_DELAY => Ok((now + ahead, wall)),
+            Ok(ahead) => Err(Error::Config(format!(
+                "--start-at is {}s ahead; at most {}s",
+                ahead.as_secs(),
+                MAX_START_DELAY.as_secs()
+            ))),
+            Err(past) => Err(Error::Config(format!("--start-at is {:.1}s in the past", past.duration().as_secs_f64()))),
+        }
+    }
 }
 
 /// Resolves HOST:PORT to one socket address (the first the resolver gives).
@@ -361,6 +396,21 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         let missing = parse(&["--password-file", "/nonexistent/pw"]).unwrap().run;
         assert!(missing.password().is_err());
+    }
+
+    #[test]
+    fn start_at_sets_a_shared_time_zero() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        let at = |t: f64| parse(&["--start-at", &t.to_string()]).unwrap().run.time_zero(Duration::ZERO);
+        let (mono, wall) = at(now + 30.0).unwrap();
+        let ahead = mono.saturating_duration_since(std::time::Instant::now()).as_secs_f64();
+        assert!((29.0..=30.5).contains(&ahead), "{ahead}");
+        assert!((wall.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() - (now + 30.0)).abs() < 1e-3);
+        assert!(at(now - 5.0).unwrap_err().to_string().contains("in the past"));
+        assert!(at(now + 7200.0).unwrap_err().to_string().contains("at most"));
+        assert!(at(f64::NAN).is_err());
+        let (mono, _) = parse(&[]).unwrap().run.time_zero(Duration::from_millis(100)).unwrap();
+        assert!(mono > std::time::Instant::now());
     }
 
     #[test]

@@ -105,9 +105,17 @@ fn run(args: RunArgs) -> Result<Outcome> {
     if args.dry_run {
         plan.write_csv(std::io::stdout().lock()).map_err(|e| Error::Run(format!("stdout: {e}")))?;
         eprintln!(
-            "loadgen: shard {} of seed {}: {summary:?}; needs about {} file descriptors, {} ports on {}",
+            "loadgen: shard {} of seed {}: {} slots, {} joins, {} leaves, {} crashes, {} broadcasts, \
+             {} wrong passwords over {:.1}s; needs about {} file descriptors and {} ports on {}",
             plan.shard,
             args.seed,
+            summary.slots,
+            summary.joins,
+            summary.leaves,
+            summary.crashes,
+            summary.broadcasts,
+            summary.wrong_passwords,
+            plan.end.as_secs_f64(),
             needs.fds,
             needs.busiest_source.1,
             needs.busiest_source.0.map_or("the system's address".into(), |ip| ip.to_string()),
@@ -119,6 +127,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
     let limits = Limits::raise_and_read()?;
     let warnings = limits::check(&needs, &limits)?;
 
+    let (start, start_wall) = args.time_zero(Duration::from_millis(100))?;
     let mut progress = Progress::new(args.quiet);
     let join_rate = match plan_cfg.arrival {
         Arrival::Rate(r) => r,
@@ -145,10 +154,12 @@ fn run(args: RunArgs) -> Result<Outcome> {
         ));
     }
 
-    // Time zero a little ahead, so the first joins are not late because of setup.
-    let lead = Duration::from_millis(100);
-    let start = Instant::now() + lead;
-    let start_wall = SystemTime::now() + lead;
+    if args.start_at.is_some() {
+        progress.note(&format!(
+            "waiting {:.1}s for --start-at",
+            start.saturating_duration_since(Instant::now()).as_secs_f64()
+        ));
+    }
     let mut params = RunParams {
         loadgen_version: env!("CARGO_PKG_VERSION").into(),
         command_line: redacted_args(std::env::args()),
