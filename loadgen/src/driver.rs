@@ -62,6 +62,16 @@ enum Slot {
     Joined(Arc<Joiner>),
 }
 
+/// What a joiner does once its handshake is done.
+enum AfterJoin {
+    /// Stay joined (the normal case).
+    Stay,
+    /// Leave at once: the plan churned it while it was joining.
+    Churn(LeaveMode),
+    /// Leave at once: the run ended while it was joining.
+    RunEnded,
+}
+
 struct Shared {
     cfg: DriverConfig,
     metrics: Arc<Metrics>,
@@ -235,24 +245,24 @@ async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intende
         converged = check_convergence(&shared, &mut missing, list, intended, *at);
     }
 
-    let planned_leave = {
+    let next = {
         let mut slots = lock(&shared.slots);
         match slots.remove(&id) {
-            Some(Slot::Joining(leave)) if !shared.ending.is_cancelled() => {
-                if leave.is_none() {
-                    slots.insert(id, Slot::Joined(joiner.clone()));
-                }
-                leave
+            Some(Slot::Joining(None)) if !shared.ending.is_cancelled() => {
+                slots.insert(id, Slot::Joined(joiner.clone()));
+                AfterJoin::Stay
             }
-            // The plan ended during the handshake: leave at once.
-            _ => Some(LeaveMode::Graceful),
+            Some(Slot::Joining(Some(mode))) if !shared.ending.is_cancelled() => AfterJoin::Churn(mode),
+            _ => AfterJoin::RunEnded,
         }
     };
 
     shared.tracker.spawn(watch_events(shared.clone(), events, intended, peer_addr, missing, converged));
     // Hold no reference past this point: dropping the slot's must be able to end the joiner.
-    if let Some(mode) = planned_leave {
-        leave(shared, joiner, mode).await;
+    match next {
+        AfterJoin::Stay => drop(joiner),
+        AfterJoin::Churn(mode) => leave(shared, joiner, mode).await,
+        AfterJoin::RunEnded => joiner.leave().await,
     }
 }
 
