@@ -27,3 +27,4 @@ pub mod cli;
 pub mod runner;
 pub mod layout;
 pub mod timeline;
+pub mod checkers;

@@ -112,8 +112,9 @@ metrics! {
     MsgsLost => "msgs_lost", Count, Lower, 0.25, 2.0, "chat messages not delivered";
     FaultsScheduled => "faults_scheduled", Count, Info, 0.0, 0.0, "faults the timeline scheduled";
     FaultsFired => "faults_fired", Count, Info, 0.0, 0.0, "scheduled faults that were applied to the simulated network";
-    SegmentsDropped => "segments_dropped", Count, Info, 0.0, 0.0, "evidence: segments dropped by partitions or loss";
-    StreamsKilled => "streams_killed", Count, Info, 0.0, 0.0, "evidence: TCP streams that died of a fault";
+    SegmentsDropped => "segments_dropped", Count, Info, 0.0, 0.0, "evidence: segments dropped by partitions or loss (turmoil's Drop)";
+    SegmentsHeld => "segments_held", Count, Info, 0.0, 0.0, "evidence: segments held by holds";
+    TimeoutRemovals => "timeout_removals", Count, Info, 0.0, 0.0, "evidence: members removed by heartbeat timeout or stalled distribution (silent faults bit)";
     SafetyViolations => "safety_violations", Count, Lower, 0.0, 0.0, "safety checker findings (any is a failure)";
     LivenessViolations => "liveness_violations", Count, Lower, 0.0, 0.0, "liveness checker findings";
     EventsProcessed => "events_processed", Count, Info, 0.0, 0.0, "protocol events consumed by the checkers";

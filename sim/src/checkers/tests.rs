@@ -1,0 +1,281 @@
+//! Every checker, fed a synthetic history: each must stay quiet on correct behaviour and
+//! fire on the broken behaviour it exists for (a "deliberately broken authenticator").
+
+use super::*;
+
+fn s(secs: f64) -> Duration {
+    Duration::from_secs_f64(secs)
+}
+
+fn ip(n: u8) -> IpAddr {
+    IpAddr::from([192, 168, 0, n])
+}
+
+fn addr(host: u8, port: u16) -> SocketAddr {
+    SocketAddr::new(ip(host), port)
+}
+
+const AUTH_PEER: u16 = 49152;
+
+fn cfg(settle: f64) -> MonitorConfig {
+    MonitorConfig {
+        heartbeat_interval: s(2.0),
+        heartbeat_timeout: s(6.0),
+        max_latency: s(0.01),
+        tick: s(0.001),
+        settle: s(settle),
+        global_loss: false,
+    }
+}
+
+/// Hosts: 0 auth (.1), 1 and 2 joiner hosts (.2, .3), 3 an attacker (.4).
+struct World {
+    m: Monitor,
+    version: u64,
+    members: Vec<SocketAddr>,
+}
+
+impl World {
+    fn new(settle: f64) -> Self {
+        let mut m = Monitor::new(cfg(settle), vec![ip(1), ip(2), ip(3), ip(4)], &[3]);
+        m.auth_started(s(0.0), addr(1, AUTH_PEER));
+        World { m, version: 0, members: vec![addr(1, AUTH_PEER)] }
+    }
+
+    fn list(&self) -> ListView {
+        ListView { version: Some(self.version), members: self.members.clone(), bytes: 30 * self.members.len() }
+    }
+
+    /// The authenticator publishes its current list and every given instance receives it
+    /// `delay` later.
+    fn publish(&mut self, t: f64, receivers: &[u64], delay: f64) {
+        self.version += 1;
+        let l = self.list();
+        self.m.auth_list(s(t), &l);
+        for &r in receivers {
+            self.m.joiner_list(s(t + delay), r, &l);
+        }
+    }
+
+    /// A correct join of instance `inst` (host `host`, port `port`) at `t`.
+    fn join(&mut self, t: f64, inst: u64, host: usize, port: u16, others: &[u64]) {
+        let a = addr(host as u8 + 1, port);
+        self.m.join_started(s(t), inst, inst as usize, host, false);
+        self.members.push(a);
+        let first = ListView { version: Some(self.version), members: self.members.clone(), bytes: 0 };
+        self.m.joined(s(t + 0.05), inst, a, &first);
+        self.m.member_joined(s(t + 0.05), a, ip(host as u8 + 1));
+        self.publish(t + 0.06, &[others, &[inst]].concat(), 0.01);
+    }
+
+    fn remove(&mut self, t: f64, a: SocketAddr, reason: Removal, receivers: &[u64]) {
+        self.members.retain(|m| *m != a);
+        self.m.member_removed(s(t), a, reason);
+        self.publish(t, receivers, 0.01);
+    }
+
+    fn checks(&self) -> Vec<&'static str> {
+        self.m.findings().iter().map(|f| f.check).collect()
+    }
+}
+
+#[test]
+fn a_correct_history_has_no_findings_and_full_metrics() {
+    let mut w = World::new(10.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.join(2.0, 2, 2, 50001, &[1]);
+    w.m.leave_started(s(20.0), 2);
+    w.remove(20.01, addr(3, 50001), Removal::Closed, &[1]);
+    w.m.ended(s(20.02), 2);
+    w.m.tick(s(60.0));
+    let (m, findings) = w.m.finish(s(60.0));
+    assert!(findings.is_empty(), "{findings:?}");
+    assert_eq!(m.get(MetricId::Converged), Some(1.0));
+    assert_eq!(m.get(MetricId::JoinsOk), Some(2.0));
+    assert_eq!(m.get(MetricId::JoinLatencyMax), Some(0.05));
+    assert_eq!(m.get(MetricId::FalseRemovals), Some(0.0));
+    assert!((m.get(MetricId::DetectionLatencyMax).unwrap() - 0.01).abs() < 1e-9, "leave → removal");
+    assert!((m.get(MetricId::ConvergenceMax).unwrap() - 0.01).abs() < 1e-9);
+    assert_eq!(m.get(MetricId::ListChanges), Some(3.0));
+    assert_eq!(m.get(MetricId::DetectionLatencyP50), m.get(MetricId::DetectionLatencyMax));
+}
+
+#[test]
+fn stale_member_fires_on_an_authenticator_without_heartbeat_timeout() {
+    // The reference's bug: a partitioned member is never removed.
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.m.impaired(s(10.0), 1, Impairment::Partition, 0);
+    w.m.restored(s(12.0), 1, Impairment::Partition, 0);
+    let bound = cfg(0.0).stale_bound().as_secs_f64();
+    w.m.tick(s(10.0 + bound - 0.001));
+    assert!(w.checks().is_empty(), "not before the bound");
+    w.m.tick(s(10.0 + bound));
+    assert_eq!(w.checks(), ["stale_member"]);
+    assert!(w.m.findings()[0].detail.contains("192.168.0.2:50000 still listed"));
+}
+
+#[test]
+fn a_timely_removal_is_not_stale_and_is_a_detection_sample() {
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.m.impaired(s(10.0), 1, Impairment::Partition, 0);
+    w.remove(17.0, addr(2, 50000), Removal::HeartbeatTimeout, &[]);
+    w.m.tick(s(40.0));
+    let (m, findings) = w.m.finish(s(40.0));
+    assert!(findings.is_empty(), "{findings:?}");
+    assert_eq!(m.get(MetricId::DetectionLatencyMax), Some(7.0));
+    assert_eq!(m.get(MetricId::TimeoutRemovals), Some(1.0));
+}
+
+#[test]
+fn a_short_hold_does_not_require_removal_but_a_long_one_does() {
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.m.impaired(s(10.0), 1, Impairment::Hold, 0);
+    w.m.restored(s(13.0), 1, Impairment::Hold, 0); // released well before the 6 s timeout
+    w.m.tick(s(30.0));
+    assert!(w.checks().is_empty());
+    w.m.impaired(s(40.0), 1, Impairment::Hold, 1);
+    w.m.restored(s(50.0), 1, Impairment::Hold, 1);
+    w.m.tick(s(60.0));
+    assert_eq!(w.checks(), ["stale_member"]);
+}
+
+#[test]
+fn isolating_the_authenticator_makes_every_member_due() {
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.join(2.0, 2, 2, 50001, &[1]);
+    w.m.impaired(s(10.0), 0, Impairment::Partition, 0);
+    w.remove(17.0, addr(2, 50000), Removal::HeartbeatTimeout, &[]);
+    w.m.tick(s(30.0));
+    assert_eq!(w.checks(), ["stale_member"], "the member that was not removed");
+    assert!(w.m.findings()[0].detail.contains("192.168.0.3:50001"));
+}
+
+#[test]
+fn false_removal_fires_only_for_a_healthy_member() {
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.join(1.5, 2, 2, 50001, &[1]);
+    w.join(1.8, 3, 2, 50002, &[1, 2]);
+    // A broken authenticator removes member 1 for no reason.
+    w.remove(5.0, addr(2, 50000), Removal::HeartbeatTimeout, &[2, 3]);
+    assert_eq!(w.checks(), ["false_removal"]);
+    // Member 2's host was partitioned: its removal is legitimate.
+    w.m.impaired(s(6.0), 2, Impairment::Partition, 0);
+    w.m.restored(s(7.0), 2, Impairment::Partition, 0);
+    w.remove(13.0, addr(3, 50001), Removal::HeartbeatTimeout, &[3]);
+    // Member 3 leaves: its removal is legitimate too (its host's fault is also in the past).
+    w.m.leave_started(s(20.0), 3);
+    w.remove(20.1, addr(3, 50002), Removal::Closed, &[]);
+    let (m, findings) = w.m.finish(s(30.0));
+    assert_eq!(findings.len(), 1);
+    assert_eq!(m.get(MetricId::FalseRemovals), Some(1.0));
+}
+
+#[test]
+fn banned_or_attacker_addresses_in_lists_are_caught() {
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.m.attempt_started(s(2.0), ip(4));
+    for n in 1..=3 {
+        w.m.auth_failed(s(2.0 + f64::from(n) * 0.1), ip(4), n);
+    }
+    w.m.banned(s(2.3), ip(4));
+    assert!(w.checks().is_empty());
+    // A broken authenticator distributes the attacker anyway.
+    w.members.push(addr(4, 50003));
+    w.m.member_joined(s(3.0), addr(4, 50003), ip(4));
+    w.publish(3.0, &[1], 0.01);
+    let mut c = w.checks();
+    c.sort();
+    assert_eq!(c, ["banned_member", "banned_member"], "admission and the published list (deduplicated per address)");
+    let (m, _) = w.m.finish(s(10.0));
+    assert_eq!(m.get(MetricId::BannedIps), Some(1.0));
+    assert!((m.get(MetricId::BanLatencyMax).unwrap() - 0.3).abs() < 1e-9);
+    assert_eq!(m.get(MetricId::AttemptsBeforeBanMax), Some(3.0));
+}
+
+#[test]
+fn an_attacker_admitted_after_its_ban_and_an_honest_ban_are_caught() {
+    let mut w = World::new(0.0);
+    w.m.banned(s(1.0), ip(4));
+    w.m.attempt_result(s(2.0), ip(4), true, false);
+    assert!(w.checks().is_empty(), "refused: correct");
+    w.m.attempt_result(s(3.0), ip(4), true, true);
+    w.m.banned(s(4.0), ip(2));
+    assert_eq!(w.checks(), ["banned_admitted", "honest_banned"]);
+}
+
+#[test]
+fn unknown_member_fires_on_ghosts_but_not_on_the_joiners_own_first_list() {
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    assert!(w.checks().is_empty(), "its own address before admission is fine");
+    // A distribution that carries an address the authenticator never admitted (a ghost of
+    // a half-finished handshake, as the reference leaves behind).
+    let ghost = ListView { version: Some(99), members: vec![addr(1, AUTH_PEER), addr(2, 50000), addr(3, 41000)], bytes: 90 };
+    w.m.joiner_list(s(5.0), 1, &ghost);
+    assert_eq!(w.checks(), ["unknown_member"]);
+}
+
+#[test]
+fn view_regressed_fires_on_an_older_list() {
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    let l = |v| ListView { version: Some(v), members: vec![addr(1, AUTH_PEER), addr(2, 50000)], bytes: 60 };
+    w.m.joiner_list(s(2.0), 1, &l(5));
+    w.m.joiner_list(s(2.1), 1, &l(5));
+    assert!(w.checks().is_empty(), "the same version again is not a regression");
+    w.m.joiner_list(s(2.2), 1, &l(4));
+    assert_eq!(w.checks(), ["view_regressed"]);
+}
+
+#[test]
+fn not_converged_fires_when_a_distribution_skips_a_member() {
+    let mut w = World::new(10.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.join(2.0, 2, 2, 50001, &[1]);
+    // A broken distribution: the next change reaches member 1 but never member 2.
+    w.join(3.0, 3, 2, 50002, &[]);
+    let l = w.list();
+    w.m.joiner_list(s(3.1), 1, &l);
+    let (m, findings) = w.m.finish(s(40.0));
+    assert_eq!(m.get(MetricId::Converged), Some(0.0));
+    let checks: Vec<_> = findings.iter().map(|f| (f.check, f.severity)).collect();
+    assert_eq!(checks, [("not_converged", Severity::Liveness)]);
+    assert!(findings[0].detail.contains("instance 2"), "{}", findings[0].detail);
+}
+
+#[test]
+fn unhealthy_joiners_and_late_changes_do_not_count_against_convergence() {
+    let mut w = World::new(10.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.join(2.0, 2, 2, 50001, &[1]);
+    // A change published within the grace period before the end, not yet received.
+    w.version += 1;
+    let l = w.list();
+    w.m.auth_list(s(39.5), &l);
+    let (m, findings) = w.m.finish(s(40.0));
+    assert!(findings.is_empty(), "{findings:?}");
+    assert_eq!(m.get(MetricId::Converged), Some(1.0));
+}
+
+#[test]
+fn authenticator_crash_drops_its_deadlines_and_measures_loss_reports() {
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.m.impaired(s(10.0), 1, Impairment::Partition, 0);
+    w.m.auth_crashed(s(11.0));
+    w.m.auth_lost(s(11.0), 1);
+    w.m.ended(s(11.0), 1);
+    w.m.auth_restarted(s(20.0));
+    w.m.auth_started(s(20.0), addr(1, AUTH_PEER + 1));
+    w.m.tick(s(40.0));
+    let (m, findings) = w.m.finish(s(40.0));
+    assert!(findings.is_empty(), "the crashed authenticator's list is gone: {findings:?}");
+    assert_eq!(m.get(MetricId::AuthLostReports), Some(1.0));
+    assert_eq!(m.get(MetricId::AuthLossDetectionMax), Some(1.0), "from the partition of its own host at 10 s");
+}
