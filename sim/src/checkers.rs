@@ -262,7 +262,7 @@ impl Monitor {
     /// every member's link).
     pub fn impaired(&mut self, t: Duration, host: usize, kind: Impairment, id: u64) {
         self.hosts[host].active.insert((kind, id), t);
-        if host == 0 {
+        if host == 0 && kind != Impairment::Loss {
             self.auth_fault_since.get_or_insert(t);
         }
         if kind == Impairment::Loss {
@@ -299,7 +299,7 @@ impl Monitor {
         if let Some(since) = self.hosts[host].active.remove(&(kind, id)) {
             self.hosts[host].past.push((since, t));
         }
-        if host == 0 && !self.hosts[0].impaired_now() {
+        if host == 0 && self.hosts[0].active.keys().all(|(k, _)| *k == Impairment::Loss) {
             self.auth_fault_since = None;
         }
     }
@@ -389,7 +389,11 @@ impl Monitor {
     pub fn auth_lost(&mut self, t: Duration, inst: u64) {
         self.count(MetricId::AuthLostReports, 1.0);
         let host = self.instances.get(&inst).map(|i| i.host);
-        let since = [self.auth_fault_since, host.and_then(|h| self.hosts[h].active.values().min().copied())]
+        // Loss windows are excluded: when a loss killed the stream is unknown.
+        let own = host.and_then(|h| {
+            self.hosts[h].active.iter().filter(|((k, _), _)| *k != Impairment::Loss).map(|(_, t)| *t).min()
+        });
+        let since = [self.auth_fault_since, own]
             .into_iter()
             .flatten()
             .min();

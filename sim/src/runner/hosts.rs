@@ -1,0 +1,468 @@
+//! The software each simulated host runs: pyile's authenticator, a joiner agent (many
+//! joiners on one host), or an attacker. This is the only part of `sim` that knows pyile's
+//! API.
+//!
+//! Hosts and the driver share an [`Rc<Shared>`] (a turmoil simulation is one thread): the
+//! driver pushes [`Cmd`]s into a host's [`Inbox`] between steps, the host's tasks push
+//! [`Obs`]ervations, stamped in simulated time, which the driver drains after each step.
+//! Every host has its own tokio runtime and clock (recreated on restart), so pyile's
+//! `tokio::time::Instant` stamps are converted to simulated time by a per-incarnation
+//! [`Clock`] right here, where they are comparable.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use pyile::{Authenticator, AuthenticatorConfig, EventKind, Joiner, JoinerConfig, TurmoilNet};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::rng::derive_seed;
+
+/// Events per node's channel: large, so the event reader never falls behind.
+const EVENT_CAPACITY: usize = 1 << 16;
+
+/// A command from the driver to a host.
+#[derive(Clone, Debug)]
+pub enum Cmd {
+    /// Start join attempt `inst` of joiner slot `joiner` (group `group`).
+    Join {
+        /// Instance id.
+        inst: u64,
+        /// Joiner slot.
+        joiner: usize,
+        /// Group index.
+        group: usize,
+    },
+    /// Instance `inst` leaves gracefully.
+    Leave {
+        /// Instance id.
+        inst: u64,
+    },
+    /// Broadcast `size` bytes from instance `inst` (None: from the authenticator).
+    Broadcast {
+        /// Sender instance.
+        inst: Option<u64>,
+        /// Payload size.
+        size: u32,
+    },
+    /// An attacker's password attempt.
+    Attempt {
+        /// With the correct password?
+        correct: bool,
+    },
+    /// The host is about to crash: cancel every node now, in a fixed order.
+    ///
+    /// turmoil's `crash` drops the host's tokio runtime, and tokio shuts `tokio::spawn`ed
+    /// tasks down in an order keyed by the process-wide task-id counter
+    /// (tokio runtime/task/list.rs `close_and_shutdown_all`), so the order in which a crashed
+    /// host's sockets send FIN — and every latency drawn after — would differ between runs.
+    /// Cancelling first lets the tasks end in run-queue (FIFO) order within this tick; the
+    /// driver calls `sim.crash` after the step to kill whatever is left.
+    Crash,
+}
+
+/// A host's command queue. It lives outside the host's software, so it survives restarts.
+#[derive(Default)]
+pub struct Inbox {
+    queue: RefCell<VecDeque<Cmd>>,
+    notify: Notify,
+}
+
+impl Inbox {
+    /// Queues a command and wakes the host.
+    pub fn send(&self, cmd: Cmd) {
+        self.queue.borrow_mut().push_back(cmd);
+        self.notify.notify_one();
+    }
+
+    /// Drops queued commands (the host crashed).
+    pub fn clear(&self) {
+        self.queue.borrow_mut().clear();
+    }
+
+    fn drain(&self) -> Vec<Cmd> {
+        self.queue.borrow_mut().drain(..).collect()
+    }
+}
+
+/// What a host observed, in simulated time.
+#[derive(Clone, Debug)]
+pub enum Obs {
+    /// An authenticator incarnation is up.
+    AuthStarted {
+        /// When.
+        at: Duration,
+        /// Its own peer address (first in every list).
+        peer: SocketAddr,
+    },
+    /// The authenticator could not start.
+    AuthStartFailed {
+        /// When.
+        at: Duration,
+        /// Why.
+        error: String,
+    },
+    /// An authenticator event.
+    Auth {
+        /// When.
+        at: Duration,
+        /// What.
+        kind: EventKind,
+    },
+    /// A join attempt started.
+    JoinStarted {
+        /// When.
+        at: Duration,
+        /// Instance.
+        inst: u64,
+    },
+    /// A join attempt failed.
+    JoinFailed {
+        /// When.
+        at: Duration,
+        /// Instance.
+        inst: u64,
+        /// Why.
+        error: String,
+    },
+    /// A joiner event.
+    Joiner {
+        /// When.
+        at: Duration,
+        /// Instance.
+        inst: u64,
+        /// What.
+        kind: EventKind,
+    },
+    /// A joiner instance has ended (after its `Left`).
+    JoinerEnded {
+        /// When.
+        at: Duration,
+        /// Instance.
+        inst: u64,
+    },
+    /// A broadcast finished.
+    BroadcastDone {
+        /// When.
+        at: Duration,
+        /// Sender instance (None: the authenticator).
+        inst: Option<u64>,
+        /// Written to.
+        sent: usize,
+        /// Echoed by.
+        delivered: usize,
+        /// Could not reach.
+        failed: usize,
+    },
+    /// An attacker started an attempt.
+    AttemptStarted {
+        /// When.
+        at: Duration,
+        /// Attacker host.
+        host: usize,
+    },
+    /// An attacker's attempt ended.
+    AttemptDone {
+        /// When.
+        at: Duration,
+        /// Attacker host.
+        host: usize,
+        /// With the correct password?
+        correct: bool,
+        /// Whether the join succeeded.
+        admitted: bool,
+        /// The error, if refused.
+        error: Option<String>,
+    },
+}
+
+/// Protocol settings the hosts need.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Run seed.
+    pub seed: u64,
+    /// The authenticator's password.
+    pub password: String,
+    /// Attempts before a ban.
+    pub password_attempts: u32,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// Authenticator heartbeat timeout.
+    pub heartbeat_timeout: Duration,
+    /// Authenticator handshake timeout.
+    pub handshake_timeout: Duration,
+    /// Auth port.
+    pub port: u16,
+    /// Per group: (password, handshake timeout, heartbeat timeout).
+    pub groups: Vec<(String, Duration, Duration)>,
+    /// Joiner slot names.
+    pub joiner_names: Vec<String>,
+}
+
+/// State shared by the driver and every host.
+pub struct Shared {
+    /// Observations not yet drained, with the host that made them.
+    pub obs: RefCell<Vec<(usize, Obs)>>,
+    /// One inbox per host.
+    pub inboxes: Vec<Inbox>,
+    /// Where joiners connect.
+    pub auth_addr: SocketAddr,
+    /// Settings.
+    pub settings: Settings,
+}
+
+impl Shared {
+    fn push(&self, host: usize, o: Obs) {
+        self.obs.borrow_mut().push((host, o));
+    }
+}
+
+/// Maps one host incarnation's tokio instants to simulated time.
+#[derive(Clone, Copy)]
+struct Clock {
+    origin: Instant,
+    origin_sim: Duration,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Clock { origin: Instant::now(), origin_sim: turmoil::sim_elapsed().unwrap_or_default() }
+    }
+    fn at(&self, i: Instant) -> Duration {
+        self.origin_sim + i.saturating_duration_since(self.origin)
+    }
+    fn now(&self) -> Duration {
+        self.at(Instant::now())
+    }
+}
+
+/// What a host is.
+#[derive(Clone, Copy, Debug)]
+pub enum Role {
+    /// The authenticator.
+    Authenticator,
+    /// A joiner agent.
+    Joiners,
+    /// An attacker.
+    Attacker,
+}
+
+/// Everything one host's software needs; cloned into each incarnation.
+#[derive(Clone)]
+pub struct HostCtx {
+    /// Shared state.
+    pub shared: Rc<Shared>,
+    /// Host index.
+    pub host: usize,
+    /// Host IP.
+    pub ip: IpAddr,
+    /// Role.
+    pub role: Role,
+    /// Incarnations so far (restarts).
+    pub incarnation: Rc<Cell<u64>>,
+}
+
+/// The host's software: a future per incarnation.
+pub fn software(ctx: HostCtx) -> Pin<Box<dyn Future<Output = turmoil::Result>>> {
+    ctx.incarnation.set(ctx.incarnation.get() + 1);
+    match ctx.role {
+        Role::Authenticator => Box::pin(authenticator(ctx)),
+        Role::Joiners => Box::pin(joiner_agent(ctx)),
+        Role::Attacker => Box::pin(attacker(ctx)),
+    }
+}
+
+fn payload(size: u32) -> String {
+    "x".repeat(size as usize)
+}
+
+async fn authenticator(ctx: HostCtx) -> turmoil::Result {
+    let clock = Clock::start();
+    let s = &ctx.shared.settings;
+    let cfg = AuthenticatorConfig::new(s.password.clone())
+        .listen(SocketAddr::new(ctx.ip, s.port))
+        .password_attempts(s.password_attempts)
+        .heartbeat_interval(s.heartbeat_interval)
+        .heartbeat_timeout(s.heartbeat_timeout)
+        .handshake_timeout(s.handshake_timeout)
+        .seed(derive_seed(s.seed, &format!("auth:{}", ctx.incarnation.get())))
+        .alias("auth")
+        .event_capacity(EVENT_CAPACITY);
+    let mut auth = match Authenticator::start(TurmoilNet::new(ctx.ip), cfg).await {
+        Ok(a) => a,
+        Err(e) => {
+            ctx.shared.push(ctx.host, Obs::AuthStartFailed { at: clock.now(), error: e.to_string() });
+            return Ok(());
+        }
+    };
+    ctx.shared.push(ctx.host, Obs::AuthStarted { at: clock.now(), peer: auth.peer_addr() });
+    let mut events = auth.events().expect("events taken once");
+    let auth = Rc::new(auth);
+    let inbox = &ctx.shared.inboxes[ctx.host];
+    let host = ctx.host;
+    'serve: loop {
+        for cmd in inbox.drain() {
+            if let Cmd::Crash = cmd {
+                break 'serve;
+            }
+            if let Cmd::Broadcast { size, .. } = cmd {
+                let (a, shared) = (auth.clone(), ctx.shared.clone());
+                tokio::task::spawn_local(async move {
+                    let r = a.broadcast(&payload(size)).await;
+                    shared.push(host, Obs::BroadcastDone {
+                        at: clock.now(),
+                        inst: None,
+                        sent: r.sent,
+                        delivered: r.delivered,
+                        failed: r.failed,
+                    });
+                });
+            }
+        }
+        tokio::select! {
+            biased;
+            ev = events.recv() => match ev {
+                Some(ev) => ctx.shared.push(ctx.host, Obs::Auth { at: clock.at(ev.at), kind: ev.kind }),
+                None => break,
+            },
+            _ = inbox.notify.notified() => {}
+        }
+    }
+    // Crash: end every task now (deterministically), then wait to be killed.
+    drop(events);
+    auth.leave().await;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+type Live = Rc<RefCell<BTreeMap<u64, Rc<Joiner<TurmoilNet>>>>>;
+
+async fn joiner_agent(ctx: HostCtx) -> turmoil::Result {
+    let clock = Clock::start();
+    let live: Live = Rc::default();
+    let inbox = &ctx.shared.inboxes[ctx.host];
+    let host = ctx.host;
+    let (crash_tx, crash_rx) = tokio::sync::watch::channel(false);
+    loop {
+        for cmd in inbox.drain() {
+            match cmd {
+                Cmd::Crash => {
+                    let _ = crash_tx.send(true);
+                    let nodes = std::mem::take(&mut *live.borrow_mut());
+                    for (_, j) in nodes {
+                        tokio::task::spawn_local(async move { j.leave().await });
+                    }
+                }
+                Cmd::Join { inst, joiner, group } => {
+                    let crash = crash_rx.clone();
+                    tokio::task::spawn_local(run_joiner(ctx.clone(), clock, live.clone(), crash, inst, joiner, group));
+                }
+                Cmd::Leave { inst } => {
+                    if let Some(j) = live.borrow().get(&inst).cloned() {
+                        tokio::task::spawn_local(async move { j.leave().await });
+                    }
+                }
+                Cmd::Broadcast { inst: Some(inst), size } => {
+                    if let Some(j) = live.borrow().get(&inst).cloned() {
+                        let shared = ctx.shared.clone();
+                        tokio::task::spawn_local(async move {
+                            let r = j.broadcast(&payload(size)).await;
+                            shared.push(host, Obs::BroadcastDone {
+                                at: clock.now(),
+                                inst: Some(inst),
+                                sent: r.sent,
+                                delivered: r.delivered,
+                                failed: r.failed,
+                            });
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        inbox.notify.notified().await;
+    }
+}
+
+async fn run_joiner(
+    ctx: HostCtx,
+    clock: Clock,
+    live: Live,
+    mut crash: tokio::sync::watch::Receiver<bool>,
+    inst: u64,
+    joiner: usize,
+    group: usize,
+) {
+    let s = &ctx.shared.settings;
+    let (password, handshake, hb_timeout) = s.groups[group].clone();
+    ctx.shared.push(ctx.host, Obs::JoinStarted { at: clock.now(), inst });
+    let cfg = JoinerConfig::new(password)
+        .alias(format!("{}#{inst}", s.joiner_names[joiner]))
+        .local_ip(ctx.ip)
+        .handshake_timeout(handshake)
+        .heartbeat_interval(s.heartbeat_interval)
+        .heartbeat_timeout(hb_timeout)
+        .event_capacity(EVENT_CAPACITY);
+    let joined = tokio::select! {
+        biased;
+        _ = crash.wait_for(|c| *c) => return,
+        r = Joiner::join(TurmoilNet::new(ctx.ip), ctx.shared.auth_addr, cfg) => r,
+    };
+    if *crash.borrow() {
+        return; // crashed while joining: dropping `joined` ends it
+    }
+    match joined {
+        Err(e) => ctx.shared.push(ctx.host, Obs::JoinFailed { at: clock.now(), inst, error: e.to_string() }),
+        Ok(mut j) => {
+            let mut events = j.events().expect("events taken once");
+            live.borrow_mut().insert(inst, Rc::new(j));
+            while let Some(ev) = events.recv().await {
+                let left = matches!(ev.kind, EventKind::Left);
+                ctx.shared.push(ctx.host, Obs::Joiner { at: clock.at(ev.at), inst, kind: ev.kind });
+                if left {
+                    break;
+                }
+            }
+            live.borrow_mut().remove(&inst);
+            ctx.shared.push(ctx.host, Obs::JoinerEnded { at: clock.now(), inst });
+        }
+    }
+}
+
+async fn attacker(ctx: HostCtx) -> turmoil::Result {
+    let clock = Clock::start();
+    let inbox = &ctx.shared.inboxes[ctx.host];
+    let mut attempt = 0u64;
+    loop {
+        for cmd in inbox.drain() {
+            let Cmd::Attempt { correct } = cmd else { continue };
+            attempt += 1;
+            let (shared, ip, host) = (ctx.shared.clone(), ctx.ip, ctx.host);
+            tokio::task::spawn_local(async move {
+                let s = &shared.settings;
+                let password = if correct { s.password.clone() } else { format!("wrong-{host}-{attempt}") };
+                shared.push(host, Obs::AttemptStarted { at: clock.now(), host });
+                let cfg = JoinerConfig::new(password)
+                    .alias(format!("attacker-{host}"))
+                    .local_ip(ip)
+                    .handshake_timeout(s.handshake_timeout)
+                    .event_capacity(64);
+                let r = Joiner::join(TurmoilNet::new(ip), shared.auth_addr, cfg).await;
+                let (admitted, error) = match r {
+                    Ok(j) => {
+                        j.leave().await;
+                        (true, None)
+                    }
+                    Err(e) => (false, Some(e.to_string())),
+                };
+                shared.push(host, Obs::AttemptDone { at: clock.now(), host, correct, admitted, error });
+            });
+        }
+        inbox.notify.notified().await;
+    }
+}
