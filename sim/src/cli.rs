@@ -212,7 +212,7 @@ fn run_scenarios(scenarios: &[LoadedScenario], plan: &RunPlan) -> Result<Vec<Run
         match sc.resolve(seeds.0[0]) {
             Ok(r) => {
                 let s = &r.scenario;
-                let est = cost::estimate(s.host_count(), s.joiner_count(), s.duration.get(), s.tick.get());
+                let est = cost::scenario_estimate(s, seeds.0[0]);
                 let runs = seeds.0.len() as u64 * if plan.check_determinism { 2 } else { 1 };
                 if let Some(w) = est.warning(&s.name, runs, plan.threads as u64) {
                     eprintln!("{w}");

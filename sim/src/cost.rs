@@ -8,6 +8,11 @@
 //! at a 10 ms tick took 15.8 s (so cost scales with 1/tick). Joiner *tasks* are nearly free:
 //! 1,000 joiners on 10 hosts took 1.4 s. The estimate interpolates those points on a log-log
 //! curve; it is a guide for packing joiners onto hosts, not a promise.
+//!
+//! Traffic is the other cost: every membership change sends the whole list to every member,
+//! so a join storm of N joiners moves ~N³/3 list entries. Measured with `scale_1000`
+//! (1,000 joiners, 1,180 changes, ~10 GB of simulated lists): 3 m 39 s wall, of which the
+//! host curve explains ~1 m 12 s; the rest calibrates [`SECS_PER_DIST_BYTE`].
 
 use std::time::Duration;
 
@@ -18,6 +23,12 @@ pub const MEASURED: &[(f64, f64)] = &[(10.0, 1.0), (50.0, 25.0), (100.0, 151.0),
 
 /// Extra wall seconds per joiner per simulated minute (1,000 joiners on 10 hosts: +0.4 s).
 pub const PER_JOINER_MINUTE: f64 = 0.0004;
+
+/// Wall seconds per simulated byte of member-list distribution (calibrated on scale_1000).
+pub const SECS_PER_DIST_BYTE: f64 = 1.5e-8;
+
+/// Bytes of one member-list entry on the wire (`["192.168.0.10", 49153],`).
+pub const ENTRY_BYTES: f64 = 23.0;
 
 /// Estimated wall seconds per seed above which a warning is printed.
 pub const WARN_SECONDS: f64 = 60.0;
@@ -52,17 +63,47 @@ pub struct CostEstimate {
     pub duration: Duration,
     /// Tick.
     pub tick: Duration,
+    /// Estimated simulated bytes of member-list distribution.
+    pub dist_bytes: f64,
     /// Estimated wall seconds for one run on one core.
     pub wall_secs: f64,
 }
 
-/// Estimates one run's wall time.
+/// Estimates one run's wall time from its size alone (no traffic term).
 pub fn estimate(hosts: u64, joiners: u64, duration: Duration, tick: Duration) -> CostEstimate {
     let minutes = duration.as_secs_f64() / 60.0;
     let tick_factor = 0.001 / tick.as_secs_f64().max(1e-6);
     let wall = wall_per_sim_minute(hosts as f64) * minutes * tick_factor
         + PER_JOINER_MINUTE * joiners as f64 * minutes;
-    CostEstimate { hosts, joiners, duration, tick, wall_secs: wall }
+    CostEstimate { hosts, joiners, duration, tick, dist_bytes: 0.0, wall_secs: wall }
+}
+
+/// Simulated bytes of member lists a sequence of membership changes distributes
+/// (`+1` a join, `-1` a leave), each change sending the whole list to every member.
+pub fn distribution_bytes(changes: impl IntoIterator<Item = i8>, max_members: u64) -> f64 {
+    let mut members = 0f64;
+    let mut bytes = 0f64;
+    for c in changes {
+        members = (members + f64::from(c)).clamp(0.0, max_members as f64);
+        bytes += members * (members + 1.0) * ENTRY_BYTES;
+    }
+    bytes
+}
+
+/// Estimates a resolved scenario for `seed`: the host curve plus the distribution traffic
+/// of its scheduled joins and leaves.
+pub fn scenario_estimate(s: &crate::scenario::Scenario, seed: u64) -> CostEstimate {
+    use crate::timeline::Op;
+    let layout = crate::layout::Layout::new(s);
+    let changes = crate::timeline::expand(s, &layout, seed).into_iter().filter_map(|e| match e.op {
+        Op::JoinJoiner { .. } | Op::JoinFrom { .. } => Some(1i8),
+        Op::LeaveFrom { .. } => Some(-1),
+        _ => None,
+    });
+    let mut e = estimate(s.host_count(), s.joiner_count(), s.duration.get(), s.tick.get());
+    e.dist_bytes = distribution_bytes(changes, s.joiner_count());
+    e.wall_secs += e.dist_bytes * SECS_PER_DIST_BYTE;
+    e
 }
 
 impl CostEstimate {
@@ -77,13 +118,18 @@ impl CostEstimate {
             return None;
         }
         Some(format!(
-            "warning: {scenario}: {} simulated hosts for {} at tick {} will take about {} per run \
+            "warning: {scenario}: {} simulated hosts for {} at tick {}{} will take about {} per run \
              ({} for {runs} run(s) on {threads} core(s)); turmoil's step cost grows ~hosts^3 \
              (10 hosts 1 s, 50 hosts 25 s, 100 hosts 151 s per simulated minute): pack more \
              joiners per host (joiners_per_host) or raise tick",
             self.hosts,
             Dur(self.duration),
             Dur(self.tick),
+            if self.dist_bytes >= 1e8 {
+                format!(" with ~{:.1} GB of member lists", self.dist_bytes / 1e9)
+            } else {
+                String::new()
+            },
             human_secs(self.wall_secs),
             human_secs(self.total_secs(runs, threads)),
         ))
@@ -132,6 +178,34 @@ mod tests {
         // 1,000 joiners on 10 hosts measured 1.4 s per simulated minute.
         let e = estimate(10, 1000, Duration::from_secs(60), Duration::from_millis(1)).wall_secs;
         assert!((e - 1.4).abs() < 0.01, "{e}");
+    }
+
+    #[test]
+    fn distribution_traffic_grows_cubically_with_a_join_storm() {
+        let storm = |n: u64| distribution_bytes(std::iter::repeat_n(1, n as usize), n);
+        // Σ k(k+1) × 23 for k = 1..n = n(n+1)(n+2)/3 × 23.
+        assert_eq!(storm(3), 23.0 * (2.0 + 6.0 + 12.0));
+        let ratio = storm(200) / storm(100);
+        assert!((7.5..8.5).contains(&ratio), "{ratio}");
+        // Leaves below zero and joins above the joiner count are clamped.
+        assert_eq!(distribution_bytes([-1, -1, 1], 1), 23.0 * 2.0);
+        assert_eq!(distribution_bytes([1, 1, 1], 1), 3.0 * 23.0 * 2.0);
+    }
+
+    #[test]
+    fn shipped_scenarios_estimates_match_measurements() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let est = |name: &str| {
+            let src = crate::scenario::LoadedScenario::load(dir.join(name)).unwrap();
+            scenario_estimate(&src.resolve(1).unwrap().scenario, 1)
+        };
+        // Measured in release builds on the 2-core machine (seed 1).
+        let scale = est("scale_1000.toml");
+        assert!((150.0..300.0).contains(&scale.wall_secs), "scale_1000 measured 219 s, estimated {}", scale.wall_secs);
+        assert!(scale.warning("scale_1000", 1, 2).unwrap().contains("GB of member lists"));
+        let churn = est("churn.toml");
+        assert!((1.0..4.5).contains(&churn.wall_secs), "churn measured 2.2 s, estimated {}", churn.wall_secs);
+        assert_eq!(churn.warning("churn", 3, 2), None);
     }
 
     #[test]

@@ -53,12 +53,27 @@ pub struct RunOutput {
     pub error: Option<String>,
 }
 
+/// Deliberate protocol misconfigurations that the checkers do not know about: tests use
+/// them to prove a checker fires against a broken authenticator.
+#[derive(Clone, Debug, Default)]
+pub struct Sabotage {
+    /// Run the authenticator with this heartbeat timeout instead of the scenario's (e.g. an
+    /// hour: the reference's "members are never removed"), while the checkers keep the
+    /// scenario's bound.
+    pub auth_heartbeat_timeout: Option<Duration>,
+}
+
 /// Runs `resolved` once, recording into `trace`.
 pub fn run(resolved: &Resolved, trace: Trace) -> Result<RunOutput, TraceError> {
+    run_with(resolved, trace, &Sabotage::default())
+}
+
+/// [`run`] with a [`Sabotage`].
+pub fn run_with(resolved: &Resolved, trace: Trace, sabotage: &Sabotage) -> Result<RunOutput, TraceError> {
     let evidence = Evidence::default();
     let dispatch = tracing::Dispatch::new(evidence.clone());
     let wall = std::time::Instant::now(); // wall time: only for the sim/wall ratio
-    let out = tracing::dispatcher::with_default(&dispatch, || Driver::new(resolved, trace, &evidence).run());
+    let out = tracing::dispatcher::with_default(&dispatch, || Driver::new(resolved, trace, &evidence, sabotage).run());
     let mut out = out?;
     let sim_secs = out.metrics.get(MetricId::SimSeconds).unwrap_or(0.0);
     set_wall_metrics(&mut out.metrics, sim_secs, wall.elapsed().as_secs_f64());
@@ -174,7 +189,7 @@ fn describe(kind: &EventKind) -> (&'static str, Value) {
 }
 
 impl<'a> Driver<'a> {
-    fn new(resolved: &'a Resolved, trace: Trace, evidence: &'a Evidence) -> Self {
+    fn new(resolved: &'a Resolved, trace: Trace, evidence: &'a Evidence, sabotage: &Sabotage) -> Self {
         let sc = &resolved.scenario;
         let seed = resolved.seed;
         let layout = Layout::new(sc);
@@ -210,7 +225,7 @@ impl<'a> Driver<'a> {
             password: a.password.clone(),
             password_attempts: a.password_attempts,
             heartbeat_interval: a.heartbeat_interval.get(),
-            heartbeat_timeout: a.heartbeat_timeout().get(),
+            heartbeat_timeout: sabotage.auth_heartbeat_timeout.unwrap_or(a.heartbeat_timeout().get()),
             handshake_timeout: a.handshake_timeout.get(),
             port: a.port,
             groups,
