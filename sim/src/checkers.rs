@@ -409,11 +409,10 @@ impl Monitor {
         let Some(i) = self.instances.get(&inst) else { return };
         let own = i.addr;
         let who = format!("joiner instance {inst}");
-        if let (Some(prev), Some(v)) = (i.last_version, list.version) {
-            if v < prev {
+        if let (Some(prev), Some(v)) = (i.last_version, list.version)
+            && v < prev {
                 self.find(Severity::Safety, "view_regressed", format!("{inst}:{v}"), t, format!("{who} received list v{v} after v{prev}"));
             }
-        }
         for m in &list.members {
             if self.banned.contains(&m.ip()) || self.attacker_ips.contains(&m.ip()) {
                 self.find(Severity::Safety, "banned_member", format!("j:{m}"), t, format!("{who} holds {m}, a banned/attacker IP"));
@@ -599,8 +598,8 @@ impl Monitor {
                 }
             }
             let _ = d.id;
-            if let Some(addr) = self.instances[&d.inst].addr {
-                if self.auth_members.contains(&addr) {
+            if let Some(addr) = self.instances[&d.inst].addr
+                && self.auth_members.contains(&addr) {
                     self.find(
                         Severity::Safety,
                         "stale_member",
@@ -614,7 +613,6 @@ impl Monitor {
                         ),
                     );
                 }
-            }
         }
     }
 
@@ -644,8 +642,8 @@ impl Monitor {
                     ok = false;
                     self.find(Severity::Liveness, "not_converged", format!("m{k}"), end, format!("live joiner instance {k} (slot {}, {addr}) is not in the authenticator's list", i.joiner));
                 }
-                if let Some(v) = reference {
-                    if i.last_version.is_none_or(|have| have < v) {
+                if let Some(v) = reference
+                    && i.last_version.is_none_or(|have| have < v) {
                         ok = false;
                         self.find(
                             Severity::Liveness,
@@ -655,7 +653,6 @@ impl Monitor {
                             format!("live joiner instance {k} (slot {}, {addr}) holds v{:?}, the authenticator published v{v} by {}", i.joiner, i.last_version, Dur(cutoff)),
                         );
                     }
-                }
             }
             m.set(MetricId::Converged, if ok { 1.0 } else { 0.0 });
         }

@@ -110,7 +110,7 @@ impl FromStr for Dur {
         let mut scale = unit_us;
         for d in frac_part.chars() {
             let digit = d.to_digit(10).ok_or_else(|| err("malformed number"))? as u128;
-            if scale % 10 != 0 {
+            if !scale.is_multiple_of(10) {
                 if digit != 0 {
                     return Err(err("finer than one microsecond"));
                 }
@@ -138,7 +138,7 @@ impl fmt::Display for Dur {
             (1_000_000, "s"),
             (1_000, "ms"),
         ] {
-            if us % unit == 0 {
+            if us.is_multiple_of(unit) {
                 return write!(f, "{}{}", us / unit, name);
             }
         }

@@ -444,7 +444,7 @@ mod tests {
         let host0: Vec<(u128, bool)> = v
             .iter()
             .filter_map(|e| match e.op {
-                Op::Attempt { host, correct, .. } if host == 8 => Some((e.at.as_millis(), correct)),
+                Op::Attempt { host: 8, correct, .. } => Some((e.at.as_millis(), correct)),
                 _ => None,
             })
             .collect();

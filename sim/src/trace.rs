@@ -163,8 +163,8 @@ impl Trace {
                 .and_then(|_| w.write_all(b"\n"))
                 .map_err(|source| TraceError::Io { path: path.display().to_string(), source })?;
         }
-        if self.divergence.is_none() {
-            if let Some(reference) = &self.reference {
+        if self.divergence.is_none()
+            && let Some(reference) = &self.reference {
                 let expected = reference.get(self.events as usize);
                 if expected != Some(&line) {
                     self.divergence = Some(Divergence {
@@ -174,7 +174,6 @@ impl Trace {
                     });
                 }
             }
-        }
         if let Some(keep) = &mut self.keep {
             keep.push(line);
         }
@@ -187,17 +186,15 @@ impl Trace {
         if let Some((path, mut w)) = self.file.take() {
             w.flush().map_err(|source| TraceError::Io { path: path.display().to_string(), source })?;
         }
-        if self.divergence.is_none() {
-            if let Some(reference) = &self.reference {
-                if reference.len() as u64 > self.events {
+        if self.divergence.is_none()
+            && let Some(reference) = &self.reference
+                && reference.len() as u64 > self.events {
                     self.divergence = Some(Divergence {
                         index: self.events,
                         expected: reference.get(self.events as usize).cloned(),
                         actual: None,
                     });
                 }
-            }
-        }
         Ok(TraceSummary {
             hash: self.hasher.finish(),
             events: self.events,

@@ -78,16 +78,14 @@ pub fn check_expect(x: &Expect, m: &Metrics) -> Option<String> {
         return (!x.allow_missing).then(|| format!("expect {}: no samples{why}", x.metric));
     };
     let shown = format_value(id, v);
-    if let Some(lo) = x.min {
-        if v < lo.value() {
+    if let Some(lo) = x.min
+        && v < lo.value() {
             return Some(format!("expect {} >= {lo}: got {shown}{why}", x.metric));
         }
-    }
-    if let Some(hi) = x.max {
-        if v > hi.value() {
+    if let Some(hi) = x.max
+        && v > hi.value() {
             return Some(format!("expect {} <= {hi}: got {shown}{why}", x.metric));
         }
-    }
     None
 }
 

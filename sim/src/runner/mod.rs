@@ -741,11 +741,10 @@ impl<'a> Driver<'a> {
                 match &kind {
                     EventKind::Joined { peer_addr, list } => {
                         self.monitor.joined(at, inst, *peer_addr, &list_view(list, 0));
-                        if let Some(slot) = self.current_slot(inst) {
-                            if self.slots[slot] == Slot::Joining(inst) {
+                        if let Some(slot) = self.current_slot(inst)
+                            && self.slots[slot] == Slot::Joining(inst) {
                                 self.slots[slot] = Slot::Active(inst);
                             }
-                        }
                     }
                     EventKind::MemberListChanged { list, bytes } => self.monitor.joiner_list(at, inst, &list_view(list, *bytes)),
                     EventKind::AuthenticatorLost { .. } => self.monitor.auth_lost(at, inst),

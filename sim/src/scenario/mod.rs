@@ -860,11 +860,10 @@ impl Scenario {
             if g.count == 0 || g.joiners_per_host == 0 {
                 return at(format!("group {:?}: count and joiners_per_host must be >= 1", g.name));
             }
-            if let Some(t) = g.join_at {
-                if t >= self.duration {
+            if let Some(t) = g.join_at
+                && t >= self.duration {
                     return at(format!("group {:?}: join_at {} is not before duration {}", g.name, t, self.duration));
                 }
-            }
         }
 
         let quiet_from = Dur(self.duration.0 - self.settle.0);
@@ -893,11 +892,10 @@ impl Scenario {
                     return at(format!("action `{act}` needs `{f}`"));
                 }
             }
-            if let Some(g) = &e.group {
-                if self.group(g).is_none() {
+            if let Some(g) = &e.group
+                && self.group(g).is_none() {
                     return at(format!("unknown group {g:?} (groups: {})", names.iter().cloned().collect::<Vec<_>>().join(", ")));
                 }
-            }
             if let Some(t) = &e.target {
                 if t != "authenticator" && t != "joiners" && self.group(t).is_none() {
                     return at(format!("unknown target {t:?}: use \"authenticator\", \"joiners\" or a group name"));
@@ -906,36 +904,32 @@ impl Scenario {
                     return at("the authenticator is one host: `hosts`/`fraction` do not apply".into());
                 }
             }
-            if let Some(f) = &e.from {
-                if f != "authenticator" && f != "any" && self.group(f).is_none() {
+            if let Some(f) = &e.from
+                && f != "authenticator" && f != "any" && self.group(f).is_none() {
                     return at(format!("unknown sender {f:?}: use \"authenticator\", \"any\" or a group name"));
                 }
-            }
             if e.hosts.is_some() && e.fraction.is_some() {
                 return at("give `hosts` or `fraction`, not both".into());
             }
-            if let Some(f) = e.fraction {
-                if !(f > 0.0 && f <= 1.0) {
+            if let Some(f) = e.fraction
+                && !(f > 0.0 && f <= 1.0) {
                     return at(format!("fraction {f} must be in (0, 1]"));
                 }
-            }
             for (name, v) in [("hosts", e.hosts), ("count", e.count), ("burst", e.burst), ("attackers", e.attackers), ("attempts", e.attempts)] {
                 if v == Some(0) {
                     return at(format!("`{name}` must be >= 1"));
                 }
             }
             for (name, v) in [("rate", e.rate), ("join_rate", e.join_rate), ("leave_rate", e.leave_rate)] {
-                if let Some(v) = v {
-                    if !(v.is_finite() && v >= 0.0) {
+                if let Some(v) = v
+                    && !(v.is_finite() && v >= 0.0) {
                         return at(format!("`{name}` {v} must be a finite rate >= 0 (per second)"));
                     }
-                }
             }
-            if let Some(u) = e.until {
-                if u <= e.at || u > self.duration {
+            if let Some(u) = e.until
+                && (u <= e.at || u > self.duration) {
                     return at(format!("until {u} must be after at {} and not after duration {}", e.at, self.duration));
                 }
-            }
             match e.action {
                 Action::Churn => {
                     if e.until.is_none() {
@@ -955,32 +949,28 @@ impl Scenario {
                 }
                 Action::Partition => {
                     if e.heal_after.is_some() {
-                        if let Some(end) = e.ends_at(a) {
-                            if end > self.duration {
+                        if let Some(end) = e.ends_at(a)
+                            && end > self.duration {
                                 return at(format!("heal_after ends at {end}, after duration {}", self.duration));
                             }
-                        }
                     } else {
                         open_partitions.push(i);
                     }
                 }
-                Action::Hold => {
-                    if e.release_after.is_none() {
+                Action::Hold
+                    if e.release_after.is_none() => {
                         open_holds.push(i);
                     }
-                }
                 Action::Loss => {
-                    if let Some(f) = e.fail_rate {
-                        if !(0.0..1.0).contains(&f) {
+                    if let Some(f) = e.fail_rate
+                        && !(0.0..1.0).contains(&f) {
                             return at(format!("fail_rate {f} must be in [0, 1)"));
                         }
-                    }
                 }
-                Action::BanFlood => {
-                    if e.flood_rate() <= 0.0 {
+                Action::BanFlood
+                    if e.flood_rate() <= 0.0 => {
                         return at("ban_flood needs a positive `rate`".into());
                     }
-                }
                 Action::Heal => open_partitions.clear(),
                 Action::Release => open_holds.clear(),
                 _ => {}
@@ -1000,8 +990,8 @@ impl Scenario {
                 return at(format!("`{act}` at {} is inside the final settle window (from {quiet_from})", e.at));
             }
         }
-        if self.settle.0 > std::time::Duration::ZERO {
-            if let Some(&i) = open_partitions.first().or(open_holds.first()) {
+        if self.settle.0 > std::time::Duration::ZERO
+            && let Some(&i) = open_partitions.first().or(open_holds.first()) {
                 return Err(src.error_at(
                     orig.timeline[i].span(),
                     format!(
@@ -1010,7 +1000,6 @@ impl Scenario {
                     ),
                 ));
             }
-        }
 
         for (i, x) in self.expect.iter().enumerate() {
             let x = x.get_ref();
@@ -1026,11 +1015,10 @@ impl Scenario {
                     return at(format!("{} is not a time metric: give a number, not {b}", x.metric));
                 }
             }
-            if let (Some(lo), Some(hi)) = (x.min, x.max) {
-                if lo.value() > hi.value() {
+            if let (Some(lo), Some(hi)) = (x.min, x.max)
+                && lo.value() > hi.value() {
                     return at(format!("min {lo} > max {hi}"));
                 }
-            }
         }
         Ok(())
     }
