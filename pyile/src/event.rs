@@ -71,7 +71,8 @@ pub enum RemovalReason {
 pub enum LostReason {
     /// No heartbeat within the joiner's heartbeat timeout.
     Timeout,
-    /// The authenticator closed the connection.
+    /// The authenticator closed the connection (an EOF, or a reset when it
+    /// closed with data of ours unread).
     Closed,
     /// A read or write failed.
     Error(String),
@@ -170,7 +171,8 @@ pub enum EventKind {
         /// How it was noticed.
         reason: LostReason,
     },
-    /// Every task and socket of this node has ended.
+    /// Every task and socket of this node has ended. The last event: the
+    /// stream ends after it.
     Left,
     /// The consumer fell behind and `dropped` events were discarded.
     Lagged {
@@ -184,25 +186,39 @@ pub enum EventKind {
 pub struct EventStream {
     rx: mpsc::Receiver<Event>,
     dropped: Arc<AtomicU64>,
+    /// `Left` (the last event of a node) has been returned.
+    ended: bool,
 }
 
 impl EventStream {
     /// The next event; `None` once the node has left and every event was read.
     pub async fn recv(&mut self) -> Option<Event> {
+        if self.ended {
+            return None;
+        }
         let lagged = self.dropped.swap(0, Ordering::Relaxed);
         if lagged > 0 {
             return Some(Event { at: Instant::now(), kind: EventKind::Lagged { dropped: lagged } });
         }
-        self.rx.recv().await
+        // The node keeps its senders alive as long as it exists, so the
+        // channel alone would never end: `Left` ends the stream.
+        let ev = self.rx.recv().await;
+        self.ended = matches!(ev, None | Some(Event { kind: EventKind::Left, .. }));
+        ev
     }
 
     /// The next event if one is ready, without waiting.
     pub fn try_recv(&mut self) -> Option<Event> {
+        if self.ended {
+            return None;
+        }
         let lagged = self.dropped.swap(0, Ordering::Relaxed);
         if lagged > 0 {
             return Some(Event { at: Instant::now(), kind: EventKind::Lagged { dropped: lagged } });
         }
-        self.rx.try_recv().ok()
+        let ev = self.rx.try_recv().ok();
+        self.ended = matches!(ev, Some(Event { kind: EventKind::Left, .. }));
+        ev
     }
 }
 
@@ -217,13 +233,25 @@ impl EventSink {
     pub(crate) fn channel(capacity: usize) -> (EventSink, EventStream) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
-        (EventSink { tx, dropped: dropped.clone() }, EventStream { rx, dropped })
+        (EventSink { tx, dropped: dropped.clone() }, EventStream { rx, dropped, ended: false })
     }
 
     pub(crate) fn emit(&self, kind: EventKind) {
         let ev = Event { at: Instant::now(), kind };
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(ev) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(ev) {
+            // `Left` ends the stream, so it is never dropped: when the
+            // channel is full it is delivered as soon as the consumer makes
+            // room (or discarded if the consumer drops the stream).
+            Err(mpsc::error::TrySendError::Full(ev)) if matches!(ev.kind, EventKind::Left) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(ev).await;
+                });
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
         }
     }
 }

@@ -330,6 +330,15 @@ impl Lost {
     }
 }
 
+/// Whether an I/O error means the authenticator closed the connection.
+/// A close with data still unread on its side (say, our last heartbeat
+/// answer when it leaves) arrives as a reset rather than an EOF; the
+/// authenticator likewise counts a member's reset as `Closed`.
+fn closed_by_peer(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
+}
+
 async fn heartbeats<N: Network>(
     mut reader: MessageReader<ReadHalf<N::Stream>>,
     mut w: WriteHalf<N::Stream>,
@@ -358,12 +367,14 @@ async fn heartbeats<N: Network>(
                 lost.events.emit(EventKind::HeartbeatReceived { from: auth });
                 match timeout(cfg.io_timeout, w.write_all(&Message::Heartbeat.encode())).await {
                     Ok(Ok(())) => {}
+                    Ok(Err(e)) if closed_by_peer(&e) => return lost.lost(LostReason::Closed),
                     Ok(Err(e)) => return lost.lost(LostReason::Error(format!("heartbeat answer: {e}"))),
                     Err(_) => return lost.lost(LostReason::Error("heartbeat answer timed out".into())),
                 }
             }
             Ok(Ok(other)) => debug!("ignored {} on the auth connection", other.kind()),
             Ok(Err(DecodeError::Eof { .. })) => return lost.lost(LostReason::Closed),
+            Ok(Err(DecodeError::Io(e))) if closed_by_peer(&e) => return lost.lost(LostReason::Closed),
             Ok(Err(e)) => return lost.lost(LostReason::Error(e.to_string())),
             Err(_) if Instant::now() >= last_heard + cfg.heartbeat_timeout => {
                 return lost.lost(LostReason::Timeout);
@@ -410,6 +421,7 @@ async fn distribution<N: Network>(
             }
             Ok(other) => debug!("ignored {} on the distribution connection", other.kind()),
             Err(DecodeError::Eof { .. }) => return lost.lost(LostReason::Closed),
+            Err(DecodeError::Io(e)) if closed_by_peer(&e) => return lost.lost(LostReason::Closed),
             Err(e) => return lost.lost(LostReason::Error(format!("distribution: {e}"))),
         }
     }
