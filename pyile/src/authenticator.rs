@@ -25,7 +25,7 @@ use std::time::Duration;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -194,6 +194,13 @@ struct Shared<N: Network> {
     members_tx: watch::Sender<MemberList>,
     /// Current committed list, encoded once per version for distribution.
     dist_tx: watch::Sender<Arc<[u8]>>,
+    /// Wakes the distribution writers when `dist_tx` changes. Writers wait
+    /// on this rather than on `watch::Receiver::changed`, because a watch
+    /// channel wakes its receivers in an order drawn from tokio's unseeded
+    /// RNG (`BigNotify`): the order of the distribution writes, and with it
+    /// every simulated latency drawn after them, would differ from run to
+    /// run. `Notify` wakes its waiters in the order they registered.
+    dist_changed: Notify,
     events: EventSink,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -266,6 +273,7 @@ impl<N: Network> Authenticator<N> {
             dist_addr,
             members_tx,
             dist_tx,
+            dist_changed: Notify::new(),
             events,
             cancel: cancel.clone(),
             tracker: tracker.clone(),
@@ -368,6 +376,7 @@ impl<N: Network> Shared<N> {
             Message::Distro { members: list.members.to_vec(), version: list.version }.encode().into();
         let bytes = encoded.len();
         self.dist_tx.send_replace(encoded);
+        self.dist_changed.notify_waiters();
         self.members_tx.send_replace(list.clone());
         self.events.emit(EventKind::MemberListChanged { list, bytes });
     }
@@ -674,11 +683,21 @@ async fn serve_joiner<N: Network>(
                 },
             }
             sleep_or_cancel(gap, &dist_cancel).await;
-            // Wait for the next change; meanwhile watch the socket for EOF.
+            // Wait for the next change (deterministically: see
+            // `dist_changed`); meanwhile watch the socket for EOF. The
+            // `Notified` future receives `notify_waiters` from its creation
+            // on, so a change published between the check and the wait is
+            // not missed.
+            let changed = dist_shared.dist_changed.notified();
+            match lists.has_changed() {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(_) => return,
+            }
             tokio::select! {
                 biased;
                 _ = dist_cancel.cancelled() => return,
-                r = lists.changed() => if r.is_err() { return },
+                _ = changed => {}
                 r = dist_reader.next() => match r {
                     Err(DecodeError::Eof { .. }) | Err(DecodeError::Io(_)) => break RemovalReason::Closed,
                     Err(e) => break RemovalReason::ProtocolError(format!("on the distribution socket: {e}")),
