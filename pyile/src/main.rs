@@ -1,0 +1,296 @@
+//! `pyile`: run a live authenticator, or join a network interactively.
+//!
+//! ```text
+//! pyile auth --listen 127.0.0.1:4702 --password-file secret.txt --attempts 3
+//! pyile join --target 127.0.0.1:4702 --alias bob        # password from PYILE_PASSWORD
+//! ```
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use pyile::{Authenticator, AuthenticatorConfig, EventKind, EventStream, Joiner, JoinerConfig, TokioNet};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tracing::{info, warn};
+
+/// A Pyile peer: the authenticator of a network, or an interactive joiner.
+#[derive(Parser, Debug)]
+#[command(name = "pyile", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log level filter (e.g. info, debug, pyile=trace); also RUST_LOG.
+    #[arg(long, global = true, default_value = "info", env = "RUST_LOG")]
+    log: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run an authenticator: admits joiners, bans guessers, heartbeats members
+    /// and distributes the member list. Logs joins, removals and bans.
+    Auth(AuthArgs),
+    /// Join a network and chat: plain lines are broadcast; `/peers` lists the
+    /// members, `/to IP:PORT text` sends directly, `/quit` leaves.
+    Join(JoinArgs),
+}
+
+/// Where the password comes from (first of: --password-file, --password,
+/// PYILE_PASSWORD).
+#[derive(Args, Debug)]
+struct PasswordArgs {
+    /// File holding the password (trailing newline ignored).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// The password itself (visible in the process list: prefer the file or
+    /// the environment variable).
+    #[arg(long, env = "PYILE_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+impl PasswordArgs {
+    fn resolve(&self) -> anyhow::Result<String> {
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the password file {}", path.display()))?;
+            let pw = text.trim_end_matches(['\r', '\n']).to_owned();
+            if pw.is_empty() {
+                bail!("the password file {} is empty", path.display());
+            }
+            return Ok(pw);
+        }
+        match &self.password {
+            Some(pw) if !pw.is_empty() => Ok(pw.clone()),
+            _ => bail!("no password: give --password-file FILE, or set PYILE_PASSWORD"),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct AuthArgs {
+    /// Address of the auth socket; the distribution and peer sockets bind
+    /// the same IP on free ports.
+    #[arg(long, default_value = "0.0.0.0:4702")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    password: PasswordArgs,
+    /// Wrong passwords from one IP before it is banned.
+    #[arg(long, default_value_t = 3)]
+    attempts: u32,
+    /// Time between heartbeats to each member.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
+    /// Silence after which a member is removed [default: 3 intervals].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    heartbeat_timeout: Option<Duration>,
+    /// Bound on a whole handshake.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    handshake_timeout: Duration,
+    /// Gap between back-to-back writes to reference (v1) joiners.
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    v1_pacing: Duration,
+    /// Seed of the authenticator's RNG (heartbeat phases).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Alias for the authenticator's own chat messages.
+    #[arg(long, default_value = "admin")]
+    alias: String,
+}
+
+#[derive(Args, Debug)]
+struct JoinArgs {
+    /// The authenticator's auth address.
+    #[arg(long, default_value = "127.0.0.1:4702")]
+    target: SocketAddr,
+    /// Name shown with your messages.
+    #[arg(long, default_value = "joiner")]
+    alias: String,
+    #[command(flatten)]
+    password: PasswordArgs,
+    /// Local IP for outgoing connections and the peer listener.
+    #[arg(long)]
+    local_ip: Option<IpAddr>,
+    /// Port of the peer listener (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    peer_port: u16,
+    /// Bound on the whole handshake.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    handshake_timeout: Duration,
+    /// Silence after which the authenticator is considered lost.
+    #[arg(long, default_value = "7s", value_parser = humantime::parse_duration)]
+    heartbeat_timeout: Duration,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Auth(args) => run_auth(args).await,
+            Command::Join(args) => run_join(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
+    let mut cfg = AuthenticatorConfig::new(args.password.resolve()?)
+        .listen(args.listen)
+        .password_attempts(args.attempts)
+        .heartbeat_interval(args.heartbeat_interval)
+        .handshake_timeout(args.handshake_timeout)
+        .v1_pacing(args.v1_pacing)
+        .seed(args.seed)
+        .alias(args.alias);
+    if let Some(t) = args.heartbeat_timeout {
+        cfg = cfg.heartbeat_timeout(t);
+    }
+    let mut auth = Authenticator::start(TokioNet, cfg)
+        .await
+        .with_context(|| format!("cannot start the authenticator on {}", args.listen))?;
+    let mut events = auth.events().context("event stream already taken")?;
+    // Printed on stdout so scripts can wait for it.
+    println!("listening auth={} dist={} peer={}", auth.auth_addr(), auth.dist_addr(), auth.peer_addr());
+    let logger = tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            log_auth_event(&ev.kind);
+        }
+    });
+    shutdown_signal().await;
+    info!("shutting down");
+    auth.leave().await;
+    let _ = logger.await;
+    Ok(())
+}
+
+fn log_auth_event(kind: &EventKind) {
+    match kind {
+        EventKind::MemberJoined { member, source } => info!(%member, %source, "joined"),
+        EventKind::MemberRemoved { member, reason } => info!(%member, ?reason, "removed"),
+        EventKind::MemberListChanged { list, bytes } => {
+            info!(version = ?list.version, members = list.len(), bytes, "member list distributed")
+        }
+        EventKind::AuthFailed { ip, attempts } => warn!(%ip, attempts, "wrong password"),
+        EventKind::Banned { ip } => warn!(%ip, "banned"),
+        EventKind::BanRefused { ip } => info!(%ip, "refused a banned address"),
+        EventKind::HandshakeFailed { source, error } => info!(%source, "handshake failed: {error}"),
+        EventKind::HeartbeatMissed { peer, silent_for } => warn!(member = %peer, ?silent_for, "heartbeat missed"),
+        EventKind::MessageReceived { from, alias, data, .. } => info!(%from, %alias, "message: {data}"),
+        EventKind::Lagged { dropped } => warn!(dropped, "event log fell behind"),
+        _ => {}
+    }
+}
+
+async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
+    let mut cfg = JoinerConfig::new(args.password.resolve()?)
+        .alias(args.alias)
+        .peer_port(args.peer_port)
+        .handshake_timeout(args.handshake_timeout)
+        .heartbeat_timeout(args.heartbeat_timeout);
+    if let Some(ip) = args.local_ip {
+        cfg = cfg.local_ip(ip);
+    }
+    let mut joiner = Joiner::join(TokioNet, args.target, cfg)
+        .await
+        .with_context(|| format!("cannot join {}", args.target))?;
+    println!("joined {} as {} ({} members); type to broadcast, /peers, /to IP:PORT text, /quit", args.target, joiner.peer_addr(), joiner.members().len());
+    let events = joiner.events().context("event stream already taken")?;
+    let printer = tokio::spawn(print_joiner_events(events));
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        let line = tokio::select! {
+            _ = joiner.closed() => {
+                let _ = printer.await;
+                bail!("disconnected from the authenticator");
+            }
+            _ = shutdown_signal() => break,
+            l = lines.next_line() => l.context("cannot read stdin")?,
+        };
+        let Some(line) = line else { break };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line == "/quit" {
+            break;
+        } else if line == "/peers" {
+            let list = joiner.members();
+            for (i, m) in list.iter().enumerate() {
+                let who = if i == 0 { " (authenticator)" } else if *m == joiner.peer_addr() { " (you)" } else { "" };
+                println!("  {m}{who}");
+            }
+        } else if let Some(rest) = line.strip_prefix("/to ") {
+            let Some((addr, text)) = rest.trim().split_once(' ') else {
+                println!("usage: /to IP:PORT text");
+                continue;
+            };
+            match addr.parse::<SocketAddr>() {
+                Ok(to) => match joiner.send(to, text).await {
+                    Ok(d) => println!("-> {to}: {d:?}"),
+                    Err(e) => println!("send failed: {e}"),
+                },
+                Err(_) => println!("not an address: {addr} (expected IP:PORT)"),
+            }
+        } else if line.starts_with('/') {
+            println!("unknown command; use /peers, /to IP:PORT text, /quit");
+        } else {
+            let r = joiner.broadcast(line).await;
+            println!("-> broadcast: {} sent, {} echoed, {} failed", r.sent, r.delivered, r.failed);
+        }
+    }
+    joiner.leave().await;
+    let _ = printer.await;
+    Ok(())
+}
+
+async fn print_joiner_events(mut events: EventStream) {
+    while let Some(ev) = events.recv().await {
+        match ev.kind {
+            EventKind::MessageReceived { from, alias, broadcast, data, .. } => {
+                let how = if broadcast { "" } else { " (direct)" };
+                println!("[{alias} {from}]{how} {data}");
+            }
+            EventKind::MemberListChanged { list, .. } => println!("* {} members", list.len()),
+            EventKind::AuthenticatorLost { reason } => println!("* authenticator lost: {reason:?}"),
+            EventKind::MessageRefused { source } => warn!(%source, "refused a message from a non-member"),
+            EventKind::Left => break,
+            _ => {}
+        }
+    }
+}
