@@ -63,8 +63,15 @@ impl NetStream for tokio::net::TcpStream {
 
 impl Listener for tokio::net::TcpListener {
     type Stream = tokio::net::TcpStream;
-    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send {
-        tokio::net::TcpListener::accept(self)
+    async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)> {
+        let (stream, source) = tokio::net::TcpListener::accept(self).await?;
+        // Every Pyile message is one small write, often two back to back
+        // (`distro` then `dist_addr`): with Nagle on, the second waits for the
+        // peer's delayed ACK (~40 ms on Linux). Reference joiners get their
+        // writes spaced explicitly (`v1_pacing`), not by Nagle's accident.
+        // (A failure here only costs latency: keep the connection.)
+        let _ = stream.set_nodelay(true);
+        Ok((stream, source))
     }
     fn local_addr(&self) -> io::Result<SocketAddr> {
         tokio::net::TcpListener::local_addr(self)

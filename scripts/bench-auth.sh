@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Benchmark: loadgen against our `pyile auth` and against the reference Python
+# authenticator (pyile-protocol 0.1.1), on this machine, loopback only.
+#
+#   scripts/bench-auth.sh                 # the README table: 100, 500, 2000 peers, both sides
+#   PEERS="100 500" SIDES=ours scripts/bench-auth.sh
+#   MAX_SEARCH=1 scripts/bench-auth.sh    # also: the largest --peers with join p99 < 100 ms
+#
+# Every run starts a fresh authenticator, runs
+#   loadgen --peers N --rate $RATE --hold $HOLD --target ... --out reports/bench/<side>-<N>.csv
+# and prints one Markdown row per run. Results land in reports/bench/ (not committed).
+# Needs: a release build (done here) and, for the reference, a venv with
+# pyile-protocol==0.1.1 (made here in ./.venv, as .ci/run does).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+
+PEERS="${PEERS:-100 500 2000}"
+SIDES="${SIDES:-ours reference}"
+RATE="${RATE:-100}"          # joins per second
+HOLD="${HOLD:-10s}"          # every joiner alive and heartbeating this long
+MAX_SEARCH="${MAX_SEARCH:-0}"
+MAX_RATE="${MAX_RATE:-$RATE}"
+OUT="$ROOT/reports/bench"
+PW_FILE="$OUT/password"
+mkdir -p "$OUT"
+printf 'bench-secret\n' >"$PW_FILE"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+cargo build --release -q -p pyile -p loadgen
+PYILE="$ROOT/target/release/pyile"
+LOADGEN="$ROOT/target/release/loadgen"
+
+AUTH_PID=""
+stop_auth() {
+    if [ -n "$AUTH_PID" ]; then
+        kill "$AUTH_PID" 2>/dev/null || true
+        wait "$AUTH_PID" 2>/dev/null || true
+        AUTH_PID=""
+    fi
+}
+trap stop_auth EXIT
+
+# Waits until something accepts on $1:$2 (at most 10 s).
+wait_port() {
+    local i
+    for i in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+start_ours() {
+    "$PYILE" auth --listen 127.0.0.1:4702 --password-file "$PW_FILE" --log warn \
+        >"$OUT/ours-auth.log" 2>&1 &
+    AUTH_PID=$!
+    wait_port 127.0.0.1 4702
+    TARGET=127.0.0.1:4702
+}
+
+start_reference() {
+    local py="$ROOT/.venv/bin/python"
+    if ! "$py" -c 'import pyile_protocol' 2>/dev/null; then
+        log "installing pyile-protocol==0.1.1 into .venv"
+        python3 -m venv "$ROOT/.venv"
+        "$ROOT/.venv/bin/pip" install -q --no-deps pyile-protocol==0.1.1
+    fi
+    # The reference as it is (its distribution thread busy-loops), on its own IP.
+    "$py" "$ROOT/pyile/tests/interop/driver.py" auth --ip 127.0.0.2 --port 4702 \
+        --password bench-secret --max-seconds 900 --no-stdin >"$OUT/reference-auth.log" 2>&1 &
+    AUTH_PID=$!
+    wait_port 127.0.0.2 4702
+    TARGET=127.0.0.2:4702
+}
+
+# stat METRIC COLUMN FILE: a value of the final CSV (latencies in us, '-' when absent).
+stat() { awk -F, -v m="$1" -v c="$2" 'NR==1{for(i=1;i<=NF;i++) col[$i]=i} $1==m{v=$col[c]; print (v==""?"-":v)}' "$3"; }
+ms() { awk -v us="$1" 'BEGIN{ if (us=="-"||us=="") print "-"; else printf "%.1f", us/1000 }'; }
+
+# run SIDE N RATE: one benchmark run; prints a Markdown row; returns loadgen's status.
+run() {
+    local side="$1" n="$2" rate="$3" csv="$OUT/$1-$2.csv" status=0 t0 t1
+    stop_auth
+    "start_$side"
+    t0=$(date +%s.%N)
+    "$LOADGEN" --peers "$n" --rate "$rate" --hold "$HOLD" --target "$TARGET" \
+        --password-file "$PW_FILE" --out "$csv" --quiet --fail-on none \
+        --fail-on 'errors>0' --fail-on 'join_complete.p99>100ms' || status=$?
+    t1=$(date +%s.%N)
+    stop_auth
+    if [ ! -f "$csv" ]; then
+        printf '| %s | %s | %s/s | loadgen wrote no report (exit %s) |\n' "$side" "$n" "$rate" "$status"
+        return 2
+    fi
+    printf '| %s | %s | %s/s | %s | %s | %s | %s | %s | %s | %s | %.0f s |\n' \
+        "$side" "$n" "$rate" \
+        "$(stat joined count "$csv")" "$(stat errors count "$csv")" \
+        "$(stat timed_out count "$csv")/$(stat protocol_error count "$csv")/$(stat refused count "$csv")" \
+        "$(ms "$(stat join_complete p50_us "$csv")")" "$(ms "$(stat join_complete p99_us "$csv")")" \
+        "$(ms "$(stat join_complete max_us "$csv")")" "$(ms "$(stat convergence p99_us "$csv")")" \
+        "$(echo "$t1 - $t0" | bc)"
+    return "$status"
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); rate $RATE joins/s, hold $HOLD"
+echo
+echo '| authenticator | peers | join rate | joined | errors | timed out / protocol / refused | join p50 ms | join p99 ms | join max ms | convergence p99 ms | wall |'
+echo '|---|---|---|---|---|---|---|---|---|---|---|'
+for side in $SIDES; do
+    for n in $PEERS; do
+        run "$side" "$n" "$RATE" || true
+    done
+done
+
+if [ "$MAX_SEARCH" = 1 ]; then
+    # Doubling, then bisection, on --peers at MAX_RATE until join p99 >= 100 ms or an error.
+    echo
+    echo "largest --peers for ours with join_complete p99 < 100 ms and no errors, at $MAX_RATE joins/s:"
+    lo=0 hi=0 n=1000
+    while :; do
+        if run ours "$n" "$MAX_RATE" >/dev/null; then lo=$n; n=$((n * 2)); else hi=$n; break; fi
+        [ "$n" -le 32000 ] || break
+    done
+    while [ "$hi" -gt 0 ] && [ $((hi - lo)) -gt $((lo / 10 + 1)) ]; do
+        n=$(((lo + hi) / 2))
+        if run ours "$n" "$MAX_RATE" >/dev/null; then lo=$n; else hi=$n; fi
+    done
+    echo "passes at $lo peers; fails at ${hi:-never (stopped at 32000)} peers"
+fi
