@@ -1,5 +1,5 @@
 //! `sim`: deterministic, seeded turmoil simulations of Pyile networks, driven by scenario
-//! files, with checkers, metrics and CSV reports (issue 3).
+//! files, with checkers, metrics and CSV reports.
 //!
 //! Module map (one concept each):
 //! - [`scenario`]: the TOML schema, line-numbered errors, validation, `[random]` resolution.
@@ -8,7 +8,8 @@
 //! - [`report`]: per-run and summary CSVs, the printed table, `compare` and `baseline`.
 //! - [`trace`]: JSON-lines event traces, the running trace hash, determinism comparison.
 //! - [`cost`]: wall-time estimate from turmoil's measured O(hosts³) step cost.
-//! - [`runner`]: **slot** where pyile's authenticator and joiners are wired into turmoil.
+//! - [`runner`]: puts pyile's authenticator, joiners and attackers on turmoil hosts, drives the
+//!   timeline and feeds the checkers.
 //! - [`cli`]: the command line.
 //! - [`duration`], [`hash`], [`rng`]: small shared utilities (unit durations, FNV-1a,
 //!   labelled seed derivation).
