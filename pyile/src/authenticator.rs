@@ -16,8 +16,21 @@
 //! to it, so a burst of changes coalesces into one list instead of queueing
 //! stale ones. Reference joiners need their lists spaced (see the interop
 //! hazard in the wire notes); joiners that announce protocol 2 do not.
+//!
+//! A member's distribution connection can die while its auth connection
+//! lives (a lost segment under turmoil, which never retransmits; a middlebox
+//! dropping one flow): writes into it still succeed for a while, so the
+//! writer cannot tell, and the member would keep heartbeating with an
+//! ever-older list. Protocol-2 joiners therefore put the version of the
+//! newest list they hold in each heartbeat answer; the authenticator keeps
+//! the publication time of recent versions and removes a member whose answers
+//! still lack a version published more than [`AuthenticatorConfig::effective_distribution_timeout`]
+//! ago (`RemovalReason::DistributionLost`), closing both its connections.
+//! The bound runs from the version's publication, so coalescing and pacing
+//! (a member skipping straight to a newer list) never trip it. Reference
+//! joiners never see any of this: they get plain heartbeats and send them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -157,6 +170,17 @@ impl AuthenticatorConfig {
     pub fn interval(&self) -> Duration {
         self.heartbeat_interval
     }
+    /// How long after a list's publication a protocol-2 member may still
+    /// answer heartbeats without holding it (or a newer one) before it is
+    /// removed with `RemovalReason::DistributionLost`: the heartbeat timeout
+    /// plus one interval. The extra interval is the heartbeat round a member
+    /// needs to report a list it just received, so a stall of the whole link
+    /// (a hold) that heartbeats tolerate — shorter than the heartbeat timeout
+    /// — never removes a member this way; a longer one is a heartbeat
+    /// timeout first.
+    pub fn effective_distribution_timeout(&self) -> Duration {
+        self.effective_heartbeat_timeout() + self.heartbeat_interval
+    }
 }
 
 struct MemberEntry {
@@ -175,6 +199,9 @@ struct Pending<S> {
 
 struct State<S> {
     version: u64,
+    /// When recent versions were published, oldest first (see
+    /// [`Shared::distribution_overdue`]); always holds the current version.
+    published: VecDeque<(u64, Instant)>,
     members: Vec<MemberEntry>,
     attempts: BTreeMap<IpAddr, u32>,
     banned: BTreeSet<IpAddr>,
@@ -187,6 +214,7 @@ struct State<S> {
 struct Shared<N: Network> {
     cfg: AuthenticatorConfig,
     heartbeat_timeout: Duration,
+    distribution_timeout: Duration,
     auth_addr: SocketAddr,
     dist_addr: SocketAddr,
     state: Mutex<State<N::Stream>>,
@@ -258,8 +286,10 @@ impl<N: Network> Authenticator<N> {
         });
         let shared = Arc::new(Shared {
             heartbeat_timeout: cfg.effective_heartbeat_timeout(),
+            distribution_timeout: cfg.effective_distribution_timeout(),
             state: Mutex::new(State {
                 version: 0,
+                published: VecDeque::from([(0, Instant::now())]),
                 members: Vec::new(),
                 attempts: BTreeMap::new(),
                 banned: BTreeSet::new(),
@@ -369,6 +399,14 @@ impl<N: Network> Shared<N> {
     /// versions and events come out in one order).
     fn publish(&self, st: &mut State<N::Stream>) {
         st.version += 1;
+        let now = Instant::now();
+        st.published.push_back((st.version, now));
+        // Keep what `distribution_overdue` can need: versions published in
+        // the last two bounds (older ones are overdue for anyone lacking them).
+        let horizon = self.distribution_timeout * 2;
+        while st.published.len() > 1 && st.published.front().is_some_and(|&(_, t)| now.duration_since(t) > horizon) {
+            st.published.pop_front();
+        }
         let members: Vec<SocketAddr> =
             std::iter::once(self.peer.peer_addr).chain(st.members.iter().map(|m| m.peer_addr)).collect();
         let list = MemberList::new(Some(st.version), members);
@@ -379,6 +417,22 @@ impl<N: Network> Shared<N> {
         self.dist_changed.notify_waiters();
         self.members_tx.send_replace(list.clone());
         self.events.emit(EventKind::MemberListChanged { list, bytes });
+    }
+
+    /// For a member whose newest list is `held`: the oldest version it lacks
+    /// and how long ago that was published, if longer than the distribution
+    /// timeout (the member should have reported it by now).
+    fn distribution_overdue(&self, held: u64) -> Option<(u64, Duration)> {
+        let st = self.lock();
+        let now = Instant::now();
+        let &(first, _) = st.published.front()?;
+        if first > held.saturating_add(1) {
+            // `held + 1` was pruned: published more than two bounds ago.
+            return Some((held + 1, self.distribution_timeout * 2));
+        }
+        let &(missing, at) = st.published.iter().find(|(v, _)| *v > held)?;
+        let age = now.duration_since(at);
+        (age > self.distribution_timeout).then_some((missing, age))
     }
 
     /// Removes member `id` if it is still a member; returns whether it was.
@@ -620,10 +674,10 @@ async fn serve_joiner<N: Network>(
         sleep(shared.cfg.v1_pacing).await;
     }
     let mut dist_addr = shared.dist_addr;
-    if dist_addr.ip().is_unspecified() {
-        if let Some(l) = local_ip {
-            dist_addr.set_ip(l);
-        }
+    if dist_addr.ip().is_unspecified()
+        && let Some(l) = local_ip
+    {
+        dist_addr.set_ip(l);
     }
     if let Err(e) = write_msg(&mut w, &Message::DistAddr { addr: dist_addr, token: Some(token) }, io_limit).await {
         return fail(e);
@@ -637,7 +691,7 @@ async fn serve_joiner<N: Network>(
 
     // Commit: only now does the joiner become a member.
     let member_cancel = shared.cancel.child_token();
-    let (id, phase) = {
+    let (id, phase, joined_version) = {
         let mut st = shared.lock();
         if st.banned.contains(&ip) {
             drop(st);
@@ -659,7 +713,7 @@ async fn serve_joiner<N: Network>(
         info!(member = %peer_addr, %ip, v2, "member joined");
         shared.events.emit(EventKind::MemberJoined { member: peer_addr, source: ip });
         shared.publish(&mut st);
-        (id, phase)
+        (id, phase, st.version)
     };
     drop(permit);
 
@@ -709,7 +763,9 @@ async fn serve_joiner<N: Network>(
     });
 
     // Heartbeats on the auth connection.
-    let reason = heartbeat(&shared, &mut reader, &mut w, peer_addr, phase, &member_cancel).await;
+    // A protocol-2 member must report (at least) the list that admitted it.
+    let acks = v2.then_some(joined_version - 1);
+    let reason = heartbeat(&shared, &mut reader, &mut w, peer_addr, phase, acks, &member_cancel).await;
     if let Some(reason) = reason {
         shared.remove_member(id, reason);
     }
@@ -726,16 +782,25 @@ async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) {
 
 /// Runs a member's heartbeats until it must be removed (Some(reason)) or was
 /// removed elsewhere (None).
+///
+/// `acks` is given for a protocol-2 member: the version it is known to hold
+/// so far (one below the list that admitted it). Once its answers carry list
+/// versions, it is held to them: a member still lacking a list published
+/// more than the distribution timeout ago is removed as `DistributionLost`.
+/// (A member that answers with plain heartbeats is not: it does not report.)
+#[allow(clippy::too_many_arguments)]
 async fn heartbeat<N: Network>(
     shared: &Shared<N>,
     reader: &mut MessageReader<ReadHalf<N::Stream>>,
     w: &mut WriteHalf<N::Stream>,
     member: SocketAddr,
     phase: Duration,
+    acks: Option<u64>,
     cancel: &CancellationToken,
 ) -> Option<RemovalReason> {
     let interval = shared.cfg.heartbeat_interval;
     let limit = shared.heartbeat_timeout;
+    let mut held: Option<u64> = None;
     let mut last_heard = Instant::now();
     let mut missed_reported = false;
     let mut ticks = tokio::time::interval_at(Instant::now() + phase, interval);
@@ -749,6 +814,13 @@ async fn heartbeat<N: Network>(
                     last_heard = Instant::now();
                     missed_reported = false;
                 }
+                Ok(Message::VersionedHeartbeat { version }) => {
+                    last_heard = Instant::now();
+                    missed_reported = false;
+                    if let Some(floor) = acks {
+                        held = Some(held.unwrap_or(floor).max(version));
+                    }
+                }
                 Ok(other) => debug!(%member, "ignored {} on the auth connection", other.kind()),
                 Err(DecodeError::Eof { .. }) | Err(DecodeError::Io(_)) => return Some(RemovalReason::Closed),
                 Err(e) => return Some(RemovalReason::ProtocolError(e.to_string())),
@@ -761,6 +833,10 @@ async fn heartbeat<N: Network>(
                 if silent > interval + interval / 2 && !missed_reported {
                     missed_reported = true;
                     shared.events.emit(EventKind::HeartbeatMissed { peer: member, silent_for: silent });
+                }
+                if let Some((missing, age)) = held.and_then(|h| shared.distribution_overdue(h)) {
+                    warn!(%member, held = ?held, missing, ?age, "member still lacks a published list: distribution connection lost");
+                    return Some(RemovalReason::DistributionLost);
                 }
                 // A member that stopped reading blocks this write; bound it
                 // by what is left of its timeout.

@@ -60,6 +60,14 @@ pub enum RemovalReason {
     Closed,
     /// The member stopped reading member lists (writes timed out).
     DistributionStalled,
+    /// The member keeps answering heartbeats, but its answers show it still
+    /// lacks a member list published longer than `heartbeat_timeout` plus one
+    /// heartbeat interval ago: its distribution connection is
+    /// dead although its auth connection lives (a lost segment, a middlebox
+    /// dropping one flow). Protocol-2 members only: they report the version
+    /// they hold in every heartbeat answer. Both its connections are closed,
+    /// so the member sees the authenticator go and can join again.
+    DistributionLost,
     /// The same peer address joined again; the old membership was dropped.
     Replaced,
     /// The member sent something the protocol does not allow.

@@ -8,6 +8,14 @@
 //! distribution reader (which takes a list only if it is newer than the one
 //! held, so the view never regresses) and the peer listener. When the
 //! authenticator is lost the joiner leaves by itself, as the reference does.
+//!
+//! With an authenticator that announced protocol 2 (and `announce_extensions`
+//! on), every heartbeat answer carries the version of the newest committed
+//! list held ([`Message::VersionedHeartbeat`]): the authenticator removes a
+//! member whose answers keep showing a list it should long have received
+//! (`RemovalReason::DistributionLost`), which is how a dead distribution
+//! connection under a live auth connection is noticed. The joiner then sees
+//! its auth connection close and is gone, like any removed member.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -119,6 +127,7 @@ impl JoinerConfig {
 pub struct Joiner<N: Network = crate::net::TokioNet> {
     peer: Arc<PeerCore<N>>,
     auth_addr: SocketAddr,
+    dist_local: Option<SocketAddr>,
     members: watch::Receiver<MemberList>,
     events: Option<EventStream>,
     cancel: CancellationToken,
@@ -168,17 +177,21 @@ impl<N: Network> Joiner<N> {
             Err(_) => Err(Error::Timeout { what, after: limit }),
         };
 
-        // Banned status.
-        match recv("banned status")(timeout_at(deadline, reader.next()).await)? {
-            Message::Banned { banned, .. } => {
+        // Banned status (and whether the authenticator speaks protocol 2).
+        let auth_v2 = match recv("banned status")(timeout_at(deadline, reader.next()).await)? {
+            Message::Banned { banned, version } => {
                 events.emit(EventKind::Handshake(HandshakeStage::BannedStatus { banned }));
                 if banned {
                     events.emit(EventKind::Banned { ip: my_ip });
                     return Err(Error::Banned);
                 }
+                version.is_some_and(|v| v >= PROTOCOL_VERSION)
             }
             other => return Err(Error::Unexpected { addr: target, expected: "banned", got: other.kind() }),
-        }
+        };
+        // Extension keys only between two protocol-2 peers: a reference
+        // authenticator gets exactly the v1 bytes.
+        let v2 = auth_v2 && cfg.announce;
         // Password.
         let shadow = Message::Shadow {
             password: cfg.password.clone(),
@@ -214,6 +227,7 @@ impl<N: Network> Joiner<N> {
             Ok(Err(source)) => return Err(Error::Connection { addr: dist_addr, source }),
             Err(_) => return Err(timed_out("connect to the distribution socket")),
         };
+        let dist_local = dist.local_addr().ok();
         let (dist_r, mut dist_w) = tokio::io::split(dist);
         if let (Some(t), true) = (token, cfg.announce) {
             send(timeout_at(deadline, dist_w.write_all(&Message::DistToken(t).encode())).await, "send the dist token")?;
@@ -238,7 +252,8 @@ impl<N: Network> Joiner<N> {
         });
         peer.spawn_listener(listener, &tracker);
         let lost = Lost { events: events.clone(), cancel: cancel.clone() };
-        tracker.spawn(heartbeats::<N>(reader, w, target, cfg.clone(), lost.clone()));
+        let held = v2.then(|| members.clone());
+        tracker.spawn(heartbeats::<N>(reader, w, target, cfg.clone(), held, lost.clone()));
         tracker.spawn(distribution::<N>(
             MessageReader::with_limit(dist_r, cfg.max_value_len),
             dist_w,
@@ -256,7 +271,7 @@ impl<N: Network> Joiner<N> {
             reap_events.emit(EventKind::Left);
             let _ = done_tx.send(true);
         });
-        Ok(Joiner { peer, auth_addr: target, members, events: Some(stream), cancel, tracker, done })
+        Ok(Joiner { peer, auth_addr: target, dist_local, members, events: Some(stream), cancel, tracker, done })
     }
 
     /// Where this joiner receives chat messages (its entry in the list).
@@ -266,6 +281,11 @@ impl<N: Network> Joiner<N> {
     /// The authenticator it joined.
     pub fn auth_addr(&self) -> SocketAddr {
         self.auth_addr
+    }
+    /// The local address of its distribution connection (what a simulator
+    /// needs to tell which stream a fault killed).
+    pub fn distribution_local_addr(&self) -> Option<SocketAddr> {
+        self.dist_local
     }
     /// The member list it currently holds.
     pub fn members(&self) -> MemberList {
@@ -339,11 +359,15 @@ fn closed_by_peer(e: &std::io::Error) -> bool {
     matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
 }
 
+/// Answers the authenticator's heartbeats. `held` is the list this joiner
+/// holds, given only with a protocol-2 authenticator: then every answer
+/// carries that list's version (0 while no committed list is held).
 async fn heartbeats<N: Network>(
     mut reader: MessageReader<ReadHalf<N::Stream>>,
     mut w: WriteHalf<N::Stream>,
     auth: SocketAddr,
     cfg: JoinerConfig,
+    held: Option<watch::Receiver<MemberList>>,
     lost: Lost,
 ) {
     let mut last_heard = Instant::now();
@@ -361,11 +385,12 @@ async fn heartbeats<N: Network>(
             r = timeout_at(next_deadline, reader.next()) => r,
         };
         match msg {
-            Ok(Ok(Message::Heartbeat)) => {
+            Ok(Ok(m)) if m.as_heartbeat().is_some() => {
                 last_heard = Instant::now();
                 missed_reported = false;
                 lost.events.emit(EventKind::HeartbeatReceived { from: auth });
-                match timeout(cfg.io_timeout, w.write_all(&Message::Heartbeat.encode())).await {
+                let answer = Message::heartbeat(held.as_ref().map(|h| h.borrow().version.unwrap_or(0)));
+                match timeout(cfg.io_timeout, w.write_all(&answer.encode())).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) if closed_by_peer(&e) => return lost.lost(LostReason::Closed),
                     Ok(Err(e)) => return lost.lost(LostReason::Error(format!("heartbeat answer: {e}"))),

@@ -184,13 +184,13 @@ mod sim {
         }
 
         async fn connect(&self, local_ip: Option<IpAddr>, remote: SocketAddr) -> io::Result<Self::Stream> {
-            if let Some(ip) = local_ip {
-                if ip != self.host_ip {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AddrNotAvailable,
-                        format!("{ip} is not this simulated host's address ({})", self.host_ip),
-                    ));
-                }
+            if let Some(ip) = local_ip
+                && ip != self.host_ip
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!("{ip} is not this simulated host's address ({})", self.host_ip),
+                ));
             }
             turmoil::net::TcpStream::connect(remote).await
         }

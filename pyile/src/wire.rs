@@ -15,7 +15,8 @@
 //! (`banned`, `shadow`, `authenticated`, `peer_address`, `distro`,
 //! `dist_addr`, `<3`, `data`). Extra keys are ignored, exactly as the
 //! reference ignores them; this crate uses that as its extension point (see
-//! [`PROTOCOL_VERSION`]).
+//! [`PROTOCOL_VERSION`]). Extension keys go only to a peer that announced
+//! protocol 2, so a reference peer sees byte-for-byte v1.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -33,7 +34,10 @@ pub const EXTENSION_KEY: &str = "pyile";
 /// Protocol revision this crate announces under [`EXTENSION_KEY`]. A peer that
 /// announces nothing speaks plain v1 (the reference); with 2 on both sides the
 /// authenticator skips the reference's compatibility pacing, numbers member
-/// lists (`version`) and pairs distribution connections by `dist_token`.
+/// lists (`version`), pairs distribution connections by `dist_token`, and the
+/// joiner's heartbeat answers carry the `version` of the newest list it holds
+/// ([`Message::VersionedHeartbeat`]), which lets the authenticator notice a
+/// member whose distribution connection died while its auth connection lives.
 pub const PROTOCOL_VERSION: u64 = 2;
 
 /// Whom a chat message is addressed to.
@@ -79,8 +83,20 @@ pub enum Message {
     /// Joiner → authenticator, first message on the distribution connection
     /// (extension; the reference never reads that socket).
     DistToken(u64),
-    /// Heartbeat, both directions (`{"<3": true}`).
+    /// Heartbeat, both directions (`{"<3": true}`): exactly what the
+    /// reference sends and what is sent to it.
     Heartbeat,
+    /// Heartbeat with the version of a member list (extension,
+    /// `{"<3": true, "version": N}`): a protocol-2 joiner's answer to the
+    /// authenticator, carrying the version of the newest committed list it
+    /// holds (0 while it holds none). Sent only to an authenticator that
+    /// announced protocol 2. Decoding is tolerant both ways: every reader of
+    /// heartbeats in this crate takes it as a heartbeat, and a `version` that
+    /// is not an unsigned integer makes it a plain [`Message::Heartbeat`].
+    VersionedHeartbeat {
+        /// Version of the newest committed member list the sender holds.
+        version: u64,
+    },
     /// A chat message on a temporary connection.
     Chat(Chat),
     /// The receiver's answer to a chat message: the whole object received,
@@ -186,6 +202,7 @@ impl Message {
             }
             Message::DistToken(t) => json!({ "dist_token": t }),
             Message::Heartbeat => json!({ "<3": true }),
+            Message::VersionedHeartbeat { version } => json!({ "<3": true, "version": version }),
             Message::Chat(c) => json!({
                 "data": c.data,
                 "alias": c.alias,
@@ -196,6 +213,24 @@ impl Message {
                 "from": addr_to_json(&c.from),
             }),
             Message::Echo { data, alias } => json!({ "data": data, "alias": alias }),
+        }
+    }
+
+    /// A heartbeat, carrying `version` when given (protocol-2 peers only).
+    pub fn heartbeat(version: Option<u64>) -> Message {
+        match version {
+            Some(version) => Message::VersionedHeartbeat { version },
+            None => Message::Heartbeat,
+        }
+    }
+
+    /// Whether this is a heartbeat (plain or versioned), and the list version
+    /// it carries: `None` if it is not a heartbeat.
+    pub fn as_heartbeat(&self) -> Option<Option<u64>> {
+        match self {
+            Message::Heartbeat => Some(None),
+            Message::VersionedHeartbeat { version } => Some(Some(*version)),
+            _ => None,
         }
     }
 
@@ -245,7 +280,10 @@ impl Message {
             return Ok(Message::DistToken(t.as_u64().ok_or_else(bad)?));
         }
         if obj.contains_key("<3") {
-            return Ok(Message::Heartbeat);
+            return Ok(match obj.get("version").and_then(Value::as_u64) {
+                Some(version) => Message::VersionedHeartbeat { version },
+                None => Message::Heartbeat,
+            });
         }
         if let Some(data) = obj.get("data") {
             let alias = obj.get("alias").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -274,7 +312,7 @@ impl Message {
             Message::Distro { .. } => "distro",
             Message::DistAddr { .. } => "dist_addr",
             Message::DistToken(_) => "dist_token",
-            Message::Heartbeat => "heartbeat",
+            Message::Heartbeat | Message::VersionedHeartbeat { .. } => "heartbeat",
             Message::Chat(_) => "chat",
             Message::Echo { .. } => "echo",
         }
@@ -467,6 +505,7 @@ mod tests {
             Message::DistAddr { addr: a("127.0.0.1:50001"), token: Some(3) },
             Message::DistToken(3),
             Message::Heartbeat,
+            Message::VersionedHeartbeat { version: 12 },
             Message::Chat(Chat {
                 data: "hi ]}".into(),
                 alias: "bob".into(),
@@ -515,6 +554,34 @@ mod tests {
         // Python writes a space after the colon; any valid JSON is accepted.
         let v: Value = serde_json::from_str(r#"{"banned": false}"#).unwrap();
         assert_eq!(Message::from_json(v).unwrap(), Message::Banned { banned: false, version: None });
+    }
+
+    #[test]
+    fn versioned_heartbeat_encoding_and_tolerant_decoding() {
+        let decode = |s: &str| Message::from_json(serde_json::from_str(s).unwrap()).unwrap();
+        // What a v1 peer gets, and what it sends: the plain reference heartbeat.
+        assert_eq!(Message::heartbeat(None), Message::Heartbeat);
+        assert_eq!(Message::heartbeat(None).encode(), br#"{"<3":true}"#);
+        assert_eq!(decode(r#"{"<3": true}"#), Message::Heartbeat);
+        assert_eq!(decode(r#"{"<3": true}"#).as_heartbeat(), Some(None));
+        // The protocol-2 answer: the key the distro message already uses for
+        // list versions, beside the reference's key.
+        let v2 = Message::heartbeat(Some(41));
+        assert_eq!(v2, Message::VersionedHeartbeat { version: 41 });
+        assert_eq!(v2.encode(), br#"{"<3":true,"version":41}"#);
+        assert_eq!(v2.kind(), "heartbeat");
+        assert_eq!(decode(r#"{"<3": true, "version": 41}"#), v2);
+        assert_eq!(decode(r#"{"version": 41, "<3": true}"#).as_heartbeat(), Some(Some(41)));
+        assert_eq!(decode(r#"{"<3": true, "version": 0}"#), Message::VersionedHeartbeat { version: 0 });
+        // Tolerant: a version that is not an unsigned integer, or other extra
+        // keys, still make a heartbeat.
+        for s in [r#"{"<3": true, "version": null}"#, r#"{"<3": true, "version": -1}"#, r#"{"<3": true, "version": "7"}"#, r#"{"<3": true, "pyile": 2, "x": [1]}"#] {
+            assert_eq!(decode(s), Message::Heartbeat, "{s}");
+        }
+        assert_eq!(Message::Authenticated(true).as_heartbeat(), None);
+        // As the reference's parser sees it: one JSON object whose "<3" is true.
+        let seen: Value = serde_json::from_slice(&v2.encode()).unwrap();
+        assert_eq!(seen["<3"], Value::Bool(true));
     }
 
     #[tokio::test]
@@ -621,6 +688,7 @@ mod tests {
                     .prop_map(|(addr, token)| Message::DistAddr { addr, token }),
                 any::<u64>().prop_map(Message::DistToken),
                 Just(Message::Heartbeat),
+                any::<u64>().prop_map(|version| Message::VersionedHeartbeat { version }),
                 (".{0,60}", "[a-z{}\\[\\]\"]{0,10}", proptest::option::of(arb_addr()), arb_addr())
                     .prop_map(|(data, alias, to, from)| Message::Chat(Chat {
                         data,

@@ -700,3 +700,306 @@ fn same_seed_same_trace() {
         RUNS + 1
     );
 }
+
+// ---------------------------------------------------------------------------
+// Scenario 4: a dead distribution stream under a live auth connection
+// ---------------------------------------------------------------------------
+
+/// What one dead-distribution run measured, in simulated time.
+#[derive(Debug)]
+struct DeadDistRun {
+    /// How long the auth→j1 cut that killed j1's distribution stream lasted.
+    cut: Duration,
+    /// Publication of the list j1 never got → the authenticator removes j1.
+    detection: Duration,
+    /// Removal → j1 reports the authenticator lost.
+    joiner_noticed: Duration,
+    /// Rejoin command → everyone converged again.
+    rejoin: Duration,
+}
+
+/// Kills j1's distribution stream and nothing else, the way a lost segment
+/// does in turmoil (which never retransmits): the authenticator→j1 direction
+/// is cut (`partition_oneway`, which also drops what is in flight that way)
+/// for the few milliseconds in which the authenticator writes one member list
+/// — the one without j2, which leaves — and no heartbeat. The list is lost,
+/// so j1's distribution stream waits forever for that segment, while its auth
+/// connection keeps heartbeating both ways. The authenticator must notice
+/// from j1's heartbeat answers (they keep reporting the older list), remove
+/// it as `DistributionLost` within the distribution timeout of that list's
+/// publication, and close its connections; j1 sees the close and can rejoin.
+fn dead_distribution_stream(seed: u64, settle: Duration) -> DeadDistRun {
+    let mut s = setup(seed, &["j1", "j2", "j3"]);
+    let (j1_old, j2) = (s.peer("j1"), s.peer("j2"));
+    let full = s.shared.borrow().view("auth").members;
+    let without_j2: Vec<SocketAddr> = full.iter().copied().filter(|m| *m != j2).collect();
+    run_for(&mut s.sim, settle);
+
+    // Right after j1 received a heartbeat (and its answer is delivered),
+    // nothing travels from the authenticator to j1 until the next heartbeat,
+    // about an interval later.
+    let beats = |st: &State| st.events_of("j1").filter(|(_, k)| matches!(k, EventKind::HeartbeatReceived { .. })).count();
+    let before = beats(&s.shared.borrow());
+    assert!(run_until(&mut s.sim, &s.shared, INTERVAL * 2, |st| beats(st) > before), "no heartbeat:\n{}", dump(&s.shared));
+    run_for(&mut s.sim, MAX_LATENCY + TICK * 2);
+    let cut_at = s.sim.elapsed();
+    let beats_at_cut = beats(&s.shared.borrow());
+    s.sim.partition_oneway("auth", "j1");
+    s.send("j2", Cmd::Leave);
+    let published = |st: &State| {
+        st.events_of("auth").find_map(|(at, k)| match k {
+            EventKind::MemberListChanged { list, .. } if at >= cut_at && *list.members == *without_j2 => Some(at),
+            _ => None,
+        })
+    };
+    let ok = run_until(&mut s.sim, &s.shared, INTERVAL / 2, |st| published(st).is_some());
+    assert!(ok, "j2's leave was not published:\n{}", dump(&s.shared));
+    // A few ticks for the distribution writers to write that list.
+    run_for(&mut s.sim, TICK * 3);
+    s.sim.repair_oneway("auth", "j1");
+    let cut = s.sim.elapsed() - cut_at;
+    let published_at = published(&s.shared.borrow()).unwrap();
+    {
+        let st = s.shared.borrow();
+        assert_eq!(beats(&st), beats_at_cut, "a heartbeat crossed the cut: the auth stream would be dead too");
+        assert!(cut < INTERVAL / 2, "cut {cut:?}");
+    }
+
+    // j3 got the list; j1 did not, and keeps heartbeating with the old one.
+    let ok = run_until(&mut s.sim, &s.shared, INTERVAL, |st| st.view("j3").members == without_j2);
+    assert!(ok, "j3 did not get the list without j2:\n{}", dump(&s.shared));
+    let ok = run_until(&mut s.sim, &s.shared, TIMEOUT + INTERVAL * 4, |st| {
+        st.events_of("auth").any(|(_, k)| matches!(k, EventKind::MemberRemoved { member, .. } if *member == j1_old))
+    });
+    assert!(ok, "j1, whose distribution stream is dead, was never removed:\n{}", dump(&s.shared));
+    let removed_at = {
+        let st = s.shared.borrow();
+        let removals: Vec<_> = st
+            .events_of("auth")
+            .filter_map(|(at, k)| match k {
+                EventKind::MemberRemoved { member, reason } if at >= cut_at => Some((at, *member, reason.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(removals.len(), 2, "{removals:?}");
+        assert_eq!((removals[0].1, removals[0].2.clone()), (j2, RemovalReason::Closed));
+        let (removed_at, member, reason) = removals[1].clone();
+        assert_eq!((member, reason), (j1_old, RemovalReason::DistributionLost), "{}", dump(&s.shared));
+        // Its auth connection was alive all along: heartbeats reached it
+        // until the removal, and the authenticator never missed an answer.
+        let late_beats = st
+            .events_of("j1")
+            .filter(|(at, k)| *at > published_at + TIMEOUT && matches!(k, EventKind::HeartbeatReceived { .. }))
+            .count();
+        assert!(late_beats >= 1, "j1 got no heartbeat after the cut: not a live auth connection");
+        assert!(!st.events_of("auth").any(|(_, k)| matches!(k, EventKind::HeartbeatMissed { peer, .. } if *peer == j1_old)));
+        // Until then, j1 held the stale list.
+        assert!(!st.events_of("j1").any(|(at, k)| at >= cut_at && matches!(k, EventKind::MemberListChanged { .. })));
+        removed_at
+    };
+    let detection = removed_at - published_at;
+    // Within the bound (distribution timeout = heartbeat timeout + one
+    // interval, checked once per heartbeat interval), and not before it.
+    assert!(detection > TIMEOUT + INTERVAL, "removed too early: {detection:?}");
+    assert!(detection <= TIMEOUT + INTERVAL * 2 + TICK * 2, "detection took {detection:?}");
+
+    // j1 sees its auth connection close and leaves.
+    let ok = run_until(&mut s.sim, &s.shared, INTERVAL, |st| !st.view("j1").up);
+    assert!(ok, "j1 did not notice its removal:\n{}", dump(&s.shared));
+    let lost_at = {
+        let st = s.shared.borrow();
+        let lost: Vec<_> = st
+            .events_of("j1")
+            .filter_map(|(at, k)| match k {
+                EventKind::AuthenticatorLost { reason } => Some((at, reason.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert_eq!(lost[0].1, LostReason::Closed);
+        lost[0].0
+    };
+
+    // It rejoins and everyone converges; the new membership stays healthy.
+    let rejoin_at = s.sim.elapsed();
+    s.send("j1", Cmd::Join);
+    let ok = run_until(&mut s.sim, &s.shared, Duration::from_secs(3), |st| converged(st, &["j1", "j3"]));
+    assert!(ok, "j1 did not rejoin:\n{}", dump(&s.shared));
+    let rejoin = s.sim.elapsed() - rejoin_at;
+    run_for(&mut s.sim, TIMEOUT + INTERVAL * 3);
+    let st = s.shared.borrow();
+    let notes: Vec<&str> = st.notes_of("j1").map(|(_, n)| n).collect();
+    assert!(notes.len() == 2 && notes[1].starts_with("join attempt 2 succeeded"), "{notes:?}");
+    assert_eq!(st.events_of("auth").filter(|(_, k)| matches!(k, EventKind::MemberRemoved { .. })).count(), 2);
+    assert!(converged(&st, &["j1", "j3"]));
+    DeadDistRun { cut, detection, joiner_noticed: lost_at - removed_at, rejoin }
+}
+
+#[test]
+fn member_with_dead_distribution_stream_is_removed_and_rejoins() {
+    let wall = std::time::Instant::now();
+    let runs: Vec<DeadDistRun> =
+        (1..=6u64).map(|seed| dead_distribution_stream(seed, INTERVAL * 2 + Duration::from_millis(seed * 29))).collect();
+    let stat = |f: fn(&DeadDistRun) -> Duration| {
+        let v: Vec<Duration> = runs.iter().map(f).collect();
+        (v.iter().min().copied().unwrap(), v.iter().max().copied().unwrap())
+    };
+    eprintln!(
+        "dead distribution stream, {} runs (min, max): cut {:?}, detection {:?} (bound {:?} + one interval of checks), joiner noticed {:?}, rejoin {:?}; wall {:?}",
+        runs.len(),
+        stat(|r| r.cut),
+        stat(|r| r.detection),
+        TIMEOUT + INTERVAL,
+        stat(|r| r.joiner_noticed),
+        stat(|r| r.rejoin),
+        wall.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Scenario 5: reference (v1) peers see plain heartbeats, both ways
+// ---------------------------------------------------------------------------
+
+/// A raw peer's record of the JSON values it received, in order.
+type Values = Rc<RefCell<Vec<serde_json::Value>>>;
+
+async fn read_value(r: &mut pyile::wire::MessageReader<turmoil::net::TcpStream>) -> serde_json::Value {
+    r.next_value().await.expect("a JSON value")
+}
+
+async fn write_value(r: &mut pyile::wire::MessageReader<turmoil::net::TcpStream>, v: serde_json::Value) {
+    use tokio::io::AsyncWriteExt;
+    r.get_mut().write_all(&serde_json::to_vec(&v).unwrap()).await.expect("write");
+}
+
+/// A raw authenticator on host "auth" that speaks exactly what the reference
+/// writes (`announce`: adds our extension announcement to `banned`, as a
+/// protocol-2 authenticator does), serves one joiner, sends it list version 7
+/// on the distribution connection, and records every heartbeat answer.
+fn add_raw_authenticator(sim: &mut Sim<'_>, answers: &Values, announce: bool) {
+    let answers = answers.clone();
+    sim.host("auth", move || {
+        let answers = answers.clone();
+        async move {
+            use serde_json::json;
+            let auth = turmoil::net::TcpListener::bind(("0.0.0.0", DEFAULT_AUTH_PORT)).await?;
+            let dist = turmoil::net::TcpListener::bind(("0.0.0.0", 50_000)).await?;
+            let me = turmoil::lookup("auth");
+            let (s, _) = auth.accept().await?;
+            let mut r = pyile::wire::MessageReader::new(s);
+            let banned = if announce { json!({"banned": false, "pyile": 2}) } else { json!({"banned": false}) };
+            write_value(&mut r, banned).await;
+            let shadow = read_value(&mut r).await;
+            assert_eq!(shadow["shadow"], PASSWORD);
+            write_value(&mut r, json!({"authenticated": true})).await;
+            let peer = read_value(&mut r).await["peer_address"].clone();
+            write_value(&mut r, json!({"distro": [[me.to_string(), 49_000], peer.clone()]})).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            write_value(&mut r, json!({"dist_addr": [me.to_string(), 50_000]})).await;
+            let (d, _) = dist.accept().await?;
+            let mut d = pyile::wire::MessageReader::new(d);
+            write_value(&mut d, json!({"distro": [[me.to_string(), 49_000], peer], "version": 7})).await;
+            for _ in 0..6 {
+                write_value(&mut r, json!({"<3": true})).await;
+                let answer = read_value(&mut r).await;
+                answers.borrow_mut().push(answer);
+                tokio::time::sleep(INTERVAL).await;
+            }
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    });
+}
+
+/// Our joiner's heartbeat answers carry its list version only to an
+/// authenticator that announced protocol 2: a reference authenticator gets
+/// exactly `{"<3": true}`.
+#[test]
+fn joiner_reports_its_list_version_only_to_a_protocol_2_authenticator() {
+    for announce in [false, true] {
+        let mut sim = build_sim(7);
+        let shared: Shared = Rc::default();
+        let answers: Values = Rc::default();
+        add_raw_authenticator(&mut sim, &answers, announce);
+        let _j1 = add_joiner(&mut sim, &shared, "j1");
+        let ok = run_until(&mut sim, &shared, Duration::from_secs(5), |_| answers.borrow().len() == 6);
+        assert!(ok, "announce {announce}: {} answers\n{}", answers.borrow().len(), dump(&shared));
+        let got: Vec<String> = answers.borrow().iter().map(|v| v.to_string()).collect();
+        if announce {
+            // The first answer may precede the versioned list; after it, version 7.
+            assert!(got.iter().all(|a| a == r#"{"<3":true,"version":0}"# || a == r#"{"<3":true,"version":7}"#), "{got:?}");
+            assert_eq!(got.last().unwrap(), r#"{"<3":true,"version":7}"#);
+        } else {
+            assert!(got.iter().all(|a| a == r#"{"<3":true}"#), "{got:?}");
+        }
+    }
+}
+
+/// A raw joiner on host "ref" that speaks exactly what the reference writes
+/// (`announce`: announces protocol 2 in `shadow`, and then answers with list
+/// versions as our joiner does), and records every heartbeat it receives.
+fn add_raw_joiner(sim: &mut Sim<'_>, beats: &Values, announce: bool) {
+    let beats = beats.clone();
+    sim.host("ref", move || {
+        let beats = beats.clone();
+        async move {
+            use serde_json::json;
+            let me = turmoil::lookup("ref");
+            let _peer = turmoil::net::TcpListener::bind(("0.0.0.0", 49_500)).await?;
+            let s = turmoil::net::TcpStream::connect(auth_target()).await?;
+            let mut r = pyile::wire::MessageReader::new(s);
+            assert_eq!(read_value(&mut r).await["banned"], false);
+            let shadow = if announce { json!({"shadow": PASSWORD, "pyile": 2}) } else { json!({"shadow": PASSWORD}) };
+            write_value(&mut r, shadow).await;
+            assert_eq!(read_value(&mut r).await["authenticated"], true);
+            write_value(&mut r, json!({"peer_address": [me.to_string(), 49_500]})).await;
+            assert!(read_value(&mut r).await.get("distro").is_some());
+            let dist_addr = read_value(&mut r).await;
+            let a = &dist_addr["dist_addr"];
+            let dist_to = SocketAddr::new(a[0].as_str().unwrap().parse().unwrap(), a[1].as_u64().unwrap() as u16);
+            let mut d = pyile::wire::MessageReader::new(turmoil::net::TcpStream::connect(dist_to).await?);
+            if announce {
+                write_value(&mut d, json!({"dist_token": dist_addr["dist_token"]})).await;
+            }
+            let mut held = 0;
+            loop {
+                tokio::select! {
+                    v = r.next_value() => {
+                        let v = v.expect("heartbeat");
+                        beats.borrow_mut().push(v);
+                        let answer = if announce { json!({"<3": true, "version": held}) } else { json!({"<3": true}) };
+                        write_value(&mut r, answer).await;
+                    }
+                    v = d.next_value() => {
+                        if let Some(n) = v.expect("list").get("version").and_then(|n| n.as_u64()) {
+                            held = n;
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Our authenticator's heartbeats are exactly the reference's `{"<3": true}`,
+/// to a reference joiner and to a protocol-2 one alike (only joiners report
+/// versions), and both kinds of answer keep a member in.
+#[test]
+fn authenticator_heartbeats_are_plain_and_both_answers_are_accepted() {
+    for announce in [false, true] {
+        let mut sim = build_sim(8);
+        let shared: Shared = Rc::default();
+        let beats: Values = Rc::default();
+        add_authenticator(&mut sim, &shared);
+        add_raw_joiner(&mut sim, &beats, announce);
+        let window = TIMEOUT * 4;
+        run_for(&mut sim, window);
+        let got: Vec<String> = beats.borrow().iter().map(|v| v.to_string()).collect();
+        assert!(got.len() as u32 >= (window.as_millis() / INTERVAL.as_millis()) as u32 - 2, "announce {announce}: {got:?}");
+        assert!(got.iter().all(|b| b == r#"{"<3":true}"#), "{got:?}");
+        let st = shared.borrow();
+        assert!(st.events_of("auth").any(|(_, k)| matches!(k, EventKind::MemberJoined { .. })));
+        let removed: Vec<_> = st.events_of("auth").filter(|(_, k)| matches!(k, EventKind::MemberRemoved { .. })).collect();
+        assert!(removed.is_empty(), "announce {announce}: {removed:?}");
+    }
+}

@@ -14,7 +14,9 @@
 //! - `stale_member`: the authenticator still lists a member `heartbeat_timeout` + one interval
 //!   (+ latency slack) after the member's host stopped answering (crash, cut, hold).
 //! - `false_removal`: a member was removed although neither its host nor the authenticator
-//!   had any fault since it joined and it was not leaving.
+//!   had any fault since it joined and it was not leaving; or it was removed for a lost
+//!   distribution (`DistributionLost`) although the network's ground truth shows its
+//!   distribution stream never lost a segment (whatever faults it lived through).
 //! - `banned_admitted`: an attacker IP got in with the correct password after its ban.
 //! - `honest_banned`: an IP was banned that made no wrong attempts by design.
 //!
@@ -84,6 +86,9 @@ pub enum Removal {
     Closed,
     /// Distribution to it stalled.
     Stalled,
+    /// Its heartbeat answers showed it lacked a list long published: its distribution
+    /// stream is dead.
+    DistributionLost,
     /// Replaced by a new join from the same address.
     Replaced,
     /// Protocol error.
@@ -116,6 +121,17 @@ struct Instance {
     stopped_at: Option<Duration>,
     last_version: Option<u64>,
     version_seen: Option<u64>,
+    /// Local address of its distribution connection (where the list writes go).
+    dist: Option<SocketAddr>,
+}
+
+/// A `DistributionLost` removal, judged against the network's ground truth at the end.
+#[derive(Clone, Debug)]
+struct DistLoss {
+    at: Duration,
+    member: SocketAddr,
+    dist: SocketAddr,
+    joined: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -176,6 +192,7 @@ pub struct Monitor {
     reported: BTreeSet<(&'static str, String)>,
     findings: Vec<Finding>,
     floods: Vec<(Duration, Duration)>,
+    dist_losses: Vec<DistLoss>,
     // samples and counters
     join_latency: Vec<f64>,
     honest_flood_latency: Vec<f64>,
@@ -215,6 +232,7 @@ impl Monitor {
             reported: BTreeSet::new(),
             findings: Vec::new(),
             floods: Vec::new(),
+            dist_losses: Vec::new(),
             join_latency: Vec::new(),
             honest_flood_latency: Vec::new(),
             detection: Vec::new(),
@@ -361,6 +379,14 @@ impl Monitor {
         self.joiner_list(t, inst, list);
     }
 
+    /// Joiner `inst`'s distribution connection has local address `local` (its stream's ground
+    /// truth is asked for in [`Monitor::judge_distribution_losses`]).
+    pub fn dist_connected(&mut self, inst: u64, local: SocketAddr) {
+        if let Some(i) = self.instances.get_mut(&inst) {
+            i.dist = Some(local);
+        }
+    }
+
     /// The runner told instance `inst` to leave.
     pub fn leave_started(&mut self, t: Duration, inst: u64) {
         if let Some(i) = self.instances.get_mut(&inst) {
@@ -495,8 +521,11 @@ impl Monitor {
 
     /// The authenticator removed `member`.
     pub fn member_removed(&mut self, t: Duration, member: SocketAddr, reason: Removal) {
-        if matches!(reason, Removal::HeartbeatTimeout | Removal::Stalled) {
+        if matches!(reason, Removal::HeartbeatTimeout | Removal::Stalled | Removal::DistributionLost) {
             self.count(MetricId::TimeoutRemovals, 1.0);
+        }
+        if reason == Removal::DistributionLost {
+            self.count(MetricId::DistLostRemovals, 1.0);
         }
         self.auth_members.remove(&member);
         let Some(&inst) = self.by_addr.get(&member) else { return };
@@ -506,6 +535,11 @@ impl Monitor {
         }
         let joined = i.joined_at.unwrap_or(i.join_started);
         let gone = i.leaving.is_some() || i.ended.is_some_and(|e| e <= t);
+        if let (Removal::DistributionLost, Some(dist), true, false) = (reason, i.dist, i.honest, gone) {
+            // Whether that stream really died is known only once nothing is in flight.
+            self.dist_losses.push(DistLoss { at: t, member, dist, joined });
+            return;
+        }
         if i.honest && !gone && !self.impaired_between(i.host, joined, t) {
             self.count(MetricId::FalseRemovals, 1.0);
             self.find(
@@ -574,6 +608,36 @@ impl Monitor {
         self.count(MetricId::SegmentsHeld, held as f64);
     }
 
+    /// Judges every `DistributionLost` removal by the ground truth: `lost(dist)` says whether
+    /// the stream to that distribution socket lost a segment (`None`: unknown). A removal of a
+    /// member whose distribution stream was intact is a false removal, whatever faults it
+    /// lived through; with no ground truth, the usual fault-window judgment applies. Call once
+    /// the removed streams are quiet (at the end of the run), before [`Monitor::finish`].
+    pub fn judge_distribution_losses(&mut self, lost: impl Fn(SocketAddr) -> Option<bool>) {
+        for d in std::mem::take(&mut self.dist_losses) {
+            let host = self.by_addr.get(&d.member).and_then(|k| self.instances.get(k)).map(|i| i.host);
+            let intact = match lost(d.dist) {
+                Some(l) => {
+                    if l {
+                        self.count(MetricId::DistStreamsLost, 1.0);
+                    }
+                    !l
+                }
+                None => host.is_some_and(|h| !self.impaired_between(h, d.joined, d.at)),
+            };
+            if intact {
+                self.count(MetricId::FalseRemovals, 1.0);
+                self.find(
+                    Severity::Safety,
+                    "false_removal",
+                    format!("{}", d.member),
+                    d.at,
+                    format!("{} removed (DistributionLost) though its distribution stream ({}) never lost a segment", d.member, d.dist),
+                );
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- time
 
     /// Evaluates every stale-member deadline due at `now`.
@@ -619,6 +683,7 @@ impl Monitor {
     /// Final checks at `end`; returns the metrics and every finding.
     pub fn finish(mut self, end: Duration) -> (Metrics, Vec<Finding>) {
         self.tick(end);
+        self.judge_distribution_losses(|_| None);
         let mut m = Metrics::new();
         if self.cfg.settle > Duration::ZERO {
             let cutoff = end.saturating_sub(self.cfg.convergence_grace());
@@ -666,7 +731,7 @@ impl Monitor {
             };
             m.set(*id, v);
         }
-        for id in [MetricId::JoinsAttempted, MetricId::JoinsOk, MetricId::JoinsFailed, MetricId::FalseRemovals, MetricId::MsgsSent, MetricId::MsgsDelivered, MetricId::MsgsLost, MetricId::BannedIps, MetricId::AuthLostReports, MetricId::FaultsScheduled, MetricId::FaultsFired, MetricId::TimeoutRemovals, MetricId::Rejoins, MetricId::ListChanges] {
+        for id in [MetricId::JoinsAttempted, MetricId::JoinsOk, MetricId::JoinsFailed, MetricId::FalseRemovals, MetricId::MsgsSent, MetricId::MsgsDelivered, MetricId::MsgsLost, MetricId::BannedIps, MetricId::AuthLostReports, MetricId::FaultsScheduled, MetricId::FaultsFired, MetricId::TimeoutRemovals, MetricId::DistLostRemovals, MetricId::DistStreamsLost, MetricId::Rejoins, MetricId::ListChanges] {
             if m.get(id).is_none() {
                 m.set(id, 0.0);
             }

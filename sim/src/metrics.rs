@@ -115,6 +115,8 @@ metrics! {
     SegmentsDropped => "segments_dropped", Count, Info, 0.0, 0.0, "evidence: segments dropped by partitions or loss (turmoil's Drop)";
     SegmentsHeld => "segments_held", Count, Info, 0.0, 0.0, "evidence: segments held by holds";
     TimeoutRemovals => "timeout_removals", Count, Info, 0.0, 0.0, "evidence: members removed by heartbeat timeout or stalled distribution (silent faults bit)";
+    DistLostRemovals => "dist_lost_removals", Count, Info, 0.0, 0.0, "members removed because their heartbeat answers showed a dead distribution stream";
+    DistStreamsLost => "dist_streams_lost", Count, Info, 0.0, 0.0, "evidence: of those, the removals whose distribution stream really lost a segment (network ground truth)";
     SafetyViolations => "safety_violations", Count, Lower, 0.0, 0.0, "safety checker findings (any is a failure)";
     LivenessViolations => "liveness_violations", Count, Lower, 0.0, 0.0, "liveness checker findings";
     EventsProcessed => "events_processed", Count, Info, 0.0, 0.0, "protocol events consumed by the checkers";

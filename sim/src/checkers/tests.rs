@@ -279,3 +279,47 @@ fn authenticator_crash_drops_its_deadlines_and_measures_loss_reports() {
     assert_eq!(m.get(MetricId::AuthLostReports), Some(1.0));
     assert_eq!(m.get(MetricId::AuthLossDetectionMax), Some(1.0), "from the partition of its own host at 10 s");
 }
+
+#[test]
+fn distribution_lost_removals_are_judged_by_the_stream_ground_truth() {
+    // Two members live through a loss window; both are removed as DistributionLost. The
+    // network's ground truth says member 1's distribution stream lost a segment (a correct
+    // removal) and member 2's never did (a false one, loss window or not).
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.join(2.0, 2, 2, 50001, &[1]);
+    let (d1, d2) = (addr(2, 40001), addr(3, 40002));
+    w.m.dist_connected(1, d1);
+    w.m.dist_connected(2, d2);
+    w.m.impaired(s(10.0), 0, Impairment::Loss, 0);
+    w.remove(20.0, addr(2, 50000), Removal::DistributionLost, &[2]);
+    w.remove(21.0, addr(3, 50001), Removal::DistributionLost, &[]);
+    w.m.restored(s(30.0), 0, Impairment::Loss, 0);
+    assert!(w.checks().is_empty(), "judged only once the streams are quiet");
+    w.m.judge_distribution_losses(|d| Some(d == d1));
+    assert_eq!(w.checks(), ["false_removal"]);
+    assert!(w.m.findings()[0].detail.contains("192.168.0.3:50001 removed (DistributionLost)"), "{:?}", w.m.findings());
+    let (m, _) = w.m.finish(s(40.0));
+    assert_eq!(m.get(MetricId::DistLostRemovals), Some(2.0));
+    assert_eq!(m.get(MetricId::DistStreamsLost), Some(1.0));
+    assert_eq!(m.get(MetricId::FalseRemovals), Some(1.0));
+    assert_eq!(m.get(MetricId::TimeoutRemovals), Some(2.0));
+}
+
+#[test]
+fn distribution_lost_without_ground_truth_falls_back_to_fault_windows() {
+    // No stream address known, or no truth for it: a removal during a fault window is
+    // excused, one with no fault at all is false.
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.join(2.0, 2, 2, 50001, &[1]);
+    w.m.dist_connected(2, addr(3, 40002));
+    w.m.impaired(s(10.0), 1, Impairment::Loss, 0);
+    w.remove(20.0, addr(2, 50000), Removal::DistributionLost, &[2]);
+    w.remove(21.0, addr(3, 50001), Removal::DistributionLost, &[]);
+    let (m, findings) = w.m.finish(s(40.0));
+    let checks: Vec<_> = findings.iter().map(|f| f.check).collect();
+    assert_eq!(checks, ["false_removal"], "{findings:?}");
+    assert!(findings[0].detail.contains("192.168.0.3:50001"));
+    assert_eq!(m.get(MetricId::DistStreamsLost), Some(0.0));
+}

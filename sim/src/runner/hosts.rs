@@ -139,6 +139,15 @@ pub enum Obs {
         /// What.
         kind: EventKind,
     },
+    /// A joiner's distribution connection is up, from this local address (pushed as soon as
+    /// the join returns, in the step that sent its token: before the authenticator can have
+    /// written a list to it).
+    DistConnected {
+        /// Instance.
+        inst: u64,
+        /// The joiner's end of its distribution connection.
+        local: SocketAddr,
+    },
     /// A joiner instance has ended (after its `Left`).
     JoinerEnded {
         /// When.
@@ -419,6 +428,9 @@ async fn run_joiner(
     match joined {
         Err(e) => ctx.shared.push(ctx.host, Obs::JoinFailed { at: clock.now(), inst, error: e.to_string() }),
         Ok(mut j) => {
+            if let Some(local) = j.distribution_local_addr() {
+                ctx.shared.push(ctx.host, Obs::DistConnected { inst, local });
+            }
             let mut events = j.events().expect("events taken once");
             live.borrow_mut().insert(inst, Rc::new(j));
             while let Some(ev) = events.recv().await {

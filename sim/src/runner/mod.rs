@@ -14,6 +14,8 @@
 
 pub mod evidence;
 pub mod hosts;
+#[cfg(test)]
+mod tests;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -149,6 +151,7 @@ fn removal(r: &RemovalReason) -> Removal {
         RemovalReason::HeartbeatTimeout => Removal::HeartbeatTimeout,
         RemovalReason::Closed => Removal::Closed,
         RemovalReason::DistributionStalled => Removal::Stalled,
+        RemovalReason::DistributionLost => Removal::DistributionLost,
         RemovalReason::Replaced => Removal::Replaced,
         RemovalReason::ProtocolError(_) => Removal::Protocol,
     }
@@ -340,6 +343,8 @@ impl<'a> Driver<'a> {
         self.record(sim_end, "sim", "end", Value::Null)?;
         self.monitor.events(self.events);
         self.monitor.network_evidence(self.evidence.dropped(), self.evidence.held());
+        let evidence = self.evidence;
+        self.monitor.judge_distribution_losses(|dist| evidence.undelivered(dist).map(|n| n > 0));
         let (mut metrics, findings) = self.monitor.finish(sim_end);
         metrics.set(MetricId::Hosts, self.layout.hosts.len() as f64);
         metrics.set(MetricId::Joiners, self.layout.joiners.len() as f64);
@@ -756,6 +761,11 @@ impl<'a> Driver<'a> {
                 let (k, d) = describe(&kind);
                 let n = self.inst_name(inst);
                 self.record(at, &n, k, d)?;
+            }
+            Obs::DistConnected { inst, local } => {
+                // Before the authenticator can have written to it: see `Evidence::watch`.
+                self.evidence.watch(local);
+                self.monitor.dist_connected(inst, local);
             }
             Obs::JoinerEnded { at, inst } => {
                 self.monitor.ended(at, inst);
