@@ -39,7 +39,7 @@ pub mod net;
 mod peer;
 pub mod wire;
 
-pub use authenticator::{Authenticator, AuthenticatorConfig, DEFAULT_AUTH_PORT};
+pub use authenticator::{Authenticator, AuthenticatorConfig, DEFAULT_AUTH_PORT, DEFAULT_DISTRIBUTION_BUDGET};
 pub use error::Error;
 pub use event::{Event, EventKind, EventStream, HandshakeStage, LostReason, RemovalReason};
 pub use joiner::{Joiner, JoinerConfig};

@@ -92,6 +92,11 @@ struct AuthArgs {
     /// Gap between back-to-back writes to reference (v1) joiners.
     #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
     v1_pacing: Duration,
+    /// Bandwidth one full distribution round (the list to every member) may
+    /// use, in MiB/s; under churn, lists to each member are spaced to fit
+    /// (0: unbounded).
+    #[arg(long, value_name = "MiB/s", default_value_t = (pyile::DEFAULT_DISTRIBUTION_BUDGET >> 20) as f64)]
+    distribution_budget: f64,
     /// Seed of the authenticator's RNG (heartbeat phases).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -176,6 +181,7 @@ async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
         .heartbeat_interval(args.heartbeat_interval)
         .handshake_timeout(args.handshake_timeout)
         .v1_pacing(args.v1_pacing)
+        .distribution_budget((args.distribution_budget.max(0.0) * (1u64 << 20) as f64) as u64)
         .seed(args.seed)
         .alias(args.alias);
     if let Some(t) = args.heartbeat_timeout {
