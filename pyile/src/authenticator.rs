@@ -57,7 +57,9 @@ pub const DEFAULT_AUTH_PORT: u16 = 4702;
 /// Default [`AuthenticatorConfig::distribution_budget`]: 64 MiB/s, about half
 /// a gigabit link. Rounds stay under the 10 ms distribution interval up to
 /// ~150 members; under constant churn 500 members wait ~80 ms between lists,
-/// 2,000 members ~1.3 s.
+/// 2,000 members ~1.3 s, 4,000 members ~5 s. Past ~4,300 members (2 s
+/// heartbeats) the gap stays at its cap, the heartbeat timeout, and a round
+/// costs more than the budget.
 pub const DEFAULT_DISTRIBUTION_BUDGET: u64 = 64 << 20;
 
 /// Settings of an [`Authenticator`]; build with [`AuthenticatorConfig::new`]
@@ -149,9 +151,9 @@ impl AuthenticatorConfig {
     /// the whole list to every member, so a round costs members × list size
     /// (O(n²): 2,000 members, ~90 MB). While changes keep coming, each
     /// member's writer waits `members × list bytes / budget` (at least the
-    /// distribution interval, or the v1 pacing; at most one heartbeat
-    /// interval, so no member ever lags long enough to look like a lost
-    /// distribution stream) before its next list, so a
+    /// distribution interval, or the v1 pacing; at most the heartbeat
+    /// timeout, see [`AuthenticatorConfig::max_distribution_gap`]) before its
+    /// next list, so a
     /// burst of changes coalesces instead of saturating the authenticator,
     /// the network and every member's CPU. A change after a quiet spell is
     /// still sent at once.
@@ -201,8 +203,22 @@ impl AuthenticatorConfig {
     /// (a hold) that heartbeats tolerate — shorter than the heartbeat timeout
     /// — never removes a member this way; a longer one is a heartbeat
     /// timeout first.
+    ///
+    /// Plus the longest gap a member's writer may wait between two lists
+    /// ([`AuthenticatorConfig::max_distribution_gap`]): a list a member lacks
+    /// only because its writer is still pacing is not lost.
     pub fn effective_distribution_timeout(&self) -> Duration {
-        self.effective_heartbeat_timeout() + self.heartbeat_interval
+        self.effective_heartbeat_timeout() + self.heartbeat_interval + self.max_distribution_gap()
+    }
+    /// The longest a member's writer waits between two lists under churn:
+    /// the heartbeat timeout with a distribution budget, else the distribution
+    /// interval or the v1 pacing, whichever is longer.
+    pub fn max_distribution_gap(&self) -> Duration {
+        if self.distribution_budget > 0 {
+            self.effective_heartbeat_timeout().max(self.distribution_interval).max(self.v1_pacing)
+        } else {
+            self.distribution_interval.max(self.v1_pacing)
+        }
     }
 }
 
@@ -467,7 +483,7 @@ impl<N: Network> Shared<N> {
         }
         let round = list_bytes as u128 * self.members_tx.borrow().len() as u128;
         let nanos = u64::try_from(round * 1_000_000_000 / budget as u128).unwrap_or(u64::MAX);
-        Duration::from_nanos(nanos).min(self.cfg.heartbeat_interval)
+        Duration::from_nanos(nanos).min(self.cfg.max_distribution_gap())
     }
 
     /// Removes member `id` if it is still a member; returns whether it was.

@@ -113,34 +113,36 @@ async fn attempts_of_one_bans_on_first_failure() {
 #[tokio::test]
 async fn a_burst_of_changes_coalesces_within_the_distribution_budget() {
     let interval = Duration::from_secs(1);
-    // A budget of 1 byte/s makes every round cost the cap: one heartbeat interval.
-    let cfg = auth_config("pw").heartbeat_interval(interval).heartbeat_timeout(interval * 3).distribution_budget(1);
+    // A budget of 1 byte/s makes every round cost the cap (the heartbeat timeout).
+    let cfg = auth_config("pw").heartbeat_interval(interval).heartbeat_timeout(interval * 2).distribution_budget(1);
+    let gap = cfg.max_distribution_gap();
+    assert_eq!(gap, interval * 2);
     let auth = Authenticator::start(TokioNet, cfg).await.unwrap();
     let joiner_cfg = |alias: &str| joiner_config("pw", alias).heartbeat_interval(interval).heartbeat_timeout(interval * 5);
     let mut alice = Joiner::join(TokioNet, auth.auth_addr(), joiner_cfg("alice")).await.unwrap();
     let mut lists = alice.events().unwrap();
     assert!(eventually(Duration::from_secs(2), || alice.members().len() == 2).await);
-    tokio::time::sleep(interval + interval / 2).await; // quiet: alice's writer is idle again
+    tokio::time::sleep(gap + interval / 2).await; // quiet: alice's writer is idle again
     while lists.try_recv().is_some() {}
 
     // A burst of 12 joins, 30 ms apart: wider than the 10 ms distribution
-    // interval, well inside the budget's one-interval gap.
+    // interval, well inside the budget's gap.
     let mut joins = tokio::task::JoinSet::new();
     for i in 0..12 {
         joins.spawn(Joiner::join(TokioNet, auth.auth_addr(), joiner_cfg(&format!("j{i}"))));
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     let burst: Vec<Joiner> = joins.join_all().await.into_iter().map(Result::unwrap).collect();
-    assert!(eventually(Duration::from_secs(3), || alice.members().len() == 14).await, "alice never saw the whole burst");
+    assert!(eventually(gap * 2, || alice.members().len() == 14).await, "alice never saw the whole burst");
     let mut received = 0;
     while let Some(ev) = lists.try_recv() {
         received += matches!(ev.kind, EventKind::MemberListChanged { .. }) as usize;
     }
-    // 12 changes; the first goes out at once, the rest coalesce once per interval.
+    // 12 changes; the first goes out at once, the rest coalesce once per gap.
     assert!(received <= 4, "alice received {received} lists for a burst of 12 changes");
 
     // Quiet again, then one change: it is sent at once, not after a gap.
-    tokio::time::sleep(interval + interval / 2).await;
+    tokio::time::sleep(gap + interval / 2).await;
     let start = tokio::time::Instant::now();
     let late = Joiner::join(TokioNet, auth.auth_addr(), joiner_cfg("late")).await.unwrap();
     assert!(eventually(Duration::from_secs(3), || alice.members().len() == 15).await);
