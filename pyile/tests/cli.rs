@@ -1,0 +1,160 @@
+//! The `pyile` binary as the README uses it: `pyile auth` on a free loopback port with the
+//! password in a file, two interactive `pyile join`s (password from `PYILE_PASSWORD`) that
+//! list the members, broadcast, send directly and quit; and one clear error line with a
+//! non-zero exit when the password is wrong.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pyile");
+
+/// A child process whose stdout lines arrive on a channel; killed on drop.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pyile");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Proc { child, stdin, lines, seen: Vec::new() }
+    }
+
+    /// The first stdout line (from now on) that satisfies `pred`, waiting at most 10 s.
+    fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line {what} within 10 s; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).expect("write to pyile join");
+    }
+
+    /// Waits (at most 10 s) for the process to exit by itself.
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "pyile did not exit; saw {:?}", self.seen);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_auth(password_file: &std::path::Path) -> (Proc, String) {
+    let mut auth = Proc::spawn(Command::new(BIN).args(["auth", "--listen", "127.0.0.1:0", "--password-file"]).arg(password_file));
+    let line = auth.wait_line("listening", |l| l.starts_with("listening "));
+    let addr = line.split_whitespace().find_map(|w| w.strip_prefix("auth=")).expect("auth= in the listening line");
+    (auth, addr.to_owned())
+}
+
+fn join(target: &str, alias: &str, password: &str, ip: &str) -> Proc {
+    Proc::spawn(
+        Command::new(BIN)
+            .args(["join", "--target", target, "--alias", alias, "--local-ip", ip])
+            .env("PYILE_PASSWORD", password),
+    )
+}
+
+#[test]
+fn auth_and_two_interactive_joiners_chat_as_the_readme_says() {
+    let dir = std::env::temp_dir().join(format!("pyile-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "correct horse\n").unwrap();
+    let (_auth, target) = start_auth(&pw);
+
+    let mut bob = join(&target, "bob", "correct horse", "127.0.9.1");
+    bob.wait_line("joined", |l| l.starts_with("joined "));
+    let mut eve = join(&target, "eve", "correct horse", "127.0.9.2");
+    let joined = eve.wait_line("joined", |l| l.starts_with("joined "));
+    // "joined <target> as <ip:port> (...)"
+    let eve_addr = joined.split_whitespace().nth(3).expect("eve's address").to_owned();
+    bob.wait_line("3 members", |l| l == "* 3 members");
+
+    bob.type_line("/peers");
+    bob.wait_line("eve in /peers", |l| l.trim() == eve_addr);
+
+    bob.type_line("hello everyone");
+    eve.wait_line("bob's broadcast", |l| l.starts_with("[bob ") && l.ends_with("] hello everyone"));
+    bob.wait_line("the broadcast report", |l| l == "-> broadcast: 2 sent, 2 echoed, 0 failed");
+
+    bob.type_line(&format!("/to {eve_addr} just you"));
+    eve.wait_line("bob's direct message", |l| l.starts_with("[bob ") && l.ends_with("(direct) just you"));
+
+    bob.type_line("/to nowhere text");
+    bob.wait_line("a usage hint", |l| l.starts_with("not an address: nowhere"));
+
+    eve.type_line("/quit");
+    assert!(eve.wait_exit().success(), "eve's /quit exits 0");
+    bob.wait_line("the list shrinking", |l| l == "* 2 members");
+    bob.type_line("/quit");
+    assert!(bob.wait_exit().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_wrong_password_is_one_error_line_and_a_failing_exit() {
+    let dir = std::env::temp_dir().join(format!("pyile-cli-wrong-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "right\n").unwrap();
+    let (_auth, target) = start_auth(&pw);
+
+    let mut mallory = join(&target, "mallory", "wrong", "127.0.9.3");
+    let status = mallory.wait_exit();
+    assert!(!status.success(), "a refused join exits non-zero");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(mallory.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "one error line, got {stderr:?}");
+    assert!(errors[0].contains("cannot join"), "{stderr:?}");
+
+    // No password at all: a clear line too, before any connection.
+    let mut nobody = Proc::spawn(Command::new(BIN).args(["join", "--target", &target]).env_remove("PYILE_PASSWORD"));
+    assert!(!nobody.wait_exit().success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(nobody.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("error: no password"), "{stderr:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
