@@ -213,8 +213,8 @@ fn run_scenarios(scenarios: &[LoadedScenario], plan: &RunPlan) -> Result<Vec<Run
             Ok(r) => {
                 let s = &r.scenario;
                 let est = cost::scenario_estimate(s, seeds.0[0]);
-                let runs = seeds.0.len() as u64 * if plan.check_determinism { 2 } else { 1 };
-                if let Some(w) = est.warning(&s.name, runs, plan.threads as u64) {
+                let passes = if plan.check_determinism { 2 } else { 1 };
+                if let Some(w) = est.warning(&s.name, seeds.0.len() as u64, passes, plan.threads as u64) {
                     eprintln!("{w}");
                 }
             }

@@ -11,10 +11,11 @@
 //! - [`runner`]: puts pyile's authenticator, joiners and attackers on turmoil hosts, drives the
 //!   timeline and feeds the checkers.
 //! - [`cli`]: the command line.
-//! - [`duration`], [`hash`], [`rng`]: small shared utilities (unit durations, FNV-1a,
-//!   labelled seed derivation).
+//! - [`duration`], [`rate`], [`hash`], [`rng`]: small shared utilities (unit durations, byte
+//!   rates, FNV-1a, labelled seed derivation).
 
 pub mod duration;
+pub mod rate;
 pub mod hash;
 pub mod metrics;
 pub mod rng;

@@ -181,3 +181,47 @@ fn a_ban_flood_bans_exactly_the_attackers_after_password_attempts() {
     assert!(m.get(MetricId::HonestAdmitDuringFloodMax).unwrap() < 0.5);
     assert_eq!(m.get(MetricId::Converged), Some(1.0));
 }
+
+/// A join storm of 60 joiners 5 ms apart, with the authenticator's distribution budget
+/// substituted for `BUDGET`.
+const STORM: &str = r#"name = "t_storm"
+duration = "20s"
+settle = "10s"
+
+[network]
+max_latency = "5ms"
+
+[authenticator]
+distribution_budget = "BUDGET"
+
+[[joiners]]
+name = "m"
+count = 60
+joiners_per_host = 20
+join_at = "1s"
+stagger = "5ms"
+
+[[expect]]
+metric = "joins_ok"
+min = 60
+"#;
+
+#[test]
+fn the_distribution_budget_reaches_the_authenticator_and_coalesces_a_join_storm() {
+    // Lists delivered to joiners over the run (messages per change × changes).
+    let lists = |budget: &str| {
+        let out = run(&load(&STORM.replace("BUDGET", budget)).resolve(1).unwrap(), Trace::new()).unwrap();
+        assert!(out.findings.is_empty(), "{budget}: {:?}", out.findings);
+        let m = &out.metrics;
+        assert_eq!(m.get(MetricId::JoinsOk), Some(60.0), "{budget}");
+        assert_eq!(m.get(MetricId::Converged), Some(1.0), "{budget}");
+        assert_eq!(m.get(MetricId::ListChanges), Some(60.0), "{budget}");
+        m.get(MetricId::DistMsgsPerChange).unwrap() * 60.0
+    };
+    let unbounded = lists("unbounded");
+    let paced = lists("50KB/s"); // 60 members: a ~86 KB round, ~1.7 s between lists
+    let default = lists("64MiB/s");
+    assert!(paced * 2.0 < unbounded, "50KB/s: {paced} lists, unbounded: {unbounded}");
+    // 64 MiB/s keeps rounds of 60 members under the 10 ms interval: like unbounded.
+    assert_eq!(default, unbounded);
+}

@@ -1,6 +1,6 @@
 //! The software each simulated host runs: pyile's authenticator, a joiner agent (many
 //! joiners on one host), or an attacker. This is the only part of `sim` that knows pyile's
-//! API.
+//! API (elsewhere only `DEFAULT_DISTRIBUTION_BUDGET` is read, as the scenario default).
 //!
 //! Hosts and the driver share an [`Rc<Shared>`] (a turmoil simulation is one thread): the
 //! driver pushes [`Cmd`]s into a host's [`Inbox`] between steps, the host's tasks push
@@ -205,6 +205,8 @@ pub struct Settings {
     pub heartbeat_timeout: Duration,
     /// Authenticator handshake timeout.
     pub handshake_timeout: Duration,
+    /// Authenticator distribution budget, bytes per second (0 = unbounded).
+    pub distribution_budget: u64,
     /// Auth port.
     pub port: u16,
     /// Per group: (password, handshake timeout, heartbeat timeout).
@@ -299,6 +301,7 @@ async fn authenticator(ctx: HostCtx) -> turmoil::Result {
         .heartbeat_interval(s.heartbeat_interval)
         .heartbeat_timeout(s.heartbeat_timeout)
         .handshake_timeout(s.handshake_timeout)
+        .distribution_budget(s.distribution_budget)
         .seed(derive_seed(s.seed, &format!("auth:{}", ctx.incarnation.get())))
         .alias("auth")
         .event_capacity(EVENT_CAPACITY);

@@ -230,6 +230,7 @@ impl<'a> Driver<'a> {
             heartbeat_interval: a.heartbeat_interval.get(),
             heartbeat_timeout: sabotage.auth_heartbeat_timeout.unwrap_or(a.heartbeat_timeout().get()),
             handshake_timeout: a.handshake_timeout.get(),
+            distribution_budget: a.distribution_budget.bytes_per_sec(),
             port: a.port,
             groups,
             joiner_names: layout.joiners.iter().map(|j| j.name.clone()).collect(),

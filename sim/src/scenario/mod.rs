@@ -24,6 +24,7 @@ use toml::Spanned;
 use crate::duration::Dur;
 use crate::hash::Fnv64;
 use crate::metrics::{MetricId, Unit};
+use crate::rate::ByteRate;
 
 /// Group and target names with a fixed meaning, which a joiner group cannot be called.
 pub const RESERVED_NAMES: &[&str] = &["authenticator", "joiners", "any", "attackers", "all"];
@@ -245,6 +246,12 @@ pub struct AuthSettings {
     /// Bound on one whole handshake.
     #[serde(default = "AuthSettings::default_handshake")]
     pub handshake_timeout: Dur,
+    /// Bytes per second one full distribution round (the list to every member) may cost;
+    /// under churn each member's lists are spaced by members × list bytes / budget (pyile's
+    /// `AuthenticatorConfig::distribution_budget`). `"unbounded"`: no pacing beyond the
+    /// distribution interval.
+    #[serde(default = "AuthSettings::default_distribution_budget")]
+    pub distribution_budget: ByteRate,
     /// The auth port.
     #[serde(default = "AuthSettings::default_port")]
     pub port: u16,
@@ -266,6 +273,9 @@ impl AuthSettings {
     fn default_port() -> u16 {
         4702
     }
+    fn default_distribution_budget() -> ByteRate {
+        ByteRate(pyile::DEFAULT_DISTRIBUTION_BUDGET)
+    }
 
     /// The effective heartbeat timeout (explicit, or 3 × interval).
     pub fn heartbeat_timeout(&self) -> Dur {
@@ -282,6 +292,7 @@ impl Default for AuthSettings {
             heartbeat_interval: Self::default_interval(),
             heartbeat_timeout: None,
             handshake_timeout: Self::default_handshake(),
+            distribution_budget: Self::default_distribution_budget(),
             port: Self::default_port(),
         }
     }

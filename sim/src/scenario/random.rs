@@ -3,11 +3,11 @@
 //! Each key is a dotted path to a value of the scenario (`"network.fail_rate"`,
 //! `"authenticator.heartbeat_interval"`, `"joiners.members.count"` — an array element is
 //! named by its `name` or by its index — `"timeline.2.at"`), and each value says how to draw:
-//! `{ min = 0.0, max = 0.02 }` (integers, floats, or duration strings; uniform, inclusive)
-//! or `{ one_of = [..] }`. Resolution writes the drawn values into the document and parses
-//! it again, so a drawn value goes through exactly the checks a written one does. Each path
-//! draws from its own stream derived from `(seed, path)`: adding a key never changes what the
-//! others draw. The drawn values are returned for the report.
+//! `{ min = 0.0, max = 0.02 }` (integers, floats, duration strings, or byte-rate strings like
+//! `"1MiB/s"`; uniform, inclusive) or `{ one_of = [..] }`. Resolution writes the drawn values
+//! into the document and parses it again, so a drawn value goes through exactly the checks a
+//! written one does. Each path draws from its own stream derived from `(seed, path)`: adding
+//! a key never changes what the others draw. The drawn values are returned for the report.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -18,6 +18,7 @@ use toml::{Table, Value};
 
 use super::{parse_toml, LoadedScenario, Resolved, Scenario, ScenarioError};
 use crate::duration::Dur;
+use crate::rate::ByteRate;
 use crate::rng::{rng_for, SimRng};
 
 /// How one value is drawn.
@@ -42,6 +43,7 @@ enum Kind {
     Int(i64, i64),
     Float(f64, f64),
     Duration(Dur, Dur),
+    Rate(ByteRate, ByteRate),
     OneOf(Vec<Value>),
 }
 
@@ -61,17 +63,26 @@ fn kind(spec: &RandomSpec) -> Result<Kind, String> {
                     let f = |v: &Value| v.as_float().or(v.as_integer().map(|i| i as f64)).unwrap();
                     Kind::Float(f(lo), f(hi))
                 }
-                (Value::String(a), Value::String(b)) => {
-                    let a: Dur = a.parse().map_err(|e| format!("min: {e}"))?;
-                    let b: Dur = b.parse().map_err(|e| format!("max: {e}"))?;
-                    Kind::Duration(a, b)
-                }
-                _ => return Err("min and max must both be numbers or both be duration strings".into()),
+                (Value::String(a), Value::String(b)) => match (a.parse::<Dur>(), a.parse::<ByteRate>()) {
+                    (Ok(lo), _) => Kind::Duration(lo, b.parse().map_err(|e| format!("max: {e}"))?),
+                    (Err(_), Ok(lo)) => {
+                        let hi: ByteRate = b.parse().map_err(|e| format!("max: {e}"))?;
+                        if lo.is_unbounded() || hi.is_unbounded() {
+                            return Err("\"unbounded\" is not a range bound; use one_of = [\"unbounded\", ..]".into());
+                        }
+                        Kind::Rate(lo, hi)
+                    }
+                    (Err(_), Err(_)) => {
+                        return Err(format!("min {a:?} is neither a duration (\"2s\") nor a byte rate (\"64MiB/s\")"));
+                    }
+                },
+                _ => return Err("min and max must both be numbers, both duration strings or both byte rates".into()),
             };
             let ordered = match &k {
                 Kind::Int(a, b) => a <= b,
                 Kind::Float(a, b) => a.is_finite() && b.is_finite() && a <= b,
                 Kind::Duration(a, b) => a <= b,
+                Kind::Rate(a, b) => a <= b,
                 Kind::OneOf(_) => true,
             };
             if ordered { Ok(k) } else { Err("min must not exceed max".into()) }
@@ -96,6 +107,13 @@ fn draw(k: &Kind, rng: &mut SimRng) -> Value {
                 rng.random_range(lo..=hi)
             };
             Value::String(Dur::from_micros(us).to_string())
+        }
+        Kind::Rate(a, b) => {
+            // Whole units of the coarsest unit both bounds are written in (MiB for
+            // "1MiB/s".."64MiB/s"), so the report shows readable values.
+            let unit = ByteRate::common_unit(*a, *b);
+            let n = rng.random_range(a.0 / unit..=b.0 / unit);
+            Value::String(ByteRate(n * unit).to_string())
         }
         Kind::OneOf(list) => list[rng.random_range(0..list.len())].clone(),
     }
@@ -195,6 +213,7 @@ impl LoadedScenario {
                 Kind::Int(a, b) => vec![Value::Integer(a), Value::Integer(b)],
                 Kind::Float(a, b) => vec![Value::Float(a), Value::Float(b)],
                 Kind::Duration(a, b) => vec![Value::String(a.to_string()), Value::String(b.to_string())],
+                Kind::Rate(a, b) => vec![Value::String(a.to_string()), Value::String(b.to_string())],
                 Kind::OneOf(list) => list,
             };
             for v in probes {

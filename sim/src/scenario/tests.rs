@@ -281,3 +281,78 @@ fn line_index_locates_offsets() {
     assert_eq!(idx.locate(7), (4, 1));
     assert_eq!(idx.locate(999), (4, 4));
 }
+
+#[test]
+fn distribution_budget_parses_units_and_defaults_to_pyiles() {
+    let s = load_resolve(BASE, 1).unwrap().scenario;
+    assert_eq!(s.authenticator.distribution_budget.bytes_per_sec(), pyile::DEFAULT_DISTRIBUTION_BUDGET);
+    for (written, bytes) in [
+        ("64MiB/s", 64 << 20),
+        ("500KB/s", 500_000),
+        ("1GB/s", 1_000_000_000),
+        ("2GiB/s", 2 << 30),
+        ("1.5MB/s", 1_500_000),
+        ("100B/s", 100),
+        ("unbounded", 0),
+    ] {
+        let text = format!("{BASE}\n[authenticator]\ndistribution_budget = \"{written}\"\n");
+        let s = load_resolve(&text, 1).unwrap_or_else(|e| panic!("{written}: {e}")).scenario;
+        assert_eq!(s.authenticator.distribution_budget.bytes_per_sec(), bytes, "{written}");
+    }
+}
+
+#[test]
+fn a_bad_distribution_budget_names_its_line_and_column() {
+    for (value, want) in [
+        ("\"64MiB\"", "must end in /s"),
+        ("\"64\"", "missing unit"),
+        ("\"64 mbps\"", "must end in /s"),
+        ("\"64Mb/s\"", "unknown unit"),
+        ("\"0KB/s\"", "write \"unbounded\""),
+        ("\"0.5B/s\"", "whole number of bytes"),
+        ("\"none\"", "missing number"),
+        ("67108864", "byte rate string"),
+    ] {
+        let text = format!("{BASE}\n[authenticator]\nheartbeat_interval = \"1s\"\ndistribution_budget = {value}\n");
+        let err = load(&text).unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.starts_with("t.toml:13:23: "), "{value}: {shown}");
+        assert!(shown.contains(want), "{value}: wanted {want:?} in {shown:?}");
+    }
+}
+
+#[test]
+fn distribution_budget_can_be_drawn_at_random() {
+    let text = format!(
+        "{BASE}\n[random]\n\"authenticator.distribution_budget\" = {{ min = \"1MiB/s\", max = \"64MiB/s\" }}\n\"network.max_latency\" = {{ min = \"5ms\", max = \"10ms\" }}\n"
+    );
+    let src = load(&text).unwrap();
+    let mut seen = BTreeSet::new();
+    for seed in 0..30 {
+        let r = src.resolve(seed).unwrap();
+        let b = r.scenario.authenticator.distribution_budget.bytes_per_sec();
+        assert!(((1 << 20)..=(64 << 20)).contains(&b), "{b}");
+        assert_eq!(b % (1 << 20), 0, "MiB bounds draw whole MiB");
+        let shown = r.scenario.authenticator.distribution_budget.to_string();
+        assert!(r.drawn_cell().contains(&format!("authenticator.distribution_budget={shown}")), "{}", r.drawn_cell());
+        seen.insert(b);
+    }
+    assert!(seen.len() > 10, "different seeds draw different budgets");
+    let one_of = format!("{BASE}\n[random]\n\"authenticator.distribution_budget\" = {{ one_of = [\"unbounded\", \"8MB/s\"] }}\n");
+    let src = load(&one_of).unwrap();
+    let drawn: BTreeSet<u64> =
+        (0..20).map(|seed| src.resolve(seed).unwrap().scenario.authenticator.distribution_budget.bytes_per_sec()).collect();
+    assert_eq!(drawn, BTreeSet::from([0, 8_000_000]));
+    // Bad draws are errors at the [random] line, when the file loads.
+    for bad in [
+        "{ min = \"unbounded\", max = \"1MiB/s\" }",
+        "{ min = \"1MiB/s\", max = \"2s\" }",
+        "{ min = \"64MiB/s\", max = \"1MiB/s\" }",
+        "{ min = \"fast\", max = \"faster\" }",
+        "{ one_of = [\"64MiB\"] }",
+    ] {
+        let text = format!("{BASE}\n[random]\n\"authenticator.distribution_budget\" = {bad}\n");
+        let (line, msg) = err_line(load(&text));
+        assert_eq!(line, 12, "{bad}: {msg}");
+    }
+}
