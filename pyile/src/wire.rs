@@ -461,13 +461,11 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// Reads until one whole value is buffered and hands its bytes to `parse`.
     async fn next_with<T>(
         &mut self,
-        parse: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
+        parse: impl Fn(&[u8]) -> Result<T, DecodeError>,
     ) -> Result<T, DecodeError> {
-        let mut parse = Some(parse);
         loop {
             match self.scanner.scan(&self.buf) {
                 Scan::Complete { start, end } => {
-                    let parse = parse.take().expect("a value is parsed once");
                     let parsed = parse(&self.buf[start..end]);
                     self.last_len = end - start;
                     self.buf.drain(..end);

@@ -81,11 +81,24 @@ impl Drop for Proc {
     }
 }
 
-fn start_auth(password_file: &std::path::Path) -> (Proc, String) {
-    let mut auth = Proc::spawn(Command::new(BIN).args(["auth", "--listen", "127.0.0.1:0", "--password-file"]).arg(password_file));
+/// `pyile auth` on a free loopback port, its password in a file of a fresh
+/// directory `name` (removed by the caller); returns it and its auth address.
+fn start_auth(name: &str, password: &str) -> (Proc, String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, format!("{password}\n")).unwrap();
+    let mut auth = Proc::spawn(Command::new(BIN).args(["auth", "--listen", "127.0.0.1:0", "--password-file"]).arg(&pw));
     let line = auth.wait_line("listening", |l| l.starts_with("listening "));
     let addr = line.split_whitespace().find_map(|w| w.strip_prefix("auth=")).expect("auth= in the listening line");
-    (auth, addr.to_owned())
+    (auth, addr.to_owned(), dir)
+}
+
+/// Everything the (exited) process wrote on stderr.
+fn stderr_of(p: &mut Proc) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(p.child.stderr.as_mut().unwrap(), &mut text).unwrap();
+    text
 }
 
 fn join(target: &str, alias: &str, password: &str, ip: &str) -> Proc {
@@ -98,11 +111,7 @@ fn join(target: &str, alias: &str, password: &str, ip: &str) -> Proc {
 
 #[test]
 fn auth_and_two_interactive_joiners_chat_as_the_readme_says() {
-    let dir = std::env::temp_dir().join(format!("pyile-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pw = dir.join("pw");
-    std::fs::write(&pw, "correct horse\n").unwrap();
-    let (_auth, target) = start_auth(&pw);
+    let (_auth, target, dir) = start_auth("pyile-cli", "correct horse");
 
     let mut bob = join(&target, "bob", "correct horse", "127.0.9.1");
     bob.wait_line("joined", |l| l.starts_with("joined "));
@@ -135,17 +144,12 @@ fn auth_and_two_interactive_joiners_chat_as_the_readme_says() {
 
 #[test]
 fn a_wrong_password_is_one_error_line_and_a_failing_exit() {
-    let dir = std::env::temp_dir().join(format!("pyile-cli-wrong-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pw = dir.join("pw");
-    std::fs::write(&pw, "right\n").unwrap();
-    let (_auth, target) = start_auth(&pw);
+    let (_auth, target, dir) = start_auth("pyile-cli-wrong", "right");
 
     let mut mallory = join(&target, "mallory", "wrong", "127.0.9.3");
     let status = mallory.wait_exit();
     assert!(!status.success(), "a refused join exits non-zero");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(mallory.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let stderr = stderr_of(&mut mallory);
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(errors.len(), 1, "one error line, got {stderr:?}");
     assert!(errors[0].contains("cannot join"), "{stderr:?}");
@@ -153,8 +157,7 @@ fn a_wrong_password_is_one_error_line_and_a_failing_exit() {
     // No password at all: a clear line too, before any connection.
     let mut nobody = Proc::spawn(Command::new(BIN).args(["join", "--target", &target]).env_remove("PYILE_PASSWORD"));
     assert!(!nobody.wait_exit().success());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(nobody.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let stderr = stderr_of(&mut nobody);
     assert!(stderr.contains("error: no password"), "{stderr:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
