@@ -18,7 +18,12 @@ fn loadgen_command(after: &str, index: usize, shards: usize) -> Vec<String> {
         if i == 0 && t.is_empty() {
             continue; // `exec loadgen` ended its line
         }
-        if t.is_empty() || t.starts_with('#') || t.ends_with(':') || t.starts_with("- {") || t.starts_with("volumeMounts") {
+        if t.is_empty()
+            || t.starts_with('#')
+            || t.ends_with(':')
+            || t.starts_with("- {")
+            || t.starts_with("volumeMounts")
+        {
             break;
         }
         text.push(' ');

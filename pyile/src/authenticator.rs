@@ -284,23 +284,27 @@ pub struct Authenticator<N: Network = crate::net::TokioNet> {
 impl<N: Network> Authenticator<N> {
     /// Binds the auth, distribution and peer sockets and starts serving.
     pub async fn start(net: N, cfg: AuthenticatorConfig) -> Result<Self, Error> {
-        let auth_listener = net
-            .bind(cfg.listen)
-            .await
-            .map_err(|source| Error::Io { what: "bind the auth socket", source })?;
-        let auth_addr = auth_listener.local_addr().map_err(|source| Error::Io { what: "auth socket address", source })?;
+        let auth_listener =
+            net.bind(cfg.listen).await.map_err(|source| Error::Io { what: "bind the auth socket", source })?;
+        let auth_addr =
+            auth_listener.local_addr().map_err(|source| Error::Io { what: "auth socket address", source })?;
         let ip_only = SocketAddr::new(cfg.listen.ip(), 0);
         let dist_listener =
             net.bind(ip_only).await.map_err(|source| Error::Io { what: "bind the distribution socket", source })?;
         let peer_listener =
             net.bind(ip_only).await.map_err(|source| Error::Io { what: "bind the peer socket", source })?;
-        let dist_addr = dist_listener.local_addr().map_err(|source| Error::Io { what: "dist socket address", source })?;
+        let dist_addr =
+            dist_listener.local_addr().map_err(|source| Error::Io { what: "dist socket address", source })?;
         let mut peer_addr =
             peer_listener.local_addr().map_err(|source| Error::Io { what: "peer socket address", source })?;
         if peer_addr.ip().is_unspecified() {
             // The member list needs a reachable address; on an unspecified
             // bind, advertise loopback (the auth socket's own IP is unknown).
-            peer_addr.set_ip(if peer_addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+            peer_addr.set_ip(if peer_addr.is_ipv4() {
+                [127, 0, 0, 1].into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
         }
 
         let (events, stream) = EventSink::channel(cfg.event_capacity);
@@ -646,7 +650,9 @@ async fn serve_joiner<N: Network>(
         let _ = timeout(io_limit, w.shutdown()).await;
         return;
     }
-    if let Err(e) = write_msg(&mut w, &Message::Banned { banned: false, version: Some(PROTOCOL_VERSION) }, io_limit).await {
+    if let Err(e) =
+        write_msg(&mut w, &Message::Banned { banned: false, version: Some(PROTOCOL_VERSION) }, io_limit).await
+    {
         return fail(e);
     }
 

@@ -79,9 +79,7 @@ impl Error {
         match self {
             Error::Authentication => "wrong_password",
             Error::Banned => "banned",
-            Error::Connection { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused => {
-                "refused"
-            }
+            Error::Connection { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused => "refused",
             Error::Connection { .. } => "connection",
             Error::Send { .. } => "send",
             Error::Receive { source: DecodeError::Eof { .. }, .. } => "closed",

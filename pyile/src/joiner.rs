@@ -157,7 +157,8 @@ impl<N: Network> Joiner<N> {
             .bind(SocketAddr::new(my_ip, cfg.peer_port))
             .await
             .map_err(|source| Error::Io { what: "bind the peer socket", source })?;
-        let mut peer_addr = listener.local_addr().map_err(|source| Error::Io { what: "peer socket address", source })?;
+        let mut peer_addr =
+            listener.local_addr().map_err(|source| Error::Io { what: "peer socket address", source })?;
         if peer_addr.ip().is_unspecified() {
             peer_addr.set_ip(my_ip);
         }
@@ -193,10 +194,8 @@ impl<N: Network> Joiner<N> {
         // authenticator gets exactly the v1 bytes.
         let v2 = auth_v2 && cfg.announce;
         // Password.
-        let shadow = Message::Shadow {
-            password: cfg.password.clone(),
-            version: cfg.announce.then_some(PROTOCOL_VERSION),
-        };
+        let shadow =
+            Message::Shadow { password: cfg.password.clone(), version: cfg.announce.then_some(PROTOCOL_VERSION) };
         send(timeout_at(deadline, w.write_all(&shadow.encode())).await, "send the password")?;
         match recv("password check")(timeout_at(deadline, reader.next()).await)? {
             Message::Authenticated(ok) => {

@@ -232,10 +232,14 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     if let Some(ip) = args.local_ip {
         cfg = cfg.local_ip(ip);
     }
-    let mut joiner = Joiner::join(TokioNet, args.target, cfg)
-        .await
-        .with_context(|| format!("cannot join {}", args.target))?;
-    println!("joined {} as {} ({} members); type to broadcast, /peers, /to IP:PORT text, /quit", args.target, joiner.peer_addr(), joiner.members().len());
+    let mut joiner =
+        Joiner::join(TokioNet, args.target, cfg).await.with_context(|| format!("cannot join {}", args.target))?;
+    println!(
+        "joined {} as {} ({} members); type to broadcast, /peers, /to IP:PORT text, /quit",
+        args.target,
+        joiner.peer_addr(),
+        joiner.members().len()
+    );
     let events = joiner.events().context("event stream already taken")?;
     let printer = tokio::spawn(print_joiner_events(events));
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -258,7 +262,13 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         } else if line == "/peers" {
             let list = joiner.members();
             for (i, m) in list.iter().enumerate() {
-                let who = if i == 0 { " (authenticator)" } else if *m == joiner.peer_addr() { " (you)" } else { "" };
+                let who = if i == 0 {
+                    " (authenticator)"
+                } else if *m == joiner.peer_addr() {
+                    " (you)"
+                } else {
+                    ""
+                };
                 println!("  {m}{who}");
             }
         } else if let Some(rest) = line.strip_prefix("/to ") {

@@ -83,11 +83,7 @@ impl Network for TokioNet {
     type Listener = tokio::net::TcpListener;
 
     async fn bind(&self, addr: SocketAddr) -> io::Result<Self::Listener> {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
         socket.listen(1024)
@@ -97,11 +93,8 @@ impl Network for TokioNet {
         let stream = match local_ip {
             None => tokio::net::TcpStream::connect(remote).await?,
             Some(ip) => {
-                let socket = if ip.is_ipv4() {
-                    tokio::net::TcpSocket::new_v4()?
-                } else {
-                    tokio::net::TcpSocket::new_v6()?
-                };
+                let socket =
+                    if ip.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
                 socket.bind(SocketAddr::new(ip, 0))?;
                 socket.connect(remote).await?
             }

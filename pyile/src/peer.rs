@@ -182,8 +182,7 @@ impl<N: Network> PeerCore<N> {
 
     /// Sends `data` to every member but this node.
     pub(crate) async fn broadcast(self: &Arc<Self>, data: &str) -> BroadcastReport {
-        let targets: Vec<SocketAddr> =
-            self.members.borrow().iter().copied().filter(|m| *m != self.peer_addr).collect();
+        let targets: Vec<SocketAddr> = self.members.borrow().iter().copied().filter(|m| *m != self.peer_addr).collect();
         let mut report = BroadcastReport::default();
         let permits = Arc::new(Semaphore::new(BROADCAST_CONCURRENCY));
         let mut set = tokio::task::JoinSet::new();

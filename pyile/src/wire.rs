@@ -183,10 +183,7 @@ impl Message {
             Message::PeerAddress(a) => json!({ "peer_address": addr_to_json(a) }),
             Message::Distro { members, version } => {
                 let mut m = Map::new();
-                m.insert(
-                    "distro".into(),
-                    Value::Array(members.iter().map(addr_to_json).collect()),
-                );
+                m.insert("distro".into(), Value::Array(members.iter().map(addr_to_json).collect()));
                 if let Some(v) = version {
                     m.insert("version".into(), json!(v));
                 }
@@ -459,10 +456,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     }
 
     /// Reads until one whole value is buffered and hands its bytes to `parse`.
-    async fn next_with<T>(
-        &mut self,
-        parse: impl Fn(&[u8]) -> Result<T, DecodeError>,
-    ) -> Result<T, DecodeError> {
+    async fn next_with<T>(&mut self, parse: impl Fn(&[u8]) -> Result<T, DecodeError>) -> Result<T, DecodeError> {
         loop {
             match self.scanner.scan(&self.buf) {
                 Scan::Complete { start, end } => {
@@ -475,9 +469,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                 Scan::NotAnObject(b) => {
                     self.buf.clear();
                     self.scanner = Scanner::default();
-                    return Err(DecodeError::InvalidJson(format!(
-                        "expected a JSON object, found byte 0x{b:02x}"
-                    )));
+                    return Err(DecodeError::InvalidJson(format!("expected a JSON object, found byte 0x{b:02x}")));
                 }
                 Scan::Incomplete => {}
             }
@@ -575,14 +567,8 @@ mod tests {
     #[test]
     fn reference_encodings() {
         assert_eq!(Message::Heartbeat.encode(), br#"{"<3":true}"#);
-        assert_eq!(
-            Message::PeerAddress(a("127.0.0.1:49123")).encode(),
-            br#"{"peer_address":["127.0.0.1",49123]}"#
-        );
-        assert_eq!(
-            Message::Banned { banned: false, version: None }.encode(),
-            br#"{"banned":false}"#
-        );
+        assert_eq!(Message::PeerAddress(a("127.0.0.1:49123")).encode(), br#"{"peer_address":["127.0.0.1",49123]}"#);
+        assert_eq!(Message::Banned { banned: false, version: None }.encode(), br#"{"banned":false}"#);
         // Python writes a space after the colon; any valid JSON is accepted.
         let v: Value = serde_json::from_str(r#"{"banned": false}"#).unwrap();
         assert_eq!(Message::from_json(v).unwrap(), Message::Banned { banned: false, version: None });
@@ -607,7 +593,12 @@ mod tests {
         assert_eq!(decode(r#"{"<3": true, "version": 0}"#), Message::VersionedHeartbeat { version: 0 });
         // Tolerant: a version that is not an unsigned integer, or other extra
         // keys, still make a heartbeat.
-        for s in [r#"{"<3": true, "version": null}"#, r#"{"<3": true, "version": -1}"#, r#"{"<3": true, "version": "7"}"#, r#"{"<3": true, "pyile": 2, "x": [1]}"#] {
+        for s in [
+            r#"{"<3": true, "version": null}"#,
+            r#"{"<3": true, "version": -1}"#,
+            r#"{"<3": true, "version": "7"}"#,
+            r#"{"<3": true, "pyile": 2, "x": [1]}"#,
+        ] {
             assert_eq!(decode(s), Message::Heartbeat, "{s}");
         }
         assert_eq!(Message::Authenticated(true).as_heartbeat(), None);
@@ -688,10 +679,9 @@ mod tests {
 
     #[test]
     fn echo_and_reference_chat_shapes() {
-        let chat: Value = serde_json::from_str(
-            r#"{"data": "yo", "alias": "py", "to": ["127.0.0.1", 4], "from": ["127.0.0.2", 5]}"#,
-        )
-        .unwrap();
+        let chat: Value =
+            serde_json::from_str(r#"{"data": "yo", "alias": "py", "to": ["127.0.0.1", 4], "from": ["127.0.0.2", 5]}"#)
+                .unwrap();
         let m = Message::from_json(chat.clone()).unwrap();
         assert!(matches!(&m, Message::Chat(c) if c.to == Recipient::Direct(a("127.0.0.1:4"))));
         let echo = json!({"data": chat, "alias": "rust"});
@@ -741,13 +731,14 @@ mod tests {
                 any::<u64>().prop_map(Message::DistToken),
                 Just(Message::Heartbeat),
                 any::<u64>().prop_map(|version| Message::VersionedHeartbeat { version }),
-                (".{0,60}", "[a-z{}\\[\\]\"]{0,10}", proptest::option::of(arb_addr()), arb_addr())
-                    .prop_map(|(data, alias, to, from)| Message::Chat(Chat {
+                (".{0,60}", "[a-z{}\\[\\]\"]{0,10}", proptest::option::of(arb_addr()), arb_addr()).prop_map(
+                    |(data, alias, to, from)| Message::Chat(Chat {
                         data,
                         alias,
                         to: to.map_or(Recipient::Broadcast, Recipient::Direct),
                         from,
-                    })),
+                    })
+                ),
             ]
         }
 

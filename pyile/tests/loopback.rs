@@ -18,8 +18,11 @@ async fn join_heartbeat_message_and_leave() {
 
     // Everyone converges on [auth, alice, bob].
     let expected = vec![auth.peer_addr(), alice.peer_addr(), bob.peer_addr()];
-    assert!(eventually(Duration::from_secs(3), || alice.members().members.to_vec() == expected
-        && bob.members().members.to_vec() == expected).await);
+    assert!(
+        eventually(Duration::from_secs(3), || alice.members().members.to_vec() == expected
+            && bob.members().members.to_vec() == expected)
+        .await
+    );
     assert_eq!(auth.members().members.to_vec(), expected);
 
     // Heartbeats flow for several intervals and nobody is removed.
@@ -37,31 +40,55 @@ async fn join_heartbeat_message_and_leave() {
     let got = wait_for(&mut b_events, Duration::from_secs(2), |k| matches!(k, EventKind::MessageReceived { .. })).await;
     match got.map(|e| e.kind) {
         Some(EventKind::MessageReceived { from, alias, broadcast, data, .. }) => {
-            assert_eq!((from, alias.as_str(), broadcast, data.as_str()), (alice.peer_addr(), "alice", true, "hello all"));
+            assert_eq!(
+                (from, alias.as_str(), broadcast, data.as_str()),
+                (alice.peer_addr(), "alice", true, "hello all")
+            );
         }
         other => panic!("bob got {other:?}"),
     }
-    assert!(wait_for(&mut auth_events, Duration::from_secs(2), |k| matches!(k, EventKind::MessageReceived { data, .. } if data == "hello all")).await.is_some());
+    assert!(
+        wait_for(
+            &mut auth_events,
+            Duration::from_secs(2),
+            |k| matches!(k, EventKind::MessageReceived { data, .. } if data == "hello all")
+        )
+        .await
+        .is_some()
+    );
 
     // Direct message from bob to alice, echoed.
     assert_eq!(bob.send(alice.peer_addr(), "psst").await.unwrap(), Delivery::Echoed);
     let got = wait_for(&mut a_events, Duration::from_secs(2), |k| matches!(k, EventKind::MessageReceived { .. })).await;
-    assert!(matches!(got.map(|e| e.kind), Some(EventKind::MessageReceived { broadcast: false, ref data, .. }) if data == "psst"));
+    assert!(
+        matches!(got.map(|e| e.kind), Some(EventKind::MessageReceived { broadcast: false, ref data, .. }) if data == "psst")
+    );
 
     // Bob leaves: the authenticator removes him and alice sees the list shrink.
     let bob_peer = bob.peer_addr();
     bob.leave().await;
     assert_eq!(bob.task_count(), 0);
     assert!(tokio::net::TcpStream::connect(bob_peer).await.is_err(), "bob's peer socket outlived him");
-    let removed = wait_for(&mut auth_events, Duration::from_secs(2), |k| matches!(k, EventKind::MemberRemoved { .. })).await;
-    assert!(matches!(removed.map(|e| e.kind), Some(EventKind::MemberRemoved { member, reason: RemovalReason::Closed }) if member == bob_peer));
-    assert!(eventually(Duration::from_secs(2), || alice.members().members.to_vec() == vec![auth.peer_addr(), alice.peer_addr()]).await);
+    let removed =
+        wait_for(&mut auth_events, Duration::from_secs(2), |k| matches!(k, EventKind::MemberRemoved { .. })).await;
+    assert!(
+        matches!(removed.map(|e| e.kind), Some(EventKind::MemberRemoved { member, reason: RemovalReason::Closed }) if member == bob_peer)
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || alice.members().members.to_vec()
+            == vec![auth.peer_addr(), alice.peer_addr()])
+        .await
+    );
 
     // The authenticator leaves: alice notices and ends by herself.
     auth.leave().await;
     assert_eq!(auth.task_count(), 0);
     tokio::time::timeout(Duration::from_secs(2), alice.closed()).await.expect("alice noticed the loss");
-    assert!(wait_for(&mut a_events, Duration::from_secs(1), |k| matches!(k, EventKind::AuthenticatorLost { .. })).await.is_some());
+    assert!(
+        wait_for(&mut a_events, Duration::from_secs(1), |k| matches!(k, EventKind::AuthenticatorLost { .. }))
+            .await
+            .is_some()
+    );
     assert_eq!(alice.task_count(), 0);
 }
 
@@ -87,7 +114,11 @@ async fn wrong_password_until_ban_and_correct_password_clears_count() {
     // ... and the third consecutive failure does.
     assert!(matches!(Joiner::join(TokioNet, target, cfg("nope")).await, Err(Error::Authentication)));
     assert_eq!(auth.banned(), vec![ip2]);
-    assert!(wait_for(&mut events, Duration::from_secs(1), |k| matches!(k, EventKind::Banned { ip } if *ip == ip2)).await.is_some());
+    assert!(
+        wait_for(&mut events, Duration::from_secs(1), |k| matches!(k, EventKind::Banned { ip } if *ip == ip2))
+            .await
+            .is_some()
+    );
     // Banned: even the right password gets {"banned": true}.
     assert!(matches!(Joiner::join(TokioNet, target, cfg("pw")).await, Err(Error::Banned)));
     // Other IPs are unaffected.
@@ -118,7 +149,8 @@ async fn a_burst_of_changes_coalesces_within_the_distribution_budget() {
     let gap = cfg.max_distribution_gap();
     assert_eq!(gap, interval * 2);
     let auth = Authenticator::start(TokioNet, cfg).await.unwrap();
-    let joiner_cfg = |alias: &str| joiner_config("pw", alias).heartbeat_interval(interval).heartbeat_timeout(interval * 5);
+    let joiner_cfg =
+        |alias: &str| joiner_config("pw", alias).heartbeat_interval(interval).heartbeat_timeout(interval * 5);
     let mut alice = Joiner::join(TokioNet, auth.auth_addr(), joiner_cfg("alice")).await.unwrap();
     let mut lists = alice.events().unwrap();
     assert!(eventually(Duration::from_secs(2), || alice.members().len() == 2).await);

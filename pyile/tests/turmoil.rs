@@ -738,9 +738,14 @@ fn dead_distribution_stream(seed: u64, settle: Duration) -> DeadDistRun {
     // Right after j1 received a heartbeat (and its answer is delivered),
     // nothing travels from the authenticator to j1 until the next heartbeat,
     // about an interval later.
-    let beats = |st: &State| st.events_of("j1").filter(|(_, k)| matches!(k, EventKind::HeartbeatReceived { .. })).count();
+    let beats =
+        |st: &State| st.events_of("j1").filter(|(_, k)| matches!(k, EventKind::HeartbeatReceived { .. })).count();
     let before = beats(&s.shared.borrow());
-    assert!(run_until(&mut s.sim, &s.shared, INTERVAL * 2, |st| beats(st) > before), "no heartbeat:\n{}", dump(&s.shared));
+    assert!(
+        run_until(&mut s.sim, &s.shared, INTERVAL * 2, |st| beats(st) > before),
+        "no heartbeat:\n{}",
+        dump(&s.shared)
+    );
     run_for(&mut s.sim, MAX_LATENCY + TICK * 2);
     let cut_at = s.sim.elapsed();
     let beats_at_cut = beats(&s.shared.borrow());
@@ -792,7 +797,9 @@ fn dead_distribution_stream(seed: u64, settle: Duration) -> DeadDistRun {
             .filter(|(at, k)| *at > published_at + TIMEOUT && matches!(k, EventKind::HeartbeatReceived { .. }))
             .count();
         assert!(late_beats >= 1, "j1 got no heartbeat after the cut: not a live auth connection");
-        assert!(!st.events_of("auth").any(|(_, k)| matches!(k, EventKind::HeartbeatMissed { peer, .. } if *peer == j1_old)));
+        assert!(
+            !st.events_of("auth").any(|(_, k)| matches!(k, EventKind::HeartbeatMissed { peer, .. } if *peer == j1_old))
+        );
         // Until then, j1 held the stale list.
         assert!(!st.events_of("j1").any(|(at, k)| at >= cut_at && matches!(k, EventKind::MemberListChanged { .. })));
         removed_at
@@ -842,8 +849,9 @@ fn dead_distribution_stream(seed: u64, settle: Duration) -> DeadDistRun {
 #[test]
 fn member_with_dead_distribution_stream_is_removed_and_rejoins() {
     let wall = std::time::Instant::now();
-    let runs: Vec<DeadDistRun> =
-        (1..=6u64).map(|seed| dead_distribution_stream(seed, INTERVAL * 2 + Duration::from_millis(seed * 29))).collect();
+    let runs: Vec<DeadDistRun> = (1..=6u64)
+        .map(|seed| dead_distribution_stream(seed, INTERVAL * 2 + Duration::from_millis(seed * 29)))
+        .collect();
     let stat = |f: fn(&DeadDistRun) -> Duration| {
         let v: Vec<Duration> = runs.iter().map(f).collect();
         (v.iter().min().copied().unwrap(), v.iter().max().copied().unwrap())
@@ -931,7 +939,10 @@ fn joiner_reports_its_list_version_only_to_a_protocol_2_authenticator() {
         let got: Vec<String> = answers.borrow().iter().map(|v| v.to_string()).collect();
         if announce {
             // The first answer may precede the versioned list; after it, version 7.
-            assert!(got.iter().all(|a| a == r#"{"<3":true,"version":0}"# || a == r#"{"<3":true,"version":7}"#), "{got:?}");
+            assert!(
+                got.iter().all(|a| a == r#"{"<3":true,"version":0}"# || a == r#"{"<3":true,"version":7}"#),
+                "{got:?}"
+            );
             assert_eq!(got.last().unwrap(), r#"{"<3":true,"version":7}"#);
         } else {
             assert!(got.iter().all(|a| a == r#"{"<3":true}"#), "{got:?}");
@@ -999,11 +1010,15 @@ fn authenticator_heartbeats_are_plain_and_both_answers_are_accepted() {
         let window = TIMEOUT * 4;
         run_for(&mut sim, window);
         let got: Vec<String> = beats.borrow().iter().map(|v| v.to_string()).collect();
-        assert!(got.len() as u32 >= (window.as_millis() / INTERVAL.as_millis()) as u32 - 2, "announce {announce}: {got:?}");
+        assert!(
+            got.len() as u32 >= (window.as_millis() / INTERVAL.as_millis()) as u32 - 2,
+            "announce {announce}: {got:?}"
+        );
         assert!(got.iter().all(|b| b == r#"{"<3":true}"#), "{got:?}");
         let st = shared.borrow();
         assert!(st.events_of("auth").any(|(_, k)| matches!(k, EventKind::MemberJoined { .. })));
-        let removed: Vec<_> = st.events_of("auth").filter(|(_, k)| matches!(k, EventKind::MemberRemoved { .. })).collect();
+        let removed: Vec<_> =
+            st.events_of("auth").filter(|(_, k)| matches!(k, EventKind::MemberRemoved { .. })).collect();
         assert!(removed.is_empty(), "announce {announce}: {removed:?}");
     }
 }

@@ -6,10 +6,10 @@
 //! therefore every report) does not depend on which thread finished first. The runner is
 //! passed in as a function so this module is tested without turmoil.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -17,7 +17,7 @@ use crate::metrics::{MetricId, Metrics};
 use crate::report::RunRecord;
 use crate::runner::RunOutput;
 use crate::scenario::{LoadedScenario, Resolved, ScenarioError};
-use crate::trace::{trace_path, Determinism, Trace, TraceError, TraceSummary};
+use crate::trace::{Determinism, Trace, TraceError, TraceSummary, trace_path};
 use crate::verdict::judge;
 
 /// A job could not produce a report row at all (as opposed to a run that failed its checks,
@@ -88,9 +88,7 @@ fn guarded(runner: RunFn, resolved: &Resolved, trace: Trace) -> Result<RunOutput
 /// Runs one job (twice with `check_determinism`) and builds its report row.
 pub fn run_job(job: Job<'_>, opts: &BatchOptions, several_runs: bool, runner: RunFn) -> Result<RunRecord, BatchError> {
     let src = job.scenario;
-    let resolved = src
-        .resolve(job.seed)
-        .map_err(|source| BatchError::Scenario { seed: job.seed, source })?;
+    let resolved = src.resolve(job.seed).map_err(|source| BatchError::Scenario { seed: job.seed, source })?;
     let name = &resolved.scenario.name;
     let mut first = Trace::new();
     if let Some(t) = &opts.trace {
@@ -145,31 +143,28 @@ pub fn run_batch(jobs: &[Job<'_>], opts: &BatchOptions, runner: RunFn) -> Vec<Re
     let threads = opts.threads.clamp(1, jobs.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(job) = jobs.get(i) else { break };
-                let r = run_job(*job, opts, several_runs, runner);
-                if !matches!(&r, Ok(rec) if rec.passed()) {
-                    failed.fetch_add(1, Ordering::Relaxed);
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let r = run_job(*job, opts, several_runs, runner);
+                    if !matches!(&r, Ok(rec) if rec.passed()) {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    pb.set_message(format!(
+                        "{} seed {} done, {} failed",
+                        job.scenario.scenario.name,
+                        job.seed,
+                        failed.load(Ordering::Relaxed)
+                    ));
+                    pb.inc(1);
+                    results.lock().expect("no worker panics while holding the lock")[i] = Some(r);
                 }
-                pb.set_message(format!(
-                    "{} seed {} done, {} failed",
-                    job.scenario.scenario.name,
-                    job.seed,
-                    failed.load(Ordering::Relaxed)
-                ));
-                pb.inc(1);
-                results.lock().expect("no worker panics while holding the lock")[i] = Some(r);
             });
         }
     });
     pb.finish_and_clear();
-    results
-        .into_inner()
-        .expect("workers done")
-        .into_iter()
-        .map(|r| r.expect("every job ran"))
-        .collect()
+    results.into_inner().expect("workers done").into_iter().map(|r| r.expect("every job ran")).collect()
 }
 
 /// Wall-clock metrics for a run (the only place wall time enters a report).

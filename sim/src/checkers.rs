@@ -419,10 +419,7 @@ impl Monitor {
         let own = host.and_then(|h| {
             self.hosts[h].active.iter().filter(|((k, _), _)| *k != Impairment::Loss).map(|(_, t)| *t).min()
         });
-        let since = [self.auth_fault_since, own]
-            .into_iter()
-            .flatten()
-            .min();
+        let since = [self.auth_fault_since, own].into_iter().flatten().min();
         if let Some(s) = since {
             self.auth_loss_detection.push((t - s).as_secs_f64());
         }
@@ -436,15 +433,34 @@ impl Monitor {
         let own = i.addr;
         let who = format!("joiner instance {inst}");
         if let (Some(prev), Some(v)) = (i.last_version, list.version)
-            && v < prev {
-                self.find(Severity::Safety, "view_regressed", format!("{inst}:{v}"), t, format!("{who} received list v{v} after v{prev}"));
-            }
+            && v < prev
+        {
+            self.find(
+                Severity::Safety,
+                "view_regressed",
+                format!("{inst}:{v}"),
+                t,
+                format!("{who} received list v{v} after v{prev}"),
+            );
+        }
         for m in &list.members {
             if self.banned.contains(&m.ip()) || self.attacker_ips.contains(&m.ip()) {
-                self.find(Severity::Safety, "banned_member", format!("j:{m}"), t, format!("{who} holds {m}, a banned/attacker IP"));
+                self.find(
+                    Severity::Safety,
+                    "banned_member",
+                    format!("j:{m}"),
+                    t,
+                    format!("{who} holds {m}, a banned/attacker IP"),
+                );
             }
             if Some(*m) != own && !self.admitted.contains(m) && !self.auth_peers.contains(m) {
-                self.find(Severity::Safety, "unknown_member", format!("{m}"), t, format!("{who} holds {m}, never admitted by the authenticator"));
+                self.find(
+                    Severity::Safety,
+                    "unknown_member",
+                    format!("{m}"),
+                    t,
+                    format!("{who} holds {m}, never admitted by the authenticator"),
+                );
             }
         }
         let i = self.instances.get_mut(&inst).unwrap();
@@ -485,7 +501,13 @@ impl Monitor {
     pub fn member_joined(&mut self, t: Duration, member: SocketAddr, source: IpAddr) {
         self.admitted.insert(member);
         if self.banned.contains(&source) || self.attacker_ips.contains(&source) {
-            self.find(Severity::Safety, "banned_member", format!("a:{member}"), t, format!("admitted {member} from banned/attacker IP {source}"));
+            self.find(
+                Severity::Safety,
+                "banned_member",
+                format!("a:{member}"),
+                t,
+                format!("admitted {member} from banned/attacker IP {source}"),
+            );
         }
     }
 
@@ -494,7 +516,13 @@ impl Monitor {
         self.count(MetricId::ListChanges, 1.0);
         for m in &list.members {
             if self.banned.contains(&m.ip()) || self.attacker_ips.contains(&m.ip()) {
-                self.find(Severity::Safety, "banned_member", format!("a:{m}"), t, format!("authenticator list v{:?} holds {m}, a banned/attacker IP", list.version));
+                self.find(
+                    Severity::Safety,
+                    "banned_member",
+                    format!("a:{m}"),
+                    t,
+                    format!("authenticator list v{:?} holds {m}, a banned/attacker IP", list.version),
+                );
             }
         }
         self.auth_members = list.members.iter().copied().collect();
@@ -547,7 +575,10 @@ impl Monitor {
                 "false_removal",
                 format!("{member}"),
                 t,
-                format!("{member} removed ({reason:?}) though it and the authenticator had no fault since it joined at {}", Dur(joined)),
+                format!(
+                    "{member} removed ({reason:?}) though it and the authenticator had no fault since it joined at {}",
+                    Dur(joined)
+                ),
             );
         }
     }
@@ -572,7 +603,13 @@ impl Monitor {
         self.attempts_before_ban.push(f64::from(self.fail_counts.get(&ip).copied().unwrap_or(0)));
         if !self.attacker_ips.contains(&ip) {
             let host = self.host_ips.iter().position(|h| *h == ip);
-            self.find(Severity::Safety, "honest_banned", format!("{ip}"), t, format!("{ip} (host {host:?}) banned though it is not an attacker"));
+            self.find(
+                Severity::Safety,
+                "honest_banned",
+                format!("{ip}"),
+                t,
+                format!("{ip} (host {host:?}) banned though it is not an attacker"),
+            );
         }
     }
 
@@ -586,7 +623,13 @@ impl Monitor {
     /// An attacker's attempt ended; `admitted` if the join succeeded.
     pub fn attempt_result(&mut self, t: Duration, ip: IpAddr, correct: bool, admitted: bool) {
         if admitted && (self.banned.contains(&ip) || !correct) {
-            self.find(Severity::Safety, "banned_admitted", format!("{ip}"), t, format!("attacker {ip} admitted (correct password: {correct}) after its ban"));
+            self.find(
+                Severity::Safety,
+                "banned_admitted",
+                format!("{ip}"),
+                t,
+                format!("attacker {ip} admitted (correct password: {correct}) after its ban"),
+            );
         }
     }
 
@@ -632,7 +675,10 @@ impl Monitor {
                     "false_removal",
                     format!("{}", d.member),
                     d.at,
-                    format!("{} removed (DistributionLost) though its distribution stream ({}) never lost a segment", d.member, d.dist),
+                    format!(
+                        "{} removed (DistributionLost) though its distribution stream ({}) never lost a segment",
+                        d.member, d.dist
+                    ),
                 );
             }
         }
@@ -663,8 +709,9 @@ impl Monitor {
             }
             let _ = d.id;
             if let Some(addr) = self.instances[&d.inst].addr
-                && self.auth_members.contains(&addr) {
-                    self.find(
+                && self.auth_members.contains(&addr)
+            {
+                self.find(
                         Severity::Safety,
                         "stale_member",
                         format!("{addr}"),
@@ -676,7 +723,7 @@ impl Monitor {
                             Dur(d.since)
                         ),
                     );
-                }
+            }
         }
     }
 
@@ -690,7 +737,13 @@ impl Monitor {
             let reference = self.auth_versions.iter().rev().find(|(t, _)| *t <= cutoff).and_then(|(_, v)| *v);
             let mut ok = self.auth_running;
             if !self.auth_running {
-                self.find(Severity::Liveness, "not_converged", "auth".into(), end, "the authenticator is not running at the end".into());
+                self.find(
+                    Severity::Liveness,
+                    "not_converged",
+                    "auth".into(),
+                    end,
+                    "the authenticator is not running at the end".into(),
+                );
             }
             let live: Vec<(u64, Instance)> = self
                 .instances
@@ -705,19 +758,29 @@ impl Monitor {
                 let addr = i.addr.expect("joined");
                 if !self.auth_members.contains(&addr) {
                     ok = false;
-                    self.find(Severity::Liveness, "not_converged", format!("m{k}"), end, format!("live joiner instance {k} (slot {}, {addr}) is not in the authenticator's list", i.joiner));
+                    self.find(
+                        Severity::Liveness,
+                        "not_converged",
+                        format!("m{k}"),
+                        end,
+                        format!(
+                            "live joiner instance {k} (slot {}, {addr}) is not in the authenticator's list",
+                            i.joiner
+                        ),
+                    );
                 }
                 if let Some(v) = reference
-                    && i.last_version.is_none_or(|have| have < v) {
-                        ok = false;
-                        self.find(
+                    && i.last_version.is_none_or(|have| have < v)
+                {
+                    ok = false;
+                    self.find(
                             Severity::Liveness,
                             "not_converged",
                             format!("v{k}"),
                             end,
                             format!("live joiner instance {k} (slot {}, {addr}) holds v{:?}, the authenticator published v{v} by {}", i.joiner, i.last_version, Dur(cutoff)),
                         );
-                    }
+                }
             }
             m.set(MetricId::Converged, if ok { 1.0 } else { 0.0 });
         }
@@ -725,20 +788,56 @@ impl Monitor {
         for (id, v) in &self.counters {
             let v = match id {
                 MetricId::DistMsgsPerChange | MetricId::DistBytesPerChange => {
-                    if changes > 0.0 { v / changes } else { continue }
+                    if changes > 0.0 {
+                        v / changes
+                    } else {
+                        continue;
+                    }
                 }
                 _ => *v,
             };
             m.set(*id, v);
         }
-        for id in [MetricId::JoinsAttempted, MetricId::JoinsOk, MetricId::JoinsFailed, MetricId::FalseRemovals, MetricId::MsgsSent, MetricId::MsgsDelivered, MetricId::MsgsLost, MetricId::BannedIps, MetricId::AuthLostReports, MetricId::FaultsScheduled, MetricId::FaultsFired, MetricId::TimeoutRemovals, MetricId::DistLostRemovals, MetricId::DistStreamsLost, MetricId::Rejoins, MetricId::ListChanges] {
+        for id in [
+            MetricId::JoinsAttempted,
+            MetricId::JoinsOk,
+            MetricId::JoinsFailed,
+            MetricId::FalseRemovals,
+            MetricId::MsgsSent,
+            MetricId::MsgsDelivered,
+            MetricId::MsgsLost,
+            MetricId::BannedIps,
+            MetricId::AuthLostReports,
+            MetricId::FaultsScheduled,
+            MetricId::FaultsFired,
+            MetricId::TimeoutRemovals,
+            MetricId::DistLostRemovals,
+            MetricId::DistStreamsLost,
+            MetricId::Rejoins,
+            MetricId::ListChanges,
+        ] {
             if m.get(id).is_none() {
                 m.set(id, 0.0);
             }
         }
-        m.set_distribution(&self.join_latency, Some(MetricId::JoinLatencyP50), Some(MetricId::JoinLatencyP90), Some(MetricId::JoinLatencyMax));
-        m.set_distribution(&self.detection, Some(MetricId::DetectionLatencyP50), None, Some(MetricId::DetectionLatencyMax));
-        m.set_distribution(&self.convergence, Some(MetricId::ConvergenceP50), Some(MetricId::ConvergenceP90), Some(MetricId::ConvergenceMax));
+        m.set_distribution(
+            &self.join_latency,
+            Some(MetricId::JoinLatencyP50),
+            Some(MetricId::JoinLatencyP90),
+            Some(MetricId::JoinLatencyMax),
+        );
+        m.set_distribution(
+            &self.detection,
+            Some(MetricId::DetectionLatencyP50),
+            None,
+            Some(MetricId::DetectionLatencyMax),
+        );
+        m.set_distribution(
+            &self.convergence,
+            Some(MetricId::ConvergenceP50),
+            Some(MetricId::ConvergenceP90),
+            Some(MetricId::ConvergenceMax),
+        );
         m.set_distribution(&self.ban_latency, None, None, Some(MetricId::BanLatencyMax));
         m.set_distribution(&self.attempts_before_ban, None, None, Some(MetricId::AttemptsBeforeBanMax));
         m.set_distribution(&self.honest_flood_latency, None, None, Some(MetricId::HonestAdmitDuringFloodMax));

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::batch::{run_batch, BatchError, BatchOptions, Job};
+use crate::batch::{BatchError, BatchOptions, Job, run_batch};
 use crate::cost;
 use crate::metrics::{Better, MetricId};
-use crate::report::compare::{compare, Tolerances};
-use crate::report::{load_runs, render_table, write_reports, ReportError, RunRecord};
+use crate::report::compare::{Tolerances, compare};
+use crate::report::{ReportError, RunRecord, load_runs, render_table, write_reports};
 use crate::scenario::{LoadedScenario, ScenarioError, SeedSet};
 
 /// Default report directory.
@@ -43,7 +43,9 @@ pub enum CliError {
         source: BatchError,
     },
     /// `--scenario-hash` does not match the file.
-    #[error("{path}: file hash {actual} differs from --scenario-hash {expected}: the scenario changed since the run being replayed")]
+    #[error(
+        "{path}: file hash {actual} differs from --scenario-hash {expected}: the scenario changed since the run being replayed"
+    )]
     HashMismatch {
         /// The file.
         path: String,
@@ -267,7 +269,13 @@ fn cmd_run(a: RunArgs) -> Result<Outcome, Vec<CliError>> {
         (None, Some(spec)) => Some(SeedSet::parse(spec).map_err(|e| vec![CliError::Usage(format!("--seeds: {e}"))])?),
         (None, None) => None,
     };
-    let plan = RunPlan { seeds, check_determinism: a.check_determinism, trace: a.trace, threads: threads(a.threads), quiet: a.quiet };
+    let plan = RunPlan {
+        seeds,
+        check_determinism: a.check_determinism,
+        trace: a.trace,
+        threads: threads(a.threads),
+        quiet: a.quiet,
+    };
     let records = run_scenarios(&scenarios, &plan)?;
     print!("{}", render_table(&records));
     let files = write_reports(&a.out, &records).map_err(|e| vec![e.into()])?;
@@ -381,18 +389,21 @@ mod tests {
 
     #[test]
     fn command_line_shapes() {
-        let c = Cli::try_parse_from(["sim", "scenarios/churn.toml", "--seeds", "1..500", "--check-determinism"]).unwrap();
+        let c =
+            Cli::try_parse_from(["sim", "scenarios/churn.toml", "--seeds", "1..500", "--check-determinism"]).unwrap();
         assert!(c.command.is_none());
         assert_eq!(c.run.scenarios, [PathBuf::from("scenarios/churn.toml")]);
         assert_eq!(c.run.seeds.as_deref(), Some("1..500"));
         assert!(c.run.check_determinism);
         assert_eq!(c.run.out, PathBuf::from("reports"));
 
-        let c = Cli::try_parse_from(["sim", "a.toml", "b.toml", "--seed", "7", "--trace", "t.jsonl", "--out", "o"]).unwrap();
+        let c = Cli::try_parse_from(["sim", "a.toml", "b.toml", "--seed", "7", "--trace", "t.jsonl", "--out", "o"])
+            .unwrap();
         assert_eq!(c.run.scenarios.len(), 2);
         assert_eq!(c.run.seed, Some(7));
 
-        let c = Cli::try_parse_from(["sim", "compare", "reports", "reports/baseline", "--tolerance", "converged=0"]).unwrap();
+        let c = Cli::try_parse_from(["sim", "compare", "reports", "reports/baseline", "--tolerance", "converged=0"])
+            .unwrap();
         assert!(matches!(c.command, Some(Command::Compare { .. })));
         let c = Cli::try_parse_from(["sim", "baseline"]).unwrap();
         assert!(matches!(c.command, Some(Command::Baseline { .. })));

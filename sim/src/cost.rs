@@ -25,7 +25,7 @@
 
 use std::time::Duration;
 
-use crate::duration::{human_secs, Dur};
+use crate::duration::{Dur, human_secs};
 
 /// Measured (hosts, wall seconds per 60 simulated seconds at a 1 ms tick).
 pub const MEASURED: &[(f64, f64)] = &[(10.0, 1.0), (50.0, 25.0), (100.0, 151.0), (500.0, 27_360.0)];
@@ -91,8 +91,7 @@ pub struct CostEstimate {
 pub fn estimate(hosts: u64, joiners: u64, duration: Duration, tick: Duration) -> CostEstimate {
     let minutes = duration.as_secs_f64() / 60.0;
     let tick_factor = 0.001 / tick.as_secs_f64().max(1e-6);
-    let wall = wall_per_sim_minute(hosts as f64) * minutes * tick_factor
-        + PER_JOINER_MINUTE * joiners as f64 * minutes;
+    let wall = wall_per_sim_minute(hosts as f64) * minutes * tick_factor + PER_JOINER_MINUTE * joiners as f64 * minutes;
     CostEstimate { hosts, joiners, duration, tick, dist_bytes: 0.0, dist_rounds: 0, wall_secs: wall }
 }
 
@@ -398,7 +397,11 @@ mod tests {
         // Measured in release builds on the 2-core machine (seed 1).
         let scale = est("scale_1000.toml");
         let measured = 107.0;
-        assert!((scale.wall_secs - measured).abs() / measured < 0.3, "scale_1000 measured 1m47s, estimated {}", scale.wall_secs);
+        assert!(
+            (scale.wall_secs - measured).abs() / measured < 0.3,
+            "scale_1000 measured 1m47s, estimated {}",
+            scale.wall_secs
+        );
         // The run published 1,180 lists, ~2.08 MB of them delivered per change: ~2.46 GB.
         assert!((2.0e9..2.9e9).contains(&scale.dist_bytes), "{}", scale.dist_bytes);
         let w = scale.warning("scale_1000", 1, 1, 2).unwrap();
@@ -414,10 +417,18 @@ mod tests {
         let unbounded = scenario_estimate(&unbounded, 1);
         assert!((9.0e9..11.0e9).contains(&unbounded.dist_bytes), "{}", unbounded.dist_bytes);
         let measured = 253.0;
-        assert!((unbounded.wall_secs - measured).abs() / measured < 0.3, "unbounded measured 4m13s, estimated {}", unbounded.wall_secs);
+        assert!(
+            (unbounded.wall_secs - measured).abs() / measured < 0.3,
+            "unbounded measured 4m13s, estimated {}",
+            unbounded.wall_secs
+        );
         let churn = est("churn.toml");
         let measured = 2.4;
-        assert!((churn.wall_secs - measured).abs() / measured < 0.3, "churn measured 2.4 s, estimated {}", churn.wall_secs);
+        assert!(
+            (churn.wall_secs - measured).abs() / measured < 0.3,
+            "churn measured 2.4 s, estimated {}",
+            churn.wall_secs
+        );
         assert_eq!(churn.warning("churn", 3, 2, 2), None);
     }
 

@@ -78,9 +78,7 @@ impl FromStr for Dur {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = |reason| DurationError { input: s.to_string(), reason };
         let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| err("missing unit"))?;
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| err("missing unit"))?;
         let (num, unit) = t.split_at(split);
         if num.is_empty() {
             return Err(err("missing number"));
@@ -101,11 +99,7 @@ impl FromStr for Dur {
         if frac_part.contains('.') || (int_part.is_empty() && frac_part.is_empty()) {
             return Err(err("malformed number"));
         }
-        let int: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| err("number too large"))?
-        };
+        let int: u128 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| err("number too large"))? };
         let mut us = int.checked_mul(unit_us).ok_or_else(|| err("number too large"))?;
         let mut scale = unit_us;
         for d in frac_part.chars() {
@@ -132,12 +126,7 @@ impl fmt::Display for Dur {
         if us == 0 {
             return write!(f, "0s");
         }
-        for (unit, name) in [
-            (3_600_000_000u64, "h"),
-            (60_000_000, "m"),
-            (1_000_000, "s"),
-            (1_000, "ms"),
-        ] {
+        for (unit, name) in [(3_600_000_000u64, "h"), (60_000_000, "m"), (1_000_000, "s"), (1_000, "ms")] {
             if us.is_multiple_of(unit) {
                 return write!(f, "{}{}", us / unit, name);
             }

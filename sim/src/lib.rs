@@ -14,19 +14,19 @@
 //! - [`duration`], [`rate`], [`hash`], [`rng`]: small shared utilities (unit durations, byte
 //!   rates, FNV-1a, labelled seed derivation).
 
-pub mod duration;
-pub mod rate;
-pub mod hash;
-pub mod metrics;
-pub mod rng;
-pub mod scenario;
+pub mod batch;
+pub mod checkers;
+pub mod cli;
 pub mod cost;
+pub mod duration;
+pub mod hash;
+pub mod layout;
+pub mod metrics;
+pub mod rate;
 pub mod report;
+pub mod rng;
+pub mod runner;
+pub mod scenario;
+pub mod timeline;
 pub mod trace;
 pub mod verdict;
-pub mod batch;
-pub mod cli;
-pub mod runner;
-pub mod layout;
-pub mod timeline;
-pub mod checkers;

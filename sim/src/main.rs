@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sim::cli::{run, Cli, Outcome};
+use sim::cli::{Cli, Outcome, run};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

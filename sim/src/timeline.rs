@@ -13,7 +13,7 @@ use std::time::Duration;
 use rand::RngExt;
 
 use crate::layout::Layout;
-use crate::rng::{rng_for, SimRng};
+use crate::rng::{SimRng, rng_for};
 use crate::scenario::{Action, Direction, Pick, Scenario};
 
 /// Which hosts an operation hits, resolved when it fires.
@@ -207,7 +207,13 @@ impl Builder {
     }
 }
 
-fn selection(layout: &Layout, target: &str, hosts: Option<u32>, fraction: Option<f64>, pick: Option<Pick>) -> Selection {
+fn selection(
+    layout: &Layout,
+    target: &str,
+    hosts: Option<u32>,
+    fraction: Option<f64>,
+    pick: Option<Pick>,
+) -> Selection {
     Selection {
         hosts: layout.target_hosts(target),
         count: match (hosts, fraction) {
@@ -438,7 +444,8 @@ mod tests {
 
     #[test]
     fn ban_flood_attempts_then_correct() {
-        let s = scenario("[[timeline]]\nat = \"10s\"\naction = \"ban_flood\"\nattackers = 2\nattempts = 4\nrate = 2.0\n");
+        let s =
+            scenario("[[timeline]]\nat = \"10s\"\naction = \"ban_flood\"\nattackers = 2\nattempts = 4\nrate = 2.0\n");
         let v: Vec<Scheduled> = ops(&s, 1).into_iter().filter(|e| matches!(e.op, Op::Attempt { .. })).collect();
         assert_eq!(v.len(), 2 * 5);
         let host0: Vec<(u128, bool)> = v

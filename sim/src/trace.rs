@@ -164,16 +164,14 @@ impl Trace {
                 .map_err(|source| TraceError::Io { path: path.display().to_string(), source })?;
         }
         if self.divergence.is_none()
-            && let Some(reference) = &self.reference {
-                let expected = reference.get(self.events as usize);
-                if expected != Some(&line) {
-                    self.divergence = Some(Divergence {
-                        index: self.events,
-                        expected: expected.cloned(),
-                        actual: Some(line.clone()),
-                    });
-                }
+            && let Some(reference) = &self.reference
+        {
+            let expected = reference.get(self.events as usize);
+            if expected != Some(&line) {
+                self.divergence =
+                    Some(Divergence { index: self.events, expected: expected.cloned(), actual: Some(line.clone()) });
             }
+        }
         if let Some(keep) = &mut self.keep {
             keep.push(line);
         }
@@ -188,13 +186,14 @@ impl Trace {
         }
         if self.divergence.is_none()
             && let Some(reference) = &self.reference
-                && reference.len() as u64 > self.events {
-                    self.divergence = Some(Divergence {
-                        index: self.events,
-                        expected: reference.get(self.events as usize).cloned(),
-                        actual: None,
-                    });
-                }
+            && reference.len() as u64 > self.events
+        {
+            self.divergence = Some(Divergence {
+                index: self.events,
+                expected: reference.get(self.events as usize).cloned(),
+                actual: None,
+            });
+        }
         Ok(TraceSummary {
             hash: self.hasher.finish(),
             events: self.events,
@@ -224,7 +223,11 @@ impl Determinism {
             Some(d) => Determinism::Differs(d.clone()),
             None if first.hash != second.hash || first.events != second.events => {
                 // Only reachable if the second run was not compared line by line.
-                Determinism::Differs(Divergence { index: first.events.min(second.events), expected: None, actual: None })
+                Determinism::Differs(Divergence {
+                    index: first.events.min(second.events),
+                    expected: None,
+                    actual: None,
+                })
             }
             None => Determinism::Same,
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::duration::Dur;
-use crate::metrics::{format_value, MetricId, Metrics};
+use crate::metrics::{MetricId, Metrics, format_value};
 use crate::scenario::Expect;
 use crate::trace::Determinism;
 
@@ -79,13 +79,15 @@ pub fn check_expect(x: &Expect, m: &Metrics) -> Option<String> {
     };
     let shown = format_value(id, v);
     if let Some(lo) = x.min
-        && v < lo.value() {
-            return Some(format!("expect {} >= {lo}: got {shown}{why}", x.metric));
-        }
+        && v < lo.value()
+    {
+        return Some(format!("expect {} >= {lo}: got {shown}{why}", x.metric));
+    }
     if let Some(hi) = x.max
-        && v > hi.value() {
-            return Some(format!("expect {} <= {hi}: got {shown}{why}", x.metric));
-        }
+        && v > hi.value()
+    {
+        return Some(format!("expect {} <= {hi}: got {shown}{why}", x.metric));
+    }
     None
 }
 

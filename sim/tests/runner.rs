@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use sim::batch::{run_job, BatchOptions, Job};
+use sim::batch::{BatchOptions, Job, run_job};
 use sim::metrics::MetricId;
-use sim::runner::{run, run_with, Sabotage};
+use sim::runner::{Sabotage, run, run_with};
 use sim::scenario::LoadedScenario;
 use sim::trace::Trace;
 

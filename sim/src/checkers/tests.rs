@@ -216,7 +216,8 @@ fn unknown_member_fires_on_ghosts_but_not_on_the_joiners_own_first_list() {
     assert!(w.checks().is_empty(), "its own address before admission is fine");
     // A distribution that carries an address the authenticator never admitted (a ghost of
     // a half-finished handshake, as the reference leaves behind).
-    let ghost = ListView { version: Some(99), members: vec![addr(1, AUTH_PEER), addr(2, 50000), addr(3, 41000)], bytes: 90 };
+    let ghost =
+        ListView { version: Some(99), members: vec![addr(1, AUTH_PEER), addr(2, 50000), addr(3, 41000)], bytes: 90 };
     w.m.joiner_list(s(5.0), 1, &ghost);
     assert_eq!(w.checks(), ["unknown_member"]);
 }

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::RunRecord;
-use crate::metrics::{format_value, Better, MetricId};
+use crate::metrics::{Better, MetricId, format_value};
 
 /// Per-metric tolerances: the catalogue's defaults, with overrides.
 #[derive(Clone, Debug, Default)]
@@ -122,12 +122,8 @@ pub fn compare(new: &[RunRecord], base: &[RunRecord], tol: &Tolerances) -> Compa
     let mut changed_files = BTreeMap::new();
 
     for ((scenario, seed), n) in &new_by {
-        let fail = |what: String| CompareFailure {
-            scenario: scenario.clone(),
-            seed: *seed,
-            what,
-            replay: n.replay_command(),
-        };
+        let fail =
+            |what: String| CompareFailure { scenario: scenario.clone(), seed: *seed, what, replay: n.replay_command() };
         if n.determinism == "mismatch" {
             out.failures.push(fail("determinism mismatch: two runs of this seed differ".into()));
         }
@@ -163,11 +159,9 @@ pub fn compare(new: &[RunRecord], base: &[RunRecord], tol: &Tolerances) -> Compa
                         format_value(*id, abs)
                     )));
                 }
-                (None, Some(bv)) => out.failures.push(fail(format!(
-                    "{} has no value (baseline {})",
-                    id.name(),
-                    format_value(*id, bv)
-                ))),
+                (None, Some(bv)) => {
+                    out.failures.push(fail(format!("{} has no value (baseline {})", id.name(), format_value(*id, bv))))
+                }
                 _ => {}
             }
         }

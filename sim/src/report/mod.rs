@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::metrics::{format_value, percentile_sorted, MetricId, Metrics};
+use crate::metrics::{MetricId, Metrics, format_value, percentile_sorted};
 
 /// A report could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -311,7 +311,10 @@ pub fn summarize(records: &[RunRecord]) -> Vec<ScenarioSummary> {
                 scenario: name.to_string(),
                 runs: rs.len(),
                 passed: rs.iter().filter(|r| r.passed()).count(),
-                determinism_checked: rs.iter().filter(|r| r.determinism != "unchecked" && !r.determinism.is_empty()).count(),
+                determinism_checked: rs
+                    .iter()
+                    .filter(|r| r.determinism != "unchecked" && !r.determinism.is_empty())
+                    .count(),
                 determinism_ok: rs.iter().filter(|r| r.determinism == "ok").count(),
                 metrics,
             }
@@ -407,8 +410,7 @@ pub fn render_table(records: &[RunRecord]) -> String {
             }
             let _ = writeln!(out, "{}", line.trim_end());
         }
-        let mut failing: Vec<&RunRecord> =
-            records.iter().filter(|r| r.scenario == s.scenario && !r.passed()).collect();
+        let mut failing: Vec<&RunRecord> = records.iter().filter(|r| r.scenario == s.scenario && !r.passed()).collect();
         failing.sort_by_key(|r| r.seed);
         for r in failing {
             let _ = writeln!(out, "  FAIL seed {}:", r.seed);

@@ -1,4 +1,4 @@
-use super::compare::{compare, Tolerances};
+use super::compare::{Tolerances, compare};
 use super::*;
 
 fn temp_dir(name: &str) -> PathBuf {

@@ -75,9 +75,7 @@ impl Evidence {
 }
 
 fn wanted(m: &Metadata<'_>) -> bool {
-    m.is_event()
-        && m.target() == "turmoil"
-        && matches!(m.module_path(), Some("turmoil::top") | Some("turmoil::host"))
+    m.is_event() && m.target() == "turmoil" && matches!(m.module_path(), Some("turmoil::top") | Some("turmoil::host"))
 }
 
 /// The fields of one event that matter here.

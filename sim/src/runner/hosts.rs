@@ -326,13 +326,16 @@ async fn authenticator(ctx: HostCtx) -> turmoil::Result {
                 let (a, shared) = (auth.clone(), ctx.shared.clone());
                 tokio::task::spawn_local(async move {
                     let r = a.broadcast(&payload(size)).await;
-                    shared.push(host, Obs::BroadcastDone {
-                        at: clock.now(),
-                        inst: None,
-                        sent: r.sent,
-                        delivered: r.delivered,
-                        failed: r.failed,
-                    });
+                    shared.push(
+                        host,
+                        Obs::BroadcastDone {
+                            at: clock.now(),
+                            inst: None,
+                            sent: r.sent,
+                            delivered: r.delivered,
+                            failed: r.failed,
+                        },
+                    );
                 });
             }
         }
@@ -384,13 +387,16 @@ async fn joiner_agent(ctx: HostCtx) -> turmoil::Result {
                         let shared = ctx.shared.clone();
                         tokio::task::spawn_local(async move {
                             let r = j.broadcast(&payload(size)).await;
-                            shared.push(host, Obs::BroadcastDone {
-                                at: clock.now(),
-                                inst: Some(inst),
-                                sent: r.sent,
-                                delivered: r.delivered,
-                                failed: r.failed,
-                            });
+                            shared.push(
+                                host,
+                                Obs::BroadcastDone {
+                                    at: clock.now(),
+                                    inst: Some(inst),
+                                    sent: r.sent,
+                                    delivered: r.delivered,
+                                    failed: r.failed,
+                                },
+                            );
                         });
                     }
                 }

@@ -24,16 +24,16 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use pyile::{EventKind, HandshakeStage, LostReason, MemberList, RemovalReason};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::batch::set_wall_metrics;
 use crate::checkers::{Impairment, ListView, Monitor, MonitorConfig, Removal};
 use crate::hash::Fnv64;
-use crate::layout::{HostRole, Layout, AUTH_HOST};
+use crate::layout::{AUTH_HOST, HostRole, Layout};
 use crate::metrics::{MetricId, Metrics};
-use crate::rng::{derive_seed, rng_for, SimRng};
+use crate::rng::{SimRng, derive_seed, rng_for};
 use crate::scenario::{Action, Direction, Pick, Resolved, Scenario};
-use crate::timeline::{expand, pick_n, Op, Selection, Sender};
+use crate::timeline::{Op, Selection, Sender, expand, pick_n};
 use crate::trace::{Trace, TraceError, TraceEvent, TraceSummary};
 use crate::verdict::Finding;
 use evidence::Evidence;
@@ -170,17 +170,29 @@ fn describe(kind: &EventKind) -> (&'static str, Value) {
                 HandshakeStage::DistConnected => json!({"stage": "dist_connected"}),
             },
         ),
-        EventKind::Joined { peer_addr, list } => ("joined", json!({"peer": peer_addr.to_string(), "list": list_json(list)})),
-        EventKind::MemberJoined { member, source } => ("member_joined", json!({"member": member.to_string(), "source": source.to_string()})),
+        EventKind::Joined { peer_addr, list } => {
+            ("joined", json!({"peer": peer_addr.to_string(), "list": list_json(list)}))
+        }
+        EventKind::MemberJoined { member, source } => {
+            ("member_joined", json!({"member": member.to_string(), "source": source.to_string()}))
+        }
         EventKind::MemberListChanged { list, bytes } => ("list", json!({"list": list_json(list), "bytes": bytes})),
-        EventKind::MemberRemoved { member, reason } => ("member_removed", json!({"member": member.to_string(), "reason": format!("{reason:?}")})),
+        EventKind::MemberRemoved { member, reason } => {
+            ("member_removed", json!({"member": member.to_string(), "reason": format!("{reason:?}")}))
+        }
         EventKind::AuthFailed { ip, attempts } => ("auth_failed", json!({"ip": ip.to_string(), "attempts": attempts})),
         EventKind::Banned { ip } => ("banned", json!({"ip": ip.to_string()})),
         EventKind::BanRefused { ip } => ("ban_refused", json!({"ip": ip.to_string()})),
-        EventKind::HandshakeFailed { source, error } => ("handshake_failed", json!({"source": source.to_string(), "error": error})),
+        EventKind::HandshakeFailed { source, error } => {
+            ("handshake_failed", json!({"source": source.to_string(), "error": error}))
+        }
         EventKind::HeartbeatReceived { .. } => ("heartbeat", Value::Null),
-        EventKind::HeartbeatMissed { peer, silent_for } => ("heartbeat_missed", json!({"peer": peer.to_string(), "silent_us": silent_for.as_micros() as u64})),
-        EventKind::MessageReceived { from, broadcast, data, .. } => ("message", json!({"from": from.to_string(), "broadcast": broadcast, "len": data.len()})),
+        EventKind::HeartbeatMissed { peer, silent_for } => {
+            ("heartbeat_missed", json!({"peer": peer.to_string(), "silent_us": silent_for.as_micros() as u64}))
+        }
+        EventKind::MessageReceived { from, broadcast, data, .. } => {
+            ("message", json!({"from": from.to_string(), "broadcast": broadcast, "len": data.len()}))
+        }
         EventKind::MessageRefused { source } => ("message_refused", json!({"source": source.to_string()})),
         EventKind::AuthenticatorLost { reason } => (
             "authenticator_lost",
@@ -320,7 +332,12 @@ impl<'a> Driver<'a> {
 
     fn run(mut self) -> Result<RunOutput, TraceError> {
         let end = self.sc.duration.get();
-        self.record(Duration::ZERO, "sim", "start", json!({"seed": self.seed, "hosts": self.layout.hosts.len(), "joiners": self.layout.joiners.len()}))?;
+        self.record(
+            Duration::ZERO,
+            "sim",
+            "start",
+            json!({"seed": self.seed, "hosts": self.layout.hosts.len(), "joiners": self.layout.joiners.len()}),
+        )?;
         loop {
             let now = self.sim.elapsed();
             self.apply_due(now)?;
@@ -526,7 +543,12 @@ impl<'a> Driver<'a> {
                     self.monitor.impaired(now, h, Impairment::Partition, id as u64);
                 }
                 let names = self.names(&a);
-                self.record(now, "sim", "partition", json!({"id": id, "hosts": names, "direction": format!("{direction:?}").to_lowercase()}))?;
+                self.record(
+                    now,
+                    "sim",
+                    "partition",
+                    json!({"id": id, "hosts": names, "direction": format!("{direction:?}").to_lowercase()}),
+                )?;
                 self.partitions.insert(id, FaultRecord { pairs, direction, impaired });
             }
             Op::HealPartition { id } => self.heal(now, id)?,
@@ -713,12 +735,17 @@ impl<'a> Driver<'a> {
             Obs::Auth { at, kind } => {
                 match &kind {
                     EventKind::MemberJoined { member, source } => self.monitor.member_joined(at, *member, *source),
-                    EventKind::MemberListChanged { list, bytes } => self.monitor.auth_list(at, &list_view(list, *bytes)),
-                    EventKind::MemberRemoved { member, reason } => self.monitor.member_removed(at, *member, removal(reason)),
+                    EventKind::MemberListChanged { list, bytes } => {
+                        self.monitor.auth_list(at, &list_view(list, *bytes))
+                    }
+                    EventKind::MemberRemoved { member, reason } => {
+                        self.monitor.member_removed(at, *member, removal(reason))
+                    }
                     EventKind::AuthFailed { ip, attempts } => self.monitor.auth_failed(at, *ip, *attempts),
                     EventKind::Banned { ip } => self.monitor.banned(at, *ip),
                     EventKind::Lagged { dropped } => {
-                        self.error = Some(format!("authenticator events lagged ({dropped} dropped): checkers incomplete"));
+                        self.error =
+                            Some(format!("authenticator events lagged ({dropped} dropped): checkers incomplete"));
                     }
                     _ => {}
                 }
@@ -748,11 +775,14 @@ impl<'a> Driver<'a> {
                     EventKind::Joined { peer_addr, list } => {
                         self.monitor.joined(at, inst, *peer_addr, &list_view(list, 0));
                         if let Some(slot) = self.current_slot(inst)
-                            && self.slots[slot] == Slot::Joining(inst) {
-                                self.slots[slot] = Slot::Active(inst);
-                            }
+                            && self.slots[slot] == Slot::Joining(inst)
+                        {
+                            self.slots[slot] = Slot::Active(inst);
+                        }
                     }
-                    EventKind::MemberListChanged { list, bytes } => self.monitor.joiner_list(at, inst, &list_view(list, *bytes)),
+                    EventKind::MemberListChanged { list, bytes } => {
+                        self.monitor.joiner_list(at, inst, &list_view(list, *bytes))
+                    }
                     EventKind::AuthenticatorLost { .. } => self.monitor.auth_lost(at, inst),
                     EventKind::Lagged { dropped } => {
                         self.error = Some(format!("joiner events lagged ({dropped} dropped): checkers incomplete"));

@@ -1,6 +1,6 @@
 //! The runner on the real `scenarios/lossy_links.toml`: dead distribution streams.
 
-use crate::batch::{run_job, BatchOptions, Job};
+use crate::batch::{BatchOptions, Job, run_job};
 use crate::metrics::MetricId;
 use crate::scenario::LoadedScenario;
 

@@ -279,8 +279,7 @@ impl AuthSettings {
 
     /// The effective heartbeat timeout (explicit, or 3 × interval).
     pub fn heartbeat_timeout(&self) -> Dur {
-        self.heartbeat_timeout
-            .unwrap_or(Dur(self.heartbeat_interval.0 * 3))
+        self.heartbeat_timeout.unwrap_or(Dur(self.heartbeat_interval.0 * 3))
     }
 }
 
@@ -426,12 +425,7 @@ impl Action {
     pub fn is_fault(self) -> bool {
         matches!(
             self,
-            Action::Crash
-                | Action::Partition
-                | Action::Hold
-                | Action::BanFlood
-                | Action::Churn
-                | Action::Loss
+            Action::Crash | Action::Partition | Action::Hold | Action::BanFlood | Action::Churn | Action::Loss
         )
     }
 }
@@ -550,9 +544,31 @@ impl TimelineEntry {
         macro_rules! f {
             ($($name:ident),*) => { $( if self.$name.is_some() { v.push(stringify!($name)); } )* };
         }
-        f!(group, count, target, hosts, fraction, pick, direction, heal_after, release_after,
-           rejoin, stagger, until, join_rate, leave_rate, burst, burst_spread, rate, attackers,
-           attempts, then_correct, from, size, fail_rate);
+        f!(
+            group,
+            count,
+            target,
+            hosts,
+            fraction,
+            pick,
+            direction,
+            heal_after,
+            release_after,
+            rejoin,
+            stagger,
+            until,
+            join_rate,
+            leave_rate,
+            burst,
+            burst_spread,
+            rate,
+            attackers,
+            attempts,
+            then_correct,
+            from,
+            size,
+            fail_rate
+        );
         v
     }
 
@@ -703,10 +719,8 @@ impl LoadedScenario {
     /// Reads and parses a scenario file; syntax errors and unknown keys name their line.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ScenarioError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
         Self::from_text(path, text)
     }
 
@@ -747,10 +761,7 @@ impl LoadedScenario {
 }
 
 /// Deserializes TOML text, turning the toml crate's error into a one-line located error.
-pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    text: &str,
-) -> Result<T, ScenarioError> {
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ScenarioError> {
     toml::from_str::<T>(text).map_err(|e| {
         let msg = e.message().trim().replace('\n', "; ");
         match e.span() {
@@ -778,11 +789,7 @@ pub struct Resolved {
 impl Resolved {
     /// The drawn values as one report cell: `path=value;path=value`.
     pub fn drawn_cell(&self) -> String {
-        self.drawn
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(";")
+        self.drawn.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";")
     }
 }
 
@@ -809,8 +816,7 @@ impl Scenario {
 
     /// Simulated hosts: the authenticator, every group's hosts, every attacker.
     pub fn host_count(&self) -> u64 {
-        1 + self.joiners.iter().map(|g| u64::from(g.get_ref().hosts())).sum::<u64>()
-            + self.attacker_hosts()
+        1 + self.joiners.iter().map(|g| u64::from(g.get_ref().hosts())).sum::<u64>() + self.attacker_hosts()
     }
 
     /// Checks everything the types cannot: ranges, references between sections, fields that
@@ -819,9 +825,7 @@ impl Scenario {
     pub fn validate(&self, src: &LoadedScenario) -> Result<(), ScenarioError> {
         let orig = &src.scenario;
         let whole = |msg: String| Err(src.error(msg));
-        if self.name.is_empty()
-            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return whole(format!("name {:?} must be non-empty [A-Za-z0-9_-] (it names report files)", self.name));
         }
         if self.duration.0.is_zero() {
@@ -872,9 +876,10 @@ impl Scenario {
                 return at(format!("group {:?}: count and joiners_per_host must be >= 1", g.name));
             }
             if let Some(t) = g.join_at
-                && t >= self.duration {
-                    return at(format!("group {:?}: join_at {} is not before duration {}", g.name, t, self.duration));
-                }
+                && t >= self.duration
+            {
+                return at(format!("group {:?}: join_at {} is not before duration {}", g.name, t, self.duration));
+            }
         }
 
         let quiet_from = Dur(self.duration.0 - self.settle.0);
@@ -904,9 +909,13 @@ impl Scenario {
                 }
             }
             if let Some(g) = &e.group
-                && self.group(g).is_none() {
-                    return at(format!("unknown group {g:?} (groups: {})", names.iter().cloned().collect::<Vec<_>>().join(", ")));
-                }
+                && self.group(g).is_none()
+            {
+                return at(format!(
+                    "unknown group {g:?} (groups: {})",
+                    names.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
             if let Some(t) = &e.target {
                 if t != "authenticator" && t != "joiners" && self.group(t).is_none() {
                     return at(format!("unknown target {t:?}: use \"authenticator\", \"joiners\" or a group name"));
@@ -916,31 +925,43 @@ impl Scenario {
                 }
             }
             if let Some(f) = &e.from
-                && f != "authenticator" && f != "any" && self.group(f).is_none() {
-                    return at(format!("unknown sender {f:?}: use \"authenticator\", \"any\" or a group name"));
-                }
+                && f != "authenticator"
+                && f != "any"
+                && self.group(f).is_none()
+            {
+                return at(format!("unknown sender {f:?}: use \"authenticator\", \"any\" or a group name"));
+            }
             if e.hosts.is_some() && e.fraction.is_some() {
                 return at("give `hosts` or `fraction`, not both".into());
             }
             if let Some(f) = e.fraction
-                && !(f > 0.0 && f <= 1.0) {
-                    return at(format!("fraction {f} must be in (0, 1]"));
-                }
-            for (name, v) in [("hosts", e.hosts), ("count", e.count), ("burst", e.burst), ("attackers", e.attackers), ("attempts", e.attempts)] {
+                && !(f > 0.0 && f <= 1.0)
+            {
+                return at(format!("fraction {f} must be in (0, 1]"));
+            }
+            for (name, v) in [
+                ("hosts", e.hosts),
+                ("count", e.count),
+                ("burst", e.burst),
+                ("attackers", e.attackers),
+                ("attempts", e.attempts),
+            ] {
                 if v == Some(0) {
                     return at(format!("`{name}` must be >= 1"));
                 }
             }
             for (name, v) in [("rate", e.rate), ("join_rate", e.join_rate), ("leave_rate", e.leave_rate)] {
                 if let Some(v) = v
-                    && !(v.is_finite() && v >= 0.0) {
-                        return at(format!("`{name}` {v} must be a finite rate >= 0 (per second)"));
-                    }
+                    && !(v.is_finite() && v >= 0.0)
+                {
+                    return at(format!("`{name}` {v} must be a finite rate >= 0 (per second)"));
+                }
             }
             if let Some(u) = e.until
-                && (u <= e.at || u > self.duration) {
-                    return at(format!("until {u} must be after at {} and not after duration {}", e.at, self.duration));
-                }
+                && (u <= e.at || u > self.duration)
+            {
+                return at(format!("until {u} must be after at {} and not after duration {}", e.at, self.duration));
+            }
             match e.action {
                 Action::Churn => {
                     if e.until.is_none() {
@@ -952,7 +973,10 @@ impl Scenario {
                 }
                 Action::Broadcast => {
                     if e.until.is_some() != e.rate.is_some() {
-                        return at("broadcast over a window needs both `until` and `rate`; a one-off broadcast has neither".into());
+                        return at(
+                            "broadcast over a window needs both `until` and `rate`; a one-off broadcast has neither"
+                                .into(),
+                        );
                     }
                     if e.until.is_some() && e.count.is_some() {
                         return at("broadcast: `count` is for a one-off broadcast, not with `rate`".into());
@@ -961,27 +985,27 @@ impl Scenario {
                 Action::Partition => {
                     if e.heal_after.is_some() {
                         if let Some(end) = e.ends_at(a)
-                            && end > self.duration {
-                                return at(format!("heal_after ends at {end}, after duration {}", self.duration));
-                            }
+                            && end > self.duration
+                        {
+                            return at(format!("heal_after ends at {end}, after duration {}", self.duration));
+                        }
                     } else {
                         open_partitions.push(i);
                     }
                 }
-                Action::Hold
-                    if e.release_after.is_none() => {
-                        open_holds.push(i);
-                    }
+                Action::Hold if e.release_after.is_none() => {
+                    open_holds.push(i);
+                }
                 Action::Loss => {
                     if let Some(f) = e.fail_rate
-                        && !(0.0..1.0).contains(&f) {
-                            return at(format!("fail_rate {f} must be in [0, 1)"));
-                        }
-                }
-                Action::BanFlood
-                    if e.flood_rate() <= 0.0 => {
-                        return at("ban_flood needs a positive `rate`".into());
+                        && !(0.0..1.0).contains(&f)
+                    {
+                        return at(format!("fail_rate {f} must be in [0, 1)"));
                     }
+                }
+                Action::BanFlood if e.flood_rate() <= 0.0 => {
+                    return at("ban_flood needs a positive `rate`".into());
+                }
                 Action::Heal => open_partitions.clear(),
                 Action::Release => open_holds.clear(),
                 _ => {}
@@ -1002,15 +1026,16 @@ impl Scenario {
             }
         }
         if self.settle.0 > std::time::Duration::ZERO
-            && let Some(&i) = open_partitions.first().or(open_holds.first()) {
-                return Err(src.error_at(
+            && let Some(&i) = open_partitions.first().or(open_holds.first())
+        {
+            return Err(src.error_at(
                     orig.timeline[i].span(),
                     format!(
                         "`{}` is never healed/released, so the settle window is not fault-free; add heal_after/release_after, a later heal/release, or set settle = \"0s\"",
                         self.timeline[i].get_ref().action.name()
                     ),
                 ));
-            }
+        }
 
         for (i, x) in self.expect.iter().enumerate() {
             let x = x.get_ref();
@@ -1027,9 +1052,10 @@ impl Scenario {
                 }
             }
             if let (Some(lo), Some(hi)) = (x.min, x.max)
-                && lo.value() > hi.value() {
-                    return at(format!("min {lo} > max {hi}"));
-                }
+                && lo.value() > hi.value()
+            {
+                return at(format!("min {lo} > max {hi}"));
+            }
         }
         Ok(())
     }

@@ -16,10 +16,10 @@ use rand::RngExt;
 use serde::Deserialize;
 use toml::{Table, Value};
 
-use super::{parse_toml, LoadedScenario, Resolved, Scenario, ScenarioError};
+use super::{LoadedScenario, Resolved, Scenario, ScenarioError, parse_toml};
 use crate::duration::Dur;
 use crate::rate::ByteRate;
-use crate::rng::{rng_for, SimRng};
+use crate::rng::{SimRng, rng_for};
 
 /// How one value is drawn.
 #[derive(Clone, Debug, Deserialize)]
@@ -165,9 +165,8 @@ fn set_in(cur: &mut Value, segs: &[&str], depth: usize, value: Value) -> Result<
                     .ok_or_else(|| format!("no element named {seg:?} in {here}"))?,
             };
             let len = items.len();
-            let slot = items
-                .get_mut(idx)
-                .ok_or_else(|| format!("index {idx} out of range: {here} has {len} entries"))?;
+            let slot =
+                items.get_mut(idx).ok_or_else(|| format!("index {idx} out of range: {here} has {len} entries"))?;
             if last {
                 *slot = value;
                 return Ok(());
@@ -188,7 +187,8 @@ fn apply(src: &LoadedScenario, values: &[(String, Value, Range<usize>)]) -> Resu
     let mut doc = raw_doc(src)?;
     doc.remove("random");
     for (path, v, span) in values {
-        set_path(&mut doc, path, v.clone()).map_err(|m| src.error_at(span.clone(), format!("[random] {path:?}: {m}")))?;
+        set_path(&mut doc, path, v.clone())
+            .map_err(|m| src.error_at(span.clone(), format!("[random] {path:?}: {m}")))?;
     }
     let text = toml::to_string(&doc).map_err(|e| src.error(format!("[random]: cannot re-encode: {e}")))?;
     parse_toml::<Scenario>(&src.path, &text).map_err(|e| {

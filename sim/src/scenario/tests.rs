@@ -143,7 +143,10 @@ fn references_and_ranges_are_checked() {
         ("[[timeline]]\nat = \"5s\"\naction = \"join\"\ngroup = \"nope\"\n", "unknown group"),
         ("[[timeline]]\nat = \"5s\"\naction = \"crash\"\n", "needs `target`"),
         ("[[timeline]]\nat = \"70s\"\naction = \"heal\"\n", "not before duration"),
-        ("[[timeline]]\nat = \"5s\"\naction = \"partition\"\ntarget = \"g\"\nfraction = 1.5\nheal_after = \"1s\"\n", "fraction"),
+        (
+            "[[timeline]]\nat = \"5s\"\naction = \"partition\"\ntarget = \"g\"\nfraction = 1.5\nheal_after = \"1s\"\n",
+            "fraction",
+        ),
         ("[[timeline]]\nat = \"5s\"\naction = \"churn\"\ngroup = \"g\"\nuntil = \"20s\"\n", "positive `join_rate`"),
         ("[[timeline]]\nat = \"5s\"\naction = \"partition\"\ntarget = \"g\"\n", "never healed"),
         ("[[timeline]]\nat = \"45s\"\naction = \"partition\"\ntarget = \"g\"\nheal_after = \"10s\"\n", "settle window"),
@@ -161,15 +164,20 @@ fn references_and_ranges_are_checked() {
 
 #[test]
 fn a_partition_healed_later_or_settle_zero_is_fine() {
-    let healed = format!("{BASE}\n[[timeline]]\nat = \"5s\"\naction = \"partition\"\ntarget = \"g\"\n\n[[timeline]]\nat = \"20s\"\naction = \"heal\"\n");
+    let healed = format!(
+        "{BASE}\n[[timeline]]\nat = \"5s\"\naction = \"partition\"\ntarget = \"g\"\n\n[[timeline]]\nat = \"20s\"\naction = \"heal\"\n"
+    );
     load_resolve(&healed, 1).unwrap();
-    let open = format!("{BASE}\n[[timeline]]\nat = \"5s\"\naction = \"partition\"\ntarget = \"g\"\n").replace("settle = \"10s\"", "settle = \"0s\"");
+    let open = format!("{BASE}\n[[timeline]]\nat = \"5s\"\naction = \"partition\"\ntarget = \"g\"\n")
+        .replace("settle = \"10s\"", "settle = \"0s\"");
     load_resolve(&open, 1).unwrap();
 }
 
 #[test]
 fn host_count_packs_joiners() {
-    let text = format!("{BASE}\n[[joiners]]\nname = \"h\"\ncount = 11\njoiners_per_host = 5\n\n[[timeline]]\nat = \"5s\"\naction = \"ban_flood\"\nattackers = 4\n");
+    let text = format!(
+        "{BASE}\n[[joiners]]\nname = \"h\"\ncount = 11\njoiners_per_host = 5\n\n[[timeline]]\nat = \"5s\"\naction = \"ban_flood\"\nattackers = 4\n"
+    );
     let s = load_resolve(&text, 1).unwrap().scenario;
     assert_eq!(s.host_count(), 1 + 2 + 3 + 4);
     assert_eq!(s.joiner_count(), 21);
@@ -338,10 +346,13 @@ fn distribution_budget_can_be_drawn_at_random() {
         seen.insert(b);
     }
     assert!(seen.len() > 10, "different seeds draw different budgets");
-    let one_of = format!("{BASE}\n[random]\n\"authenticator.distribution_budget\" = {{ one_of = [\"unbounded\", \"8MB/s\"] }}\n");
+    let one_of = format!(
+        "{BASE}\n[random]\n\"authenticator.distribution_budget\" = {{ one_of = [\"unbounded\", \"8MB/s\"] }}\n"
+    );
     let src = load(&one_of).unwrap();
-    let drawn: BTreeSet<u64> =
-        (0..20).map(|seed| src.resolve(seed).unwrap().scenario.authenticator.distribution_budget.bytes_per_sec()).collect();
+    let drawn: BTreeSet<u64> = (0..20)
+        .map(|seed| src.resolve(seed).unwrap().scenario.authenticator.distribution_budget.bytes_per_sec())
+        .collect();
     assert_eq!(drawn, BTreeSet::from([0, 8_000_000]));
     // Bad draws are errors at the [random] line, when the file loads.
     for bad in [
