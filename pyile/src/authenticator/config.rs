@@ -1,0 +1,180 @@
+//! The authenticator's settings: [`AuthenticatorConfig`] and the bounds derived from it
+//! (heartbeat timeout, distribution gap and timeout), so every task and the state machine
+//! read one definition of each.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::event::DEFAULT_EVENT_CAPACITY;
+use crate::wire::DEFAULT_MAX_VALUE_LEN;
+
+/// Default auth port.
+pub const DEFAULT_AUTH_PORT: u16 = 4702;
+
+/// Default [`AuthenticatorConfig::distribution_budget`]: 64 MiB/s, about half
+/// a gigabit link. Rounds stay under the 10 ms distribution interval up to
+/// ~150 members; under constant churn 500 members wait ~80 ms between lists,
+/// 2,000 members ~1.3 s, 4,000 members ~5 s. Past ~4,300 members (2 s
+/// heartbeats) the gap stays at its cap, the heartbeat timeout, and a round
+/// costs more than the budget.
+pub const DEFAULT_DISTRIBUTION_BUDGET: u64 = 64 << 20;
+
+/// Settings of an [`Authenticator`](super::Authenticator); build with [`AuthenticatorConfig::new`]
+/// and the chained setters.
+#[derive(Clone, Debug)]
+pub struct AuthenticatorConfig {
+    pub(super) password: String,
+    pub(super) listen: SocketAddr,
+    pub(super) password_attempts: u32,
+    pub(super) heartbeat_interval: Duration,
+    pub(super) heartbeat_timeout: Option<Duration>,
+    pub(super) handshake_timeout: Duration,
+    pub(super) io_timeout: Duration,
+    pub(super) v1_pacing: Duration,
+    pub(super) distribution_interval: Duration,
+    pub(super) distribution_budget: u64,
+    pub(super) max_value_len: usize,
+    pub(super) max_handshakes: usize,
+    pub(super) event_capacity: usize,
+    pub(super) seed: u64,
+    pub(super) alias: String,
+}
+
+impl AuthenticatorConfig {
+    /// Defaults: listen on `0.0.0.0:4702`, 3 attempts, 2 s heartbeats,
+    /// 3 intervals of timeout, 5 s handshakes.
+    pub fn new(password: impl Into<String>) -> Self {
+        AuthenticatorConfig {
+            password: password.into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_AUTH_PORT)),
+            password_attempts: 3,
+            heartbeat_interval: Duration::from_secs(2),
+            heartbeat_timeout: None,
+            handshake_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(2),
+            v1_pacing: Duration::from_millis(50),
+            distribution_interval: Duration::from_millis(10),
+            distribution_budget: DEFAULT_DISTRIBUTION_BUDGET,
+            max_value_len: DEFAULT_MAX_VALUE_LEN,
+            max_handshakes: 8192,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+            seed: 0,
+            alias: "authenticator".into(),
+        }
+    }
+    /// Address of the auth socket (port 0 picks one). The distribution and
+    /// peer sockets bind the same IP on free ports.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+    /// Failed password attempts from one IP before it is banned (at least 1).
+    pub fn password_attempts(mut self, n: u32) -> Self {
+        self.password_attempts = n.max(1);
+        self
+    }
+    /// Time between heartbeats to each member.
+    pub fn heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat_interval = d;
+        self
+    }
+    /// Silence after which a member is removed (default: 3 intervals).
+    pub fn heartbeat_timeout(mut self, d: Duration) -> Self {
+        self.heartbeat_timeout = Some(d);
+        self
+    }
+    /// Bound on a whole handshake, distribution connection included.
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
+        self
+    }
+    /// Bound on one chat message's connect, write and echo.
+    pub fn io_timeout(mut self, d: Duration) -> Self {
+        self.io_timeout = d;
+        self
+    }
+    /// Gap between back-to-back writes to a reference (v1) joiner.
+    pub fn v1_pacing(mut self, d: Duration) -> Self {
+        self.v1_pacing = d;
+        self
+    }
+    /// Minimum gap between two lists to one protocol-2 member (coalescing window).
+    pub fn distribution_interval(mut self, d: Duration) -> Self {
+        self.distribution_interval = d;
+        self
+    }
+    /// Bytes per second that one full distribution round (the list to every
+    /// member) may cost the authenticator; 0 = unbounded. Every change sends
+    /// the whole list to every member, so a round costs members × list size
+    /// (O(n²): 2,000 members, ~90 MB). While changes keep coming, each
+    /// member's writer waits `members × list bytes / budget` (at least the
+    /// distribution interval, or the v1 pacing; at most the heartbeat
+    /// timeout, see [`AuthenticatorConfig::max_distribution_gap`]) before its
+    /// next list, so a
+    /// burst of changes coalesces instead of saturating the authenticator,
+    /// the network and every member's CPU. A change after a quiet spell is
+    /// still sent at once.
+    pub fn distribution_budget(mut self, bytes_per_second: u64) -> Self {
+        self.distribution_budget = bytes_per_second;
+        self
+    }
+    /// Bound on one incoming JSON value.
+    pub fn max_value_len(mut self, n: usize) -> Self {
+        self.max_value_len = n;
+        self
+    }
+    /// Bound on handshakes in progress at once; more connections are closed.
+    pub fn max_handshakes(mut self, n: usize) -> Self {
+        self.max_handshakes = n.max(1);
+        self
+    }
+    /// Capacity of the event channel.
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n;
+        self
+    }
+    /// Seed of the authenticator's RNG (heartbeat phases). All of its
+    /// randomness comes from here.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Alias used when sending chat messages.
+    pub fn alias(mut self, alias: impl Into<String>) -> Self {
+        self.alias = alias.into();
+        self
+    }
+    /// The effective heartbeat timeout.
+    pub fn effective_heartbeat_timeout(&self) -> Duration {
+        self.heartbeat_timeout.unwrap_or(self.heartbeat_interval * 3)
+    }
+    /// The configured heartbeat interval.
+    pub fn interval(&self) -> Duration {
+        self.heartbeat_interval
+    }
+    /// How long after a list's publication a protocol-2 member may still
+    /// answer heartbeats without holding it (or a newer one) before it is
+    /// removed with `RemovalReason::DistributionLost`: the heartbeat timeout
+    /// plus one interval. The extra interval is the heartbeat round a member
+    /// needs to report a list it just received, so a stall of the whole link
+    /// (a hold) that heartbeats tolerate — shorter than the heartbeat timeout
+    /// — never removes a member this way; a longer one is a heartbeat
+    /// timeout first.
+    ///
+    /// Plus the longest gap a member's writer may wait between two lists
+    /// ([`AuthenticatorConfig::max_distribution_gap`]): a list a member lacks
+    /// only because its writer is still pacing is not lost.
+    pub fn effective_distribution_timeout(&self) -> Duration {
+        self.effective_heartbeat_timeout() + self.heartbeat_interval + self.max_distribution_gap()
+    }
+    /// The longest a member's writer waits between two lists under churn:
+    /// the heartbeat timeout with a distribution budget, else the distribution
+    /// interval or the v1 pacing, whichever is longer.
+    pub fn max_distribution_gap(&self) -> Duration {
+        if self.distribution_budget > 0 {
+            self.effective_heartbeat_timeout().max(self.distribution_interval).max(self.v1_pacing)
+        } else {
+            self.distribution_interval.max(self.v1_pacing)
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The handshake: the accept loops, one task per auth connection walking a joiner through
+//! banned status, password, peer address, first list and distribution address, and the
+//! pairing of each distribution connection with the handshake it completes.
+//!
+//! Unlike the reference, which handles every handshake inside one accept loop (so one silent
+//! joiner stalls all others), each connection gets its own task and every read and write has
+//! a deadline. A joiner becomes a member only when its distribution connection arrives;
+//! until then it is a pending entry in the state that disappears if the handshake fails.
+//! Once admitted, the same task runs the member's heartbeats until it is removed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::time::{Instant, sleep, timeout};
+use tracing::{debug, info, warn};
+
+use super::state::PasswordCheck;
+use super::{Shared, distribution, heartbeat};
+use crate::event::{EventKind, RemovalReason};
+use crate::net::{Listener, NetStream, Network};
+use crate::wire::{Message, MessageReader, PROTOCOL_VERSION};
+
+/// Accepts auth connections, at most `max_handshakes` handshakes at once.
+pub(super) async fn accept_auth<N: Network>(shared: Arc<Shared<N>>, listener: N::Listener) {
+    let permits = Arc::new(Semaphore::new(shared.cfg.max_handshakes));
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, source)) => {
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    warn!(%source, "too many handshakes in progress; connection closed");
+                    continue;
+                };
+                let s = shared.clone();
+                shared.tracker.spawn(async move {
+                    let cancel = s.cancel.clone();
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => {}
+                        _ = serve_joiner(s, stream, source, permit) => {}
+                    }
+                });
+            }
+            Err(e) => {
+                // e.g. out of file descriptors: back off instead of spinning.
+                warn!("auth accept failed: {e}");
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Accepts distribution connections and pairs each with its pending handshake.
+pub(super) async fn accept_dist<N: Network>(shared: Arc<Shared<N>>, listener: N::Listener) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, source)) => {
+                let s = shared.clone();
+                shared.tracker.spawn(async move {
+                    let cancel = s.cancel.clone();
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => {}
+                        _ = pair_dist(s, stream, source) => {}
+                    }
+                });
+            }
+            Err(e) => {
+                warn!("distribution accept failed: {e}");
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Pairs a distribution connection with the pending joiner it belongs to: by the token a
+/// protocol-2 joiner sends first, else the oldest pending reference joiner from the same IP
+/// (see [`AuthState::claim_pending`](super::state::AuthState::claim_pending)).
+async fn pair_dist<N: Network>(shared: Arc<Shared<N>>, stream: N::Stream, source: SocketAddr) {
+    let ip = source.ip();
+    let (r, w) = tokio::io::split(stream);
+    let mut reader = MessageReader::with_limit(r, shared.cfg.max_value_len);
+    let expect_token = shared.lock().expects_token(ip);
+    let token = if expect_token {
+        match timeout(shared.cfg.handshake_timeout, reader.next()).await {
+            Ok(Ok(Message::DistToken(t))) => Some(t),
+            Ok(Ok(other)) => {
+                warn!(%source, "distribution connection sent {} instead of its token", other.kind());
+                return;
+            }
+            Ok(Err(e)) => {
+                debug!(%source, "distribution connection failed before its token: {e}");
+                return;
+            }
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let pending = shared.lock().claim_pending(ip, token);
+    match pending {
+        Some(tx) => {
+            let _ = tx.send((reader, w));
+        }
+        None => warn!(%source, ?token, "distribution connection matches no pending joiner; closed"),
+    }
+}
+
+/// Removes a pending entry when its handshake ends, however it ends.
+struct PendingGuard<'a, N: Network> {
+    shared: &'a Shared<N>,
+    token: u64,
+}
+
+impl<N: Network> Drop for PendingGuard<'_, N> {
+    fn drop(&mut self) {
+        self.shared.lock().drop_pending(self.token);
+    }
+}
+
+async fn write_msg<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message, limit: Duration) -> Result<(), String> {
+    match timeout(limit, w.write_all(&msg.encode())).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err(format!("write timed out after {limit:?}")),
+    }
+}
+
+/// Handshake on one auth connection, then the member's session.
+async fn serve_joiner<N: Network>(
+    shared: Arc<Shared<N>>,
+    stream: N::Stream,
+    source: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    let ip = source.ip();
+    let local_ip = stream.local_addr().map(|a| a.ip()).ok();
+    let (r, mut w) = tokio::io::split(stream);
+    let mut reader = MessageReader::with_limit(r, shared.cfg.max_value_len);
+    let deadline = Instant::now() + shared.cfg.handshake_timeout;
+    let fail = |error: String| {
+        info!(%source, "handshake failed: {error}");
+        shared.events.emit(EventKind::HandshakeFailed { source, error });
+    };
+    let io_limit = shared.cfg.handshake_timeout;
+
+    if shared.lock().is_banned(ip) {
+        info!(%ip, "banned address refused");
+        shared.events.emit(EventKind::BanRefused { ip });
+        let _ = write_msg(&mut w, &Message::Banned { banned: true, version: Some(PROTOCOL_VERSION) }, io_limit).await;
+        let _ = timeout(io_limit, w.shutdown()).await;
+        return;
+    }
+    if let Err(e) =
+        write_msg(&mut w, &Message::Banned { banned: false, version: Some(PROTOCOL_VERSION) }, io_limit).await
+    {
+        return fail(e);
+    }
+
+    // Password.
+    let (password, v2) = match tokio::time::timeout_at(deadline, reader.next()).await {
+        Ok(Ok(Message::Shadow { password, version })) => (password, version.is_some_and(|v| v >= 2)),
+        Ok(Ok(other)) => return fail(format!("expected shadow, got {}", other.kind())),
+        Ok(Err(e)) => return fail(format!("reading the password: {e}")),
+        Err(_) => return fail("no password before the handshake timeout".into()),
+    };
+    let check = shared.lock().check_password(ip, &password);
+    match check {
+        PasswordCheck::Accepted => {}
+        PasswordCheck::Wrong { attempts, banned } => {
+            info!(%ip, attempts, "wrong password");
+            shared.events.emit(EventKind::AuthFailed { ip, attempts });
+            if banned {
+                warn!(%ip, attempts, "address banned");
+                shared.events.emit(EventKind::Banned { ip });
+            }
+            let _ = write_msg(&mut w, &Message::Authenticated(false), io_limit).await;
+            let _ = timeout(io_limit, w.shutdown()).await;
+            return;
+        }
+        PasswordCheck::BannedMeanwhile => {
+            // Another connection from this IP got it banned mid-handshake.
+            let _ = write_msg(&mut w, &Message::Authenticated(false), io_limit).await;
+            return fail("address was banned during the handshake".into());
+        }
+    }
+    if let Err(e) = write_msg(&mut w, &Message::Authenticated(true), io_limit).await {
+        return fail(e);
+    }
+
+    // Peer address.
+    let peer_addr = match tokio::time::timeout_at(deadline, reader.next()).await {
+        Ok(Ok(Message::PeerAddress(a))) if a.port() != 0 && !a.ip().is_unspecified() => a,
+        Ok(Ok(Message::PeerAddress(a))) => return fail(format!("unusable peer address {a}")),
+        Ok(Ok(other)) => return fail(format!("expected peer_address, got {}", other.kind())),
+        Ok(Err(e)) => return fail(format!("reading the peer address: {e}")),
+        Err(_) => return fail("no peer address before the handshake timeout".into()),
+    };
+
+    // Pending until the distribution connection arrives.
+    let (tx, rx) = oneshot::channel();
+    let (token, provisional) = shared.lock().add_pending(ip, v2, peer_addr, tx);
+    let guard = PendingGuard { shared: &shared, token };
+    // The joiner's own first list includes itself, as the reference sends it;
+    // unversioned, because it is not a committed list.
+    if let Err(e) = write_msg(&mut w, &Message::Distro { members: provisional, version: None }, io_limit).await {
+        return fail(e);
+    }
+    if !v2 {
+        sleep(shared.cfg.v1_pacing).await;
+    }
+    let mut dist_addr = shared.dist_addr;
+    if dist_addr.ip().is_unspecified()
+        && let Some(l) = local_ip
+    {
+        dist_addr.set_ip(l);
+    }
+    if let Err(e) = write_msg(&mut w, &Message::DistAddr { addr: dist_addr, token: Some(token) }, io_limit).await {
+        return fail(e);
+    }
+    let (dist_reader, dist_w) = match tokio::time::timeout_at(deadline, rx).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(_)) => return fail("pending entry dropped".into()),
+        Err(_) => return fail("no distribution connection before the handshake timeout".into()),
+    };
+    drop(guard);
+
+    // Commit: only now does the joiner become a member.
+    let member_cancel = shared.cancel.child_token();
+    let admission = {
+        let mut st = shared.lock();
+        let Some(adm) = st.admit(ip, peer_addr, member_cancel.clone(), shared.now()) else {
+            drop(st);
+            return fail("address was banned during the handshake".into());
+        };
+        for old in &adm.replaced {
+            old.attached.cancel();
+            shared.events.emit(EventKind::MemberRemoved { member: old.peer_addr, reason: RemovalReason::Replaced });
+        }
+        info!(member = %peer_addr, %ip, v2, "member joined");
+        shared.events.emit(EventKind::MemberJoined { member: peer_addr, source: ip });
+        // Still under the lock, so that versions and events come out in one order.
+        shared.announce(adm.list.clone());
+        adm
+    };
+    drop(permit);
+
+    distribution::spawn_writer(&shared, admission.id, v2, dist_reader, dist_w, member_cancel.clone());
+
+    // A protocol-2 member must report (at least) the list that admitted it.
+    let joined_version = admission.list.version.unwrap_or(0);
+    let floor = v2.then_some(joined_version - 1);
+    let reason = heartbeat::run(&shared, &mut reader, &mut w, peer_addr, admission.phase, floor, &member_cancel).await;
+    if let Some(reason) = reason {
+        shared.remove_member(admission.id, reason);
+    }
+    let _ = timeout(Duration::from_millis(100), w.shutdown()).await;
+}
