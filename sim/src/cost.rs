@@ -16,7 +16,7 @@
 //! before sending the newest list again, so the changes that arrive inside that gap
 //! coalesce into one round at its end, and a change after a quiet spell goes out at once.
 //! [`distribution_traffic`] replays the scheduled joins and leaves through that rule
-//! ([`Pacing`]). A join storm thus costs ~m³/3 entries only while rounds are cheaper than
+//! ([`Pacing`], which asks pyile's own pacing rule). A join storm thus costs ~m³/3 entries only while rounds are cheaper than
 //! the gap between changes, and about budget × its duration beyond. Measured with
 //! `scale_1000` (1,000 joiners, default 64 MiB/s budget, 1,180 changes, ~2.46 GB of
 //! simulated lists): 1 m 47 s wall, of which the host curve explains ~1 m 12 s; the rest
@@ -41,10 +41,6 @@ pub const SECS_PER_DIST_BYTE: f64 = 1.5e-8;
 
 /// Bytes of one member-list entry on the wire (`["192.168.0.10", 49153],`).
 pub const ENTRY_BYTES: f64 = 23.0;
-
-/// pyile's default distribution interval (`AuthenticatorConfig::distribution_interval`):
-/// the shortest gap between two lists to one protocol-2 member.
-pub const DISTRIBUTION_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Estimated wall seconds per seed above which a warning is printed.
 pub const WARN_SECONDS: f64 = 60.0;
@@ -95,18 +91,11 @@ pub fn estimate(hosts: u64, joiners: u64, duration: Duration, tick: Duration) ->
     CostEstimate { hosts, joiners, duration, tick, dist_bytes: 0.0, dist_rounds: 0, wall_secs: wall }
 }
 
-/// How the authenticator spaces distribution rounds (pyile's `round_gap` and the
-/// distribution writer loop in `authenticator.rs`).
+/// How the authenticator spaces distribution rounds, seen by member count: pyile's own
+/// [`pyile::authenticator::state::Pacing`] for a protocol-2 member (sim's joiners are), fed
+/// the list size a member count makes, so the model follows any change to the rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Pacing {
-    /// Distribution budget, bytes per second (0 = unbounded).
-    pub budget: u64,
-    /// Shortest gap after a list: the distribution interval.
-    pub min_gap: Duration,
-    /// Longest gap: the heartbeat timeout when there is a budget
-    /// (`AuthenticatorConfig::max_distribution_gap`).
-    pub max_gap: Duration,
-}
+pub struct Pacing(pyile::authenticator::state::Pacing);
 
 impl Pacing {
     /// The pacing of an authenticator configured with `a`.
@@ -116,22 +105,19 @@ impl Pacing {
 
     /// Pacing with `budget` bytes per second (0 = unbounded) and `heartbeat_timeout`.
     pub fn new(budget: u64, heartbeat_timeout: Duration) -> Self {
-        let min_gap = DISTRIBUTION_INTERVAL;
-        let max_gap = if budget > 0 { heartbeat_timeout.max(min_gap) } else { min_gap };
-        Pacing { budget, min_gap, max_gap }
+        let cfg = pyile::AuthenticatorConfig::new("")
+            .heartbeat_interval(heartbeat_timeout / 3)
+            .heartbeat_timeout(heartbeat_timeout)
+            .distribution_budget(budget);
+        Pacing(pyile::authenticator::state::Pacing::of(&cfg, true))
     }
 
     /// Seconds each member's writer waits after sending a list while `members` joiners are
-    /// members: the list (`members` + 1 entries, the authenticator's own first) times its
-    /// length, at the budget, clamped to `[min_gap, max_gap]`.
+    /// members: the list has `members` + 1 entries (the authenticator's own first) of
+    /// [`ENTRY_BYTES`] each.
     pub fn gap(&self, members: f64) -> f64 {
-        let min = self.min_gap.as_secs_f64();
-        if self.budget == 0 {
-            return min;
-        }
-        let entries = members + 1.0;
-        let round = entries * entries * ENTRY_BYTES;
-        (round / self.budget as f64).min(self.max_gap.as_secs_f64()).max(min)
+        let entries = members.max(0.0) + 1.0;
+        self.0.gap((entries * ENTRY_BYTES) as usize, entries as usize).as_secs_f64()
     }
 }
 
@@ -305,26 +291,24 @@ mod tests {
         (0..n).map(|k| (secs(t0 + k as f64 * every), 1)).collect()
     }
 
-    const DEFAULT: Pacing = Pacing {
-        budget: pyile::DEFAULT_DISTRIBUTION_BUDGET,
-        min_gap: DISTRIBUTION_INTERVAL,
-        max_gap: Duration::from_secs(6),
-    };
+    /// The default authenticator's pacing (64 MiB/s, 2 s heartbeats, 6 s timeout).
+    fn default_pacing() -> Pacing {
+        Pacing::new(pyile::DEFAULT_DISTRIBUTION_BUDGET, Duration::from_secs(6))
+    }
 
     #[test]
     fn gap_follows_pyile_round_gap() {
-        assert_eq!(Pacing::new(pyile::DEFAULT_DISTRIBUTION_BUDGET, Duration::from_secs(6)), DEFAULT);
+        let default = default_pacing();
         // pyile's DEFAULT_DISTRIBUTION_BUDGET docs: under the 10 ms interval up to ~150
         // members, ~80 ms at 500, ~1.3 s at 2,000, capped at the heartbeat timeout.
-        assert_eq!(DEFAULT.gap(100.0), 0.010);
-        let g500 = DEFAULT.gap(500.0);
+        assert_eq!(default.gap(100.0), 0.010);
+        let g500 = default.gap(500.0);
         assert!((0.07..0.10).contains(&g500), "{g500}");
-        let g2000 = DEFAULT.gap(2000.0);
+        let g2000 = default.gap(2000.0);
         assert!((1.1..1.6).contains(&g2000), "{g2000}");
-        assert_eq!(DEFAULT.gap(10_000.0), 6.0);
+        assert_eq!(default.gap(10_000.0), 6.0);
         // Unbounded: only the distribution interval, whatever the size.
         let unbounded = Pacing::new(0, Duration::from_secs(6));
-        assert_eq!(unbounded.max_gap, DISTRIBUTION_INTERVAL);
         assert_eq!(unbounded.gap(10_000.0), 0.010);
     }
 
@@ -350,8 +334,8 @@ mod tests {
         let end = 1000.0 * 60.0;
         let with = |leaves: Vec<(Duration, i8)>| {
             let all: Vec<_> = base.iter().copied().chain(leaves).collect();
-            let before = distribution_traffic(base.iter().copied(), 1000, &DEFAULT);
-            let after = distribution_traffic(all, 1000, &DEFAULT);
+            let before = distribution_traffic(base.iter().copied(), 1000, &default_pacing());
+            let after = distribution_traffic(all, 1000, &default_pacing());
             (after.rounds - before.rounds, after.bytes - before.bytes)
         };
         // A quiet spell, then one leave: sent at once; 49 more inside its gap (1 ms apart):
@@ -368,16 +352,20 @@ mod tests {
         let unbounded = Pacing::new(0, Duration::from_secs(6));
         let burst: Vec<_> = (0..50).map(|k| (secs(k as f64 * 0.011), 1)).collect();
         assert_eq!(distribution_traffic(burst.clone(), 50, &unbounded).rounds, 50);
-        assert_eq!(distribution_traffic(burst, 50, &DEFAULT).rounds, 50, "rounds of 50 members are under 10 ms");
+        assert_eq!(
+            distribution_traffic(burst, 50, &default_pacing()).rounds,
+            50,
+            "rounds of 50 members are under 10 ms"
+        );
     }
 
     #[test]
     fn a_budgeted_join_storm_costs_about_budget_times_its_length() {
         // scale_1000's storm: 1,000 joins 30 ms apart. Rounds are a round per change until
         // they cost the 30 ms between changes (~290 members), then the budget caps the rate.
-        let t = distribution_traffic(joins(0.0, 1000, 0.030), 1000, &DEFAULT);
+        let t = distribution_traffic(joins(0.0, 1000, 0.030), 1000, &default_pacing());
         let cubic: f64 = (1..=290).map(|m| round_bytes(m as f64)).sum();
-        let paced = DEFAULT.budget as f64 * (1000 - 290) as f64 * 0.030;
+        let paced = pyile::DEFAULT_DISTRIBUTION_BUDGET as f64 * (1000 - 290) as f64 * 0.030;
         let want = cubic + paced;
         assert!((t.bytes - want).abs() / want < 0.1, "{} vs {want}", t.bytes);
         assert!((300..700).contains(&t.rounds), "{}", t.rounds);
