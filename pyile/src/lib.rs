@@ -27,6 +27,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Module map (one concept each):
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`wire`] | every v1 message, its exact JSON, the bounded streaming decoder |
+//! | [`net`] | the abstract network: [`TokioNet`] for sockets, `TurmoilNet` for simulations |
+//! | [`member_list`] | the list a distribution carries (authenticator first, versioned) |
+//! | [`authenticator`] | admits, bans, heartbeats, distributes; its rules in [`authenticator::state`] |
+//! | [`joiner`] | joins, answers heartbeats, follows distributions |
+//! | `peer` | chat messages between members: the peer listener and the sender |
+//! | [`event`] | what happens to a node, as a typed, bounded stream |
+//! | [`error`] | the crate's error type |
+//!
 //! Randomness comes only from the seed in [`AuthenticatorConfig::seed`] and
 //! time only from `tokio::time`, so simulations replay exactly.
 
