@@ -71,6 +71,9 @@ pub enum Error {
     /// The node has already left.
     #[error("this node has left the network")]
     Closed,
+    /// The configuration cannot work (the message says what to change).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl Error {
@@ -87,6 +90,7 @@ impl Error {
             Error::Timeout { .. } => "timed_out",
             Error::Io { .. } => "io",
             Error::Closed => "closed",
+            Error::Config(_) => "config",
         }
     }
 }

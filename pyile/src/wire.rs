@@ -407,6 +407,11 @@ impl Scanner {
     }
 }
 
+/// Bytes asked of one read while values are small.
+const SMALL_READ: usize = 4096;
+/// Buffers larger than this are given back after the value that grew them.
+const SHRINK_ABOVE: usize = 64 * 1024;
+
 /// Reads a sequence of concatenated JSON messages from any `AsyncRead`.
 ///
 /// Each call to [`MessageReader::next`] returns one message; leftover bytes
@@ -437,7 +442,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             scanner: Scanner::default(),
             scratch: Vec::new(),
             max_len: max_len.max(16),
-            read_chunk: 4096,
+            read_chunk: SMALL_READ,
             last_len: 0,
         }
     }
@@ -464,11 +469,13 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                     self.last_len = end - start;
                     self.buf.drain(..end);
                     self.scanner = Scanner::default();
+                    self.shrink();
                     return parsed;
                 }
                 Scan::NotAnObject(b) => {
                     self.buf.clear();
                     self.scanner = Scanner::default();
+                    self.shrink();
                     return Err(DecodeError::InvalidJson(format!("expected a JSON object, found byte 0x{b:02x}")));
                 }
                 Scan::Incomplete => {}
@@ -477,6 +484,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             if pending > self.max_len {
                 self.buf.clear();
                 self.scanner = Scanner::default();
+                self.shrink();
                 return Err(DecodeError::TooLarge { limit: self.max_len });
             }
             // Whitespace before a value is dropped so it never accumulates.
@@ -494,8 +502,20 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             }
             self.buf.extend_from_slice(&self.scratch[..n]);
             // Grow reads for large values (member lists) to keep syscalls few.
-            self.read_chunk = if pending > 16 * 1024 { 64 * 1024 } else { 4096 };
+            self.read_chunk = if pending > 16 * 1024 { 64 * 1024 } else { SMALL_READ };
         }
+    }
+
+    /// Gives back the memory of a large value once it is consumed, so a connection that
+    /// once carried a big list (or a hostile one) holds no more than a small buffer after.
+    fn shrink(&mut self) {
+        if self.buf.capacity() > SHRINK_ABOVE {
+            self.buf.shrink_to(self.buf.len().max(SMALL_READ));
+        }
+        if self.scratch.capacity() > SHRINK_ABOVE {
+            self.scratch = Vec::new();
+        }
+        self.read_chunk = SMALL_READ;
     }
 
     /// Size in bytes of the last value returned.
@@ -790,5 +810,25 @@ mod tests {
                 prop_assert_eq!(decoded, msgs);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn buffers_shrink_back_after_a_large_value() {
+        let (mut w, r) = tokio::io::duplex(1 << 16);
+        let members: Vec<SocketAddr> =
+            (0..40_000u32).map(|i| SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 4000))).collect();
+        let big = Message::Distro { members, version: Some(1) }.encode();
+        assert!(big.len() > 800_000);
+        let writer = tokio::spawn(async move {
+            w.write_all(&big).await.unwrap();
+            w.write_all(&Message::Heartbeat.encode()).await.unwrap();
+            w
+        });
+        let mut reader = MessageReader::with_limit(r, 2 << 20);
+        assert!(matches!(reader.next().await.unwrap(), Message::Distro { .. }));
+        assert!(reader.buf.capacity() <= SHRINK_ABOVE, "buf kept {} bytes", reader.buf.capacity());
+        assert!(reader.scratch.capacity() <= SHRINK_ABOVE, "scratch kept {} bytes", reader.scratch.capacity());
+        assert_eq!(reader.next().await.unwrap(), Message::Heartbeat);
+        drop(writer.await.unwrap());
     }
 }

@@ -2,7 +2,7 @@
 //! (heartbeat timeout, distribution gap and timeout), so every task and the state machine
 //! read one definition of each.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::event::DEFAULT_EVENT_CAPACITY;
@@ -18,6 +18,9 @@ pub const DEFAULT_AUTH_PORT: u16 = 4702;
 /// heartbeats) the gap stays at its cap, the heartbeat timeout, and a round
 /// costs more than the budget.
 pub const DEFAULT_DISTRIBUTION_BUDGET: u64 = 64 << 20;
+
+/// Default [`AuthenticatorConfig::handshake_value_limit`]: the reference's `recv(2048)`.
+pub const DEFAULT_HANDSHAKE_VALUE_LIMIT: usize = 2048;
 
 /// Settings of an [`Authenticator`](super::Authenticator); build with [`AuthenticatorConfig::new`]
 /// and the chained setters.
@@ -38,15 +41,23 @@ pub struct AuthenticatorConfig {
     pub(super) event_capacity: usize,
     pub(super) seed: u64,
     pub(super) alias: String,
+    pub(super) handshake_value_limit: usize,
+    pub(super) password_timeout: Duration,
+    pub(super) max_handshakes_per_source: usize,
+    pub(super) max_bans: usize,
+    pub(super) ban_for: Option<Duration>,
+    pub(super) foreign_peer_addresses: bool,
+    pub(super) advertise: Option<IpAddr>,
 }
 
 impl AuthenticatorConfig {
-    /// Defaults: listen on `0.0.0.0:4702`, 3 attempts, 2 s heartbeats,
-    /// 3 intervals of timeout, 5 s handshakes.
+    /// Defaults: listen on `127.0.0.1:4702`, 3 attempts, 2 s heartbeats,
+    /// 3 intervals of timeout, 5 s handshakes (the password within 3 s), at most 8,192
+    /// handshakes at once and 16 from one source, bans without expiry in a table of 65,536.
     pub fn new(password: impl Into<String>) -> Self {
         AuthenticatorConfig {
             password: password.into(),
-            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_AUTH_PORT)),
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_AUTH_PORT)),
             password_attempts: 3,
             heartbeat_interval: Duration::from_secs(2),
             heartbeat_timeout: None,
@@ -60,10 +71,18 @@ impl AuthenticatorConfig {
             event_capacity: DEFAULT_EVENT_CAPACITY,
             seed: 0,
             alias: "authenticator".into(),
+            handshake_value_limit: DEFAULT_HANDSHAKE_VALUE_LIMIT,
+            password_timeout: Duration::from_secs(3),
+            max_handshakes_per_source: 16,
+            max_bans: 65_536,
+            ban_for: None,
+            foreign_peer_addresses: false,
+            advertise: None,
         }
     }
     /// Address of the auth socket (port 0 picks one). The distribution and
-    /// peer sockets bind the same IP on free ports.
+    /// peer sockets bind the same IP on free ports. An unspecified IP
+    /// (`0.0.0.0`, `::`) needs [`AuthenticatorConfig::advertise`].
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
         self
@@ -123,7 +142,10 @@ impl AuthenticatorConfig {
         self.max_value_len = n;
         self
     }
-    /// Bound on handshakes in progress at once; more connections are closed.
+    /// Bound on handshakes in progress at once. When all are taken, a new connection
+    /// sheds the oldest handshake in progress (a flood of silent connections ages out
+    /// instead of locking honest joiners out), as long as its source is under
+    /// [`AuthenticatorConfig::max_handshakes_per_source`].
     pub fn max_handshakes(mut self, n: usize) -> Self {
         self.max_handshakes = n.max(1);
         self
@@ -142,6 +164,49 @@ impl AuthenticatorConfig {
     /// Alias used when sending chat messages.
     pub fn alias(mut self, alias: impl Into<String>) -> Self {
         self.alias = alias.into();
+        self
+    }
+    /// Bound on one JSON value read on the auth and distribution connections: handshake
+    /// values, heartbeat answers and the distribution token. The reference reads these
+    /// with `recv(2048)`, so no valid one is longer; member lists are never read there.
+    pub fn handshake_value_limit(mut self, n: usize) -> Self {
+        self.handshake_value_limit = n;
+        self
+    }
+    /// How long a new connection has to send its password (within the handshake timeout).
+    pub fn password_timeout(mut self, d: Duration) -> Self {
+        self.password_timeout = d;
+        self
+    }
+    /// Bound on handshakes in progress from one source (one IPv4 address, one IPv6 /64);
+    /// more connections from it are closed at once (at least 1).
+    pub fn max_handshakes_per_source(mut self, n: usize) -> Self {
+        self.max_handshakes_per_source = n.max(1);
+        self
+    }
+    /// Bound on the ban table (and on the table of failed attempts); past it the oldest
+    /// entry is forgotten (at least 1).
+    pub fn max_bans(mut self, n: usize) -> Self {
+        self.max_bans = n.max(1);
+        self
+    }
+    /// How long a ban lasts (default: for the authenticator's lifetime, as the reference).
+    pub fn ban_for(mut self, d: Duration) -> Self {
+        self.ban_for = Some(d);
+        self
+    }
+    /// Accept a `peer_address` whose IP differs from the connection's source IP (joiners
+    /// behind NAT that know their public address). Off by default: a joiner may only
+    /// announce its own IP, so no one can list, or evict, another host's address.
+    pub fn foreign_peer_addresses(mut self, allow: bool) -> Self {
+        self.foreign_peer_addresses = allow;
+        self
+    }
+    /// The IP other members reach this authenticator at, listed as its own peer address.
+    /// Required when listening on an unspecified address (`0.0.0.0`, `::`); by default the
+    /// listen IP.
+    pub fn advertise(mut self, ip: IpAddr) -> Self {
+        self.advertise = Some(ip);
         self
     }
     /// The effective heartbeat timeout.

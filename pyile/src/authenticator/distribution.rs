@@ -6,7 +6,8 @@
 //! whatever is newest when it gets to it, then waits the gap [`Pacing`] gives it, so a burst
 //! of changes coalesces into one list instead of queueing stale ones. The writer also watches
 //! the connection for its end, since a member's distribution connection can close while its
-//! auth connection lives.
+//! auth connection lives; anything a member writes there is dropped (one value of at most
+//! the handshake value limit at a time), so writing cannot make the authenticator resend.
 
 use std::sync::Arc;
 
@@ -81,15 +82,25 @@ pub(super) fn spawn_writer<N: Network>(
                 Ok(false) => {}
                 Err(_) => return,
             }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                _ = changed => {}
-                r = dist_reader.next() => match r {
-                    Err(DecodeError::Eof { .. }) | Err(DecodeError::Io(_)) => break RemovalReason::Closed,
-                    Err(e) => break RemovalReason::ProtocolError(format!("on the distribution socket: {e}")),
-                    Ok(_) => {}
-                },
+            // The connection is one-way: what a member writes on it is read (so its end is
+            // seen) and dropped, and never causes a resend.
+            tokio::pin!(changed);
+            let ended = loop {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return,
+                    _ = &mut changed => break None,
+                    r = dist_reader.next() => match r {
+                        Err(DecodeError::Eof { .. }) | Err(DecodeError::Io(_)) => break Some(RemovalReason::Closed),
+                        Err(e) => {
+                            break Some(RemovalReason::ProtocolError(format!("on the distribution socket: {e}")));
+                        }
+                        Ok(_) => {}
+                    },
+                }
+            };
+            if let Some(reason) = ended {
+                break reason;
             }
         };
         shared.remove_member(id, reason);

@@ -13,19 +13,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, sleep, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::state::PasswordCheck;
+use super::state::{AdmitRefusal, PasswordCheck, SourceFull};
 use super::{Shared, distribution, heartbeat};
 use crate::event::{EventKind, RemovalReason};
 use crate::net::{Listener, NetStream, Network};
 use crate::wire::{Message, MessageReader, PROTOCOL_VERSION};
 
-/// Accepts auth connections, at most `max_handshakes` handshakes at once.
+/// Accepts auth connections; each gets a handshake slot from the state (see
+/// [`AuthState::begin_handshake`](super::state::AuthState::begin_handshake)) or is closed.
 pub(super) async fn accept_auth<N: Network>(shared: Arc<Shared<N>>, listener: N::Listener) {
-    let permits = Arc::new(Semaphore::new(shared.cfg.max_handshakes));
     loop {
         let accepted = tokio::select! {
             biased;
@@ -34,17 +35,39 @@ pub(super) async fn accept_auth<N: Network>(shared: Arc<Shared<N>>, listener: N:
         };
         match accepted {
             Ok((stream, source)) => {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    warn!(%source, "too many handshakes in progress; connection closed");
-                    continue;
+                let slot = CancellationToken::new();
+                let begun = shared.lock().begin_handshake(source.ip(), slot.clone());
+                let id = match begun {
+                    Ok((id, shed)) => {
+                        if let Some(shed) = shed {
+                            shed.attached.cancel();
+                        }
+                        id
+                    }
+                    Err(SourceFull) => {
+                        shared.refusals.log(&source, "too many handshakes in progress from this source; closed");
+                        shared.events.emit(EventKind::HandshakeFailed {
+                            source,
+                            error: "too many handshakes in progress from this source".into(),
+                        });
+                        continue;
+                    }
                 };
                 let s = shared.clone();
                 shared.tracker.spawn(async move {
                     let cancel = s.cancel.clone();
+                    let guard = HandshakeGuard { shared: s.clone(), id: Some(id) };
                     tokio::select! {
                         biased;
                         _ = cancel.cancelled() => {}
-                        _ = serve_joiner(s, stream, source, permit) => {}
+                        _ = slot.cancelled() => {
+                            s.refusals.log(&source, "handshake shed: every handshake slot was taken");
+                            s.events.emit(EventKind::HandshakeFailed {
+                                source,
+                                error: "shed: every handshake slot was taken".into(),
+                            });
+                        }
+                        _ = serve_joiner(s.clone(), stream, source, guard) => {}
                     }
                 });
             }
@@ -54,6 +77,26 @@ pub(super) async fn accept_auth<N: Network>(shared: Arc<Shared<N>>, listener: N:
                 sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// Frees a handshake slot when the handshake ends, however it ends (or on admission).
+struct HandshakeGuard<N: Network> {
+    shared: Arc<Shared<N>>,
+    id: Option<u64>,
+}
+
+impl<N: Network> HandshakeGuard<N> {
+    fn finish(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.shared.lock().finish_handshake(id);
+        }
+    }
+}
+
+impl<N: Network> Drop for HandshakeGuard<N> {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -91,7 +134,7 @@ pub(super) async fn accept_dist<N: Network>(shared: Arc<Shared<N>>, listener: N:
 async fn pair_dist<N: Network>(shared: Arc<Shared<N>>, stream: N::Stream, source: SocketAddr) {
     let ip = source.ip();
     let (r, w) = tokio::io::split(stream);
-    let mut reader = MessageReader::with_limit(r, shared.cfg.max_value_len);
+    let mut reader = MessageReader::with_limit(r, shared.cfg.handshake_value_limit);
     let expect_token = shared.lock().expects_token(ip);
     let token = if expect_token {
         match timeout(shared.cfg.handshake_timeout, reader.next()).await {
@@ -130,11 +173,12 @@ impl<N: Network> Drop for PendingGuard<'_, N> {
     }
 }
 
-async fn write_msg<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message, limit: Duration) -> Result<(), String> {
-    match timeout(limit, w.write_all(&msg.encode())).await {
+/// Writes one message, by the handshake's one deadline.
+async fn write_msg<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message, deadline: Instant) -> Result<(), String> {
+    match timeout_at(deadline, w.write_all(&msg.encode())).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("write failed: {e}")),
-        Err(_) => Err(format!("write timed out after {limit:?}")),
+        Err(_) => Err("write not done by the handshake deadline".into()),
     }
 }
 
@@ -143,66 +187,72 @@ async fn serve_joiner<N: Network>(
     shared: Arc<Shared<N>>,
     stream: N::Stream,
     source: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    mut slot: HandshakeGuard<N>,
 ) {
     let ip = source.ip();
     let local_ip = stream.local_addr().map(|a| a.ip()).ok();
     let (r, mut w) = tokio::io::split(stream);
-    let mut reader = MessageReader::with_limit(r, shared.cfg.max_value_len);
-    let deadline = Instant::now() + shared.cfg.handshake_timeout;
+    let mut reader = MessageReader::with_limit(r, shared.cfg.handshake_value_limit);
+    let started = Instant::now();
+    let deadline = started + shared.cfg.handshake_timeout;
+    let password_deadline = deadline.min(started + shared.cfg.password_timeout);
     let fail = |error: String| {
-        info!(%source, "handshake failed: {error}");
+        shared.refusals.log(&source, &format!("handshake failed: {error}"));
         shared.events.emit(EventKind::HandshakeFailed { source, error });
     };
-    let io_limit = shared.cfg.handshake_timeout;
 
-    if shared.lock().is_banned(ip) {
-        info!(%ip, "banned address refused");
+    if shared.lock().is_banned(ip, shared.now()) {
+        shared.refusals.log(&source, "banned address refused");
         shared.events.emit(EventKind::BanRefused { ip });
-        let _ = write_msg(&mut w, &Message::Banned { banned: true, version: Some(PROTOCOL_VERSION) }, io_limit).await;
-        let _ = timeout(io_limit, w.shutdown()).await;
+        let _ = write_msg(&mut w, &Message::Banned { banned: true, version: Some(PROTOCOL_VERSION) }, deadline).await;
+        let _ = timeout_at(deadline, w.shutdown()).await;
         return;
     }
     if let Err(e) =
-        write_msg(&mut w, &Message::Banned { banned: false, version: Some(PROTOCOL_VERSION) }, io_limit).await
+        write_msg(&mut w, &Message::Banned { banned: false, version: Some(PROTOCOL_VERSION) }, deadline).await
     {
         return fail(e);
     }
 
     // Password.
-    let (password, v2) = match tokio::time::timeout_at(deadline, reader.next()).await {
+    let (password, v2) = match timeout_at(password_deadline, reader.next()).await {
         Ok(Ok(Message::Shadow { password, version })) => (password, version.is_some_and(|v| v >= 2)),
         Ok(Ok(other)) => return fail(format!("expected shadow, got {}", other.kind())),
         Ok(Err(e)) => return fail(format!("reading the password: {e}")),
-        Err(_) => return fail("no password before the handshake timeout".into()),
+        Err(_) => return fail("no password before the password timeout".into()),
     };
-    let check = shared.lock().check_password(ip, &password);
+    let check = shared.lock().check_password(ip, &password, shared.now());
     match check {
         PasswordCheck::Accepted => {}
         PasswordCheck::Wrong { attempts, banned } => {
-            info!(%ip, attempts, "wrong password");
+            shared.refusals.log(&source, &format!("wrong password (attempt {attempts})"));
             shared.events.emit(EventKind::AuthFailed { ip, attempts });
             if banned {
                 warn!(%ip, attempts, "address banned");
                 shared.events.emit(EventKind::Banned { ip });
             }
-            let _ = write_msg(&mut w, &Message::Authenticated(false), io_limit).await;
-            let _ = timeout(io_limit, w.shutdown()).await;
+            let _ = write_msg(&mut w, &Message::Authenticated(false), deadline).await;
+            let _ = timeout_at(deadline, w.shutdown()).await;
             return;
         }
         PasswordCheck::BannedMeanwhile => {
             // Another connection from this IP got it banned mid-handshake.
-            let _ = write_msg(&mut w, &Message::Authenticated(false), io_limit).await;
+            let _ = write_msg(&mut w, &Message::Authenticated(false), deadline).await;
             return fail("address was banned during the handshake".into());
         }
     }
-    if let Err(e) = write_msg(&mut w, &Message::Authenticated(true), io_limit).await {
+    if let Err(e) = write_msg(&mut w, &Message::Authenticated(true), deadline).await {
         return fail(e);
     }
 
     // Peer address.
-    let peer_addr = match tokio::time::timeout_at(deadline, reader.next()).await {
-        Ok(Ok(Message::PeerAddress(a))) if a.port() != 0 && !a.ip().is_unspecified() => a,
+    let peer_addr = match timeout_at(deadline, reader.next()).await {
+        Ok(Ok(Message::PeerAddress(a))) if a.port() != 0 && !a.ip().is_unspecified() => {
+            if !shared.lock().peer_address_allowed(ip, a) {
+                return fail(format!("peer address {a} is not on the connection's source IP {ip}"));
+            }
+            a
+        }
         Ok(Ok(Message::PeerAddress(a))) => return fail(format!("unusable peer address {a}")),
         Ok(Ok(other)) => return fail(format!("expected peer_address, got {}", other.kind())),
         Ok(Err(e)) => return fail(format!("reading the peer address: {e}")),
@@ -215,7 +265,7 @@ async fn serve_joiner<N: Network>(
     let guard = PendingGuard { shared: &shared, token };
     // The joiner's own first list includes itself, as the reference sends it;
     // unversioned, because it is not a committed list.
-    if let Err(e) = write_msg(&mut w, &Message::Distro { members: provisional, version: None }, io_limit).await {
+    if let Err(e) = write_msg(&mut w, &Message::Distro { members: provisional, version: None }, deadline).await {
         return fail(e);
     }
     if !v2 {
@@ -227,10 +277,10 @@ async fn serve_joiner<N: Network>(
     {
         dist_addr.set_ip(l);
     }
-    if let Err(e) = write_msg(&mut w, &Message::DistAddr { addr: dist_addr, token: Some(token) }, io_limit).await {
+    if let Err(e) = write_msg(&mut w, &Message::DistAddr { addr: dist_addr, token: Some(token) }, deadline).await {
         return fail(e);
     }
-    let (dist_reader, dist_w) = match tokio::time::timeout_at(deadline, rx).await {
+    let (dist_reader, dist_w) = match timeout_at(deadline, rx).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(_)) => return fail("pending entry dropped".into()),
         Err(_) => return fail("no distribution connection before the handshake timeout".into()),
@@ -241,9 +291,15 @@ async fn serve_joiner<N: Network>(
     let member_cancel = shared.cancel.child_token();
     let admission = {
         let mut st = shared.lock();
-        let Some(adm) = st.admit(ip, peer_addr, member_cancel.clone(), shared.now()) else {
-            drop(st);
-            return fail("address was banned during the handshake".into());
+        let adm = match st.admit(ip, peer_addr, member_cancel.clone(), shared.now()) {
+            Ok(adm) => adm,
+            Err(refusal) => {
+                drop(st);
+                return fail(match refusal {
+                    AdmitRefusal::Banned => "address was banned during the handshake".into(),
+                    AdmitRefusal::AddressTaken => format!("peer address {peer_addr} belongs to another member"),
+                });
+            }
         };
         for old in &adm.replaced {
             old.attached.cancel();
@@ -255,7 +311,7 @@ async fn serve_joiner<N: Network>(
         shared.announce(adm.list.clone());
         adm
     };
-    drop(permit);
+    slot.finish();
 
     distribution::spawn_writer(&shared, admission.id, v2, dist_reader, dist_w, member_cancel.clone());
 

@@ -39,12 +39,14 @@
 //! | `handshake` | the accept loops, one handshake per connection, distribution pairing |
 //! | `distribution` | publishing a list and each member's distribution writer |
 //! | `heartbeat` | each member's heartbeats and the silence and lost-list verdicts |
+//! | `refusals` | rate-limited logging of refused and failed connections |
 //!
 //! This file holds the [`Authenticator`] handle and the state the tasks share.
 
 mod distribution;
 mod handshake;
 mod heartbeat;
+mod refusals;
 
 pub mod config;
 pub mod state;
@@ -74,8 +76,9 @@ use crate::wire::{MessageReader, Recipient};
 type DistConn<S> = (MessageReader<ReadHalf<S>>, WriteHalf<S>);
 
 /// The rules' state, with what the tasks attach: each member's cancellation token (ends its
-/// writer and heartbeats) and each pending handshake's channel for its distribution connection.
-type State<S> = AuthState<CancellationToken, oneshot::Sender<DistConn<S>>>;
+/// writer and heartbeats), each pending handshake's channel for its distribution connection,
+/// and each handshake's cancellation token (ends it when it is shed).
+type State<S> = AuthState<CancellationToken, oneshot::Sender<DistConn<S>>, CancellationToken>;
 
 /// What every task of one authenticator shares.
 struct Shared<N: Network> {
@@ -98,6 +101,8 @@ struct Shared<N: Network> {
     /// run. `Notify` wakes its waiters in the order they registered.
     dist_changed: Notify,
     events: EventSink,
+    /// Rate-limited log of refused and failed connections.
+    refusals: refusals::RefusalLog,
     cancel: CancellationToken,
     tracker: TaskTracker,
     peer: Arc<PeerCore<N>>,
@@ -126,14 +131,18 @@ impl<N: Network> Authenticator<N> {
             dist_listener.local_addr().map_err(|source| Error::Io { what: "dist socket address", source })?;
         let mut peer_addr =
             peer_listener.local_addr().map_err(|source| Error::Io { what: "peer socket address", source })?;
-        if peer_addr.ip().is_unspecified() {
-            // The member list needs a reachable address; on an unspecified
-            // bind, advertise loopback (the auth socket's own IP is unknown).
-            peer_addr.set_ip(if peer_addr.is_ipv4() {
-                [127, 0, 0, 1].into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            });
+        // The member list needs an address other members reach: never guess it (a guessed
+        // 127.0.0.1 sends every remote member's messages to its own loopback).
+        match (cfg.advertise, peer_addr.ip().is_unspecified()) {
+            (Some(ip), _) => peer_addr.set_ip(ip),
+            (None, false) => {}
+            (None, true) => {
+                return Err(Error::Config(format!(
+                    "listening on {} needs the address members reach this authenticator at: set \
+                     advertise (pyile auth --advertise IP), or listen on that address",
+                    cfg.listen.ip()
+                )));
+            }
         }
 
         let (events, stream) = EventSink::channel(cfg.event_capacity);
@@ -166,6 +175,7 @@ impl<N: Network> Authenticator<N> {
             dist_tx,
             dist_changed: Notify::new(),
             events,
+            refusals: refusals::RefusalLog::new(),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             peer: peer.clone(),
@@ -208,13 +218,17 @@ impl<N: Network> Authenticator<N> {
     pub fn watch_members(&self) -> watch::Receiver<MemberList> {
         self.shared.members_tx.subscribe()
     }
-    /// Banned source IPs, in order.
+    /// Banned sources (IPv4 addresses, IPv6 /64 networks), in order.
     pub fn banned(&self) -> Vec<IpAddr> {
-        self.shared.lock().banned().collect()
+        self.shared.lock().banned(self.shared.now()).collect()
     }
     /// Handshakes in progress that have sent their peer address.
     pub fn pending_joins(&self) -> usize {
         self.shared.lock().pending_count()
+    }
+    /// Handshakes in progress (from accept to admission).
+    pub fn handshakes_in_progress(&self) -> usize {
+        self.shared.lock().handshake_count()
     }
     /// Tasks still running (0 once left).
     pub fn task_count(&self) -> usize {

@@ -9,13 +9,19 @@
 //! parameter the state only stores and gives back. So every rule can be unit-tested directly
 //! (the tests at the bottom), the async tasks in the sibling modules only move bytes and
 //! timers, and `sim`'s cost model calls [`Pacing`] instead of re-deriving it.
+//!
+//! Every table here is bounded by configuration, never by what peers send: handshakes in
+//! progress (in all and per source), bans and failed attempts. A *source* is one IPv4
+//! address or one IPv6 /64 ([`source_key`]): one host usually holds a whole /64, so
+//! counting IPv6 per address would let it take 2^64 slots.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use subtle::ConstantTimeEq;
 
 use super::config::AuthenticatorConfig;
 use crate::member_list::MemberList;
@@ -61,6 +67,40 @@ impl Pacing {
     }
 }
 
+/// The key handshakes, attempts and bans are counted under: an IPv4 address as it is, an
+/// IPv6 address as its /64 network (an IPv4-mapped IPv6 address as the IPv4 address).
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+    }
+}
+
+/// Why a new connection got no handshake slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceFull;
+
+/// A handshake shed to make room for a new connection.
+#[derive(Debug)]
+pub struct Shed<H> {
+    /// Its source IP.
+    pub ip: IpAddr,
+    /// What its task attached to it.
+    pub attached: H,
+}
+
+/// Why a joiner that completed its handshake was not admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdmitRefusal {
+    /// Its source was banned meanwhile.
+    Banned,
+    /// Its peer address belongs to a member from another source.
+    AddressTaken,
+}
+
 /// The outcome of a password check for one source IP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PasswordCheck {
@@ -82,6 +122,7 @@ pub enum PasswordCheck {
 #[derive(Clone, Debug)]
 struct Member<M> {
     id: u64,
+    source: IpAddr,
     peer_addr: SocketAddr,
     attached: M,
 }
@@ -116,13 +157,69 @@ pub struct Admission<M> {
     pub list: MemberList,
 }
 
-/// The authenticator's state: members (in admission order, the list's order), pending
-/// handshakes, failed attempts and bans, and the published versions. `M` is what the tasks
-/// attach to a member, `P` what they attach to a pending handshake.
+/// A connection in its handshake (from accept to admission).
 #[derive(Debug)]
-pub struct AuthState<M, P> {
+struct Handshake<H> {
+    ip: IpAddr,
+    attached: H,
+}
+
+/// Bans and failed attempts per source, each table bounded (oldest entry forgotten first),
+/// bans optionally expiring.
+#[derive(Debug)]
+struct Bans {
+    attempts_to_ban: u32,
+    limit: usize,
+    ban_for: Option<Duration>,
+    /// Banned sources and since when.
+    banned: BTreeMap<IpAddr, Duration>,
+    /// Failed attempts per source, and when the last one was.
+    attempts: BTreeMap<IpAddr, (u32, Duration)>,
+}
+
+impl Bans {
+    fn is_banned(&self, key: IpAddr, now: Duration) -> bool {
+        self.banned.get(&key).is_some_and(|&since| self.ban_for.is_none_or(|d| now.saturating_sub(since) < d))
+    }
+
+    /// Inserts into a table bounded at `limit`, forgetting the oldest entry when full.
+    fn insert_bounded<V>(
+        table: &mut BTreeMap<IpAddr, V>,
+        limit: usize,
+        key: IpAddr,
+        v: V,
+        at: impl Fn(&V) -> Duration,
+    ) {
+        if !table.contains_key(&key) && table.len() >= limit {
+            // O(table) only when full; the first oldest in key order, deterministically.
+            if let Some(oldest) = table.iter().min_by_key(|(k, v)| (at(v), **k)).map(|(k, _)| *k) {
+                table.remove(&oldest);
+            }
+        }
+        table.insert(key, v);
+    }
+
+    fn fail(&mut self, key: IpAddr, now: Duration) -> (u32, bool) {
+        let n = self.attempts.get(&key).map_or(0, |&(n, _)| n) + 1;
+        if n >= self.attempts_to_ban {
+            self.attempts.remove(&key);
+            self.banned.remove(&key); // an expired ban is renewed from now
+            Self::insert_bounded(&mut self.banned, self.limit, key, now, |&t| t);
+            (n, true)
+        } else {
+            Self::insert_bounded(&mut self.attempts, self.limit, key, (n, now), |&(_, t)| t);
+            (n, false)
+        }
+    }
+}
+
+/// The authenticator's state: members (in admission order, the list's order), handshakes in
+/// progress and pending their distribution connection, failed attempts and bans, and the
+/// published versions. `M` is what the tasks attach to a member, `P` to a handshake waiting
+/// for its distribution connection, `H` to a handshake in progress.
+#[derive(Debug)]
+pub struct AuthState<M, P, H = ()> {
     password: String,
-    password_attempts: u32,
     heartbeat_interval: Duration,
     distribution_timeout: Duration,
     own_addr: SocketAddr,
@@ -131,32 +228,47 @@ pub struct AuthState<M, P> {
     /// [`AuthState::distribution_overdue`]); always holds the current version.
     published: VecDeque<(u64, Duration)>,
     members: Vec<Member<M>>,
-    attempts: BTreeMap<IpAddr, u32>,
-    banned: BTreeSet<IpAddr>,
     pending: BTreeMap<u64, Pending<P>>,
+    handshakes: BTreeMap<u64, Handshake<H>>,
+    per_source: BTreeMap<IpAddr, usize>,
+    max_handshakes: usize,
+    max_per_source: usize,
+    foreign_peer_addresses: bool,
+    bans: Bans,
     next_token: u64,
     next_member: u64,
+    next_handshake: u64,
     rng: ChaCha8Rng,
 }
 
-impl<M, P> AuthState<M, P> {
+impl<M, P, H> AuthState<M, P, H> {
     /// A state with no members, list version 0 published at `now`; `own_addr` is the
     /// authenticator's own peer address, first in every list.
     pub fn new(cfg: &AuthenticatorConfig, own_addr: SocketAddr, now: Duration) -> Self {
         AuthState {
             password: cfg.password.clone(),
-            password_attempts: cfg.password_attempts,
             heartbeat_interval: cfg.heartbeat_interval,
             distribution_timeout: cfg.effective_distribution_timeout(),
             own_addr,
             version: 0,
             published: VecDeque::from([(0, now)]),
             members: Vec::new(),
-            attempts: BTreeMap::new(),
-            banned: BTreeSet::new(),
             pending: BTreeMap::new(),
+            handshakes: BTreeMap::new(),
+            per_source: BTreeMap::new(),
+            max_handshakes: cfg.max_handshakes,
+            max_per_source: cfg.max_handshakes_per_source,
+            foreign_peer_addresses: cfg.foreign_peer_addresses,
+            bans: Bans {
+                attempts_to_ban: cfg.password_attempts,
+                limit: cfg.max_bans,
+                ban_for: cfg.ban_for,
+                banned: BTreeMap::new(),
+                attempts: BTreeMap::new(),
+            },
             next_token: 1,
             next_member: 1,
+            next_handshake: 1,
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
         }
     }
@@ -180,31 +292,76 @@ impl<M, P> AuthState<M, P> {
         self.members.len()
     }
 
-    /// Whether `ip` is banned.
-    pub fn is_banned(&self, ip: IpAddr) -> bool {
-        self.banned.contains(&ip)
+    /// Whether `ip`'s source is banned at `now`.
+    pub fn is_banned(&self, ip: IpAddr, now: Duration) -> bool {
+        self.bans.is_banned(source_key(ip), now)
     }
 
-    /// Banned IPs, in order.
-    pub fn banned(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        self.banned.iter().copied()
+    /// Banned sources (IPv4 addresses, IPv6 /64 networks) at `now`, in order.
+    pub fn banned(&self, now: Duration) -> impl Iterator<Item = IpAddr> + '_ {
+        self.bans.banned.keys().copied().filter(move |&k| self.bans.is_banned(k, now))
     }
 
-    /// Checks a password from `ip`, counting failures per IP and banning at the limit.
-    pub fn check_password(&mut self, ip: IpAddr, password: &str) -> PasswordCheck {
-        if password != self.password {
-            let n = self.attempts.entry(ip).or_insert(0);
-            *n += 1;
-            let attempts = *n;
-            let banned = attempts >= self.password_attempts;
-            if banned {
-                self.attempts.remove(&ip);
-                self.banned.insert(ip);
-            }
+    /// Checks a password from `ip` at `now` (in constant time for equal lengths), counting
+    /// failures per source and banning it at the limit.
+    pub fn check_password(&mut self, ip: IpAddr, password: &str, now: Duration) -> PasswordCheck {
+        let key = source_key(ip);
+        if !bool::from(password.as_bytes().ct_eq(self.password.as_bytes())) {
+            let (attempts, banned) = self.bans.fail(key, now);
             return PasswordCheck::Wrong { attempts, banned };
         }
-        self.attempts.remove(&ip);
-        if self.banned.contains(&ip) { PasswordCheck::BannedMeanwhile } else { PasswordCheck::Accepted }
+        self.bans.attempts.remove(&key);
+        if self.bans.is_banned(key, now) { PasswordCheck::BannedMeanwhile } else { PasswordCheck::Accepted }
+    }
+
+    /// A new connection from `ip` starts its handshake: refused if its source already has
+    /// `max_handshakes_per_source` in progress; when all `max_handshakes` slots are taken,
+    /// the oldest handshake in progress is shed (returned, for its task to be ended) to
+    /// make room. Returns the handshake's id.
+    pub fn begin_handshake(&mut self, ip: IpAddr, attached: H) -> Result<(u64, Option<Shed<H>>), SourceFull> {
+        let key = source_key(ip);
+        if self.per_source.get(&key).copied().unwrap_or(0) >= self.max_per_source {
+            return Err(SourceFull);
+        }
+        let shed = if self.handshakes.len() >= self.max_handshakes {
+            self.handshakes.keys().next().copied().and_then(|oldest| self.end_handshake(oldest))
+        } else {
+            None
+        };
+        let id = self.next_handshake;
+        self.next_handshake += 1;
+        self.handshakes.insert(id, Handshake { ip, attached });
+        *self.per_source.entry(key).or_insert(0) += 1;
+        Ok((id, shed.map(|h| Shed { ip: h.ip, attached: h.attached })))
+    }
+
+    /// Handshake `id` ended (admitted, failed or shed); returns it if it was in progress.
+    fn end_handshake(&mut self, id: u64) -> Option<Handshake<H>> {
+        let h = self.handshakes.remove(&id)?;
+        let key = source_key(h.ip);
+        if let Some(n) = self.per_source.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&key);
+            }
+        }
+        Some(h)
+    }
+
+    /// Handshake `id` ended, however it ended.
+    pub fn finish_handshake(&mut self, id: u64) {
+        self.end_handshake(id);
+    }
+
+    /// Handshakes in progress.
+    pub fn handshake_count(&self) -> usize {
+        self.handshakes.len()
+    }
+
+    /// Whether the connection from `ip` may announce `peer_addr`: its own IP, unless
+    /// foreign peer addresses are allowed (NAT).
+    pub fn peer_address_allowed(&self, ip: IpAddr, peer_addr: SocketAddr) -> bool {
+        self.foreign_peer_addresses || peer_addr.ip() == ip
     }
 
     /// Records a handshake from `ip` that sent `peer_addr` and now waits for its distribution
@@ -249,11 +406,22 @@ impl<M, P> AuthState<M, P> {
     }
 
     /// Makes the joiner from `ip` at `peer_addr` a member and publishes the new list at
-    /// `now`. A member already listed at `peer_addr` is replaced. Refused (None) if `ip` was
-    /// banned meanwhile.
-    pub fn admit(&mut self, ip: IpAddr, peer_addr: SocketAddr, attached: M, now: Duration) -> Option<Admission<M>> {
-        if self.banned.contains(&ip) {
-            return None;
+    /// `now`. A member already listed at `peer_addr` is replaced if it came from the same
+    /// source (a rejoin before its old session was noticed gone); from another source, the
+    /// newcomer is refused. Refused too if the source was banned meanwhile.
+    pub fn admit(
+        &mut self,
+        ip: IpAddr,
+        peer_addr: SocketAddr,
+        attached: M,
+        now: Duration,
+    ) -> Result<Admission<M>, AdmitRefusal> {
+        let key = source_key(ip);
+        if self.bans.is_banned(key, now) {
+            return Err(AdmitRefusal::Banned);
+        }
+        if self.members.iter().any(|m| m.peer_addr == peer_addr && source_key(m.source) != key) {
+            return Err(AdmitRefusal::AddressTaken);
         }
         let mut replaced = Vec::new();
         while let Some(pos) = self.members.iter().position(|m| m.peer_addr == peer_addr) {
@@ -262,11 +430,11 @@ impl<M, P> AuthState<M, P> {
         }
         let id = self.next_member;
         self.next_member += 1;
-        self.members.push(Member { id, peer_addr, attached });
+        self.members.push(Member { id, source: ip, peer_addr, attached });
         let interval_ms = self.heartbeat_interval.as_millis().max(1) as u64;
         let phase = Duration::from_millis(self.rng.random_range(0..interval_ms));
         let list = self.publish(now);
-        Some(Admission { id, phase, replaced, list })
+        Ok(Admission { id, phase, replaced, list })
     }
 
     /// Removes member `id` and publishes the new list at `now`; None if it is no longer a
@@ -395,7 +563,7 @@ mod tests {
     fn cfg() -> AuthenticatorConfig {
         AuthenticatorConfig::new("pw").password_attempts(3).heartbeat_interval(Duration::from_secs(2))
     }
-    fn state() -> AuthState<&'static str, u32> {
+    fn state() -> AuthState<&'static str, u32, u32> {
         AuthState::new(&cfg(), addr(AUTH), Duration::ZERO)
     }
     fn secs(s: u64) -> Duration {
@@ -413,18 +581,18 @@ mod tests {
     fn wrong_passwords_ban_at_the_limit_and_a_right_one_resets_the_count() {
         let mut st = state();
         let a = ip("10.0.0.7");
-        assert_eq!(st.check_password(a, "x"), PasswordCheck::Wrong { attempts: 1, banned: false });
-        assert_eq!(st.check_password(a, "pw"), PasswordCheck::Accepted);
-        assert_eq!(st.check_password(a, "x"), PasswordCheck::Wrong { attempts: 1, banned: false });
-        assert_eq!(st.check_password(a, "y"), PasswordCheck::Wrong { attempts: 2, banned: false });
-        assert!(!st.is_banned(a));
-        assert_eq!(st.check_password(a, "z"), PasswordCheck::Wrong { attempts: 3, banned: true });
-        assert!(st.is_banned(a));
-        assert_eq!(st.banned().collect::<Vec<_>>(), vec![a]);
+        assert_eq!(st.check_password(a, "x", secs(1)), PasswordCheck::Wrong { attempts: 1, banned: false });
+        assert_eq!(st.check_password(a, "pw", secs(1)), PasswordCheck::Accepted);
+        assert_eq!(st.check_password(a, "x", secs(1)), PasswordCheck::Wrong { attempts: 1, banned: false });
+        assert_eq!(st.check_password(a, "y", secs(1)), PasswordCheck::Wrong { attempts: 2, banned: false });
+        assert!(!st.is_banned(a, secs(1)));
+        assert_eq!(st.check_password(a, "z", secs(1)), PasswordCheck::Wrong { attempts: 3, banned: true });
+        assert!(st.is_banned(a, secs(1)));
+        assert_eq!(st.banned(secs(1)).collect::<Vec<_>>(), vec![a]);
         // A connection that had the right password in flight learns of the ban.
-        assert_eq!(st.check_password(a, "pw"), PasswordCheck::BannedMeanwhile);
+        assert_eq!(st.check_password(a, "pw", secs(1)), PasswordCheck::BannedMeanwhile);
         // Other addresses are unaffected.
-        assert_eq!(st.check_password(ip("10.0.0.8"), "pw"), PasswordCheck::Accepted);
+        assert_eq!(st.check_password(ip("10.0.0.8"), "pw", secs(1)), PasswordCheck::Accepted);
     }
 
     #[test]
@@ -471,9 +639,9 @@ mod tests {
     fn a_ban_during_the_handshake_refuses_admission() {
         let mut st = state();
         for _ in 0..3 {
-            st.check_password(ip("10.0.0.2"), "bad");
+            st.check_password(ip("10.0.0.2"), "bad", secs(1));
         }
-        assert!(st.admit(ip("10.0.0.2"), addr("10.0.0.2:1"), "x", secs(1)).is_none());
+        assert_eq!(st.admit(ip("10.0.0.2"), addr("10.0.0.2:1"), "x", secs(1)).unwrap_err(), AdmitRefusal::Banned);
         assert_eq!(st.version(), 0);
     }
 
@@ -499,7 +667,7 @@ mod tests {
     #[test]
     fn heartbeat_phases_come_from_the_seed() {
         let phases = |seed| {
-            let mut st: AuthState<(), ()> = AuthState::new(&cfg().seed(seed), addr(AUTH), Duration::ZERO);
+            let mut st: AuthState<(), (), ()> = AuthState::new(&cfg().seed(seed), addr(AUTH), Duration::ZERO);
             (1..=20u16)
                 .map(|p| st.admit(ip("10.0.0.2"), SocketAddr::new(ip("10.0.0.2"), p), (), secs(1)).unwrap().phase)
                 .collect::<Vec<_>>()
@@ -512,7 +680,7 @@ mod tests {
     fn a_member_lacking_a_list_is_overdue_only_after_the_distribution_timeout() {
         let c = cfg();
         let bound = c.effective_distribution_timeout();
-        let mut st: AuthState<(), ()> = AuthState::new(&c, addr(AUTH), Duration::ZERO);
+        let mut st: AuthState<(), (), ()> = AuthState::new(&c, addr(AUTH), Duration::ZERO);
         let t1 = secs(10);
         st.admit(ip("10.0.0.2"), addr("10.0.0.2:1"), (), t1).unwrap(); // v1
         // Holding v0 while v1 is fresh: fine; at the bound: fine; past it: overdue.
@@ -533,7 +701,7 @@ mod tests {
     fn versions_older_than_two_bounds_are_pruned_and_still_overdue() {
         let c = cfg();
         let bound = c.effective_distribution_timeout();
-        let mut st: AuthState<(), ()> = AuthState::new(&c, addr(AUTH), Duration::ZERO);
+        let mut st: AuthState<(), (), ()> = AuthState::new(&c, addr(AUTH), Duration::ZERO);
         for i in 1..=5u16 {
             st.admit(ip("10.0.0.2"), SocketAddr::new(ip("10.0.0.2"), i), (), bound * 3 * u32::from(i)).unwrap();
         }
@@ -595,5 +763,84 @@ mod tests {
         v2.heard(secs(3), Some(7));
         v2.heard(secs(4), Some(6));
         assert_eq!(v2.held(), Some(7), "an older report does not move it back");
+    }
+
+    #[test]
+    fn ipv6_sources_are_counted_per_64_and_ipv4_per_address() {
+        assert_eq!(source_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(source_key(ip("::ffff:10.0.0.7")), ip("10.0.0.7"));
+        assert_eq!(source_key(ip("10.0.0.7")), ip("10.0.0.7"));
+        let mut st = state();
+        // Three wrong passwords from three addresses of one /64: one ban, for the /64.
+        for host in ["2001:db8::1", "2001:db8::2", "2001:db8::3"] {
+            st.check_password(ip(host), "bad", secs(1));
+        }
+        assert!(st.is_banned(ip("2001:db8::ffff"), secs(1)));
+        assert!(!st.is_banned(ip("2001:db8:0:1::1"), secs(1)));
+        assert_eq!(st.banned(secs(1)).collect::<Vec<_>>(), vec![ip("2001:db8::")]);
+    }
+
+    #[test]
+    fn bans_expire_when_configured_and_the_tables_stay_bounded() {
+        let c = cfg().password_attempts(1).ban_for(secs(60)).max_bans(3);
+        let mut st: AuthState<(), (), ()> = AuthState::new(&c, addr(AUTH), Duration::ZERO);
+        for (i, host) in ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"].into_iter().enumerate() {
+            st.check_password(ip(host), "bad", secs(i as u64));
+        }
+        // Bounded at 3: the oldest ban was forgotten.
+        assert_eq!(st.banned(secs(4)).collect::<Vec<_>>(), vec![ip("10.0.0.2"), ip("10.0.0.3"), ip("10.0.0.4")]);
+        assert!(!st.is_banned(ip("10.0.0.1"), secs(4)));
+        // Expiry: 60 s after the ban.
+        assert!(st.is_banned(ip("10.0.0.4"), secs(62)));
+        assert!(!st.is_banned(ip("10.0.0.4"), secs(63)));
+        // The attempt table is bounded too: 1,000 sources with one failure each.
+        let c = cfg().password_attempts(5).max_bans(10);
+        let mut st: AuthState<(), (), ()> = AuthState::new(&c, addr(AUTH), Duration::ZERO);
+        for i in 0..1000u32 {
+            st.check_password(
+                IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)),
+                "bad",
+                Duration::from_millis(i.into()),
+            );
+        }
+        assert_eq!(st.bans.attempts.len(), 10);
+    }
+
+    #[test]
+    fn handshakes_are_capped_per_source_and_the_oldest_is_shed_under_pressure() {
+        let c = cfg().max_handshakes(4).max_handshakes_per_source(2);
+        let mut st: AuthState<(), (), &str> = AuthState::new(&c, addr(AUTH), Duration::ZERO);
+        let (a1, _) = st.begin_handshake(ip("10.0.0.1"), "a1").unwrap();
+        st.begin_handshake(ip("10.0.0.1"), "a2").unwrap();
+        // A third from the same source is refused; other sources are not affected.
+        assert_eq!(st.begin_handshake(ip("10.0.0.1"), "a3").unwrap_err(), SourceFull);
+        st.begin_handshake(ip("10.0.0.2"), "b1").unwrap();
+        let (_, shed) = st.begin_handshake(ip("10.0.0.3"), "c1").unwrap();
+        assert!(shed.is_none());
+        assert_eq!(st.handshake_count(), 4);
+        // Full: the next one sheds the oldest (a1), which frees a slot of its source.
+        let (_, shed) = st.begin_handshake(ip("10.0.0.4"), "d1").unwrap();
+        let shed = shed.unwrap();
+        assert_eq!((shed.ip, shed.attached), (ip("10.0.0.1"), "a1"));
+        assert_eq!(st.handshake_count(), 4);
+        st.finish_handshake(a1); // its task ends later: a no-op
+        assert_eq!(st.handshake_count(), 4);
+        let (_, shed) = st.begin_handshake(ip("10.0.0.1"), "a4").unwrap();
+        assert_eq!(shed.unwrap().attached, "a2");
+    }
+
+    #[test]
+    fn a_peer_address_is_bound_to_its_source() {
+        let mut st = state();
+        let a = addr("10.0.0.2:1");
+        assert!(st.peer_address_allowed(ip("10.0.0.2"), a));
+        assert!(!st.peer_address_allowed(ip("10.0.0.9"), a));
+        let nat: AuthState<(), (), ()> =
+            AuthState::new(&cfg().foreign_peer_addresses(true), addr(AUTH), Duration::ZERO);
+        assert!(nat.peer_address_allowed(ip("10.0.0.9"), a));
+        // Even where foreign addresses are allowed, a member is only replaced from its source.
+        st.admit(ip("10.0.0.2"), a, "a", secs(1)).unwrap();
+        assert_eq!(st.admit(ip("10.0.0.9"), a, "spoof", secs(2)).unwrap_err(), AdmitRefusal::AddressTaken);
+        assert_eq!(st.list().members.to_vec(), vec![addr(AUTH), a]);
     }
 }
