@@ -97,7 +97,12 @@ async fn bad_input_on_the_auth_and_dist_ports_while_honest_joiners_join() {
     let max_len: usize = 256 * 1024;
     let mut auth = Authenticator::start(
         TokioNet,
-        auth_config("pw").handshake_timeout(hs_timeout).max_value_len(max_len).event_capacity(1 << 16),
+        // 20 honest joiners join at once from one address: above the default per-source cap.
+        auth_config("pw")
+            .handshake_timeout(hs_timeout)
+            .max_value_len(max_len)
+            .max_handshakes_per_source(64)
+            .event_capacity(1 << 16),
     )
     .await
     .unwrap();
@@ -299,7 +304,9 @@ async fn bad_input_on_the_auth_and_dist_ports_while_honest_joiners_join() {
     assert!(one(nodist_v1_ip, "no dist (v1)").contains("no distribution connection"), "{failures:?}");
     let endless_errs = &failures[&endless_ip];
     assert_eq!(endless_errs.len(), 3);
-    assert!(endless_errs.iter().all(|e| e.contains(&format!("exceeds {max_len} bytes"))), "{endless_errs:?}");
+    // Before the password, values are bounded by the handshake limit, not the list limit.
+    let limit = pyile::authenticator::config::DEFAULT_HANDSHAKE_VALUE_LIMIT;
+    assert!(endless_errs.iter().all(|e| e.contains(&format!("exceeds {limit} bytes"))), "{endless_errs:?}");
     let garbage_errs = &failures[&garbage_ip];
     assert_eq!(garbage_errs.len(), 5 * GARBAGE.len(), "{garbage_errs:?}");
     assert!(!failures.contains_key(&ip("127.0.0.1")), "an honest handshake failed: {failures:?}");
@@ -322,8 +329,9 @@ async fn join_honest(auth: &Authenticator, n: usize) -> Vec<Joiner> {
 
 #[tokio::test]
 async fn malformed_or_oversized_input_from_a_member_removes_only_that_member() {
-    let max_len = 64 * 1024;
-    let mut auth = Authenticator::start(TokioNet, auth_config("pw").max_value_len(max_len)).await.unwrap();
+    // Values on a member's auth connection are bounded by the handshake limit.
+    let max_len = 4096;
+    let mut auth = Authenticator::start(TokioNet, auth_config("pw").handshake_value_limit(max_len)).await.unwrap();
     let mut events = auth.events().unwrap();
     let honest = join_honest(&auth, 2).await;
     let malformed = RawMember::join(auth.auth_addr(), ip("127.0.2.20"), "pw").await;
