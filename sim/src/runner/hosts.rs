@@ -156,6 +156,9 @@ pub enum Obs {
         at: Duration,
         /// Instance.
         inst: u64,
+        /// Tasks the joiner still ran (`Joiner::task_count`, 0 once it has left; None: its
+        /// host crashed and took it).
+        tasks: Option<usize>,
     },
     /// A broadcast finished.
     BroadcastDone {
@@ -514,8 +517,8 @@ async fn run_joiner(
                     break;
                 }
             }
-            live.borrow_mut().remove(&inst);
-            ctx.shared.push(ctx.host, Obs::JoinerEnded { at: clock.now(), inst });
+            let tasks = live.borrow_mut().remove(&inst).map(|j| j.task_count());
+            ctx.shared.push(ctx.host, Obs::JoinerEnded { at: clock.now(), inst, tasks });
         }
     }
 }

@@ -762,7 +762,10 @@ impl<'a> Driver<'a> {
                 self.evidence.watch(local);
                 self.monitor.dist_connected(inst, local);
             }
-            Obs::JoinerEnded { at, inst } => {
+            Obs::JoinerEnded { at, inst, tasks } => {
+                if let Some(n) = tasks.filter(|&n| n > 0) {
+                    self.error = Some(format!("joiner instance {inst} ended with {n} tasks still running"));
+                }
                 self.monitor.ended(at, inst);
                 if let Some(slot) = self.current_slot(inst) {
                     let was_leaving = self.slots[slot] == Slot::Leaving(inst);
