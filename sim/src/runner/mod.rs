@@ -12,6 +12,7 @@
 //! The protocol software itself (pyile's `Authenticator`/`Joiner` on `TurmoilNet`) is in
 //! [`hosts`]; the checkers are in [`crate::checkers`].
 
+pub mod bench;
 pub mod evidence;
 pub mod hosts;
 #[cfg(test)]
