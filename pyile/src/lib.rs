@@ -5,7 +5,8 @@
 //! `pyile-protocol` 0.1.1, written once against an abstract [`Network`] so
 //! that the same [`Authenticator`] and [`Joiner`] run on real tokio sockets
 //! ([`TokioNet`]) and inside deterministic turmoil simulations
-//! (`TurmoilNet`, feature `turmoil`).
+//! (`TurmoilNet`, feature `turmoil`; the `sim` crate runs it, and its tests
+//! are where the protocol is exercised on turmoil).
 //!
 //! An authenticator admits joiners that know the password, bans source IPs
 //! after too many wrong attempts, heartbeats every member, removes members

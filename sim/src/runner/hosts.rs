@@ -15,13 +15,15 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use pyile::{Authenticator, AuthenticatorConfig, EventKind, Joiner, JoinerConfig, TurmoilNet};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::layout::{HostRole, Layout};
 use crate::rng::derive_seed;
+use crate::scenario::Scenario;
 
 /// Events per node's channel: large, so the event reader never falls behind.
 const EVENT_CAPACITY: usize = 1 << 16;
@@ -154,6 +156,9 @@ pub enum Obs {
         at: Duration,
         /// Instance.
         inst: u64,
+        /// Tasks the joiner still ran (`Joiner::task_count`, 0 once it has left; None: its
+        /// host crashed and took it).
+        tasks: Option<usize>,
     },
     /// A broadcast finished.
     BroadcastDone {
@@ -215,6 +220,58 @@ pub struct Settings {
     pub joiner_names: Vec<String>,
 }
 
+impl Settings {
+    /// What the hosts of a run of `sc` with `seed` are configured with (joiner slots named as
+    /// in `layout`). A joiner group's heartbeat timeout defaults to the authenticator's
+    /// timeout + one interval.
+    pub fn new(sc: &Scenario, layout: &Layout, seed: u64) -> Settings {
+        let a = &sc.authenticator;
+        let groups = sc
+            .joiners
+            .iter()
+            .map(|g| {
+                let g = g.get_ref();
+                (
+                    g.password.clone().unwrap_or_else(|| a.password.clone()),
+                    g.handshake_timeout.unwrap_or(a.handshake_timeout).get(),
+                    g.heartbeat_timeout
+                        .map(|d| d.get())
+                        .unwrap_or(a.heartbeat_timeout().get() + a.heartbeat_interval.get()),
+                )
+            })
+            .collect();
+        Settings {
+            seed,
+            password: a.password.clone(),
+            password_attempts: a.password_attempts,
+            heartbeat_interval: a.heartbeat_interval.get(),
+            heartbeat_timeout: a.heartbeat_timeout().get(),
+            handshake_timeout: a.handshake_timeout.get(),
+            distribution_budget: a.distribution_budget.bytes_per_sec(),
+            port: a.port,
+            groups,
+            joiner_names: layout.joiners.iter().map(|j| j.name.clone()).collect(),
+        }
+    }
+}
+
+/// The turmoil simulation a run of `sc` with `seed` happens in: seeded from the run's seed, a
+/// fixed epoch, the scenario's tick, latencies, `fail_rate` and `tcp_capacity`, and room to
+/// run an hour past the scenario's end. No hosts yet.
+pub fn build_sim(sc: &Scenario, seed: u64) -> turmoil::Sim<'static> {
+    let net = &sc.network;
+    let mut b = turmoil::Builder::new();
+    b.rng_seed(derive_seed(seed, "turmoil"))
+        .epoch(UNIX_EPOCH + Duration::from_secs(super::EPOCH_SECS))
+        .simulation_duration(sc.duration.get() + Duration::from_secs(3600))
+        .tick_duration(sc.tick.get())
+        .min_message_latency(net.min_latency.get())
+        .max_message_latency(net.max_latency.get())
+        .fail_rate(net.fail_rate)
+        .tcp_capacity(net.tcp_capacity);
+    b.build()
+}
+
 /// State shared by the driver and every host.
 pub struct Shared {
     /// Observations not yet drained, with the host that made them.
@@ -261,6 +318,17 @@ pub enum Role {
     Joiners,
     /// An attacker.
     Attacker,
+}
+
+impl Role {
+    /// The software for a host of the layout.
+    pub fn of(role: &HostRole) -> Role {
+        match role {
+            HostRole::Authenticator => Role::Authenticator,
+            HostRole::Joiners { .. } => Role::Joiners,
+            HostRole::Attacker { .. } => Role::Attacker,
+        }
+    }
 }
 
 /// Everything one host's software needs; cloned into each incarnation.
@@ -449,8 +517,8 @@ async fn run_joiner(
                     break;
                 }
             }
-            live.borrow_mut().remove(&inst);
-            ctx.shared.push(ctx.host, Obs::JoinerEnded { at: clock.now(), inst });
+            let tasks = live.borrow_mut().remove(&inst).map(|j| j.task_count());
+            ctx.shared.push(ctx.host, Obs::JoinerEnded { at: clock.now(), inst, tasks });
         }
     }
 }

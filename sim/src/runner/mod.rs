@@ -12,6 +12,7 @@
 //! The protocol software itself (pyile's `Authenticator`/`Joiner` on `TurmoilNet`) is in
 //! [`hosts`]; the checkers are in [`crate::checkers`].
 
+pub mod bench;
 pub mod evidence;
 pub mod hosts;
 #[cfg(test)]
@@ -21,7 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use pyile::{EventKind, HandshakeStage, LostReason, MemberList, RemovalReason};
 use serde_json::{Value, json};
@@ -29,9 +30,9 @@ use serde_json::{Value, json};
 use crate::batch::set_wall_metrics;
 use crate::checkers::{Impairment, ListView, Monitor, MonitorConfig, Removal};
 use crate::hash::Fnv64;
-use crate::layout::{AUTH_HOST, HostRole, Layout};
+use crate::layout::{AUTH_HOST, Layout};
 use crate::metrics::{MetricId, Metrics};
-use crate::rng::{SimRng, derive_seed, rng_for};
+use crate::rng::{SimRng, rng_for};
 use crate::scenario::{Action, Direction, Pick, Resolved, Scenario};
 use crate::timeline::{Op, Selection, Sender, expand, pick_n};
 use crate::trace::{Trace, TraceError, TraceEvent, TraceSummary};
@@ -209,44 +210,12 @@ impl<'a> Driver<'a> {
         let seed = resolved.seed;
         let layout = Layout::new(sc);
         let net = &sc.network;
-        let mut b = turmoil::Builder::new();
-        b.rng_seed(derive_seed(seed, "turmoil"))
-            .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
-            .simulation_duration(sc.duration.get() + Duration::from_secs(3600))
-            .tick_duration(sc.tick.get())
-            .min_message_latency(net.min_latency.get())
-            .max_message_latency(net.max_latency.get())
-            .fail_rate(net.fail_rate)
-            .tcp_capacity(net.tcp_capacity);
-        let mut sim = b.build();
-
+        let mut sim = hosts::build_sim(sc, seed);
         let a = &sc.authenticator;
-        let groups = sc
-            .joiners
-            .iter()
-            .map(|g| {
-                let g = g.get_ref();
-                (
-                    g.password.clone().unwrap_or_else(|| a.password.clone()),
-                    g.handshake_timeout.unwrap_or(a.handshake_timeout).get(),
-                    g.heartbeat_timeout
-                        .map(|d| d.get())
-                        .unwrap_or(a.heartbeat_timeout().get() + a.heartbeat_interval.get()),
-                )
-            })
-            .collect();
-        let settings = Settings {
-            seed,
-            password: a.password.clone(),
-            password_attempts: a.password_attempts,
-            heartbeat_interval: a.heartbeat_interval.get(),
-            heartbeat_timeout: sabotage.auth_heartbeat_timeout.unwrap_or(a.heartbeat_timeout().get()),
-            handshake_timeout: a.handshake_timeout.get(),
-            distribution_budget: a.distribution_budget.bytes_per_sec(),
-            port: a.port,
-            groups,
-            joiner_names: layout.joiners.iter().map(|j| j.name.clone()).collect(),
-        };
+        let mut settings = Settings::new(sc, &layout, seed);
+        if let Some(t) = sabotage.auth_heartbeat_timeout {
+            settings.heartbeat_timeout = t;
+        }
         // Register in layout order: turmoil assigns 192.168.0.1, .2, ... in this order.
         let ips: Vec<IpAddr> = layout.hosts.iter().map(|h| sim.lookup(h.name.as_str())).collect();
         let shared = Rc::new(Shared {
@@ -260,11 +229,7 @@ impl<'a> Driver<'a> {
                 shared: shared.clone(),
                 host: i,
                 ip: ips[i],
-                role: match h.role {
-                    HostRole::Authenticator => Role::Authenticator,
-                    HostRole::Joiners { .. } => Role::Joiners,
-                    HostRole::Attacker { .. } => Role::Attacker,
-                },
+                role: Role::of(&h.role),
                 incarnation: Rc::new(Cell::new(0)),
             };
             sim.host(h.name.as_str(), move || hosts::software(ctx.clone()));
@@ -798,7 +763,10 @@ impl<'a> Driver<'a> {
                 self.evidence.watch(local);
                 self.monitor.dist_connected(inst, local);
             }
-            Obs::JoinerEnded { at, inst } => {
+            Obs::JoinerEnded { at, inst, tasks } => {
+                if let Some(n) = tasks.filter(|&n| n > 0) {
+                    self.error = Some(format!("joiner instance {inst} ended with {n} tasks still running"));
+                }
                 self.monitor.ended(at, inst);
                 if let Some(slot) = self.current_slot(inst) {
                     let was_leaving = self.slots[slot] == Slot::Leaving(inst);
