@@ -22,6 +22,9 @@ pub const DEFAULT_DISTRIBUTION_BUDGET: u64 = 64 << 20;
 /// Default [`AuthenticatorConfig::handshake_value_limit`]: the reference's `recv(2048)`.
 pub const DEFAULT_HANDSHAKE_VALUE_LIMIT: usize = 2048;
 
+/// Default [`AuthenticatorConfig::max_handshakes_per_source`].
+pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 16;
+
 /// Settings of an [`Authenticator`](super::Authenticator); build with [`AuthenticatorConfig::new`]
 /// and the chained setters.
 #[derive(Clone, Debug)]
@@ -73,7 +76,7 @@ impl AuthenticatorConfig {
             alias: "authenticator".into(),
             handshake_value_limit: DEFAULT_HANDSHAKE_VALUE_LIMIT,
             password_timeout: Duration::from_secs(3),
-            max_handshakes_per_source: 16,
+            max_handshakes_per_source: DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
             max_bans: 65_536,
             ban_for: None,
             foreign_peer_addresses: false,

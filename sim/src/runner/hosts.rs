@@ -214,6 +214,9 @@ pub struct Settings {
     pub distribution_budget: u64,
     /// Auth port.
     pub port: u16,
+    /// Authenticator handshakes in progress per source IP: the default per packed joiner
+    /// (joiners packed on one host stand for as many machines, and share its IP).
+    pub max_handshakes_per_source: usize,
     /// Per group: (password, handshake timeout, heartbeat timeout).
     pub groups: Vec<(String, Duration, Duration)>,
     /// Joiner slot names.
@@ -249,6 +252,8 @@ impl Settings {
             handshake_timeout: a.handshake_timeout.get(),
             distribution_budget: a.distribution_budget.bytes_per_sec(),
             port: a.port,
+            max_handshakes_per_source: pyile::authenticator::config::DEFAULT_MAX_HANDSHAKES_PER_SOURCE
+                * sc.joiners.iter().map(|g| g.get_ref().joiners_per_host.max(1) as usize).max().unwrap_or(1),
             groups,
             joiner_names: layout.joiners.iter().map(|j| j.name.clone()).collect(),
         }
@@ -370,6 +375,7 @@ async fn authenticator(ctx: HostCtx) -> turmoil::Result {
         .heartbeat_timeout(s.heartbeat_timeout)
         .handshake_timeout(s.handshake_timeout)
         .distribution_budget(s.distribution_budget)
+        .max_handshakes_per_source(s.max_handshakes_per_source)
         .seed(derive_seed(s.seed, &format!("auth:{}", ctx.incarnation.get())))
         .alias("auth")
         .event_capacity(EVENT_CAPACITY);
