@@ -200,7 +200,7 @@ async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intende
         Ok(j) => j,
         Err(e) => {
             m.incr(failure_counter(&e));
-            tracing::debug!(%id, "join failed: {e}");
+            tracing::debug!(%id, "join failed: {}", pyile::error::report(&e));
             lock(&shared.slots).remove(&id);
             return;
         }

@@ -19,7 +19,7 @@ pub enum Error {
     #[error("banned: the authenticator refuses this address")]
     Banned,
     /// Could not connect to a peer or to the authenticator.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}")]
     Connection {
         /// Whom we tried to reach.
         addr: SocketAddr,
@@ -27,7 +27,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Writing to a peer failed.
-    #[error("cannot send to {addr}: {source}")]
+    #[error("cannot send to {addr}")]
     Send {
         /// Whom we wrote to.
         addr: SocketAddr,
@@ -35,7 +35,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Reading or decoding a message from a peer failed.
-    #[error("cannot receive from {addr}: {source}")]
+    #[error("cannot receive from {addr}")]
     Receive {
         /// Whom we read from.
         addr: SocketAddr,
@@ -61,7 +61,7 @@ pub enum Error {
         after: Duration,
     },
     /// Local socket setup failed (bind, address lookup).
-    #[error("{what}: {source}")]
+    #[error("cannot {what}")]
     Io {
         /// What we were doing.
         what: &'static str,
@@ -74,6 +74,21 @@ pub enum Error {
     /// The configuration cannot work (the message says what to change).
     #[error("{0}")]
     Config(String),
+}
+
+/// An error and its causes on one line, `what failed: why: why`, as people should see it.
+///
+/// [`Error`]'s own text names what failed and its [`source`](std::error::Error::source) says
+/// why (never both, so a report prints each cause once).
+pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 impl Error {

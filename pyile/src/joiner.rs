@@ -151,14 +151,14 @@ impl<N: Network> Joiner<N> {
         events.emit(EventKind::Handshake(HandshakeStage::Connected));
         let my_ip = match cfg.local_ip {
             Some(ip) => ip,
-            None => auth.local_addr().map_err(|source| Error::Io { what: "local address", source })?.ip(),
+            None => auth.local_addr().map_err(|source| Error::Io { what: "read the local address", source })?.ip(),
         };
         let listener = net
             .bind(SocketAddr::new(my_ip, cfg.peer_port))
             .await
             .map_err(|source| Error::Io { what: "bind the peer socket", source })?;
         let mut peer_addr =
-            listener.local_addr().map_err(|source| Error::Io { what: "peer socket address", source })?;
+            listener.local_addr().map_err(|source| Error::Io { what: "read the peer socket address", source })?;
         if peer_addr.ip().is_unspecified() {
             peer_addr.set_ip(my_ip);
         }

@@ -108,7 +108,7 @@ pub enum Message {
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// The underlying read failed.
-    #[error("read failed: {0}")]
+    #[error("read failed")]
     Io(#[from] std::io::Error),
     /// The stream ended before a value was complete (or before any value).
     #[error("connection closed{}", if *.partial { " in the middle of a value" } else { "" })]

@@ -121,16 +121,17 @@ impl<N: Network> Authenticator<N> {
         let auth_listener =
             net.bind(cfg.listen).await.map_err(|source| Error::Io { what: "bind the auth socket", source })?;
         let auth_addr =
-            auth_listener.local_addr().map_err(|source| Error::Io { what: "auth socket address", source })?;
+            auth_listener.local_addr().map_err(|source| Error::Io { what: "read the auth socket address", source })?;
         let ip_only = SocketAddr::new(cfg.listen.ip(), 0);
         let dist_listener =
             net.bind(ip_only).await.map_err(|source| Error::Io { what: "bind the distribution socket", source })?;
         let peer_listener =
             net.bind(ip_only).await.map_err(|source| Error::Io { what: "bind the peer socket", source })?;
-        let dist_addr =
-            dist_listener.local_addr().map_err(|source| Error::Io { what: "dist socket address", source })?;
+        let dist_addr = dist_listener
+            .local_addr()
+            .map_err(|source| Error::Io { what: "read the distribution socket address", source })?;
         let mut peer_addr =
-            peer_listener.local_addr().map_err(|source| Error::Io { what: "peer socket address", source })?;
+            peer_listener.local_addr().map_err(|source| Error::Io { what: "read the peer socket address", source })?;
         // The member list needs an address other members reach: never guess it (a guessed
         // 127.0.0.1 sends every remote member's messages to its own loopback).
         match (cfg.advertise, peer_addr.ip().is_unspecified()) {

@@ -382,7 +382,7 @@ async fn authenticator(ctx: HostCtx) -> turmoil::Result {
     let mut auth = match Authenticator::start(TurmoilNet::new(ctx.ip), cfg).await {
         Ok(a) => a,
         Err(e) => {
-            ctx.shared.push(ctx.host, Obs::AuthStartFailed { at: clock.now(), error: e.to_string() });
+            ctx.shared.push(ctx.host, Obs::AuthStartFailed { at: clock.now(), error: pyile::error::report(&e) });
             return Ok(());
         }
     };
@@ -509,7 +509,7 @@ async fn run_joiner(
         return; // crashed while joining: dropping `joined` ends it
     }
     match joined {
-        Err(e) => ctx.shared.push(ctx.host, Obs::JoinFailed { at: clock.now(), inst, error: e.to_string() }),
+        Err(e) => ctx.shared.push(ctx.host, Obs::JoinFailed { at: clock.now(), inst, error: pyile::error::report(&e) }),
         Ok(mut j) => {
             if let Some(local) = j.distribution_local_addr() {
                 ctx.shared.push(ctx.host, Obs::DistConnected { inst, local });
@@ -553,7 +553,7 @@ async fn attacker(ctx: HostCtx) -> turmoil::Result {
                         j.leave().await;
                         (true, None)
                     }
-                    Err(e) => (false, Some(e.to_string())),
+                    Err(e) => (false, Some(pyile::error::report(&e))),
                 };
                 shared.push(host, Obs::AttemptDone { at: clock.now(), host, correct, admitted, error });
             });
