@@ -1,7 +1,12 @@
 //! Every checker, fed a synthetic history: each must stay quiet on correct behaviour and
 //! fire on the broken behaviour it exists for (a "deliberately broken authenticator").
 
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
 use super::*;
+use crate::metrics::MetricId;
+use crate::verdict::Severity;
 
 fn s(secs: f64) -> Duration {
     Duration::from_secs_f64(secs)

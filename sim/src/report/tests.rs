@@ -1,3 +1,6 @@
+//! Reports: stable CSV columns and formatting, round trips, summaries, the printed table, and
+//! `compare` against baselines (tolerances, regressions, safety and determinism failures).
+
 use super::compare::{Tolerances, compare};
 use super::*;
 

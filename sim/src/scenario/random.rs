@@ -16,7 +16,8 @@ use rand::RngExt;
 use serde::Deserialize;
 use toml::{Table, Value};
 
-use super::{LoadedScenario, Resolved, Scenario, ScenarioError, parse_toml};
+use super::load::parse_toml;
+use super::{LoadedScenario, Resolved, Scenario, ScenarioError};
 use crate::duration::Dur;
 use crate::rate::ByteRate;
 use crate::rng::{SimRng, rng_for};

@@ -1,5 +1,11 @@
-use super::*;
+//! Scenario loading, validation, seeds and `[random]` resolution, on small inline files and
+//! on every shipped scenario.
+
+use std::collections::BTreeSet;
 use std::path::PathBuf;
+
+use super::*;
+use crate::duration::Dur;
 
 fn scenarios_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios")

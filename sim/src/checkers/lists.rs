@@ -1,0 +1,108 @@
+//! Member lists: what the authenticator publishes and each joiner holds, and what they may
+//! hold.
+//!
+//! Checks: `banned_member` (a banned or attacker IP admitted, or in any list),
+//! `unknown_member` (a joiner holds an address the authenticator never admitted),
+//! `view_regressed` (a joiner received a list older than one it had). Each list also feeds
+//! convergence ([`liveness`](super::liveness)) and the distribution cost metrics.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::monitor::Monitor;
+use crate::metrics::MetricId;
+use crate::verdict::Severity;
+
+/// A member list as seen by one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListView {
+    /// Version (our authenticator's extension; None from the reference).
+    pub version: Option<u64>,
+    /// The members, authenticator first.
+    pub members: Vec<SocketAddr>,
+    /// Encoded size.
+    pub bytes: usize,
+}
+
+impl Monitor {
+    /// The authenticator admitted `member` (connection from `source`).
+    pub fn member_joined(&mut self, t: Duration, member: SocketAddr, source: IpAddr) {
+        self.admitted.insert(member);
+        if self.banned.contains(&source) || self.attacker_ips.contains(&source) {
+            self.find(
+                Severity::Safety,
+                "banned_member",
+                format!("a:{member}"),
+                t,
+                format!("admitted {member} from banned/attacker IP {source}"),
+            );
+        }
+    }
+
+    /// The authenticator published `list`.
+    pub fn auth_list(&mut self, t: Duration, list: &ListView) {
+        self.count(MetricId::ListChanges, 1.0);
+        for m in &list.members {
+            if self.banned.contains(&m.ip()) || self.attacker_ips.contains(&m.ip()) {
+                self.find(
+                    Severity::Safety,
+                    "banned_member",
+                    format!("a:{m}"),
+                    t,
+                    format!("authenticator list v{:?} holds {m}, a banned/attacker IP", list.version),
+                );
+            }
+        }
+        self.auth_members = list.members.iter().copied().collect();
+        self.auth_versions.push((t, list.version));
+        if let Some(v) = list.version {
+            self.await_convergence(t, v, &list.members);
+        }
+    }
+
+    /// Joiner `inst` holds a (newer) list.
+    pub fn joiner_list(&mut self, t: Duration, inst: u64, list: &ListView) {
+        self.count(MetricId::DistMsgsPerChange, 1.0); // normalised in finish()
+        self.count(MetricId::DistBytesPerChange, list.bytes as f64);
+        let Some(i) = self.instances.get(&inst) else { return };
+        let own = i.addr;
+        let who = format!("joiner instance {inst}");
+        if let (Some(prev), Some(v)) = (i.last_version, list.version)
+            && v < prev
+        {
+            self.find(
+                Severity::Safety,
+                "view_regressed",
+                format!("{inst}:{v}"),
+                t,
+                format!("{who} received list v{v} after v{prev}"),
+            );
+        }
+        for m in &list.members {
+            if self.banned.contains(&m.ip()) || self.attacker_ips.contains(&m.ip()) {
+                self.find(
+                    Severity::Safety,
+                    "banned_member",
+                    format!("j:{m}"),
+                    t,
+                    format!("{who} holds {m}, a banned/attacker IP"),
+                );
+            }
+            if Some(*m) != own && !self.admitted.contains(m) && !self.auth_peers.contains(m) {
+                self.find(
+                    Severity::Safety,
+                    "unknown_member",
+                    format!("{m}"),
+                    t,
+                    format!("{who} holds {m}, never admitted by the authenticator"),
+                );
+            }
+        }
+        let i = self.instances.get_mut(&inst).unwrap();
+        if let Some(v) = list.version {
+            i.last_version = Some(i.last_version.map_or(v, |p| p.max(v)));
+            i.version_seen = i.last_version;
+            self.list_received(t, inst, v);
+        }
+    }
+}

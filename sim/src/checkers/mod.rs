@@ -1,0 +1,51 @@
+//! Ground truth, safety and liveness checkers, and per-run metrics.
+//!
+//! The [`Monitor`] is fed two kinds of facts, in simulated-time order: what the driver did
+//! to the world (the truth: which host crashed, which link is cut or held, which joiner was
+//! told to join or leave) and what the protocol reported (admissions, published and received
+//! member lists, removals, bans), translated by the runner from pyile's events into the plain
+//! calls below. It knows nothing of pyile's types, so every checker is tested here with
+//! synthetic histories — including the broken behaviours each checker must catch.
+//!
+//! Safety checks (each finding fails the run):
+//! - `banned_member`: a list (published or received) holds a banned or attacker IP.
+//! - `unknown_member`: a joiner's list holds an address the authenticator never admitted.
+//! - `view_regressed`: a joiner received a list older than one it already had.
+//! - `stale_member`: the authenticator still lists a member `heartbeat_timeout` + one interval
+//!   (+ latency slack) after the member's host stopped answering (crash, cut, hold).
+//! - `false_removal`: a member was removed although neither its host nor the authenticator
+//!   had any fault since it joined and it was not leaving; or it was removed for a lost
+//!   distribution (`DistributionLost`) although the network's ground truth shows its
+//!   distribution stream never lost a segment (whatever faults it lived through).
+//! - `banned_admitted`: an attacker IP got in with the correct password after its ban.
+//! - `honest_banned`: an IP was banned that made no wrong attempts by design.
+//!
+//! Liveness (at the end of a run with `settle` > 0): `not_converged` — a live, healthy joiner
+//! does not hold the authenticator's list (as of a grace period before the end), or is not
+//! in it.
+//!
+//! Modules, one concept each (the public types are re-exported here):
+//! - `monitor`: the [`Monitor`] and [`MonitorConfig`]: shared state, counters, `finish`.
+//! - `impairments`: ground truth about faults ([`Impairment`]): who is impaired, when.
+//! - `lifecycle`: joiner instances and authenticator incarnations.
+//! - `lists`: member lists ([`ListView`]): `banned_member`, `unknown_member`,
+//!   `view_regressed`.
+//! - `removals`: removals ([`Removal`]): `stale_member`, `false_removal`.
+//! - `bans`: bans and attackers: `honest_banned`, `banned_admitted`.
+//! - `liveness`: convergence samples and `not_converged`.
+
+mod bans;
+mod impairments;
+mod lifecycle;
+mod lists;
+mod liveness;
+mod monitor;
+mod removals;
+
+pub use impairments::Impairment;
+pub use lists::ListView;
+pub use monitor::{Monitor, MonitorConfig};
+pub use removals::Removal;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+//! Observations: what the hosts reported after a step, into the trace and the checkers.
+//!
+//! Hosts push [`Obs`] (pyile events and the runner's own join/attempt/broadcast outcomes);
+//! the driver drains them in order, updates its joiner slots (a join completed, an instance
+//! ended and may rejoin), feeds the [`Monitor`](crate::checkers::Monitor) in its own plain
+//! vocabulary ([`ListView`], [`Removal`]) and records each as a trace event.
+
+use pyile::{EventKind, HandshakeStage, LostReason, MemberList, RemovalReason};
+use serde_json::{Value, json};
+
+use super::driver::{Driver, Slot};
+use super::hosts::Obs;
+use crate::checkers::{ListView, Removal};
+use crate::hash::Fnv64;
+use crate::trace::TraceError;
+
+fn list_view(l: &MemberList, bytes: usize) -> ListView {
+    ListView { version: l.version, members: l.members.to_vec(), bytes }
+}
+
+fn list_json(l: &MemberList) -> Value {
+    let mut h = Fnv64::new();
+    for m in l.members.iter() {
+        h.update(m.to_string().as_bytes());
+        h.update(b",");
+    }
+    json!({"v": l.version, "n": l.members.len(), "h": h.hex()})
+}
+
+fn removal(r: &RemovalReason) -> Removal {
+    match r {
+        RemovalReason::HeartbeatTimeout => Removal::HeartbeatTimeout,
+        RemovalReason::Closed => Removal::Closed,
+        RemovalReason::DistributionStalled => Removal::Stalled,
+        RemovalReason::DistributionLost => Removal::DistributionLost,
+        RemovalReason::Replaced => Removal::Replaced,
+        RemovalReason::ProtocolError(_) => Removal::Protocol,
+    }
+}
+
+/// A pyile event as a trace kind and data.
+fn describe(kind: &EventKind) -> (&'static str, Value) {
+    match kind {
+        EventKind::Handshake(stage) => (
+            "handshake",
+            match stage {
+                HandshakeStage::Connected => json!({"stage": "connected"}),
+                HandshakeStage::BannedStatus { banned } => json!({"stage": "banned_status", "banned": banned}),
+                HandshakeStage::Authenticated { ok } => json!({"stage": "authenticated", "ok": ok}),
+                HandshakeStage::FirstList(l) => json!({"stage": "first_list", "list": list_json(l)}),
+                HandshakeStage::DistConnected => json!({"stage": "dist_connected"}),
+            },
+        ),
+        EventKind::Joined { peer_addr, list } => {
+            ("joined", json!({"peer": peer_addr.to_string(), "list": list_json(list)}))
+        }
+        EventKind::MemberJoined { member, source } => {
+            ("member_joined", json!({"member": member.to_string(), "source": source.to_string()}))
+        }
+        EventKind::MemberListChanged { list, bytes } => ("list", json!({"list": list_json(list), "bytes": bytes})),
+        EventKind::MemberRemoved { member, reason } => {
+            ("member_removed", json!({"member": member.to_string(), "reason": format!("{reason:?}")}))
+        }
+        EventKind::AuthFailed { ip, attempts } => ("auth_failed", json!({"ip": ip.to_string(), "attempts": attempts})),
+        EventKind::Banned { ip } => ("banned", json!({"ip": ip.to_string()})),
+        EventKind::BanRefused { ip } => ("ban_refused", json!({"ip": ip.to_string()})),
+        EventKind::HandshakeFailed { source, error } => {
+            ("handshake_failed", json!({"source": source.to_string(), "error": error}))
+        }
+        EventKind::HeartbeatReceived { .. } => ("heartbeat", Value::Null),
+        EventKind::HeartbeatMissed { peer, silent_for } => {
+            ("heartbeat_missed", json!({"peer": peer.to_string(), "silent_us": silent_for.as_micros() as u64}))
+        }
+        EventKind::MessageReceived { from, broadcast, data, .. } => {
+            ("message", json!({"from": from.to_string(), "broadcast": broadcast, "len": data.len()}))
+        }
+        EventKind::MessageRefused { source } => ("message_refused", json!({"source": source.to_string()})),
+        EventKind::AuthenticatorLost { reason } => (
+            "authenticator_lost",
+            json!({"reason": match reason { LostReason::Timeout => "timeout".to_string(), LostReason::Closed => "closed".to_string(), LostReason::Error(e) => format!("error: {e}") }}),
+        ),
+        EventKind::Left => ("left", Value::Null),
+        EventKind::Lagged { dropped } => ("lagged", json!({"dropped": dropped})),
+    }
+}
+
+impl Driver<'_> {
+    pub(super) fn drain(&mut self) -> Result<(), TraceError> {
+        let obs = std::mem::take(&mut *self.shared.obs.borrow_mut());
+        for (host, o) in obs {
+            if !self.running[host] {
+                continue; // a crashed host's last gasps are not observations
+            }
+            self.events += 1;
+            self.observe(o)?;
+        }
+        Ok(())
+    }
+
+    fn observe(&mut self, o: Obs) -> Result<(), TraceError> {
+        match o {
+            Obs::AuthStarted { at, peer } => {
+                self.monitor.auth_started(at, peer);
+                self.record(at, "auth", "started", json!({"peer": peer.to_string()}))?;
+            }
+            Obs::AuthStartFailed { at, error } => {
+                self.error = Some(format!("authenticator failed to start at {}: {error}", crate::duration::Dur(at)));
+                self.record(at, "auth", "start_failed", json!({"error": error}))?;
+            }
+            Obs::Auth { at, kind } => {
+                match &kind {
+                    EventKind::MemberJoined { member, source } => self.monitor.member_joined(at, *member, *source),
+                    EventKind::MemberListChanged { list, bytes } => {
+                        self.monitor.auth_list(at, &list_view(list, *bytes))
+                    }
+                    EventKind::MemberRemoved { member, reason } => {
+                        self.monitor.member_removed(at, *member, removal(reason))
+                    }
+                    EventKind::AuthFailed { ip, attempts } => self.monitor.auth_failed(at, *ip, *attempts),
+                    EventKind::Banned { ip } => self.monitor.banned(at, *ip),
+                    EventKind::Lagged { dropped } => {
+                        self.error =
+                            Some(format!("authenticator events lagged ({dropped} dropped): checkers incomplete"));
+                    }
+                    _ => {}
+                }
+                let (k, d) = describe(&kind);
+                self.record(at, "auth", k, d)?;
+            }
+            Obs::JoinStarted { at, inst } => {
+                if let Some(&slot) = self.inst_slot.get(&inst) {
+                    let host = self.layout.joiners[slot].host;
+                    let rejoin = self.rejoining.get(&inst).copied().unwrap_or(false);
+                    self.monitor.join_started(at, inst, slot, host, rejoin);
+                }
+                let n = self.inst_name(inst);
+                self.record(at, &n, "join_started", Value::Null)?;
+            }
+            Obs::JoinFailed { at, inst, error } => {
+                self.monitor.join_failed(at, inst);
+                if let Some(slot) = self.current_slot(inst) {
+                    self.slots[slot] = Slot::Idle;
+                    self.maybe_rejoin(at, slot);
+                }
+                let n = self.inst_name(inst);
+                self.record(at, &n, "join_failed", json!({"error": error}))?;
+            }
+            Obs::Joiner { at, inst, kind } => {
+                match &kind {
+                    EventKind::Joined { peer_addr, list } => {
+                        self.monitor.joined(at, inst, *peer_addr, &list_view(list, 0));
+                        if let Some(slot) = self.current_slot(inst)
+                            && self.slots[slot] == Slot::Joining(inst)
+                        {
+                            self.slots[slot] = Slot::Active(inst);
+                        }
+                    }
+                    EventKind::MemberListChanged { list, bytes } => {
+                        self.monitor.joiner_list(at, inst, &list_view(list, *bytes))
+                    }
+                    EventKind::AuthenticatorLost { .. } => self.monitor.auth_lost(at, inst),
+                    EventKind::Lagged { dropped } => {
+                        self.error = Some(format!("joiner events lagged ({dropped} dropped): checkers incomplete"));
+                    }
+                    _ => {}
+                }
+                let (k, d) = describe(&kind);
+                let n = self.inst_name(inst);
+                self.record(at, &n, k, d)?;
+            }
+            Obs::DistConnected { inst, local } => {
+                // Before the authenticator can have written to it: see `Evidence::watch`.
+                self.evidence.watch(local);
+                self.monitor.dist_connected(inst, local);
+            }
+            Obs::JoinerEnded { at, inst, tasks } => {
+                if let Some(n) = tasks.filter(|&n| n > 0) {
+                    self.error = Some(format!("joiner instance {inst} ended with {n} tasks still running"));
+                }
+                self.monitor.ended(at, inst);
+                if let Some(slot) = self.current_slot(inst) {
+                    let was_leaving = self.slots[slot] == Slot::Leaving(inst);
+                    self.slots[slot] = Slot::Idle;
+                    if !was_leaving {
+                        self.maybe_rejoin(at, slot);
+                    }
+                }
+                let n = self.inst_name(inst);
+                self.record(at, &n, "ended", Value::Null)?;
+            }
+            Obs::BroadcastDone { at, inst, sent, delivered, failed } => {
+                self.monitor.broadcast(sent, delivered);
+                let n = inst.map(|i| self.inst_name(i)).unwrap_or_else(|| "auth".into());
+                self.record(at, &n, "broadcast_done", json!({"sent": sent, "delivered": delivered, "failed": failed}))?;
+            }
+            Obs::AttemptStarted { at, host } => {
+                self.monitor.attempt_started(at, self.ips[host]);
+            }
+            Obs::AttemptDone { at, host, correct, admitted, error } => {
+                self.monitor.attempt_result(at, self.ips[host], correct, admitted);
+                let n = self.layout.hosts[host].name.clone();
+                self.record(at, &n, "attempt_done", json!({"correct": correct, "admitted": admitted, "error": error}))?;
+            }
+        }
+        Ok(())
+    }
+}

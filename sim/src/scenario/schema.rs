@@ -1,0 +1,604 @@
+//! The TOML schema of a scenario file: one serde type per section, with its defaults.
+//!
+//! Every struct is `deny_unknown_fields`, so a misspelt key is an error that names its line
+//! (the toml crate's spans), never a silently ignored setting. Timeline entries are one flat
+//! struct with an `action` and optional fields rather than a serde-tagged enum, because the
+//! tagged form buffers the table and loses the key spans; [`Scenario::validate`] then rejects
+//! fields that do not apply to the action, again with the entry's line. The schema is
+//! documented for users in `scenarios/README.md`; keep the two in step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::random;
+use super::seeds::SeedSet;
+use crate::duration::Dur;
+use crate::metrics::MetricId;
+use crate::rate::ByteRate;
+
+/// Group and target names with a fixed meaning, which a joiner group cannot be called.
+pub const RESERVED_NAMES: &[&str] = &["authenticator", "joiners", "any", "attackers", "all"];
+
+fn default_seeds() -> SeedSet {
+    SeedSet(vec![1])
+}
+fn default_tick() -> Dur {
+    Dur::from_millis(1)
+}
+fn default_settle() -> Dur {
+    Dur::from_secs(15)
+}
+fn yes() -> bool {
+    true
+}
+
+/// One scenario file, as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name; used in report file names (`[A-Za-z0-9_-]`).
+    pub name: String,
+    /// What the scenario exercises.
+    #[serde(default)]
+    pub description: String,
+    /// Seeds run when the command line gives none (and by CI).
+    #[serde(default = "default_seeds")]
+    pub seeds: SeedSet,
+    /// Simulated time to run.
+    pub duration: Dur,
+    /// Turmoil tick: the simulated time one `step()` advances. Cost scales with 1/tick.
+    #[serde(default = "default_tick")]
+    pub tick: Dur,
+    /// Whether CI runs this scenario (`false` for the large ones).
+    #[serde(default = "yes")]
+    pub ci: bool,
+    /// Length of the final fault-free window over which liveness is checked; `"0s"` disables
+    /// liveness checks (for scenarios that end in a fault state on purpose).
+    #[serde(default = "default_settle")]
+    pub settle: Dur,
+    /// The simulated network.
+    #[serde(default)]
+    pub network: Network,
+    /// Authenticator settings.
+    #[serde(default)]
+    pub authenticator: AuthSettings,
+    /// Joiner groups (`[[joiners]]`).
+    #[serde(default)]
+    pub joiners: Vec<Spanned<JoinerGroup>>,
+    /// Timed events (`[[timeline]]`).
+    #[serde(default)]
+    pub timeline: Vec<Spanned<TimelineEntry>>,
+    /// Expectations on the run's metrics (`[[expect]]`).
+    #[serde(default)]
+    pub expect: Vec<Spanned<Expect>>,
+    /// Values drawn per seed: `"dotted.path" = { min = .., max = .. }` or `{ one_of = [..] }`.
+    #[serde(default)]
+    pub random: BTreeMap<String, Spanned<random::RandomSpec>>,
+}
+
+/// `[network]`: link behaviour between every pair of simulated hosts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Minimum one-way latency of a segment.
+    #[serde(default = "Network::default_min_latency")]
+    pub min_latency: Dur,
+    /// Maximum one-way latency (turmoil draws from an exponential curve between the two).
+    #[serde(default = "Network::default_max_latency")]
+    pub max_latency: Dur,
+    /// Probability that a link breaks on a send (turmoil `fail_rate`); turmoil TCP has no
+    /// retransmission, so any loss kills the stream it hits.
+    #[serde(default)]
+    pub fail_rate: f64,
+    /// Turmoil `tcp_capacity`: per-socket segment buffer and per-listener accept backlog.
+    /// More unaccepted connections than this on one listener panics the simulation.
+    #[serde(default = "Network::default_tcp_capacity")]
+    pub tcp_capacity: usize,
+}
+
+impl Network {
+    fn default_min_latency() -> Dur {
+        Dur::from_millis(1)
+    }
+    fn default_max_latency() -> Dur {
+        Dur::from_millis(10)
+    }
+    fn default_tcp_capacity() -> usize {
+        1024
+    }
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            min_latency: Self::default_min_latency(),
+            max_latency: Self::default_max_latency(),
+            fail_rate: 0.0,
+            tcp_capacity: Self::default_tcp_capacity(),
+        }
+    }
+}
+
+/// `[authenticator]`: what the authenticator is configured with.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The shared password.
+    #[serde(default = "AuthSettings::default_password")]
+    pub password: String,
+    /// Wrong attempts from one IP before it is banned.
+    #[serde(default = "AuthSettings::default_attempts")]
+    pub password_attempts: u32,
+    /// Time between heartbeats.
+    #[serde(default = "AuthSettings::default_interval")]
+    pub heartbeat_interval: Dur,
+    /// Silence after which a member is removed (default: 3 intervals).
+    #[serde(default)]
+    pub heartbeat_timeout: Option<Dur>,
+    /// Bound on one whole handshake.
+    #[serde(default = "AuthSettings::default_handshake")]
+    pub handshake_timeout: Dur,
+    /// Bytes per second one full distribution round (the list to every member) may cost;
+    /// under churn each member's lists are spaced by members × list bytes / budget (pyile's
+    /// `AuthenticatorConfig::distribution_budget`). `"unbounded"`: no pacing beyond the
+    /// distribution interval.
+    #[serde(default = "AuthSettings::default_distribution_budget")]
+    pub distribution_budget: ByteRate,
+    /// The auth port.
+    #[serde(default = "AuthSettings::default_port")]
+    pub port: u16,
+}
+
+impl AuthSettings {
+    fn default_password() -> String {
+        "pyile".into()
+    }
+    fn default_attempts() -> u32 {
+        3
+    }
+    fn default_interval() -> Dur {
+        Dur::from_secs(2)
+    }
+    fn default_handshake() -> Dur {
+        Dur::from_secs(5)
+    }
+    fn default_port() -> u16 {
+        4702
+    }
+    fn default_distribution_budget() -> ByteRate {
+        ByteRate(pyile::DEFAULT_DISTRIBUTION_BUDGET)
+    }
+
+    /// The effective heartbeat timeout (explicit, or 3 × interval).
+    pub fn heartbeat_timeout(&self) -> Dur {
+        self.heartbeat_timeout.unwrap_or(Dur(self.heartbeat_interval.0 * 3))
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            password: Self::default_password(),
+            password_attempts: Self::default_attempts(),
+            heartbeat_interval: Self::default_interval(),
+            heartbeat_timeout: None,
+            handshake_timeout: Self::default_handshake(),
+            distribution_budget: Self::default_distribution_budget(),
+            port: Self::default_port(),
+        }
+    }
+}
+
+/// `[[joiners]]`: a group of joiners packed `joiners_per_host` to a simulated host.
+///
+/// A crash or partition of a host hits every joiner on it, and bans are per host IP.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinerGroup {
+    /// Group name, referenced by timeline entries.
+    pub name: String,
+    /// Number of joiners.
+    pub count: u32,
+    /// Joiners per simulated host (the cost of a simulation grows with hosts, not joiners).
+    #[serde(default = "one")]
+    pub joiners_per_host: u32,
+    /// When the whole group joins; absent: the group joins only through timeline entries.
+    #[serde(default)]
+    pub join_at: Option<Dur>,
+    /// Gap between successive joins of the group at `join_at`.
+    #[serde(default)]
+    pub stagger: Dur,
+    /// Password the group's joiners use (default: the authenticator's).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Joiner handshake timeout (default: the authenticator's handshake timeout).
+    #[serde(default)]
+    pub handshake_timeout: Option<Dur>,
+    /// Silence from the authenticator after which a joiner considers it lost
+    /// (default: the authenticator's heartbeat timeout + one interval).
+    #[serde(default)]
+    pub heartbeat_timeout: Option<Dur>,
+    /// When a joiner of this group ends without having been told to leave (it lost the
+    /// authenticator, or its join failed), it joins again after this delay, repeatedly.
+    /// Absent: it stays out (until a timeline `join`).
+    #[serde(default)]
+    pub rejoin_after: Option<Dur>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl JoinerGroup {
+    /// Simulated hosts this group needs.
+    pub fn hosts(&self) -> u32 {
+        self.count.div_ceil(self.joiners_per_host.max(1))
+    }
+}
+
+/// What a timeline entry does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Idle joiners of `group` join.
+    Join,
+    /// Active joiners of `group` leave gracefully.
+    Leave,
+    /// Hosts of `target` crash (their streams are closed with FIN: peers see EOF at once).
+    Crash,
+    /// Crashed hosts of `target` restart.
+    Restart,
+    /// Messages between `target`'s hosts and every other host are dropped (`direction`).
+    Partition,
+    /// Every partition is repaired. Streams a partition killed stay dead (turmoil has no
+    /// retransmission); the protocol must notice and recover.
+    Heal,
+    /// Messages between `target`'s hosts and every other host are held (silent, not lost).
+    Hold,
+    /// Every held message is delivered.
+    Release,
+    /// Attacker hosts make wrong password attempts, then try the correct one.
+    BanFlood,
+    /// Joiners of `group` join and leave at random (Poisson) times between `at` and `until`.
+    Churn,
+    /// Chat traffic: broadcasts from `from` between `at` and `until`, or `count` at once.
+    Broadcast,
+    /// Links touching `target`'s hosts (default: every link) lose segments at `fail_rate`
+    /// between `at` and `until`; each loss kills the stream it hits.
+    Loss,
+}
+
+impl Action {
+    /// The snake_case name used in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Join => "join",
+            Action::Leave => "leave",
+            Action::Crash => "crash",
+            Action::Restart => "restart",
+            Action::Partition => "partition",
+            Action::Heal => "heal",
+            Action::Hold => "hold",
+            Action::Release => "release",
+            Action::BanFlood => "ban_flood",
+            Action::Churn => "churn",
+            Action::Broadcast => "broadcast",
+            Action::Loss => "loss",
+        }
+    }
+
+    /// Fields (besides `at`, `action`, `note`) this action accepts.
+    pub fn allowed_fields(self) -> &'static [&'static str] {
+        match self {
+            Action::Join | Action::Leave => &["group", "count", "stagger", "pick"],
+            Action::Crash => &["target", "hosts", "fraction", "pick"],
+            Action::Restart => &["target", "hosts", "fraction", "pick", "rejoin"],
+            Action::Partition => &["target", "hosts", "fraction", "pick", "direction", "heal_after"],
+            Action::Hold => &["target", "hosts", "fraction", "pick", "release_after"],
+            Action::Heal | Action::Release => &[],
+            Action::BanFlood => &["attackers", "attempts", "rate", "then_correct"],
+            Action::Churn => &["group", "until", "join_rate", "leave_rate", "burst", "burst_spread"],
+            Action::Broadcast => &["from", "until", "rate", "count", "size"],
+            Action::Loss => &["target", "hosts", "fraction", "pick", "fail_rate", "until"],
+        }
+    }
+
+    /// Fields this action requires.
+    pub fn required_fields(self) -> &'static [&'static str] {
+        match self {
+            Action::Join | Action::Leave | Action::Churn => &["group"],
+            Action::Crash | Action::Restart | Action::Partition | Action::Hold => &["target"],
+            Action::Loss => &["fail_rate", "until"],
+            _ => &[],
+        }
+    }
+
+    /// Whether this action is a fault (it must end before the settle window).
+    pub fn is_fault(self) -> bool {
+        matches!(
+            self,
+            Action::Crash | Action::Partition | Action::Hold | Action::BanFlood | Action::Churn | Action::Loss
+        )
+    }
+}
+
+/// For partitions: which direction of traffic is dropped, seen from the `target` side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Both directions (a full partition).
+    #[default]
+    Both,
+    /// Only what the target side sends is dropped (it still hears the rest).
+    Outbound,
+    /// Only what the target side would receive is dropped (it still talks).
+    Inbound,
+}
+
+/// How hosts or joiners are chosen when an entry selects some of many.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    /// Uniformly at random from the seeded timeline RNG.
+    #[default]
+    Random,
+    /// Lowest-numbered first (predictable, for hand-written scenarios).
+    First,
+}
+
+/// `[[timeline]]`: one event, or a stream of events over a window.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineEntry {
+    /// Simulated time the entry fires (or its window starts).
+    pub at: Dur,
+    /// What it does.
+    pub action: Action,
+    /// join/leave/churn: the joiner group.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// join/leave: how many joiners (default: all eligible); broadcast: messages at `at`.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// crash/restart/partition/hold: `"authenticator"`, `"joiners"` (every joiner host) or a
+    /// group name.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// crash/restart/partition/hold: how many of the target's hosts (default: all).
+    #[serde(default)]
+    pub hosts: Option<u32>,
+    /// crash/restart/partition/hold: fraction of the target's hosts, rounded up.
+    #[serde(default)]
+    pub fraction: Option<f64>,
+    /// How hosts/joiners are chosen.
+    #[serde(default)]
+    pub pick: Option<Pick>,
+    /// partition: which direction is cut.
+    #[serde(default)]
+    pub direction: Option<Direction>,
+    /// partition: repair after this long.
+    #[serde(default)]
+    pub heal_after: Option<Dur>,
+    /// hold: release after this long.
+    #[serde(default)]
+    pub release_after: Option<Dur>,
+    /// restart: whether the joiners that were on the host join again (default true).
+    #[serde(default)]
+    pub rejoin: Option<bool>,
+    /// join/leave: gap between successive joiners.
+    #[serde(default)]
+    pub stagger: Option<Dur>,
+    /// churn/broadcast: end of the window.
+    #[serde(default)]
+    pub until: Option<Dur>,
+    /// churn: joins per second.
+    #[serde(default)]
+    pub join_rate: Option<f64>,
+    /// churn: leaves per second.
+    #[serde(default)]
+    pub leave_rate: Option<f64>,
+    /// churn: joins/leaves per arrival (a burst lands within `burst_spread`).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// churn: spread of one burst (small: the burst lands while a distribution is in flight).
+    #[serde(default)]
+    pub burst_spread: Option<Dur>,
+    /// broadcast: messages per second; ban_flood: attempts per second per attacker.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// ban_flood: attacker hosts (each its own IP).
+    #[serde(default)]
+    pub attackers: Option<u32>,
+    /// ban_flood: wrong attempts per attacker (default: password_attempts + 2).
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// ban_flood: whether each attacker finally tries the correct password (default true).
+    #[serde(default)]
+    pub then_correct: Option<bool>,
+    /// broadcast: sender: `"authenticator"`, `"any"` (default) or a group name.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// broadcast: payload size in bytes.
+    #[serde(default)]
+    pub size: Option<u32>,
+    /// loss: probability that a send breaks the link (turmoil `fail_rate`).
+    #[serde(default)]
+    pub fail_rate: Option<f64>,
+    /// Free text for humans.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl TimelineEntry {
+    /// Names of the optional fields that are set (for per-action validation).
+    pub fn set_fields(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        macro_rules! f {
+            ($($name:ident),*) => { $( if self.$name.is_some() { v.push(stringify!($name)); } )* };
+        }
+        f!(
+            group,
+            count,
+            target,
+            hosts,
+            fraction,
+            pick,
+            direction,
+            heal_after,
+            release_after,
+            rejoin,
+            stagger,
+            until,
+            join_rate,
+            leave_rate,
+            burst,
+            burst_spread,
+            rate,
+            attackers,
+            attempts,
+            then_correct,
+            from,
+            size,
+            fail_rate
+        );
+        v
+    }
+
+    /// Wrong attempts per attacker of a ban flood (explicit, or `password_attempts + 2`).
+    pub fn flood_attempts(&self, auth: &AuthSettings) -> u32 {
+        self.attempts.unwrap_or(auth.password_attempts + 2)
+    }
+
+    /// Attempts per second per attacker of a ban flood (default 10).
+    pub fn flood_rate(&self) -> f64 {
+        self.rate.unwrap_or(10.0)
+    }
+
+    /// When the effect of this entry ends, if it is bounded (partition with `heal_after`,
+    /// hold with `release_after`, churn/broadcast/loss `until`, a ban flood's last attempt).
+    pub fn ends_at(&self, auth: &AuthSettings) -> Option<Dur> {
+        match self.action {
+            Action::Partition => self.heal_after.map(|d| Dur(self.at.0 + d.0)),
+            Action::Hold => self.release_after.map(|d| Dur(self.at.0 + d.0)),
+            Action::Churn | Action::Broadcast | Action::Loss => self.until,
+            Action::BanFlood => {
+                let rate = self.flood_rate();
+                let secs = if rate > 0.0 { f64::from(self.flood_attempts(auth)) / rate } else { 0.0 };
+                Some(Dur(self.at.0 + std::time::Duration::from_secs_f64(secs)))
+            }
+            _ => Some(self.at),
+        }
+    }
+}
+
+/// A bound in an `[[expect]]`: a number in the metric's unit, or a duration string for
+/// metrics measured in seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bound {
+    /// A plain number.
+    Number(f64),
+    /// A duration (only for time metrics).
+    Duration(Dur),
+}
+
+impl Bound {
+    /// The bound in the metric's unit (durations in seconds).
+    pub fn value(self) -> f64 {
+        match self {
+            Bound::Number(v) => v,
+            Bound::Duration(d) => d.secs_f64(),
+        }
+    }
+}
+
+impl fmt::Display for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bound::Number(v) => write!(f, "{v}"),
+            Bound::Duration(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Bound {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Bound;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a duration string like \"9s\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Bound, E> {
+                Ok(Bound::Number(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Bound, E> {
+                Ok(Bound::Number(v as f64))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Bound, E> {
+                Ok(Bound::Number(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Bound, E> {
+                v.parse().map(Bound::Duration).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[[expect]]`: a bound on one metric of every run of the scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// A metric name from the catalogue (`sim --list-metrics`).
+    pub metric: String,
+    /// The metric must be at least this.
+    #[serde(default)]
+    pub min: Option<Bound>,
+    /// The metric must be at most this.
+    #[serde(default)]
+    pub max: Option<Bound>,
+    /// Whether a run without samples for the metric passes (default false: no samples is a
+    /// failure, e.g. a fault that was never detected).
+    #[serde(default)]
+    pub allow_missing: bool,
+    /// Why this bound (shown when it fails).
+    #[serde(default)]
+    pub why: Option<String>,
+}
+
+impl Expect {
+    /// The metric id (valid after validation).
+    pub fn metric_id(&self) -> Option<MetricId> {
+        MetricId::from_name(&self.metric)
+    }
+}
+
+impl Scenario {
+    /// The joiner group called `name`.
+    pub fn group(&self, name: &str) -> Option<&JoinerGroup> {
+        self.joiners.iter().map(|g| g.get_ref()).find(|g| g.name == name)
+    }
+
+    /// Total joiners over all groups.
+    pub fn joiner_count(&self) -> u64 {
+        self.joiners.iter().map(|g| u64::from(g.get_ref().count)).sum()
+    }
+
+    /// Attacker hosts over all ban floods (each flood brings its own attackers).
+    pub fn attacker_hosts(&self) -> u64 {
+        self.timeline
+            .iter()
+            .map(|e| e.get_ref())
+            .filter(|e| e.action == Action::BanFlood)
+            .map(|e| u64::from(e.attackers.unwrap_or(1)))
+            .sum()
+    }
+
+    /// Simulated hosts: the authenticator, every group's hosts, every attacker.
+    pub fn host_count(&self) -> u64 {
+        1 + self.joiners.iter().map(|g| u64::from(g.get_ref().hosts())).sum::<u64>() + self.attacker_hosts()
+    }
+}
