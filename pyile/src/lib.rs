@@ -29,6 +29,11 @@
 //!
 //! Randomness comes only from the seed in [`AuthenticatorConfig::seed`] and
 //! time only from `tokio::time`, so simulations replay exactly.
+//!
+//! Besides the protocol, [`units`] is the one home of the units the binaries'
+//! flags and the simulator's scenario files share: durations (`"1m30s"`), byte
+//! rates (`"64MiB/s"`), event rates (`"100/s"`), Poisson arrivals and the
+//! password source.
 
 pub mod authenticator;
 pub mod error;
@@ -37,6 +42,7 @@ pub mod joiner;
 pub mod member_list;
 pub mod net;
 mod peer;
+pub mod units;
 pub mod wire;
 
 pub use authenticator::{Authenticator, AuthenticatorConfig, DEFAULT_AUTH_PORT, DEFAULT_DISTRIBUTION_BUDGET};
