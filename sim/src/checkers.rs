@@ -28,7 +28,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::duration::Dur;
+use pyile::units::Dur;
+
 use crate::metrics::{MetricId, Metrics};
 use crate::verdict::{Finding, Severity};
 

@@ -345,7 +345,7 @@ impl<'a> Driver<'a> {
                 break;
             }
             if let Err(e) = self.sim.step() {
-                self.error = Some(format!("turmoil step at {}: {e}", crate::duration::Dur(now)));
+                self.error = Some(format!("turmoil step at {}: {e}", pyile::units::Dur(now)));
                 break;
             }
             for h in std::mem::take(&mut self.crashing) {
@@ -729,7 +729,7 @@ impl<'a> Driver<'a> {
                 self.record(at, "auth", "started", json!({"peer": peer.to_string()}))?;
             }
             Obs::AuthStartFailed { at, error } => {
-                self.error = Some(format!("authenticator failed to start at {}: {error}", crate::duration::Dur(at)));
+                self.error = Some(format!("authenticator failed to start at {}: {error}", pyile::units::Dur(at)));
                 self.record(at, "auth", "start_failed", json!({"error": error}))?;
             }
             Obs::Auth { at, kind } => {

@@ -18,13 +18,12 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use pyile::units::{ByteRate, Dur};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::duration::Dur;
 use crate::hash::Fnv64;
 use crate::metrics::{MetricId, Unit};
-use crate::rate::ByteRate;
 
 /// Group and target names with a fixed meaning, which a joiner group cannot be called.
 pub const RESERVED_NAMES: &[&str] = &["authenticator", "joiners", "any", "attackers", "all"];

@@ -12,13 +12,12 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use pyile::units::{ByteRate, Dur};
 use rand::RngExt;
 use serde::Deserialize;
 use toml::{Table, Value};
 
 use super::{LoadedScenario, Resolved, Scenario, ScenarioError, parse_toml};
-use crate::duration::Dur;
-use crate::rate::ByteRate;
 use crate::rng::{SimRng, rng_for};
 
 /// How one value is drawn.
