@@ -2,19 +2,21 @@
 //!
 //! Only parsing and the checks that need nothing but the arguments live here; turning the
 //! arguments into a plan, sources and reports is the binary's wiring. Durations take a unit
-//! (`30s`, `500ms`, `2m`) and rates are per second unless written `/m` or `/h`.
+//! (`30s`, `500ms`, `2m`, `1m30s`) and rates are per second unless written `/m` or `/h`: both
+//! are parsed by `pyile::units`, like the `pyile` binary's flags and the simulator's scenarios,
+//! and so is the password source.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use pyile::units::{EventRate, parse_duration, resolve_password};
 
 use crate::error::Error;
 use crate::plan::{Arrival, Shard};
 use crate::rules::FailOn;
 use crate::sources::SourceRange;
-use crate::units::{parse_duration, parse_rate};
 
 /// Many real Pyile joiners against one live authenticator, with honest latency histograms.
 ///
@@ -61,8 +63,8 @@ pub struct RunArgs {
     pub password: Option<String>,
 
     /// Joins per second during the arrival phase, evenly spaced [default: 100/s].
-    #[arg(long, value_parser = parse_rate, value_name = "J/s", conflicts_with = "ramp")]
-    pub rate: Option<f64>,
+    #[arg(long, value_name = "J/s", conflicts_with = "ramp")]
+    pub rate: Option<EventRate>,
 
     /// Spread all --peers joins evenly over this long instead of giving --rate.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
@@ -74,18 +76,18 @@ pub struct RunArgs {
 
     /// Churn during the hold phase: leaves per second (half graceful, half crash-style),
     /// each replaced at once by a new joiner from the same source address.
-    #[arg(long, default_value = "0", value_parser = parse_rate, value_name = "L/s")]
-    pub churn: f64,
+    #[arg(long, default_value = "0", value_name = "L/s")]
+    pub churn: EventRate,
 
     /// Broadcasts per second during the hold phase, from random loadgen joiners to every
     /// member.
-    #[arg(long, default_value = "0", value_parser = parse_rate, value_name = "M/s")]
-    pub broadcast_rate: f64,
+    #[arg(long, default_value = "0", value_name = "M/s")]
+    pub broadcast_rate: EventRate,
 
     /// Handshakes with a wrong password per second for the whole run, from dedicated
     /// attacker addresses (a ban flood that must not touch the joiners).
-    #[arg(long, default_value = "0", value_parser = parse_rate, value_name = "W/s")]
-    pub wrong_password_rate: f64,
+    #[arg(long, default_value = "0", value_name = "W/s")]
+    pub wrong_password_rate: EventRate,
 
     /// How many addresses, taken from the end of --source-ips, are the attackers'.
     #[arg(long, default_value_t = 4, value_name = "N")]
@@ -158,27 +160,15 @@ impl RunArgs {
     pub fn arrival(&self) -> Arrival {
         match (self.rate, self.ramp) {
             (_, Some(ramp)) => Arrival::Ramp(ramp),
-            (Some(rate), None) => Arrival::Rate(rate),
+            (Some(rate), None) => Arrival::Rate(rate.per_sec()),
             (None, None) => Arrival::Rate(DEFAULT_RATE),
         }
     }
 
-    /// The password: --password-file, else --password / `PYILE_PASSWORD`.
+    /// The password: --password-file, else --password / `PYILE_PASSWORD`
+    /// ([`resolve_password`]).
     pub fn password(&self) -> Result<String, Error> {
-        if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
-            let password = text.trim_end_matches(['\r', '\n']).to_string();
-            if password.is_empty() {
-                return Err(Error::Config(format!("the password file {} is empty", path.display())));
-            }
-            return Ok(password);
-        }
-        match &self.password {
-            Some(p) if !p.is_empty() => Ok(p.clone()),
-            _ => Err(Error::Config(
-                "no password: give --password-file FILE, set PYILE_PASSWORD, or give --password".into(),
-            )),
-        }
+        Ok(resolve_password(self.password_file.as_deref(), self.password.as_deref())?)
     }
 }
 
@@ -346,7 +336,7 @@ mod tests {
         assert!(r.target.ip().is_loopback());
         assert_eq!(r.arrival(), Arrival::Ramp(Duration::from_secs(30)));
         assert_eq!(r.hold, Duration::from_secs(60));
-        assert_eq!((r.churn, r.broadcast_rate, r.wrong_password_rate), (5.0, 2.0, 3.0));
+        assert_eq!((r.churn.per_sec(), r.broadcast_rate.per_sec(), r.wrong_password_rate.per_sec()), (5.0, 2.0, 3.0));
         assert_eq!(r.source_ips.as_ref().unwrap().len(), 766);
         assert_eq!(r.shard, Shard { index: 2, count: 4 });
         assert_eq!(r.interval, Duration::from_millis(500));
@@ -369,6 +359,21 @@ mod tests {
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn durations_and_rates_use_the_shared_units() {
+        let r = parse(&["--hold", "1m30s", "--rate", "6000/m", "--churn", "3600/h", "--interval", "1.5s"]).unwrap().run;
+        assert_eq!(r.hold, Duration::from_secs(90));
+        assert_eq!(r.arrival(), Arrival::Rate(100.0));
+        assert_eq!(r.churn.per_sec(), 1.0);
+        assert_eq!(r.interval, Duration::from_millis(1500));
+        for args in [&["--hold", "0.5us"][..], &["--interval", "30s1m"], &["--churn=-1/s"], &["--rate", "10/fortnight"]]
+        {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.to_string().contains("write e.g."), "{args:?}: {e}");
         }
     }
 

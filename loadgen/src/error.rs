@@ -17,6 +17,10 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
 
+    /// No password: unreadable or empty password file, or none given.
+    #[error(transparent)]
+    Password(#[from] pyile::units::PasswordError),
+
     /// A `--source-ips` value that does not parse or is not allowed for the target.
     #[error("--source-ips {input:?}: {reason}")]
     SourceIps {

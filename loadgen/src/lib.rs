@@ -7,7 +7,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`cli`] | the command line (`loadgen …` and `loadgen merge …`) |
-//! | [`units`] | human durations (`30s`, `500ms`) and rates (`100/s`) |
+//! | [`human`] | measured times for people (`12.3ms`); the units it *reads* are `pyile::units` |
 //! | [`sources`] | source-address ranges and the loopback-only safety rules |
 //! | [`plan`] | the deterministic, shardable schedule of operations |
 //! | [`metrics`] | histograms and counters, recorded from many tasks, cut into intervals |
@@ -24,6 +24,7 @@ pub mod cli;
 pub mod driver;
 pub mod error;
 pub mod hlog;
+pub mod human;
 pub mod limits;
 pub mod metrics;
 pub mod plan;
@@ -31,6 +32,5 @@ pub mod progress;
 pub mod report;
 pub mod rules;
 pub mod sources;
-pub mod units;
 
 pub use error::{Error, Result};

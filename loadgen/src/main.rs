@@ -67,7 +67,7 @@ fn build_plan(args: &RunArgs) -> Result<(Plan, PlanConfig, Sources)> {
     let sources = Sources::resolve(args.source_ips.clone(), args.target)?;
     let mut joiner_ips = sources.addrs().to_vec();
     let mut attacker_ips = Vec::new();
-    if args.wrong_password_rate > 0.0 {
+    if !args.wrong_password_rate.is_zero() {
         let n = args.attacker_ips;
         if n == 0 || joiner_ips.len() <= n {
             return Err(Error::Config(format!(
@@ -82,9 +82,9 @@ fn build_plan(args: &RunArgs) -> Result<(Plan, PlanConfig, Sources)> {
         peers: args.peers,
         arrival: args.arrival(),
         hold: args.hold,
-        churn_rate: args.churn,
-        broadcast_rate: args.broadcast_rate,
-        wrong_password_rate: args.wrong_password_rate,
+        churn_rate: args.churn.per_sec(),
+        broadcast_rate: args.broadcast_rate.per_sec(),
+        wrong_password_rate: args.wrong_password_rate.per_sec(),
         joiner_ips,
         attacker_ips,
         shards: args.shard.count,
@@ -170,9 +170,9 @@ fn run(args: RunArgs) -> Result<Outcome> {
         join_rate_per_s: join_rate,
         arrival_s: plan.arrival_end.as_secs_f64(),
         hold_s: args.hold.as_secs_f64(),
-        churn_per_s: args.churn,
-        broadcast_per_s: args.broadcast_rate,
-        wrong_password_per_s: args.wrong_password_rate,
+        churn_per_s: args.churn.per_sec(),
+        broadcast_per_s: args.broadcast_rate.per_sec(),
+        wrong_password_per_s: args.wrong_password_rate.per_sec(),
         source_ips: sources.to_string(),
         attacker_ips: plan_cfg.attacker_ips.iter().map(|ip| ip.to_string()).collect(),
         handshake_timeout_s: args.handshake_timeout.as_secs_f64(),

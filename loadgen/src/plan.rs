@@ -21,14 +21,16 @@
 //!   dealt to shards the same way, so shards share neither joiners nor source addresses.
 //!
 //! Randomness comes from ChaCha8 seeded with `--seed`, one stream per process (churn,
-//! broadcasts, attacks), and is turned into numbers by this module's own arithmetic, so a plan
-//! does not change when an unrelated rate changes or when `rand` changes its algorithms.
+//! broadcasts, attacks), so a plan does not change when an unrelated rate changes. Poisson
+//! arrival times are `pyile::units::poisson_arrivals`, the simulator's own draw (exponential
+//! gaps summed as `Duration`s); slot choices and leave modes are this module's own arithmetic.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use pyile::units::poisson_arrivals;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -230,7 +232,7 @@ pub struct Plan {
     pub shard: Shard,
 }
 
-/// ChaCha8 turned into numbers by our own arithmetic (see the module documentation).
+/// ChaCha8, with slot and mode choices by our own arithmetic (see the module documentation).
 struct PlanRng(ChaCha8Rng);
 
 impl PlanRng {
@@ -252,18 +254,7 @@ impl PlanRng {
 
     /// Event times of a Poisson process of `rate` per second in `[from, to)`.
     fn poisson(&mut self, rate: f64, from: Duration, to: Duration) -> Vec<Duration> {
-        let mut times = Vec::new();
-        if rate <= 0.0 {
-            return times;
-        }
-        let (mut t, end) = (from.as_secs_f64(), to.as_secs_f64());
-        loop {
-            t += -(1.0 - self.unit()).ln() / rate;
-            if t >= end {
-                return times;
-            }
-            times.push(Duration::from_secs_f64(t));
-        }
+        poisson_arrivals(&mut self.0, rate, from, to)
     }
 }
 

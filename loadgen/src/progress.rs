@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::units::format_duration;
+use crate::human::format_duration;
 
 /// How often plain lines are printed at most.
 pub const PLAIN_EVERY: Duration = Duration::from_secs(5);

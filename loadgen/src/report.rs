@@ -21,9 +21,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::human::format_micros;
 use crate::metrics::{Counter, Interval, Latency, Totals};
 use crate::plan::{PlanSummary, Shard};
-use crate::units::format_micros;
 
 /// Columns of the final CSV.
 pub const COLUMNS: [&str; 9] =

@@ -18,9 +18,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use pyile::units::parse_duration;
+
 use crate::error::Error;
+use crate::human::format_micros;
 use crate::metrics::{Metric, Totals};
-use crate::units;
 
 /// What is read from a metric.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -128,7 +130,7 @@ impl Rule {
         match self.observe(totals) {
             None => Some(Violation { rule: self.text.clone(), observed: "no samples".into() }),
             Some(v) if self.cmp.holds(v, self.threshold) => {
-                let observed = if self.is_latency() { units::format_micros(v) } else { format!("{v}") };
+                let observed = if self.is_latency() { format_micros(v) } else { format!("{v}") };
                 Some(Violation { rule: self.text.clone(), observed })
             }
             Some(_) => None,
@@ -184,7 +186,7 @@ impl FromStr for Rule {
         };
         let latency = matches!(metric, Metric::Latency(_)) && stat != Stat::Count;
         let threshold = if latency {
-            units::parse_duration(value).map_err(reject)?.as_secs_f64() * 1e6
+            parse_duration(value).map_err(|e| reject(e.to_string()))?.as_secs_f64() * 1e6
         } else {
             value
                 .parse::<f64>()
@@ -284,7 +286,7 @@ mod tests {
     #[test]
     fn malformed_rules_say_why() {
         assert!(reason("join_complete.p99").contains("no comparison"));
-        assert!(reason("join_complete.p99>50").contains("no unit"));
+        assert!(reason("join_complete.p99>50").contains("missing unit"));
         assert!(reason("join_complete>50ms").contains("name a statistic"));
         assert!(reason("join_completed.p99>50ms").contains("unknown metric"));
         assert!(reason("join_complete.p42>50ms").contains("unknown statistic"));

@@ -40,9 +40,15 @@
 //! | `peer` | chat messages between members: the peer listener and the sender |
 //! | [`event`] | what happens to a node, as a typed, bounded stream |
 //! | [`error`] | the crate's error type |
+//! | [`units`] | units shared by the binaries' flags and the scenario files (see below) |
 //!
 //! Randomness comes only from the seed in [`AuthenticatorConfig::seed`] and
 //! time only from `tokio::time`, so simulations replay exactly.
+//!
+//! Besides the protocol, [`units`] is the one home of the units the binaries'
+//! flags and the simulator's scenario files share: durations (`"1m30s"`), byte
+//! rates (`"64MiB/s"`), event rates (`"100/s"`), Poisson arrivals and the
+//! password source.
 
 pub mod authenticator;
 pub mod error;
@@ -51,6 +57,7 @@ pub mod joiner;
 pub mod member_list;
 pub mod net;
 mod peer;
+pub mod units;
 pub mod wire;
 
 pub use authenticator::{Authenticator, AuthenticatorConfig, DEFAULT_AUTH_PORT, DEFAULT_DISTRIBUTION_BUDGET};

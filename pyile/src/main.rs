@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! pyile auth --listen 127.0.0.1:4702 --password-file secret.txt --attempts 3
+//! pyile auth --heartbeat-interval 1s --distribution-budget 16MiB/s   # or "unbounded"
 //! pyile join --target 127.0.0.1:4702 --alias bob        # password from PYILE_PASSWORD
 //! ```
+//!
+//! Durations (`2s`, `500ms`, `1m30s`), the byte rate and the password source are read by
+//! `pyile::units`, exactly like loadgen's flags and the simulator's scenario files.
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use pyile::units::{ByteRate, parse_duration, resolve_password};
 use pyile::{Authenticator, AuthenticatorConfig, EventKind, EventStream, Joiner, JoinerConfig, TokioNet};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tracing::{info, warn};
@@ -53,19 +58,7 @@ struct PasswordArgs {
 
 impl PasswordArgs {
     fn resolve(&self) -> anyhow::Result<String> {
-        if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the password file {}", path.display()))?;
-            let pw = text.trim_end_matches(['\r', '\n']).to_owned();
-            if pw.is_empty() {
-                bail!("the password file {} is empty", path.display());
-            }
-            return Ok(pw);
-        }
-        match &self.password {
-            Some(pw) if !pw.is_empty() => Ok(pw.clone()),
-            _ => bail!("no password: give --password-file FILE, or set PYILE_PASSWORD"),
-        }
+        Ok(resolve_password(self.password_file.as_deref(), self.password.as_deref())?)
     }
 }
 
@@ -81,22 +74,22 @@ struct AuthArgs {
     #[arg(long, default_value_t = 3)]
     attempts: u32,
     /// Time between heartbeats to each member.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
     heartbeat_interval: Duration,
     /// Silence after which a member is removed [default: 3 intervals].
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = parse_duration)]
     heartbeat_timeout: Option<Duration>,
     /// Bound on a whole handshake.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     handshake_timeout: Duration,
     /// Gap between back-to-back writes to reference (v1) joiners.
-    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
     v1_pacing: Duration,
     /// Bandwidth one full distribution round (the list to every member) may
-    /// use, in MiB/s; under churn, lists to each member are spaced to fit
-    /// (0: unbounded).
-    #[arg(long, value_name = "MiB/s", default_value_t = (pyile::DEFAULT_DISTRIBUTION_BUDGET >> 20) as f64)]
-    distribution_budget: f64,
+    /// use, e.g. 64MiB/s, 500KB/s, or unbounded; under churn, lists to each
+    /// member are spaced to fit.
+    #[arg(long, value_name = "RATE", default_value_t = ByteRate(pyile::DEFAULT_DISTRIBUTION_BUDGET))]
+    distribution_budget: ByteRate,
     /// Seed of the authenticator's RNG (heartbeat phases).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -122,10 +115,10 @@ struct JoinArgs {
     #[arg(long, default_value_t = 0)]
     peer_port: u16,
     /// Bound on the whole handshake.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     handshake_timeout: Duration,
     /// Silence after which the authenticator is considered lost.
-    #[arg(long, default_value = "7s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "7s", value_parser = parse_duration)]
     heartbeat_timeout: Duration,
 }
 
@@ -181,7 +174,7 @@ async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
         .heartbeat_interval(args.heartbeat_interval)
         .handshake_timeout(args.handshake_timeout)
         .v1_pacing(args.v1_pacing)
-        .distribution_budget((args.distribution_budget.max(0.0) * (1u64 << 20) as f64) as u64)
+        .distribution_budget(args.distribution_budget.bytes_per_sec())
         .seed(args.seed)
         .alias(args.alias);
     if let Some(t) = args.heartbeat_timeout {

@@ -157,3 +157,33 @@ fn a_wrong_password_is_one_error_line_and_a_failing_exit() {
     assert!(stderr.contains("error: no password"), "{stderr:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn auth_flags_take_the_scenario_units() {
+    // The distribution budget is a byte rate like the scenarios', durations may be compound.
+    for budget in ["16MiB/s", "unbounded"] {
+        let mut auth = Proc::spawn(Command::new(BIN).env("PYILE_PASSWORD", "pw").args([
+            "auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--distribution-budget",
+            budget,
+            "--heartbeat-interval",
+            "1s500ms",
+        ]));
+        auth.wait_line("listening", |l| l.starts_with("listening "));
+    }
+    // A bare number is refused as a usage error that says how to write it.
+    for (flag, value, want) in [
+        ("--distribution-budget", "64", "missing unit"),
+        ("--distribution-budget", "0MiB/s", "write \"unbounded\""),
+        ("--heartbeat-interval", "2", "missing unit"),
+        ("--v1-pacing", "0.5us", "finer than one microsecond"),
+    ] {
+        let mut auth = Proc::spawn(Command::new(BIN).env("PYILE_PASSWORD", "pw").args(["auth", flag, value]));
+        let status = auth.wait_exit();
+        assert_eq!(status.code(), Some(2), "{flag} {value}");
+        let stderr = stderr_of(&mut auth);
+        assert!(stderr.contains(want) && stderr.contains("write e.g."), "{flag} {value}: {stderr:?}");
+    }
+}

@@ -25,7 +25,9 @@
 
 use std::time::Duration;
 
-use crate::duration::{Dur, human_secs};
+use pyile::units::Dur;
+
+use crate::metrics::human_secs;
 
 /// Measured (hosts, wall seconds per 60 simulated seconds at a 1 ms tick).
 pub const MEASURED: &[(f64, f64)] = &[(10.0, 1.0), (50.0, 25.0), (100.0, 151.0), (500.0, 27_360.0)];
@@ -401,7 +403,7 @@ mod tests {
         // of lists (8.39 MB per change), measured 4 m 13 s.
         let src = crate::scenario::LoadedScenario::load(dir.join("scale_1000.toml")).unwrap();
         let mut unbounded = src.resolve(1).unwrap().scenario;
-        unbounded.authenticator.distribution_budget = crate::rate::ByteRate::UNBOUNDED;
+        unbounded.authenticator.distribution_budget = pyile::units::ByteRate::UNBOUNDED;
         let unbounded = scenario_estimate(&unbounded, 1);
         assert!((9.0e9..11.0e9).contains(&unbounded.dist_bytes), "{}", unbounded.dist_bytes);
         let measured = 253.0;

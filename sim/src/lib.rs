@@ -15,18 +15,18 @@
 //! - [`batch`]: many (scenario, seed) runs across threads, the determinism double-run.
 //! - [`report`]: per-run and summary CSVs, the printed table, `compare` and `baseline`.
 //! - [`cli`]: the command line.
-//! - [`duration`], [`rate`], [`hash`], [`rng`]: small shared utilities (unit durations, byte
-//!   rates, FNV-1a, labelled seed derivation).
+//! - [`hash`], [`rng`]: small shared utilities (FNV-1a, labelled seed derivation).
+//!
+//! Units (durations like `"250ms"`, byte rates like `"64MiB/s"`) and Poisson arrival gaps
+//! come from `pyile::units`, shared with the `pyile` and `loadgen` binaries.
 
 pub mod batch;
 pub mod checkers;
 pub mod cli;
 pub mod cost;
-pub mod duration;
 pub mod hash;
 pub mod layout;
 pub mod metrics;
-pub mod rate;
 pub mod report;
 pub mod rng;
 pub mod runner;

@@ -151,10 +151,27 @@ impl fmt::Display for MetricId {
 /// Formats a value in its metric's unit for humans.
 pub fn format_value(id: MetricId, v: f64) -> String {
     match id.def().unit {
-        Unit::Seconds => crate::duration::human_secs(v),
+        Unit::Seconds => human_secs(v),
         Unit::Count | Unit::Flag if v.fract() == 0.0 => format!("{v:.0}"),
         Unit::Bytes if v >= 10.0 => format!("{v:.0}B"),
         _ => format!("{v:.3}"),
+    }
+}
+
+/// Formats seconds for humans: `"850ms"`, `"2.31s"`, `"4m05s"` (reports and estimates; the
+/// scenario notation itself is `pyile::units::Dur`).
+pub fn human_secs(secs: f64) -> String {
+    if !secs.is_finite() {
+        return format!("{secs}");
+    }
+    if secs < 1.0 {
+        format!("{:.0}ms", secs * 1000.0)
+    } else if secs < 60.0 {
+        format!("{secs:.2}s")
+    } else if secs < 3600.0 {
+        format!("{}m{:02.0}s", (secs / 60.0).floor(), secs % 60.0)
+    } else {
+        format!("{}h{:02.0}m", (secs / 3600.0).floor(), (secs % 3600.0) / 60.0)
     }
 }
 
@@ -261,5 +278,12 @@ mod tests {
         assert_eq!(m.get(MetricId::ConvergenceP50), None);
         m.set(MetricId::MsgsLost, f64::NAN);
         assert_eq!(m.get(MetricId::MsgsLost), None);
+    }
+
+    #[test]
+    fn human_secs_formats() {
+        assert_eq!(human_secs(0.25), "250ms");
+        assert_eq!(human_secs(2.3149), "2.31s");
+        assert_eq!(human_secs(245.0), "4m05s");
     }
 }

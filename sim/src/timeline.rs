@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use pyile::units::{exp_gap, poisson_arrivals};
 use rand::RngExt;
 
 use crate::layout::Layout;
@@ -225,12 +226,6 @@ fn selection(
     }
 }
 
-/// Exponential inter-arrival time for `rate` per second.
-fn exp_gap(rng: &mut SimRng, rate: f64) -> Duration {
-    let u: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
-    Duration::from_secs_f64(-u.ln() / rate)
-}
-
 /// Uniform offset in `[0, spread]`, whole microseconds.
 fn spread_offset(rng: &mut SimRng, spread: Duration) -> Duration {
     let us = spread.as_micros() as u64;
@@ -347,10 +342,8 @@ pub fn expand(s: &Scenario, layout: &Layout, seed: u64) -> Vec<Scheduled> {
                 let size = e.size.unwrap_or(32);
                 match (e.until, e.rate) {
                     (Some(until), Some(rate)) if rate > 0.0 => {
-                        let mut t = at + exp_gap(&mut rng, rate);
-                        while t < until.get() {
+                        for t in poisson_arrivals(&mut rng, rate, at, until.get()) {
                             b.push(t, entry, Op::Broadcast { from: from.clone(), size });
-                            t += exp_gap(&mut rng, rate);
                         }
                     }
                     _ => {

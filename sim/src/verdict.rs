@@ -9,9 +9,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use pyile::units::Dur;
 use toml::Spanned;
 
-use crate::duration::Dur;
 use crate::metrics::{MetricId, Metrics, format_value};
 use crate::scenario::Expect;
 use crate::trace::Determinism;

@@ -10,8 +10,9 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use pyile::units::Dur;
+
 use super::monitor::{Instance, Monitor};
-use crate::duration::Dur;
 use crate::verdict::Severity;
 
 /// A published list version and the healthy members that have yet to receive it.

@@ -10,9 +10,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use pyile::units::Dur;
+
 use super::impairments::Impairment;
 use super::monitor::Monitor;
-use crate::duration::Dur;
 use crate::metrics::MetricId;
 use crate::verdict::Severity;
 

@@ -181,7 +181,7 @@ impl<'a> Driver<'a> {
                 break;
             }
             if let Err(e) = self.sim.step() {
-                self.error = Some(format!("turmoil step at {}: {e}", crate::duration::Dur(now)));
+                self.error = Some(format!("turmoil step at {}: {e}", pyile::units::Dur(now)));
                 break;
             }
             for h in std::mem::take(&mut self.crashing) {

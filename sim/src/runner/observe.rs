@@ -104,7 +104,7 @@ impl Driver<'_> {
                 self.record(at, "auth", "started", json!({"peer": peer.to_string()}))?;
             }
             Obs::AuthStartFailed { at, error } => {
-                self.error = Some(format!("authenticator failed to start at {}: {error}", crate::duration::Dur(at)));
+                self.error = Some(format!("authenticator failed to start at {}: {error}", pyile::units::Dur(at)));
                 self.record(at, "auth", "start_failed", json!({"error": error}))?;
             }
             Obs::Auth { at, kind } => {

@@ -12,14 +12,13 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use pyile::units::{ByteRate, Dur};
 use rand::RngExt;
 use serde::Deserialize;
 use toml::{Table, Value};
 
 use super::load::parse_toml;
 use super::{LoadedScenario, Resolved, Scenario, ScenarioError};
-use crate::duration::Dur;
-use crate::rate::ByteRate;
 use crate::rng::{SimRng, rng_for};
 
 /// How one value is drawn.

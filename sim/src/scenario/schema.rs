@@ -10,14 +10,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use pyile::units::{ByteRate, Dur};
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::random;
 use super::seeds::SeedSet;
-use crate::duration::Dur;
 use crate::metrics::MetricId;
-use crate::rate::ByteRate;
 
 /// Group and target names with a fixed meaning, which a joiner group cannot be called.
 pub const RESERVED_NAMES: &[&str] = &["authenticator", "joiners", "any", "attackers", "all"];

@@ -10,11 +10,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use pyile::units::Dur;
+
 use super::load::{LoadedScenario, ScenarioError};
 use super::schema::{
     Action, AuthSettings, Bound, Expect, JoinerGroup, Network, RESERVED_NAMES, Scenario, TimelineEntry,
 };
-use crate::duration::Dur;
 use crate::metrics::{MetricId, Unit};
 
 /// The index of the offending entry of a section, and what is wrong with it.

@@ -1,17 +1,16 @@
-//! Byte rates with a unit (`"64MiB/s"`, `"500KB/s"`, `"unbounded"`) for scenario files.
+//! Byte rates with a unit: `"64MiB/s"`, `"500KB/s"`, `"unbounded"`.
 //!
-//! Like durations, a rate is always written with its unit, so `"64"` can never be misread
-//! as bytes or megabytes per second. Decimal units (`B`, `KB`, `MB`, `GB`: powers of 1000)
-//! and binary units (`KiB`, `MiB`, `GiB`: powers of 1024) are both accepted, each followed by
-//! `/s`; `"unbounded"` means no limit (0 in pyile's API). The value is a whole number of
-//! bytes per second; a decimal that is not (`"0.5B/s"`) is rejected rather than rounded.
-//! Printing is canonical and round-trips: the largest unit that represents the value as a
-//! whole number (`"64MiB/s"`, `"1GB/s"`, `"1500B/s"`).
+//! The byte-size part is parsed here rather than with the `bytesize` crate, whose parser
+//! (checked at 2.7.0) does not give the same results for the forms accepted here: it
+//! multiplies decimals in `f64` and truncates (`"8.2MB"` is 8,199,999 bytes, `"0.5B"` is 0,
+//! where this parser gives 8,200,000 and refuses the half byte), reads units case-insensitively
+//! (`"64Mb"`, bits to most readers, would be 64 MB) and takes a bare number as bytes, and
+//! saturates on overflow instead of failing.
 
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use super::{DecimalError, UnitError, number_len, scale_decimal, serde_as_string};
 
 /// Units, largest first (the order [`fmt::Display`] tries them in).
 const UNITS: &[(&str, u64)] = &[
@@ -24,21 +23,19 @@ const UNITS: &[(&str, u64)] = &[
     ("B", 1),
 ];
 
-/// Bytes per second; `ByteRate::UNBOUNDED` (0) is no limit.
+/// Bytes per second; [`ByteRate::UNBOUNDED`] (0) is no limit, as in pyile's API.
+///
+/// Written with its unit, so `"64"` can never be misread as bytes or megabytes per second:
+/// decimal units (`B`, `KB`, `MB`, `GB`: powers of 1000) and binary units (`KiB`, `MiB`,
+/// `GiB`: powers of 1024), case-sensitive, each followed by `/s`; `"unbounded"` is no limit.
+/// The value is read exactly and must be a whole number of bytes per second (`"0.5B/s"` is
+/// refused, not rounded); 0 must be written `"unbounded"`.
+///
+/// [`Display`](fmt::Display) is canonical and round-trips: `"unbounded"`, or the largest unit
+/// that represents the value as a whole number (`"64MiB/s"`, `"1GB/s"`, `"1500B/s"`). Serde
+/// uses the same strings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ByteRate(pub u64);
-
-/// Why a byte rate string did not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid byte rate {input:?}: {reason} (write e.g. \"64MiB/s\", \"500KB/s\", \"1GB/s\" or \"unbounded\"; units B, KB, MB, GB, KiB, MiB, GiB, each followed by /s)"
-)]
-pub struct RateError {
-    /// The text that failed to parse.
-    pub input: String,
-    /// What was wrong with it.
-    pub reason: &'static str,
-}
 
 impl ByteRate {
     /// No limit (pyile's 0).
@@ -61,47 +58,31 @@ impl ByteRate {
 }
 
 impl FromStr for ByteRate {
-    type Err = RateError;
+    type Err = UnitError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason| RateError { input: s.to_string(), reason };
+        let err = |reason| UnitError::ByteRate { input: s.to_string(), reason };
         let t = s.trim();
         if t == "unbounded" {
             return Ok(ByteRate::UNBOUNDED);
         }
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| err("missing unit"))?;
+        let split = number_len(t);
+        if split == t.len() {
+            return Err(err("missing unit"));
+        }
         let (num, unit) = t.split_at(split);
         if num.is_empty() {
             return Err(err("missing number"));
         }
         let unit = unit.trim().strip_suffix("/s").ok_or_else(|| err("the unit must end in /s"))?;
         let &(_, scale) = UNITS.iter().find(|(name, _)| *name == unit).ok_or_else(|| err("unknown unit"))?;
-        // Exact decimal arithmetic, as for durations: no float rounding.
-        let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
-        if frac_part.contains('.') || (int_part.is_empty() && frac_part.is_empty()) {
-            return Err(err("malformed number"));
-        }
-        let int: u128 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| err("number too large"))? };
-        let mut bytes = int.checked_mul(u128::from(scale)).ok_or_else(|| err("number too large"))?;
-        // Fraction digits: value = Σ digit × scale / 10^k, which must come out whole.
-        let mut num_frac: u128 = 0;
-        let mut den: u128 = 1;
-        for d in frac_part.chars() {
-            let digit = d.to_digit(10).ok_or_else(|| err("malformed number"))?;
-            if den >= 10u128.pow(20) {
-                if digit != 0 {
-                    return Err(err("too many decimals"));
-                }
-                continue;
-            }
-            num_frac = num_frac * 10 + u128::from(digit);
-            den *= 10;
-        }
-        let frac = num_frac * u128::from(scale);
-        if !frac.is_multiple_of(den) {
-            return Err(err("not a whole number of bytes per second"));
-        }
-        bytes += frac / den;
+        let bytes = scale_decimal(num, u128::from(scale)).map_err(|e| {
+            err(match e {
+                DecimalError::Malformed => "malformed number",
+                DecimalError::TooLarge => "number too large",
+                DecimalError::NotWhole => "not a whole number of bytes per second",
+            })
+        })?;
         if bytes == 0 {
             return Err(err("a budget must be > 0 (write \"unbounded\" for no limit)"));
         }
@@ -121,30 +102,12 @@ impl fmt::Display for ByteRate {
     }
 }
 
-impl Serialize for ByteRate {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteRate {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = ByteRate;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a byte rate string with a unit, like \"64MiB/s\", or \"unbounded\"")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteRate, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
+serde_as_string!(ByteRate, "a byte rate string with a unit, like \"64MiB/s\", or \"unbounded\"");
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn r(s: &str) -> u64 {
@@ -165,15 +128,17 @@ mod tests {
         assert_eq!(r("7MB/s"), 7_000_000);
         assert_eq!(r("123B/s"), 123);
         assert_eq!(r("1.5MB/s"), 1_500_000);
+        assert_eq!(r("8.2MB/s"), 8_200_000);
         assert_eq!(r("0.5KiB/s"), 512);
         assert_eq!(r(" 10 MB/s "), 10_000_000);
         assert_eq!(r("unbounded"), 0);
-        assert_eq!(r("64MiB/s"), pyile::DEFAULT_DISTRIBUTION_BUDGET);
+        assert_eq!(r("64MiB/s"), crate::DEFAULT_DISTRIBUTION_BUDGET);
     }
 
     #[test]
     fn rejects_what_it_cannot_read_exactly() {
         assert!(bad("64").contains("missing unit"));
+        assert!(bad("").contains("missing unit"));
         assert!(bad("64MiB").contains("must end in /s"));
         assert!(bad("64mib/s").contains("unknown unit"));
         assert!(bad("64Mb/s").contains("unknown unit"));
@@ -212,5 +177,32 @@ mod tests {
         assert_eq!(u("500KB/s", "2MB/s"), 1_000);
         assert_eq!(u("1MB/s", "64MiB/s"), 1);
         assert_eq!(u("1B/s", "1GB/s"), 1);
+    }
+
+    #[test]
+    fn serde_uses_the_canonical_string() {
+        let v: ByteRate = serde_json::from_str("\"65536KiB/s\"").unwrap();
+        assert_eq!(serde_json::to_string(&v).unwrap(), "\"64MiB/s\"");
+        let e = serde_json::from_str::<ByteRate>("67108864").unwrap_err().to_string();
+        assert!(e.contains("byte rate string"), "{e}");
+    }
+
+    proptest! {
+        #[test]
+        fn any_rate_round_trips(bytes in any::<u64>()) {
+            let v = ByteRate(bytes);
+            prop_assert_eq!(v.to_string().parse::<ByteRate>().unwrap(), v);
+        }
+
+        #[test]
+        fn decimals_in_every_unit_are_exact(int in 0u64..100_000, frac in 0u64..1000, unit in 0usize..UNITS.len()) {
+            let (name, scale) = UNITS[unit];
+            let text = format!("{int}.{frac:03}{name}/s");
+            let exact = u128::from(int * 1000 + frac) * u128::from(scale);
+            match text.parse::<ByteRate>() {
+                Ok(v) => prop_assert_eq!(u128::from(v.0) * 1000, exact),
+                Err(e) => prop_assert!(exact % 1000 != 0 || exact == 0, "{e}"),
+            }
+        }
     }
 }
