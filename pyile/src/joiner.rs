@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::error::Error;
 use crate::event::{DEFAULT_EVENT_CAPACITY, EventKind, EventSink, EventStream, HandshakeStage, LostReason};
@@ -232,7 +232,7 @@ impl<N: Network> Joiner<N> {
             send(timeout_at(deadline, dist_w.write_all(&Message::DistToken(t).encode())).await, "send the dist token")?;
         }
         events.emit(EventKind::Handshake(HandshakeStage::DistConnected));
-        info!(%peer_addr, auth = %target, members = first.len(), "joined");
+        debug!(%peer_addr, auth = %target, members = first.len(), "joined");
         events.emit(EventKind::Joined { peer_addr, list: first.clone() });
 
         let (members_tx, members) = watch::channel(first);

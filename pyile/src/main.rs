@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! pyile auth --listen 127.0.0.1:4702 --password-file secret.txt --attempts 3
+//! pyile auth --listen 0.0.0.0:4702 --advertise 192.0.2.10 --ban-for 1h
 //! pyile auth --heartbeat-interval 1s --distribution-budget 16MiB/s   # or "unbounded"
 //! pyile join --target 127.0.0.1:4702 --alias bob        # password from PYILE_PASSWORD
 //! ```
@@ -20,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use pyile::units::{ByteRate, parse_duration, resolve_password};
 use pyile::{Authenticator, AuthenticatorConfig, EventKind, EventStream, Joiner, JoinerConfig, TokioNet};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// A Pyile peer: the authenticator of a network, or an interactive joiner.
 #[derive(Parser, Debug)]
@@ -65,9 +66,14 @@ impl PasswordArgs {
 #[derive(Args, Debug)]
 struct AuthArgs {
     /// Address of the auth socket; the distribution and peer sockets bind
-    /// the same IP on free ports.
-    #[arg(long, default_value = "0.0.0.0:4702")]
+    /// the same IP on free ports. To serve other machines, listen on their
+    /// side's address, or on 0.0.0.0 with --advertise.
+    #[arg(long, default_value = "127.0.0.1:4702")]
     listen: SocketAddr,
+    /// The IP members reach this authenticator at (listed as its address);
+    /// required with an unspecified --listen such as 0.0.0.0.
+    #[arg(long, value_name = "IP")]
+    advertise: Option<IpAddr>,
     #[command(flatten)]
     password: PasswordArgs,
     /// Wrong passwords from one IP before it is banned.
@@ -90,6 +96,27 @@ struct AuthArgs {
     /// member are spaced to fit.
     #[arg(long, value_name = "RATE", default_value_t = ByteRate(pyile::DEFAULT_DISTRIBUTION_BUDGET))]
     distribution_budget: ByteRate,
+    /// Seconds a new connection has to send its password.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    password_timeout: Duration,
+    /// Handshakes in progress at once; when all are taken, a new connection
+    /// sheds the oldest.
+    #[arg(long, default_value_t = 8192, value_name = "N")]
+    max_handshakes: usize,
+    /// Handshakes in progress from one source (an IPv4 address or an IPv6
+    /// /64); more are closed at once. Raise it for many joiners behind one NAT.
+    #[arg(long, default_value_t = pyile::authenticator::config::DEFAULT_MAX_HANDSHAKES_PER_SOURCE, value_name = "N")]
+    max_handshakes_per_source: usize,
+    /// How long a ban lasts [default: until the authenticator stops].
+    #[arg(long, value_parser = parse_duration)]
+    ban_for: Option<Duration>,
+    /// Banned sources remembered at most (the oldest ban is forgotten first).
+    #[arg(long, default_value_t = 65_536, value_name = "N")]
+    max_bans: usize,
+    /// Accept a peer address on another IP than the joiner's connection
+    /// (joiners behind NAT that know their public address).
+    #[arg(long)]
+    foreign_peer_addresses: bool,
     /// Seed of the authenticator's RNG (heartbeat phases).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -175,10 +202,21 @@ async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
         .handshake_timeout(args.handshake_timeout)
         .v1_pacing(args.v1_pacing)
         .distribution_budget(args.distribution_budget.bytes_per_sec())
+        .password_timeout(args.password_timeout)
+        .max_handshakes(args.max_handshakes)
+        .max_handshakes_per_source(args.max_handshakes_per_source)
+        .max_bans(args.max_bans)
+        .foreign_peer_addresses(args.foreign_peer_addresses)
         .seed(args.seed)
         .alias(args.alias);
     if let Some(t) = args.heartbeat_timeout {
         cfg = cfg.heartbeat_timeout(t);
+    }
+    if let Some(d) = args.ban_for {
+        cfg = cfg.ban_for(d);
+    }
+    if let Some(ip) = args.advertise {
+        cfg = cfg.advertise(ip);
     }
     let mut auth = Authenticator::start(TokioNet, cfg)
         .await
@@ -198,17 +236,13 @@ async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs what the library does not log itself: joins, removals, bans and refusals are
+/// logged once, by the library (refusals rate-limited); this adds the rest.
 fn log_auth_event(kind: &EventKind) {
     match kind {
-        EventKind::MemberJoined { member, source } => info!(%member, %source, "joined"),
-        EventKind::MemberRemoved { member, reason } => info!(%member, ?reason, "removed"),
         EventKind::MemberListChanged { list, bytes } => {
-            info!(version = ?list.version, members = list.len(), bytes, "member list distributed")
+            debug!(version = list.version.unwrap_or(0), members = list.len(), bytes, "member list distributed")
         }
-        EventKind::AuthFailed { ip, attempts } => warn!(%ip, attempts, "wrong password"),
-        EventKind::Banned { ip } => warn!(%ip, "banned"),
-        EventKind::BanRefused { ip } => info!(%ip, "refused a banned address"),
-        EventKind::HandshakeFailed { source, error } => info!(%source, "handshake failed: {error}"),
         EventKind::HeartbeatMissed { peer, silent_for } => warn!(member = %peer, ?silent_for, "heartbeat missed"),
         EventKind::MessageReceived { from, alias, data, .. } => info!(%from, %alias, "message: {data}"),
         EventKind::Lagged { dropped } => warn!(dropped, "event log fell behind"),

@@ -187,3 +187,23 @@ fn auth_flags_take_the_scenario_units() {
         assert!(stderr.contains(want) && stderr.contains("write e.g."), "{flag} {value}: {stderr:?}");
     }
 }
+
+#[test]
+fn an_unspecified_listen_address_without_advertise_is_one_error_line() {
+    let mut auth = Proc::spawn(Command::new(BIN).env("PYILE_PASSWORD", "pw").args(["auth", "--listen", "0.0.0.0:0"]));
+    assert!(!auth.wait_exit().success(), "started on 0.0.0.0 without --advertise");
+    let stderr = stderr_of(&mut auth);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{stderr:?}");
+    assert!(errors[0].contains("--advertise"), "{stderr:?}");
+    // With it, the authenticator lists the advertised address as its own.
+    let mut auth = Proc::spawn(Command::new(BIN).env("PYILE_PASSWORD", "pw").args([
+        "auth",
+        "--listen",
+        "0.0.0.0:0",
+        "--advertise",
+        "127.0.0.1",
+    ]));
+    let line = auth.wait_line("listening", |l| l.starts_with("listening "));
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+}

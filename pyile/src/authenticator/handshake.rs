@@ -140,7 +140,9 @@ async fn pair_dist<N: Network>(shared: Arc<Shared<N>>, stream: N::Stream, source
         match timeout(shared.cfg.handshake_timeout, reader.next()).await {
             Ok(Ok(Message::DistToken(t))) => Some(t),
             Ok(Ok(other)) => {
-                warn!(%source, "distribution connection sent {} instead of its token", other.kind());
+                shared
+                    .refusals
+                    .log(&source, &format!("distribution connection sent {} instead of its token", other.kind()));
                 return;
             }
             Ok(Err(e)) => {
@@ -157,7 +159,7 @@ async fn pair_dist<N: Network>(shared: Arc<Shared<N>>, stream: N::Stream, source
         Some(tx) => {
             let _ = tx.send((reader, w));
         }
-        None => warn!(%source, ?token, "distribution connection matches no pending joiner; closed"),
+        None => shared.refusals.log(&source, "distribution connection matches no pending joiner; closed"),
     }
 }
 

@@ -60,7 +60,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{debug, info};
 
 pub use config::{AuthenticatorConfig, DEFAULT_AUTH_PORT, DEFAULT_DISTRIBUTION_BUDGET};
 use state::AuthState;
@@ -181,7 +181,7 @@ impl<N: Network> Authenticator<N> {
             tracker: tracker.clone(),
             peer: peer.clone(),
         });
-        info!(auth = %auth_addr, dist = %dist_addr, peer = %peer_addr, "authenticator listening");
+        debug!(auth = %auth_addr, dist = %dist_addr, peer = %peer_addr, "authenticator listening");
 
         peer.spawn_listener(peer_listener, &tracker);
         tracker.spawn(handshake::accept_auth(shared.clone(), auth_listener));
