@@ -18,8 +18,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use pyile::units::{ByteRate, parse_duration, resolve_password};
-use pyile::{Authenticator, AuthenticatorConfig, EventKind, EventStream, Joiner, JoinerConfig, TokioNet};
+use pyile::units::{ByteRate, PasswordError, parse_duration, resolve_password};
+use pyile::{
+    Authenticator, AuthenticatorConfig, Delivery, EventKind, EventStream, Joiner, JoinerConfig, MemberList, TokioNet,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tracing::{debug, info, warn};
 
@@ -59,7 +61,10 @@ struct PasswordArgs {
 
 impl PasswordArgs {
     fn resolve(&self) -> anyhow::Result<String> {
-        Ok(resolve_password(self.password_file.as_deref(), self.password.as_deref())?)
+        resolve_password(self.password_file.as_deref(), self.password.as_deref()).map_err(|e| match e {
+            PasswordError::Missing => anyhow::Error::new(e),
+            _ => anyhow::anyhow!("--password-file: {e}"),
+        })
     }
 }
 
@@ -68,7 +73,7 @@ struct AuthArgs {
     /// Address of the auth socket; the distribution and peer sockets bind
     /// the same IP on free ports. To serve other machines, listen on their
     /// side's address, or on 0.0.0.0 with --advertise.
-    #[arg(long, default_value = "127.0.0.1:4702")]
+    #[arg(long, default_value = "127.0.0.1:4702", value_parser = resolve_addr)]
     listen: SocketAddr,
     /// The IP members reach this authenticator at (listed as its address);
     /// required with an unspecified --listen such as 0.0.0.0.
@@ -127,8 +132,8 @@ struct AuthArgs {
 
 #[derive(Args, Debug)]
 struct JoinArgs {
-    /// The authenticator's auth address.
-    #[arg(long, default_value = "127.0.0.1:4702")]
+    /// The authenticator's auth address (HOST:PORT; a host name is resolved).
+    #[arg(long, default_value = "127.0.0.1:4702", value_parser = resolve_addr)]
     target: SocketAddr,
     /// Name shown with your messages.
     #[arg(long, default_value = "joiner")]
@@ -147,6 +152,17 @@ struct JoinArgs {
     /// Silence after which the authenticator is considered lost.
     #[arg(long, default_value = "7s", value_parser = parse_duration)]
     heartbeat_timeout: Duration,
+}
+
+/// `IP:PORT`, or `HOST:PORT` resolved now (the first address, IPv4 preferred).
+fn resolve_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> =
+        s.to_socket_addrs().map_err(|e| format!("{s:?} is not IP:PORT or HOST:PORT ({e})"))?.collect();
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 fn main() -> ExitCode {
@@ -170,6 +186,9 @@ fn main() -> ExitCode {
             Command::Join(args) => run_join(args).await,
         }
     });
+    // Don't wait for the blocking thread reading stdin: a joiner that lost its
+    // authenticator exits now, not at the next Enter.
+    rt.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -268,7 +287,7 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         joiner.members().len()
     );
     let events = joiner.events().context("event stream already taken")?;
-    let printer = tokio::spawn(print_joiner_events(events));
+    let printer = tokio::spawn(print_joiner_events(events, joiner.members()));
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         let line = tokio::select! {
@@ -305,8 +324,9 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
             };
             match addr.parse::<SocketAddr>() {
                 Ok(to) => match joiner.send(to, text).await {
-                    Ok(d) => println!("-> {to}: {d:?}"),
-                    Err(e) => println!("send failed: {e}"),
+                    Ok(Delivery::Echoed) => println!("-> {to}: delivered"),
+                    Ok(Delivery::Unconfirmed) => println!("-> {to}: sent, but no echo came back (not confirmed)"),
+                    Err(e) => println!("send failed: {}", pyile::error::report(&e)),
                 },
                 Err(_) => println!("not an address: {addr} (expected IP:PORT)"),
             }
@@ -314,7 +334,15 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
             println!("unknown command; use /peers, /to IP:PORT text, /quit");
         } else {
             let r = joiner.broadcast(line).await;
-            println!("-> broadcast: {} sent, {} echoed, {} failed", r.sent, r.delivered, r.failed);
+            let members = r.sent + r.failed;
+            let mut report = format!("-> broadcast to {members} members: {} delivered", r.delivered);
+            if r.sent > r.delivered {
+                report += &format!(", {} sent without an echo", r.sent - r.delivered);
+            }
+            if r.failed > 0 {
+                report += &format!(", {} unreachable", r.failed);
+            }
+            println!("{report}");
         }
     }
     joiner.leave().await;
@@ -322,18 +350,57 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn print_joiner_events(mut events: EventStream) {
-    while let Some(ev) = events.recv().await {
+/// How often, at most, a joiner prints who joined and left.
+const MEMBERSHIP_LINE_EVERY: Duration = Duration::from_secs(1);
+
+async fn print_joiner_events(mut events: EventStream, first: MemberList) {
+    let mut shown = first;
+    let mut latest: Option<MemberList> = None;
+    let mut tick = tokio::time::interval(MEMBERSHIP_LINE_EVERY);
+    loop {
+        let ev = tokio::select! {
+            ev = events.recv() => ev,
+            _ = tick.tick() => {
+                if let Some(list) = latest.take() {
+                    if let Some(line) = membership_line(&shown, &list) {
+                        println!("{line}");
+                    }
+                    shown = list;
+                }
+                continue;
+            }
+        };
+        let Some(ev) = ev else { break };
         match ev.kind {
             EventKind::MessageReceived { from, alias, broadcast, data, .. } => {
                 let how = if broadcast { "" } else { " (direct)" };
                 println!("[{alias} {from}]{how} {data}");
             }
-            EventKind::MemberListChanged { list, .. } => println!("* {} members", list.len()),
+            // Coalesced: under churn one line a second, not one per list.
+            EventKind::MemberListChanged { list, .. } => latest = Some(list),
             EventKind::AuthenticatorLost { reason } => println!("* authenticator lost: {reason:?}"),
             EventKind::MessageRefused { source } => warn!(%source, "refused a message from a non-member"),
             EventKind::Left => break,
             _ => {}
         }
     }
+    if let Some(line) = latest.and_then(|list| membership_line(&shown, &list)) {
+        println!("{line}");
+    }
+}
+
+/// `* 127.0.0.2:4000 joined (3 members)`, or counts when many changed at once; None if
+/// the members are the same.
+fn membership_line(before: &MemberList, after: &MemberList) -> Option<String> {
+    let joined: Vec<String> = after.iter().filter(|m| !before.contains(m)).map(|m| m.to_string()).collect();
+    let left: Vec<String> = before.iter().filter(|m| !after.contains(m)).map(|m| m.to_string()).collect();
+    let mut parts = Vec::new();
+    for (who, verb) in [(&joined, "joined"), (&left, "left")] {
+        match who.len() {
+            0 => {}
+            1..=3 => parts.push(format!("{} {verb}", who.join(", "))),
+            n => parts.push(format!("{n} {verb}")),
+        }
+    }
+    (!parts.is_empty()).then(|| format!("* {} ({} members)", parts.join("; "), after.len()))
 }

@@ -115,14 +115,14 @@ fn auth_and_two_interactive_joiners_chat_as_the_readme_says() {
     let joined = eve.wait_line("joined", |l| l.starts_with("joined "));
     // "joined <target> as <ip:port> (...)"
     let eve_addr = joined.split_whitespace().nth(3).expect("eve's address").to_owned();
-    bob.wait_line("3 members", |l| l == "* 3 members");
+    bob.wait_line("3 members", |l| l.starts_with("* ") && l.ends_with(" joined (3 members)"));
 
     bob.type_line("/peers");
     bob.wait_line("eve in /peers", |l| l.trim() == eve_addr);
 
     bob.type_line("hello everyone");
     eve.wait_line("bob's broadcast", |l| l.starts_with("[bob ") && l.ends_with("] hello everyone"));
-    bob.wait_line("the broadcast report", |l| l == "-> broadcast: 2 sent, 2 echoed, 0 failed");
+    bob.wait_line("the broadcast report", |l| l == "-> broadcast to 2 members: 2 delivered");
 
     bob.type_line(&format!("/to {eve_addr} just you"));
     eve.wait_line("bob's direct message", |l| l.starts_with("[bob ") && l.ends_with("(direct) just you"));
@@ -132,7 +132,7 @@ fn auth_and_two_interactive_joiners_chat_as_the_readme_says() {
 
     eve.type_line("/quit");
     assert!(eve.wait_exit().success(), "eve's /quit exits 0");
-    bob.wait_line("the list shrinking", |l| l == "* 2 members");
+    bob.wait_line("the list shrinking", |l| l.starts_with("* ") && l.ends_with(" left (2 members)"));
     bob.type_line("/quit");
     assert!(bob.wait_exit().success());
     let _ = std::fs::remove_dir_all(&dir);
@@ -206,4 +206,37 @@ fn an_unspecified_listen_address_without_advertise_is_one_error_line() {
     ]));
     let line = auth.wait_line("listening", |l| l.starts_with("listening "));
     assert!(line.contains("peer=127.0.0.1:"), "{line}");
+}
+
+#[test]
+fn a_joiner_that_loses_its_authenticator_exits_at_once_with_one_error_line() {
+    let (mut auth, target, dir) = start_auth("pyile-cli-lost", "pw");
+    let mut bob = join(&target, "bob", "pw", "127.0.9.4");
+    bob.wait_line("joined", |l| l.starts_with("joined "));
+    // Its stdin stays open and silent: nobody presses Enter.
+    let _ = auth.child.kill();
+    let _ = auth.child.wait();
+    let status = bob.wait_exit();
+    assert!(!status.success(), "a joiner that lost its authenticator exits non-zero");
+    let stderr = stderr_of(&mut bob);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors, ["error: disconnected from the authenticator"], "{stderr:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_joiner_prints_who_joined_and_left() {
+    let (_auth, target, dir) = start_auth("pyile-cli-who", "pw");
+    let mut bob = join(&target, "bob", "pw", "127.0.9.5");
+    bob.wait_line("joined", |l| l.starts_with("joined "));
+    let mut eve = join(&target, "eve", "pw", "127.0.9.6");
+    let eve_line = eve.wait_line("joined", |l| l.starts_with("joined "));
+    let eve_addr = eve_line.split_whitespace().nth(3).expect("joined T as ADDR").to_owned();
+    let line = bob.wait_line("eve joined", |l| l.starts_with("* "));
+    assert_eq!(line, format!("* {eve_addr} joined (3 members)"));
+    eve.type_line("/quit");
+    assert!(eve.wait_exit().success());
+    let line = bob.wait_line("eve left", |l| l.starts_with("* "));
+    assert_eq!(line, format!("* {eve_addr} left (2 members)"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
