@@ -229,14 +229,16 @@ async fn bad_input_on_the_auth_and_dist_ports_while_honest_joiners_join() {
     while let Some(r) = floods.join_next().await {
         r.unwrap();
     }
+    // Before the password the bound is the handshake limit, not the list limit (max_len).
+    let hs_limit = pyile::authenticator::config::DEFAULT_HANDSHAKE_VALUE_LIMIT;
     let allowance = kernel_buffer_allowance();
     while let Some(r) = endless.join_next().await {
         let written = r.unwrap();
         eprintln!(
-            "hostile: endless JSON string closed after {written} bytes accepted (value bound {max_len}, kernel buffers up to {allowance})"
+            "hostile: endless JSON string closed after {written} bytes accepted (value bound {hs_limit}, kernel buffers up to {allowance})"
         );
-        assert!(written > max_len, "closed before the bound was even reached ({written} bytes)");
-        assert!(written <= max_len + allowance + 64 * 1024, "{written} bytes accepted: unbounded buffering");
+        assert!(written > hs_limit, "closed before the bound was even reached ({written} bytes)");
+        assert!(written <= hs_limit + allowance + 64 * 1024, "{written} bytes accepted: unbounded buffering");
     }
     // (f) garbage on the dist socket is closed at once; silent dist
     // connections with nothing to wait for too.
@@ -304,9 +306,7 @@ async fn bad_input_on_the_auth_and_dist_ports_while_honest_joiners_join() {
     assert!(one(nodist_v1_ip, "no dist (v1)").contains("no distribution connection"), "{failures:?}");
     let endless_errs = &failures[&endless_ip];
     assert_eq!(endless_errs.len(), 3);
-    // Before the password, values are bounded by the handshake limit, not the list limit.
-    let limit = pyile::authenticator::config::DEFAULT_HANDSHAKE_VALUE_LIMIT;
-    assert!(endless_errs.iter().all(|e| e.contains(&format!("exceeds {limit} bytes"))), "{endless_errs:?}");
+    assert!(endless_errs.iter().all(|e| e.contains(&format!("exceeds {hs_limit} bytes"))), "{endless_errs:?}");
     let garbage_errs = &failures[&garbage_ip];
     assert_eq!(garbage_errs.len(), 5 * GARBAGE.len(), "{garbage_errs:?}");
     assert!(!failures.contains_key(&ip("127.0.0.1")), "an honest handshake failed: {failures:?}");
