@@ -109,7 +109,7 @@ enum Command {
         /// Baseline directory.
         #[arg(long, default_value = DEFAULT_BASELINE)]
         dir: PathBuf,
-        /// Write even if a run failed.
+        /// Write even if a run failed or the tree has uncommitted changes.
         #[arg(long)]
         force: bool,
         /// Seeds instead of each scenario's own.
@@ -335,6 +335,14 @@ fn cmd_baseline(
             records
         }
     };
+    // A baseline says which code produced it: refuse one from uncommitted code.
+    if let Some(dirty) = records.iter().find(|r| r.git_rev.ends_with("-dirty")).filter(|_| !force) {
+        return Err(vec![CliError::Usage(format!(
+            "not writing baselines: made from a dirty tree (git {}): commit first, so the baseline names the \
+             code it measures (or pass --force)",
+            dirty.git_rev
+        ))]);
+    }
     if outcome(&records) == Outcome::Fail && !force {
         let bad: Vec<String> =
             records.iter().filter(|r| !r.passed()).map(|r| format!("{} seed {}", r.scenario, r.seed)).collect();
@@ -426,5 +434,31 @@ mod tests {
         assert!(lines[1].contains("b.toml: cannot read scenario"), "{}", lines[1]);
         assert!(lines.iter().all(|l| !l.contains('\n')));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn baselines_from_a_dirty_tree_are_refused() {
+        let tmp = std::env::temp_dir().join(format!("sim-dirty-baseline-{}", std::process::id()));
+        let (from, to) = (tmp.join("from"), tmp.join("to"));
+        std::fs::create_dir_all(&from).unwrap();
+        let runs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../reports/baseline/churn.runs.csv"))
+            .unwrap();
+        let mut rdr = csv::Reader::from_reader(runs.as_bytes());
+        let headers = rdr.headers().unwrap().clone();
+        let rev = headers.iter().position(|h| h == "git_rev").unwrap();
+        let mut w = csv::Writer::from_path(from.join("churn.runs.csv")).unwrap();
+        w.write_record(&headers).unwrap();
+        for rec in rdr.records() {
+            let rec = rec.unwrap();
+            let row: Vec<String> =
+                rec.iter().enumerate().map(|(i, f)| if i == rev { "abc123-dirty".into() } else { f.into() }).collect();
+            w.write_record(&row).unwrap();
+        }
+        w.flush().unwrap();
+        let err = cmd_baseline(vec![], Some(from.clone()), &to, false, None, Some(1), true).unwrap_err();
+        assert!(err[0].to_string().contains("dirty tree"), "{}", err[0]);
+        assert!(!to.exists(), "nothing written");
+        assert_eq!(cmd_baseline(vec![], Some(from), &to, true, None, Some(1), true).unwrap(), Outcome::Pass);
+        let _ = std::fs::remove_dir_all(&tmp);
     }
 }
