@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use pyile::units::{exp_gap, poisson_arrivals};
+use pyile::units::{EventRate, exp_gap, poisson_arrivals};
 use rand::RngExt;
 
 use crate::layout::Layout;
@@ -311,7 +311,8 @@ pub fn expand(s: &Scenario, layout: &Layout, seed: u64) -> Vec<Scheduled> {
                 let until = e.until.expect("validated").get();
                 let burst = e.burst.unwrap_or(1);
                 let spread = e.burst_spread.map(|d| d.get()).unwrap_or_default();
-                for (rate, join) in [(e.join_rate.unwrap_or(0.0), true), (e.leave_rate.unwrap_or(0.0), false)] {
+                let per_sec = |r: Option<EventRate>| r.map_or(0.0, EventRate::per_sec);
+                for (rate, join) in [(per_sec(e.join_rate), true), (per_sec(e.leave_rate), false)] {
                     if rate <= 0.0 {
                         continue;
                     }
@@ -340,7 +341,7 @@ pub fn expand(s: &Scenario, layout: &Layout, seed: u64) -> Vec<Scheduled> {
                     g => Sender::Group(layout.group_index(g).expect("validated")),
                 };
                 let size = e.size.unwrap_or(32);
-                match (e.until, e.rate) {
+                match (e.until, e.rate.map(EventRate::per_sec)) {
                     (Some(until), Some(rate)) if rate > 0.0 => {
                         for t in poisson_arrivals(&mut rng, rate, at, until.get()) {
                             b.push(t, entry, Op::Broadcast { from: from.clone(), size });

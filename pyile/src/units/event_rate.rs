@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rand::{Rng, RngExt};
 
-use super::{UnitError, serde_as_string};
+use super::UnitError;
 
 /// Events per second: a finite number `>= 0` (0 switches the process off).
 ///
@@ -16,7 +16,8 @@ use super::{UnitError, serde_as_string};
 /// except negative, infinite and NaN values; the rate is `number / seconds_per_unit`.
 ///
 /// [`Display`](fmt::Display) writes events per second (`"100/s"`, `"0.5/s"`) and round-trips.
-/// Serde uses the same strings.
+/// Serde writes the same strings and reads them or a plain number, per second (`2`, `0.5`:
+/// what scenario files wrote before rates had units).
 #[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd)]
 pub struct EventRate(f64);
 
@@ -73,7 +74,41 @@ impl fmt::Display for EventRate {
     }
 }
 
-serde_as_string!(EventRate, "an event rate string, like \"100/s\" or \"6000/m\"");
+impl serde::Serialize for EventRate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventRate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = EventRate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event rate: a number per second, or a string like \"100/s\" or \"6000/m\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EventRate, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<EventRate, E> {
+                EventRate::per_second(v).ok_or_else(|| {
+                    E::custom(UnitError::EventRate {
+                        input: v.to_string(),
+                        reason: "a rate must be a finite number >= 0",
+                    })
+                })
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<EventRate, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<EventRate, E> {
+                self.visit_f64(v as f64)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// One inter-arrival gap of a Poisson process of `per_sec` events per second: exponential,
 /// `-ln(1 - U) / per_sec` seconds with `U = rng.random::<f64>()` uniform in `[0, 1)`, as
@@ -156,6 +191,13 @@ mod tests {
         }
         let v: EventRate = serde_json::from_str("\"6000/m\"").unwrap();
         assert_eq!(serde_json::to_string(&v).unwrap(), "\"100/s\"");
+        // A plain number is per second, bit for bit the same f64.
+        for (json, per_sec) in [("2", 2.0), ("0.5", 0.5), ("1.113", 1.113), ("0", 0.0)] {
+            assert_eq!(serde_json::from_str::<EventRate>(json).unwrap().per_sec().to_bits(), f64::to_bits(per_sec));
+        }
+        let e = serde_json::from_str::<EventRate>("-1").unwrap_err().to_string();
+        assert!(e.contains("a rate must be a finite number >= 0"), "{e}");
+        assert!(serde_json::from_str::<EventRate>("true").is_err());
         assert_eq!(EventRate::per_second(2.5).unwrap().per_sec(), 2.5);
         assert_eq!(EventRate::per_second(-0.0), Some(EventRate::ZERO));
         assert_eq!(EventRate::per_second(-1.0), None);

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`Dur`], [`parse_duration`] | `"250ms"`, `"1.5s"`, `"1m30s"` | scenario times, every duration flag |
 //! | [`ByteRate`] | `"64MiB/s"`, `"500KB/s"`, `"unbounded"` | `distribution_budget`, `pyile auth --distribution-budget` |
-//! | [`EventRate`] | `"100/s"`, `"6000/m"`, `"3600/h"` | loadgen's rate flags |
+//! | [`EventRate`] | `"100/s"`, `"6000/m"`, `"3600/h"` | loadgen's rate flags, scenario event rates (`join_rate`, `leave_rate`, `rate`) |
 //! | [`exp_gap`], [`poisson_arrivals`] | – | Poisson arrivals in the simulator's timeline and loadgen's plan |
 //! | [`resolve_password`] | file > flag / `PYILE_PASSWORD` | `pyile auth`/`join`, loadgen |
 //!

@@ -3,8 +3,8 @@
 //! Each key is a dotted path to a value of the scenario (`"network.fail_rate"`,
 //! `"authenticator.heartbeat_interval"`, `"joiners.members.count"` — an array element is
 //! named by its `name` or by its index — `"timeline.2.at"`), and each value says how to draw:
-//! `{ min = 0.0, max = 0.02 }` (integers, floats, duration strings, or byte-rate strings like
-//! `"1MiB/s"`; uniform, inclusive) or `{ one_of = [..] }`. Resolution writes the drawn values
+//! `{ min = 0.0, max = 0.02 }` (integers, floats, duration strings, byte-rate strings like
+//! `"1MiB/s"`, or event-rate strings like `"30/m"`; uniform, inclusive) or `{ one_of = [..] }`. Resolution writes the drawn values
 //! into the document and parses it again, so a drawn value goes through exactly the checks a
 //! written one does. Each path draws from its own stream derived from `(seed, path)`: adding
 //! a key never changes what the others draw. The drawn values are returned for the report.
@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use pyile::units::{ByteRate, Dur};
+use pyile::units::{ByteRate, Dur, EventRate};
 use rand::RngExt;
 use serde::Deserialize;
 use toml::{Table, Value};
@@ -44,6 +44,7 @@ enum Kind {
     Float(f64, f64),
     Duration(Dur, Dur),
     Rate(ByteRate, ByteRate),
+    Events(EventRate, EventRate),
     OneOf(Vec<Value>),
 }
 
@@ -65,6 +66,9 @@ fn kind(spec: &RandomSpec) -> Result<Kind, String> {
                 }
                 (Value::String(a), Value::String(b)) => match (a.parse::<Dur>(), a.parse::<ByteRate>()) {
                     (Ok(lo), _) => Kind::Duration(lo, b.parse().map_err(|e| format!("max: {e}"))?),
+                    (Err(_), Err(_)) if a.contains('/') && a.parse::<EventRate>().is_ok() => {
+                        Kind::Events(a.parse().unwrap(), b.parse().map_err(|e| format!("max: {e}"))?)
+                    }
                     (Err(_), Ok(lo)) => {
                         let hi: ByteRate = b.parse().map_err(|e| format!("max: {e}"))?;
                         if lo.is_unbounded() || hi.is_unbounded() {
@@ -73,7 +77,9 @@ fn kind(spec: &RandomSpec) -> Result<Kind, String> {
                         Kind::Rate(lo, hi)
                     }
                     (Err(_), Err(_)) => {
-                        return Err(format!("min {a:?} is neither a duration (\"2s\") nor a byte rate (\"64MiB/s\")"));
+                        return Err(format!(
+                            "min {a:?} is neither a duration (\"2s\"), a byte rate (\"64MiB/s\") nor an event rate (\"2/s\")"
+                        ));
                     }
                 },
                 _ => return Err("min and max must both be numbers, both duration strings or both byte rates".into()),
@@ -83,6 +89,7 @@ fn kind(spec: &RandomSpec) -> Result<Kind, String> {
                 Kind::Float(a, b) => a.is_finite() && b.is_finite() && a <= b,
                 Kind::Duration(a, b) => a <= b,
                 Kind::Rate(a, b) => a <= b,
+                Kind::Events(a, b) => a <= b,
                 Kind::OneOf(_) => true,
             };
             if ordered { Ok(k) } else { Err("min must not exceed max".into()) }
@@ -114,6 +121,12 @@ fn draw(k: &Kind, rng: &mut SimRng) -> Value {
             let unit = ByteRate::common_unit(*a, *b);
             let n = rng.random_range(a.0 / unit..=b.0 / unit);
             Value::String(ByteRate(n * unit).to_string())
+        }
+        Kind::Events(a, b) => {
+            // Per second, six decimals, as a float range draws.
+            let (a, b) = (a.per_sec(), b.per_sec());
+            let x = (((a + rng.random::<f64>() * (b - a)) * 1e6).round() / 1e6).clamp(a, b);
+            Value::String(EventRate::per_second(x).expect("within [a, b]").to_string())
         }
         Kind::OneOf(list) => list[rng.random_range(0..list.len())].clone(),
     }
@@ -214,6 +227,7 @@ impl LoadedScenario {
                 Kind::Float(a, b) => vec![Value::Float(a), Value::Float(b)],
                 Kind::Duration(a, b) => vec![Value::String(a.to_string()), Value::String(b.to_string())],
                 Kind::Rate(a, b) => vec![Value::String(a.to_string()), Value::String(b.to_string())],
+                Kind::Events(a, b) => vec![Value::String(a.to_string()), Value::String(b.to_string())],
                 Kind::OneOf(list) => list,
             };
             for v in probes {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use pyile::units::{ByteRate, Dur};
+use pyile::units::{ByteRate, Dur, EventRate};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -393,21 +393,21 @@ pub struct TimelineEntry {
     /// churn/broadcast: end of the window.
     #[serde(default)]
     pub until: Option<Dur>,
-    /// churn: joins per second.
+    /// churn: joins per unit of time (a bare number is per second).
     #[serde(default)]
-    pub join_rate: Option<f64>,
-    /// churn: leaves per second.
+    pub join_rate: Option<EventRate>,
+    /// churn: leaves per unit of time.
     #[serde(default)]
-    pub leave_rate: Option<f64>,
+    pub leave_rate: Option<EventRate>,
     /// churn: joins/leaves per arrival (a burst lands within `burst_spread`).
     #[serde(default)]
     pub burst: Option<u32>,
     /// churn: spread of one burst (small: the burst lands while a distribution is in flight).
     #[serde(default)]
     pub burst_spread: Option<Dur>,
-    /// broadcast: messages per second; ban_flood: attempts per second per attacker.
+    /// broadcast: messages per unit of time; ban_flood: attempts per attacker per unit of time.
     #[serde(default)]
-    pub rate: Option<f64>,
+    pub rate: Option<EventRate>,
     /// ban_flood: attacker hosts (each its own IP).
     #[serde(default)]
     pub attackers: Option<u32>,
@@ -473,7 +473,7 @@ impl TimelineEntry {
 
     /// Attempts per second per attacker of a ban flood (default 10).
     pub fn flood_rate(&self) -> f64 {
-        self.rate.unwrap_or(10.0)
+        self.rate.map_or(10.0, EventRate::per_sec)
     }
 
     /// When the effect of this entry ends, if it is bounded (partition with `heal_after`,

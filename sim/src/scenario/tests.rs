@@ -374,3 +374,66 @@ fn distribution_budget_can_be_drawn_at_random() {
         assert_eq!(line, 12, "{bad}: {msg}");
     }
 }
+
+#[test]
+fn event_rates_take_a_bare_number_per_second_or_a_unit() {
+    let churn = |rate: &str| {
+        let text = format!(
+            "{BASE}\n[[timeline]]\nat = \"5s\"\naction = \"churn\"\ngroup = \"g\"\nuntil = \"40s\"\njoin_rate = {rate}\nleave_rate = {rate}\n"
+        );
+        let s = load_resolve(&text, 1).unwrap_or_else(|e| panic!("{rate}: {e}")).scenario;
+        let e = s.timeline[0].get_ref();
+        assert_eq!(e.join_rate, e.leave_rate);
+        e.join_rate.unwrap().per_sec()
+    };
+    for (written, per_sec) in [
+        ("2", 2.0),
+        ("2.0", 2.0),
+        ("0.8", 0.8),
+        ("\"2/s\"", 2.0),
+        ("\"120/m\"", 2.0),
+        ("\"7200/h\"", 2.0),
+        ("\"2\"", 2.0),
+    ] {
+        assert_eq!(churn(written).to_bits(), f64::to_bits(per_sec), "{written}");
+    }
+    for (value, want) in [
+        ("-1.0", "a rate must be a finite number >= 0"),
+        ("\"-2/s\"", "a rate must be a finite number >= 0"),
+        ("\"2/fortnight\"", "unknown unit"),
+        ("\"fast\"", "not a number"),
+        ("true", "an event rate"),
+    ] {
+        let text =
+            format!("{BASE}\n[[timeline]]\nat = \"5s\"\naction = \"broadcast\"\nuntil = \"40s\"\nrate = {value}\n");
+        let shown = load(&text).unwrap_err().to_string();
+        assert!(shown.starts_with("t.toml:15:8: "), "{value}: {shown}");
+        assert!(shown.contains(want), "{value}: wanted {want:?} in {shown:?}");
+    }
+    let zero = format!(
+        "{BASE}\n[[timeline]]\nat = \"5s\"\naction = \"churn\"\ngroup = \"g\"\nuntil = \"40s\"\njoin_rate = \"0/m\"\n"
+    );
+    assert!(err_line(load_resolve(&zero, 1)).1.contains("positive `join_rate`"));
+}
+
+#[test]
+fn event_rates_can_be_drawn_at_random() {
+    let text = format!(
+        "{BASE}\n[[timeline]]\nat = \"5s\"\naction = \"churn\"\ngroup = \"g\"\nuntil = \"40s\"\njoin_rate = 1\n\n[random]\n\"timeline.0.join_rate\" = {{ min = \"30/m\", max = \"3/s\" }}\n\"timeline.0.leave_rate\" = {{ min = 0.5, max = 1.5 }}\n"
+    );
+    let src = load(&text).unwrap();
+    let mut seen = BTreeSet::new();
+    for seed in 0..30 {
+        let r = src.resolve(seed).unwrap();
+        let e = r.scenario.timeline[0].get_ref();
+        let (join, leave) = (e.join_rate.unwrap().per_sec(), e.leave_rate.unwrap().per_sec());
+        assert!((0.5..=3.0).contains(&join) && (0.5..=1.5).contains(&leave), "{join} {leave}");
+        assert!(r.drawn_cell().contains(&format!("timeline.0.join_rate={join}/s")), "{}", r.drawn_cell());
+        seen.insert(join.to_bits());
+    }
+    assert!(seen.len() > 10, "different seeds draw different rates");
+    for bad in ["{ min = \"3/s\", max = \"1/s\" }", "{ min = \"1/s\", max = \"2s\" }"] {
+        let text = text.replace("{ min = \"30/m\", max = \"3/s\" }", bad);
+        assert_eq!(err_line(load(&text)).0, 19, "{bad}");
+    }
+}

@@ -218,7 +218,8 @@ fn validate_entry_refs(sc: &Scenario, e: &TimelineEntry, names: &BTreeSet<String
     Ok(())
 }
 
-/// Ranges of the entry's values: host selection, counts, rates, `until`.
+/// Ranges of the entry's values: host selection, counts, `until` (rates are `EventRate`s,
+/// finite and `>= 0` by their type).
 fn validate_entry_values(sc: &Scenario, e: &TimelineEntry) -> Result<(), String> {
     if e.hosts.is_some() && e.fraction.is_some() {
         return Err("give `hosts` or `fraction`, not both".into());
@@ -239,13 +240,6 @@ fn validate_entry_values(sc: &Scenario, e: &TimelineEntry) -> Result<(), String>
             return Err(format!("`{name}` must be >= 1"));
         }
     }
-    for (name, v) in [("rate", e.rate), ("join_rate", e.join_rate), ("leave_rate", e.leave_rate)] {
-        if let Some(v) = v
-            && !(v.is_finite() && v >= 0.0)
-        {
-            return Err(format!("`{name}` {v} must be a finite rate >= 0 (per second)"));
-        }
-    }
     if let Some(u) = e.until
         && (u <= e.at || u > sc.duration)
     {
@@ -262,7 +256,7 @@ fn validate_entry_action(sc: &Scenario, e: &TimelineEntry) -> Result<(), String>
             if e.until.is_none() {
                 return Err("churn needs `until` (the end of its window)".into());
             }
-            if e.join_rate.unwrap_or(0.0) + e.leave_rate.unwrap_or(0.0) <= 0.0 {
+            if e.join_rate.unwrap_or_default().is_zero() && e.leave_rate.unwrap_or_default().is_zero() {
                 return Err("churn needs a positive `join_rate` or `leave_rate`".into());
             }
         }
