@@ -53,9 +53,9 @@ pub enum Error {
         got: &'static str,
     },
     /// A step did not finish in time.
-    #[error("{what} timed out after {after:?}")]
+    #[error("timed out after {after:?} {what}")]
     Timeout {
-        /// Which step.
+        /// Which step, as "connecting to ...", "waiting for ...".
         what: &'static str,
         /// The bound that expired.
         after: Duration,

@@ -146,7 +146,7 @@ impl<N: Network> Joiner<N> {
         let auth = match timeout_at(deadline, net.connect(cfg.local_ip, target)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => return Err(Error::Connection { addr: target, source }),
-            Err(_) => return Err(timed_out("connect to the authenticator")),
+            Err(_) => return Err(timed_out("connecting to the authenticator")),
         };
         events.emit(EventKind::Handshake(HandshakeStage::Connected));
         let my_ip = match cfg.local_ip {
@@ -179,7 +179,10 @@ impl<N: Network> Joiner<N> {
         };
 
         // Banned status (and whether the authenticator speaks protocol 2).
-        let auth_v2 = match recv("banned status")(timeout_at(deadline, reader.next()).await)? {
+        let auth_v2 = match recv(
+            "waiting for the authenticator's greeting (the port accepted the connection but sent no banned status: is it a Pyile authenticator?)",
+        )(timeout_at(deadline, reader.next()).await)?
+        {
             Message::Banned { banned, version } => {
                 events.emit(EventKind::Handshake(HandshakeStage::BannedStatus { banned }));
                 if banned {
@@ -196,8 +199,8 @@ impl<N: Network> Joiner<N> {
         // Password.
         let shadow =
             Message::Shadow { password: cfg.password.clone(), version: cfg.announce.then_some(PROTOCOL_VERSION) };
-        send(timeout_at(deadline, w.write_all(&shadow.encode())).await, "send the password")?;
-        match recv("password check")(timeout_at(deadline, reader.next()).await)? {
+        send(timeout_at(deadline, w.write_all(&shadow.encode())).await, "sending the password")?;
+        match recv("waiting for the password check")(timeout_at(deadline, reader.next()).await)? {
             Message::Authenticated(ok) => {
                 events.emit(EventKind::Handshake(HandshakeStage::Authenticated { ok }));
                 if !ok {
@@ -210,26 +213,30 @@ impl<N: Network> Joiner<N> {
         // Peer address, first list, distribution address.
         send(
             timeout_at(deadline, w.write_all(&Message::PeerAddress(peer_addr).encode())).await,
-            "send the peer address",
+            "sending the peer address",
         )?;
-        let first = match recv("first member list")(timeout_at(deadline, reader.next()).await)? {
+        let first = match recv("waiting for the first member list")(timeout_at(deadline, reader.next()).await)? {
             Message::Distro { members, version } => MemberList::new(version, members),
             other => return Err(Error::Unexpected { addr: target, expected: "distro", got: other.kind() }),
         };
         events.emit(EventKind::Handshake(HandshakeStage::FirstList(first.clone())));
-        let (dist_addr, token) = match recv("distribution address")(timeout_at(deadline, reader.next()).await)? {
-            Message::DistAddr { addr, token } => (addr, token),
-            other => return Err(Error::Unexpected { addr: target, expected: "dist_addr", got: other.kind() }),
-        };
+        let (dist_addr, token) =
+            match recv("waiting for the distribution address")(timeout_at(deadline, reader.next()).await)? {
+                Message::DistAddr { addr, token } => (addr, token),
+                other => return Err(Error::Unexpected { addr: target, expected: "dist_addr", got: other.kind() }),
+            };
         let dist = match timeout_at(deadline, net.connect(cfg.local_ip, dist_addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => return Err(Error::Connection { addr: dist_addr, source }),
-            Err(_) => return Err(timed_out("connect to the distribution socket")),
+            Err(_) => return Err(timed_out("connecting to the distribution socket")),
         };
         let dist_local = dist.local_addr().ok();
         let (dist_r, mut dist_w) = tokio::io::split(dist);
         if let (Some(t), true) = (token, cfg.announce) {
-            send(timeout_at(deadline, dist_w.write_all(&Message::DistToken(t).encode())).await, "send the dist token")?;
+            send(
+                timeout_at(deadline, dist_w.write_all(&Message::DistToken(t).encode())).await,
+                "sending the distribution token",
+            )?;
         }
         events.emit(EventKind::Handshake(HandshakeStage::DistConnected));
         debug!(%peer_addr, auth = %target, members = first.len(), "joined");

@@ -158,7 +158,7 @@ impl<N: Network> PeerCore<N> {
         let stream = match timeout(self.io_timeout, self.net.connect(self.local_ip, to)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => return Err(Error::Connection { addr: to, source }),
-            Err(_) => return Err(Error::Timeout { what: "connect to peer", after: self.io_timeout }),
+            Err(_) => return Err(Error::Timeout { what: "connecting to the member", after: self.io_timeout }),
         };
         let (r, mut w) = tokio::io::split(stream);
         let msg = Message::Chat(Chat {
@@ -171,7 +171,7 @@ impl<N: Network> PeerCore<N> {
         match timeout(self.io_timeout, w.write_all(&msg)).await {
             Ok(Ok(())) => {}
             Ok(Err(source)) => return Err(Error::Send { addr: to, source }),
-            Err(_) => return Err(Error::Timeout { what: "send message", after: self.io_timeout }),
+            Err(_) => return Err(Error::Timeout { what: "sending the message", after: self.io_timeout }),
         }
         let mut reader = MessageReader::with_limit(r, self.max_value_len);
         match timeout(self.io_timeout, reader.next()).await {

@@ -186,3 +186,22 @@ async fn a_burst_of_changes_coalesces_within_the_distribution_budget() {
     alice.leave().await;
     auth.leave().await;
 }
+
+#[tokio::test]
+async fn a_port_that_accepts_but_never_greets_is_named_in_the_error() {
+    // Something listens, but it is not an authenticator: it never sends the banned status.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = silent.local_addr().unwrap();
+    let _hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let cfg = joiner_config("pw", "x").handshake_timeout(Duration::from_millis(300));
+    let err = Joiner::join(TokioNet, target, cfg).await.err().expect("joined a port that never greets");
+    assert_eq!(err.kind(), "timed_out");
+    let text = pyile::error::report(&err);
+    assert!(text.starts_with("timed out after 300ms waiting for the authenticator's greeting"), "{text}");
+    assert!(text.contains("is it a Pyile authenticator?"), "{text}");
+}
