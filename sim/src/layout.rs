@@ -3,10 +3,11 @@
 //! Turmoil's cost is the number of hosts, so joiners are packed `joiners_per_host` to a host.
 //! This module fixes the mapping once per run, in a deterministic order that also fixes the
 //! IP addresses turmoil hands out (first lookup order: `auth` is 192.168.0.1, then each
-//! group's hosts in file order, then ban-flood attackers). Host names are stable and appear in
-//! traces: `auth`, `<group>-<n>`, `attacker-<flood>-<n>`; joiners are `<group>.<n>`.
+//! group's hosts in file order, then ban-flood attackers, then `attack` hosts). Host names are
+//! stable and appear in traces: `auth`, `<group>-<n>`, `attacker-<flood>-<n>`,
+//! `attack-<attack>-<n>`; joiners are `<group>.<n>`.
 
-use crate::scenario::{Action, Scenario};
+use crate::scenario::{Action, AttackKind, Scenario};
 
 /// What a simulated host runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +23,11 @@ pub enum HostRole {
     Attacker {
         /// Index into [`Layout::floods`].
         flood: usize,
+    },
+    /// Hosts of the `attack`-th `attack` entry: raw-wire hostile clients.
+    Hostile {
+        /// Index into [`Layout::attacks`].
+        attack: usize,
     },
 }
 
@@ -69,6 +75,17 @@ pub struct FloodInfo {
     pub hosts: Vec<usize>,
 }
 
+/// An `attack` entry's hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttackInfo {
+    /// The timeline entry index of the `attack`.
+    pub entry: usize,
+    /// What its connections do.
+    pub kind: AttackKind,
+    /// Attacker host indices.
+    pub hosts: Vec<usize>,
+}
+
 /// The placement of a whole scenario.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -80,6 +97,8 @@ pub struct Layout {
     pub groups: Vec<GroupInfo>,
     /// Ban floods in file order.
     pub floods: Vec<FloodInfo>,
+    /// Attacks in file order.
+    pub attacks: Vec<AttackInfo>,
 }
 
 /// Index of the authenticator's host.
@@ -128,7 +147,28 @@ impl Layout {
             }
             floods.push(info);
         }
-        Layout { hosts, joiners, groups, floods }
+        // After every flood, so that adding an attack never moves a flood's IPs.
+        let mut attacks = Vec::new();
+        for (ei, e) in s.timeline.iter().map(|e| e.get_ref()).enumerate() {
+            let (Action::Attack, Some(kind)) = (e.action, e.kind) else { continue };
+            let ai = attacks.len();
+            let mut info = AttackInfo { entry: ei, kind, hosts: vec![] };
+            for a in 0..e.attackers.unwrap_or(1) {
+                info.hosts.push(hosts.len());
+                hosts.push(HostSpec {
+                    name: format!("attack-{ai}-{a}"),
+                    role: HostRole::Hostile { attack: ai },
+                    joiners: vec![],
+                });
+            }
+            attacks.push(info);
+        }
+        Layout { hosts, joiners, groups, floods, attacks }
+    }
+
+    /// Hosts of every attack whose kind is (`insiders`) or is not an insider kind.
+    pub fn attack_hosts(&self, insiders: bool) -> Vec<usize> {
+        self.attacks.iter().filter(|a| a.kind.insider() == insiders).flat_map(|a| a.hosts.iter().copied()).collect()
     }
 
     /// The group called `name`.
@@ -166,13 +206,22 @@ count = 3
 joiners_per_host = 3
 [[timeline]]
 at = "1s"
+action = "attack"
+kind = "silent"
+attackers = 2
+[[timeline]]
+at = "1s"
 action = "ban_flood"
 attackers = 2
 "#;
         let s = LoadedScenario::from_text("l.toml", text.into()).unwrap().resolve(1).unwrap().scenario;
         let l = Layout::new(&s);
         let names: Vec<&str> = l.hosts.iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(names, ["auth", "a-0", "a-1", "a-2", "b-0", "attacker-0-0", "attacker-0-1"]);
+        assert_eq!(
+            names,
+            ["auth", "a-0", "a-1", "a-2", "b-0", "attacker-0-0", "attacker-0-1", "attack-0-0", "attack-0-1"],
+            "floods first, whatever the file order"
+        );
         assert_eq!(l.hosts.len() as u64, s.host_count());
         assert_eq!(l.hosts[1].joiners, [0, 1]);
         assert_eq!(l.hosts[3].joiners, [4], "the last host of a group may be partly filled");
@@ -182,6 +231,8 @@ attackers = 2
         assert_eq!(l.target_hosts("authenticator"), [0]);
         assert_eq!(l.target_hosts("joiners"), [1, 2, 3, 4]);
         assert_eq!(l.target_hosts("b"), [4]);
-        assert_eq!(l.floods, [FloodInfo { entry: 0, hosts: vec![5, 6] }]);
+        assert_eq!(l.floods, [FloodInfo { entry: 1, hosts: vec![5, 6] }]);
+        assert_eq!(l.attacks, [AttackInfo { entry: 0, kind: AttackKind::Silent, hosts: vec![7, 8] }]);
+        assert_eq!(l.attack_hosts(false), [7, 8]);
     }
 }

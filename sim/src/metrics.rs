@@ -117,6 +117,17 @@ metrics! {
     TimeoutRemovals => "timeout_removals", Count, Info, 0.0, 0.0, "evidence: members removed by heartbeat timeout or stalled distribution (silent faults bit)";
     DistLostRemovals => "dist_lost_removals", Count, Info, 0.0, 0.0, "members removed because their heartbeat answers showed a dead distribution stream";
     DistStreamsLost => "dist_streams_lost", Count, Info, 0.0, 0.0, "evidence: of those, the removals whose distribution stream really lost a segment (network ground truth)";
+    AttackConns => "attack_conns", Count, Info, 0.0, 0.0, "hostile connections opened by attack hosts";
+    AttackConnsClosedByAuth => "attack_conns_closed_by_auth", Count, Info, 0.0, 0.0, "hostile connections the authenticator closed (or refused)";
+    AttackConnsOpenAtEnd => "attack_conns_open_at_end", Count, Lower, 0.0, 0.0, "hostile connections still open when the run ended (the authenticator never gave up on them)";
+    AttackCloseLatencyMax => "attack_close_latency_max", Seconds, Lower, 0.25, 0.5, "hostile connection opened to the authenticator closing it, worst (members excluded)";
+    AttackHandshakeFailures => "attack_handshake_failures", Count, Info, 0.0, 0.0, "handshakes from attack hosts the authenticator gave up (HandshakeFailed)";
+    AttackAdmissions => "attack_admissions", Count, Lower, 0.0, 0.0, "admissions from hostile sources, or of addresses not on the connection's IP";
+    HonestEvictions => "honest_evictions", Count, Lower, 0.0, 0.0, "honest members replaced by an admission from another source";
+    ChatterLists => "chatter_lists", Count, Info, 0.0, 0.0, "member lists received by attack members (distribution-socket chatterers)";
+    ChatterListBytes => "chatter_list_bytes", Bytes, Info, 0.0, 0.0, "bytes of those lists";
+    ChatterExcessLists => "chatter_excess_lists", Count, Lower, 0.0, 0.0, "lists chatterers received beyond those published while they were members (resends)";
+    HonestAdmitDuringAttackMax => "honest_admit_during_attack_max", Seconds, Lower, 0.5, 0.2, "join latency of honest joiners started during an attack, worst";
     SafetyViolations => "safety_violations", Count, Lower, 0.0, 0.0, "safety checker findings (any is a failure)";
     LivenessViolations => "liveness_violations", Count, Lower, 0.0, 0.0, "liveness checker findings";
     EventsProcessed => "events_processed", Count, Info, 0.0, 0.0, "protocol events consumed by the checkers";

@@ -2,7 +2,7 @@
 //!
 //! Everything that can be decided before the run is decided here, from the seed: group
 //! joins with their stagger, Poisson churn arrivals and burst spreads, ban-flood attempt
-//! times, broadcast times, the end of every bounded fault. What depends on the state at the
+//! times, attack connection times, broadcast times, the end of every bounded fault. What depends on the state at the
 //! time (which idle joiner joins, which running host crashes) stays a [`Selection`] or a
 //! `*From` operation, resolved by the runner with its own seeded RNG when the operation
 //! fires. Operations are ordered by (time, sequence number), the sequence number being the
@@ -167,6 +167,14 @@ pub enum Op {
         /// Whether it uses the correct password.
         correct: bool,
     },
+    /// An attacker host opens one hostile connection of attack `attack` (its kind and
+    /// parameters are the entry's; a spoofer's victim is picked when it fires).
+    Attack {
+        /// Attack index (into `Layout::attacks`).
+        attack: usize,
+        /// Attacker host.
+        host: usize,
+    },
     /// One broadcast.
     Broadcast {
         /// Sender.
@@ -244,6 +252,7 @@ pub fn expand(s: &Scenario, layout: &Layout, seed: u64) -> Vec<Scheduled> {
     }
     let mut next_id = 0usize;
     let mut flood_idx = 0usize;
+    let mut attack_idx = 0usize;
     for (ei, e) in s.timeline.iter().map(|e| e.get_ref()).enumerate() {
         let at = e.at.get();
         let entry = Some(ei);
@@ -303,6 +312,24 @@ pub fn expand(s: &Scenario, layout: &Layout, seed: u64) -> Vec<Scheduled> {
                     }
                     if e.then_correct.unwrap_or(true) {
                         b.push(at + gap * attempts, entry, Op::Attempt { flood, host, correct: true });
+                    }
+                }
+            }
+            Action::Attack => {
+                let attack = attack_idx;
+                attack_idx += 1;
+                // Evenly spaced at `rate` in [at, until), or `count` at once (like a flood's
+                // attempts: predictable, so tests can count what the authenticator did).
+                let times: Vec<Duration> = match (e.rate, e.until) {
+                    (Some(rate), Some(until)) => {
+                        let gap = Duration::from_secs_f64(1.0 / rate.per_sec());
+                        (0u32..).map(|k| at + gap * k).take_while(|t| *t < until.get()).collect()
+                    }
+                    _ => vec![at; e.count.unwrap_or(1) as usize],
+                };
+                for &host in &layout.attacks[attack].hosts {
+                    for &t in &times {
+                        b.push(t, entry, Op::Attack { attack, host });
                     }
                 }
             }
@@ -450,6 +477,35 @@ mod tests {
             })
             .collect();
         assert_eq!(host0, [(10_000, false), (10_500, false), (11_000, false), (11_500, false), (12_000, true)]);
+    }
+
+    #[test]
+    fn attacks_open_connections_at_once_or_at_a_rate() {
+        let s = scenario(
+            "[[timeline]]\nat = \"10s\"\naction = \"attack\"\nkind = \"silent\"\nattackers = 2\ncount = 3\n\
+             [[timeline]]\nat = \"20s\"\naction = \"attack\"\nkind = \"reconnect_storm\"\nrate = \"4/s\"\nuntil = \"21s\"\n",
+        );
+        let v: Vec<(u128, Op)> = ops(&s, 1)
+            .into_iter()
+            .filter(|e| matches!(e.op, Op::Attack { .. }))
+            .map(|e| (e.at.as_millis(), e.op))
+            .collect();
+        let a = |attack, host| Op::Attack { attack, host };
+        assert_eq!(
+            v,
+            [
+                (10_000, a(0, 8)),
+                (10_000, a(0, 8)),
+                (10_000, a(0, 8)),
+                (10_000, a(0, 9)),
+                (10_000, a(0, 9)),
+                (10_000, a(0, 9)),
+                (20_000, a(1, 10)),
+                (20_250, a(1, 10)),
+                (20_500, a(1, 10)),
+                (20_750, a(1, 10)),
+            ]
+        );
     }
 
     #[test]

@@ -81,7 +81,7 @@ fn a_partition_is_detected_recovered_and_replays_exactly() {
 fn stale_member_fires_against_an_authenticator_that_never_times_out() {
     // The reference's behaviour: a member that goes silent is never removed.
     let resolved = load(PARTITION).resolve(5).unwrap();
-    let broken = Sabotage { auth_heartbeat_timeout: Some(Duration::from_secs(3600)) };
+    let broken = Sabotage { auth_heartbeat_timeout: Some(Duration::from_secs(3600)), ..Sabotage::default() };
     let out = run_with(&resolved, Trace::new(), &broken).unwrap();
     let checks: Vec<&str> = out.findings.iter().map(|f| f.check).collect();
     assert!(checks.contains(&"stale_member"), "{:?}", out.findings);

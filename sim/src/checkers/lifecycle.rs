@@ -42,6 +42,9 @@ impl Monitor {
         if self.floods.iter().any(|&(a, b)| started >= a && started <= b) {
             self.honest_flood_latency.push(lat);
         }
+        if self.attacks.windows.iter().any(|&(a, b)| started >= a && started <= b) {
+            self.attacks.honest_latency.push(lat);
+        }
         self.by_addr.insert(addr, inst);
         self.joiner_list(t, inst, list);
     }

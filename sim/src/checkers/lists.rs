@@ -1,10 +1,11 @@
 //! Member lists: what the authenticator publishes and each joiner holds, and what they may
 //! hold.
 //!
-//! Checks: `banned_member` (a banned or attacker IP admitted, or in any list),
+//! Checks: `banned_member` (a banned or ban-flood attacker IP admitted, or in any list),
 //! `unknown_member` (a joiner holds an address the authenticator never admitted),
-//! `view_regressed` (a joiner received a list older than one it had). Each list also feeds
-//! convergence ([`liveness`](super::liveness)) and the distribution cost metrics.
+//! `view_regressed` (a joiner received a list older than one it had). Each admission and list
+//! also goes to the attack checks ([`attacks`](super::attacks)), convergence
+//! ([`liveness`](super::liveness)) and the distribution cost metrics.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -28,6 +29,7 @@ impl Monitor {
     /// The authenticator admitted `member` (connection from `source`).
     pub fn member_joined(&mut self, t: Duration, member: SocketAddr, source: IpAddr) {
         self.admitted.insert(member);
+        self.check_admission(t, member, source);
         if self.banned.contains(&source) || self.attacker_ips.contains(&source) {
             self.find(
                 Severity::Safety,
@@ -53,6 +55,8 @@ impl Monitor {
                 );
             }
         }
+        self.check_list_for_attackers(t, "a", &list.members);
+        self.count_chatter_publication();
         self.auth_members = list.members.iter().copied().collect();
         self.auth_versions.push((t, list.version));
         if let Some(v) = list.version {
@@ -98,6 +102,7 @@ impl Monitor {
                 );
             }
         }
+        self.check_list_for_attackers(t, "j", &list.members);
         let i = self.instances.get_mut(&inst).unwrap();
         if let Some(v) = list.version {
             i.last_version = Some(i.last_version.map_or(v, |p| p.max(v)));

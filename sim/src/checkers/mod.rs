@@ -19,6 +19,12 @@
 //!   distribution stream never lost a segment (whatever faults it lived through).
 //! - `banned_admitted`: an attacker IP got in with the correct password after its ban.
 //! - `honest_banned`: an IP was banned that made no wrong attempts by design.
+//! - `attacker_member`: an `attack` host's address, an address admitted from a hostile
+//!   source, or one announced by a connection that does not own its IP, is admitted or held
+//!   in any list.
+//! - `member_evicted`: an honest member was replaced by an admission from another source.
+//! - `chatter_resent`: a distribution-socket chatterer received more lists than were
+//!   published while it was a member.
 //!
 //! Liveness (at the end of a run with `settle` > 0): `not_converged` — a live, healthy joiner
 //! does not hold the authenticator's list (as of a grace period before the end), or is not
@@ -33,7 +39,10 @@
 //! - `removals`: removals ([`Removal`]): `stale_member`, `false_removal`.
 //! - `bans`: bans and attackers: `honest_banned`, `banned_admitted`.
 //! - `liveness`: convergence samples and `not_converged`.
+//! - `attacks`: hostile traffic ([`AttackEnd`]): `attacker_member`, `member_evicted`,
+//!   `chatter_resent`, and the attack metrics.
 
+mod attacks;
 mod bans;
 mod impairments;
 mod lifecycle;
@@ -42,6 +51,7 @@ mod liveness;
 mod monitor;
 mod removals;
 
+pub use attacks::AttackEnd;
 pub use impairments::Impairment;
 pub use lists::ListView;
 pub use monitor::{Monitor, MonitorConfig};

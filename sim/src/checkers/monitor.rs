@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use super::attacks::AttackState;
 use super::impairments::HostState;
 use super::liveness::Pending;
 use super::removals::{Deadline, DistLoss};
@@ -94,6 +95,7 @@ pub struct Monitor {
     pub(super) findings: Vec<Finding>,
     pub(super) floods: Vec<(Duration, Duration)>,
     pub(super) dist_losses: Vec<DistLoss>,
+    pub(super) attacks: AttackState,
     // samples and counters
     pub(super) join_latency: Vec<f64>,
     pub(super) honest_flood_latency: Vec<f64>,
@@ -134,6 +136,7 @@ impl Monitor {
             findings: Vec::new(),
             floods: Vec::new(),
             dist_losses: Vec::new(),
+            attacks: AttackState::default(),
             join_latency: Vec::new(),
             honest_flood_latency: Vec::new(),
             detection: Vec::new(),
@@ -201,6 +204,7 @@ impl Monitor {
     pub fn finish(mut self, end: Duration) -> (Metrics, Vec<Finding>) {
         self.tick(end);
         self.judge_distribution_losses(|_| None);
+        let attack_metrics = self.finish_attacks(end);
         let mut m = Metrics::new();
         if self.cfg.settle > Duration::ZERO {
             let ok = self.check_convergence(end);
@@ -264,6 +268,11 @@ impl Monitor {
         m.set_distribution(&self.attempts_before_ban, None, None, Some(MetricId::AttemptsBeforeBanMax));
         m.set_distribution(&self.honest_flood_latency, None, None, Some(MetricId::HonestAdmitDuringFloodMax));
         m.set_distribution(&self.auth_loss_detection, None, None, Some(MetricId::AuthLossDetectionMax));
+        for (id, v) in attack_metrics {
+            m.set(id, v);
+        }
+        m.set_distribution(self.attack_close_latency(), None, None, Some(MetricId::AttackCloseLatencyMax));
+        m.set_distribution(&self.attacks.honest_latency, None, None, Some(MetricId::HonestAdmitDuringAttackMax));
         (m, self.findings)
     }
 }

@@ -64,6 +64,8 @@ impl Monitor {
             self.count(MetricId::DistLostRemovals, 1.0);
         }
         self.auth_members.remove(&member);
+        let honest_host = self.by_addr.get(&member).map(|k| &self.instances[k]).filter(|i| i.honest).map(|i| i.host);
+        self.note_removal(t, member, reason, honest_host.map(|h| self.host_ips[h]));
         let Some(&inst) = self.by_addr.get(&member) else { return };
         let i = self.instances[&inst].clone();
         if let Some(s) = i.stopped_at {

@@ -329,3 +329,118 @@ fn distribution_lost_without_ground_truth_falls_back_to_fault_windows() {
     assert!(findings[0].detail.contains("192.168.0.3:50001"));
     assert_eq!(m.get(MetricId::DistStreamsLost), Some(0.0));
 }
+
+/// A world with attack hosts: 4 (.5) hostile, 5 (.6) an insider (a chatterer).
+fn attack_world() -> World {
+    let mut m = Monitor::new(cfg(0.0), (1..=6).map(ip).collect(), &[3]);
+    m.hostile_hosts(&[4], &[5]);
+    m.auth_started(s(0.0), addr(1, AUTH_PEER));
+    World { m, version: 0, members: vec![addr(1, AUTH_PEER)] }
+}
+
+#[test]
+fn attacker_member_fires_on_hostile_or_spoofed_admissions_and_lists_holding_them() {
+    let mut w = attack_world();
+    w.join(1.0, 1, 1, 50000, &[]);
+    // The insider is admitted at its own address: by design.
+    w.m.member_joined(s(2.0), addr(6, 40000), ip(6));
+    w.members.push(addr(6, 40000));
+    w.publish(2.0, &[1], 0.01);
+    assert!(w.checks().is_empty(), "{:?}", w.m.findings());
+    // A broken authenticator admits a hostile host, and an address its connection does not own.
+    w.m.member_joined(s(3.0), addr(5, 40001), ip(5));
+    assert_eq!(w.checks(), ["attacker_member"]);
+    w.m.member_joined(s(3.5), addr(3, 7), ip(6));
+    w.members.push(addr(3, 7));
+    w.publish(3.5, &[1], 0.01);
+    let mut c = w.checks();
+    c.sort();
+    assert_eq!(c, ["attacker_member"; 4], "two admissions, the authenticator's list, a joiner's list");
+    assert!(w.m.findings().iter().any(|f| f.detail.contains("a joiner's list holds 192.168.0.3:7")));
+    let (m, _) = w.m.finish(s(10.0));
+    assert_eq!(m.get(MetricId::AttackAdmissions), Some(2.0));
+}
+
+#[test]
+fn member_evicted_fires_when_another_source_replaces_an_honest_member() {
+    let mut w = attack_world();
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.join(1.5, 2, 2, 50001, &[1]);
+    // A rejoin from the member's own host replaces it legitimately (its old session had ended).
+    w.m.ended(s(1.9), 1);
+    w.m.member_removed(s(2.0), addr(2, 50000), Removal::Replaced);
+    w.m.member_joined(s(2.0), addr(2, 50000), ip(2));
+    assert!(w.checks().is_empty(), "{:?}", w.m.findings());
+    // A broken authenticator lets the hostile host take member 2's address.
+    w.m.member_removed(s(5.0), addr(3, 50001), Removal::Replaced);
+    w.m.member_joined(s(5.0), addr(3, 50001), ip(5));
+    let mut c = w.checks();
+    c.sort();
+    assert_eq!(c, ["attacker_member", "false_removal", "member_evicted"], "a healthy member removed, too");
+    assert!(w.m.findings().iter().any(|f| f.detail.contains("honest member 192.168.0.3:50001 was replaced")));
+    let (m, _) = w.m.finish(s(10.0));
+    assert_eq!(m.get(MetricId::HonestEvictions), Some(1.0));
+}
+
+#[test]
+fn a_replacement_that_never_comes_is_an_eviction_too() {
+    let mut w = attack_world();
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.m.ended(s(1.9), 1);
+    w.m.member_removed(s(2.0), addr(2, 50000), Removal::Replaced);
+    let (m, findings) = w.m.finish(s(10.0));
+    assert_eq!(findings.iter().map(|f| f.check).collect::<Vec<_>>(), ["member_evicted"]);
+    assert_eq!(m.get(MetricId::HonestEvictions), Some(1.0));
+}
+
+#[test]
+fn chatter_resent_fires_when_a_chatterer_gets_more_lists_than_were_published() {
+    let chatter = |lists: u64| {
+        let mut w = attack_world();
+        w.join(1.0, 1, 1, 50000, &[]);
+        w.m.attack_opened(s(2.0), 7, 5);
+        w.m.member_joined(s(2.1), addr(6, 40007), ip(6));
+        w.members.push(addr(6, 40007));
+        w.publish(2.1, &[1], 0.01); // the admission's list
+        w.join(3.0, 2, 2, 50001, &[1]); // one more change while it is a member
+        let end =
+            AttackEnd { by_auth: false, member: true, lists, list_bytes: 100 * lists, peer: Some(addr(6, 40007)) };
+        w.m.attack_closed(s(9.0), 7, &end);
+        w.remove(9.001, addr(6, 40007), Removal::Closed, &[1, 2]); // published after it hung up
+        w.m.finish(s(10.0))
+    };
+    let (m, findings) = chatter(2);
+    assert!(findings.is_empty(), "as many lists as changes: {findings:?}");
+    assert_eq!(m.get(MetricId::ChatterLists), Some(2.0));
+    assert_eq!(m.get(MetricId::ChatterExcessLists), Some(0.0));
+    // A broken distribution writer resends the list whenever the member writes on the socket.
+    let (m, findings) = chatter(5);
+    assert_eq!(findings.iter().map(|f| f.check).collect::<Vec<_>>(), ["chatter_resent"]);
+    assert!(findings[0].detail.contains("received 5 lists though only 2 were published"), "{}", findings[0].detail);
+    assert_eq!(m.get(MetricId::ChatterExcessLists), Some(3.0));
+}
+
+#[test]
+fn attack_metrics_count_connections_their_closes_and_leaks() {
+    let mut w = attack_world();
+    w.m.attack_window(s(1.0), s(8.0));
+    w.m.attack_opened(s(1.0), 0, 4);
+    w.m.attack_opened(s(1.0), 1, 4);
+    w.m.attack_opened(s(1.0), 2, 4);
+    w.m.handshake_failed(s(4.0), SocketAddr::new(ip(5), 49152));
+    w.m.handshake_failed(s(4.0), SocketAddr::new(ip(2), 49152)); // an honest joiner's: not counted
+    w.m.attack_closed(s(4.0), 0, &AttackEnd { by_auth: true, ..AttackEnd::default() });
+    w.m.attack_closed(s(1.5), 1, &AttackEnd::default()); // hung up itself
+    w.join(2.0, 1, 1, 50000, &[]); // an honest join during the attack
+    let (m, findings) = w.m.finish(s(10.0));
+    assert!(findings.is_empty(), "{findings:?}");
+    assert_eq!(m.get(MetricId::AttackConns), Some(3.0));
+    assert_eq!(m.get(MetricId::AttackConnsClosedByAuth), Some(1.0));
+    assert_eq!(m.get(MetricId::AttackConnsOpenAtEnd), Some(1.0), "connection 2 was never closed");
+    assert_eq!(m.get(MetricId::AttackCloseLatencyMax), Some(3.0));
+    assert_eq!(m.get(MetricId::AttackHandshakeFailures), Some(1.0));
+    assert_eq!(m.get(MetricId::HonestAdmitDuringAttackMax), Some(0.05));
+    // A run without attack hosts reports none of these.
+    let (m, _) = World::new(0.0).m.finish(s(1.0));
+    assert_eq!(m.get(MetricId::AttackConns), None);
+}

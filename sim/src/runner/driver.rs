@@ -71,6 +71,12 @@ pub(super) struct Driver<'a> {
     pub(super) error: Option<String>,
     /// Hosts told to crash this step; `sim.crash` follows the step (see [`Cmd::Crash`]).
     pub(super) crashing: Vec<usize>,
+    /// Next hostile connection id.
+    pub(super) next_conn: u64,
+    /// The peer address each hostile connection announces (those that announce one).
+    pub(super) attack_peers: BTreeMap<u64, SocketAddr>,
+    /// Each joined instance's peer address (spoofers' victims).
+    pub(super) peers: BTreeMap<u64, SocketAddr>,
 }
 
 impl<'a> Driver<'a> {
@@ -85,6 +91,8 @@ impl<'a> Driver<'a> {
         if let Some(t) = sabotage.auth_heartbeat_timeout {
             settings.heartbeat_timeout = t;
         }
+        settings.foreign_peer_addresses = sabotage.auth_foreign_peer_addresses;
+        settings.max_handshakes = sabotage.auth_max_handshakes;
         // Register in layout order: turmoil assigns 192.168.0.1, .2, ... in this order.
         let ips: Vec<IpAddr> = layout.hosts.iter().map(|h| sim.lookup(h.name.as_str())).collect();
         let shared = Rc::new(Shared {
@@ -124,6 +132,11 @@ impl<'a> Driver<'a> {
             let end = e.ends_at(a).unwrap_or(e.at).get() + a.handshake_timeout.get();
             monitor.flood_window(e.at.get(), end);
         }
+        monitor.hostile_hosts(&layout.attack_hosts(false), &layout.attack_hosts(true));
+        for info in &layout.attacks {
+            let e = sc.timeline[info.entry].get_ref();
+            monitor.attack_window(e.at.get(), e.attack_end(a).get());
+        }
         let mut schedule = BTreeMap::new();
         let ops = expand(sc, &layout, seed);
         let next_seq = ops.len() as u64;
@@ -157,6 +170,9 @@ impl<'a> Driver<'a> {
             events: 0,
             error: None,
             crashing: Vec::new(),
+            next_conn: 0,
+            attack_peers: BTreeMap::new(),
+            peers: BTreeMap::new(),
         }
     }
 
@@ -249,6 +265,7 @@ impl<'a> Driver<'a> {
             Op::LossStart { id, sel, fail_rate } => self.loss_start(now, id, sel.as_ref(), fail_rate),
             Op::LossEnd { id } => self.loss_end(now, id),
             Op::Attempt { flood, host, correct } => self.attempt(now, flood, host, correct),
+            Op::Attack { attack, host } => self.attack(now, attack, host),
             Op::Broadcast { from, size } => self.broadcast(now, from, size),
         }
     }

@@ -1,5 +1,6 @@
 //! The software each simulated host runs: pyile's authenticator, a joiner agent (many
-//! joiners on one host), or an attacker. This is the only part of `sim` that knows pyile's
+//! joiners on one host), a ban-flood attacker, or a hostile host (in
+//! [`hostile`](super::hostile): raw wire protocol). This is the only part of `sim` that knows pyile's
 //! API (elsewhere only `DEFAULT_DISTRIBUTION_BUDGET` is read, as the scenario default).
 //!
 //! Hosts and the driver share an [`Rc<Shared>`] (a turmoil simulation is one thread): the
@@ -21,6 +22,7 @@ use pyile::{Authenticator, AuthenticatorConfig, EventKind, Joiner, JoinerConfig,
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::hostile::{AttackScript, Outcome};
 use crate::layout::{HostRole, Layout};
 use crate::rng::derive_seed;
 use crate::scenario::Scenario;
@@ -57,6 +59,13 @@ pub enum Cmd {
         /// With the correct password?
         correct: bool,
     },
+    /// A hostile host opens connection `conn` and plays `script`.
+    Attack {
+        /// Connection id (unique in the run).
+        conn: u64,
+        /// What it does.
+        script: AttackScript,
+    },
     /// The host is about to crash: cancel every node now, in a fixed order.
     ///
     /// turmoil's `crash` drops the host's tokio runtime, and tokio shuts `tokio::spawn`ed
@@ -72,7 +81,7 @@ pub enum Cmd {
 #[derive(Default)]
 pub struct Inbox {
     queue: RefCell<VecDeque<Cmd>>,
-    notify: Notify,
+    pub(super) notify: Notify,
 }
 
 impl Inbox {
@@ -87,7 +96,7 @@ impl Inbox {
         self.queue.borrow_mut().clear();
     }
 
-    fn drain(&self) -> Vec<Cmd> {
+    pub(super) fn drain(&self) -> Vec<Cmd> {
         self.queue.borrow_mut().drain(..).collect()
     }
 }
@@ -193,6 +202,28 @@ pub enum Obs {
         /// The error, if refused.
         error: Option<String>,
     },
+    /// A hostile connection is up.
+    AttackOpened {
+        /// When.
+        at: Duration,
+        /// Attacker host.
+        host: usize,
+        /// Connection id.
+        conn: u64,
+        /// Its local address (the authenticator's `HandshakeFailed` names it as the source).
+        local: SocketAddr,
+    },
+    /// A hostile connection ended (or could not connect).
+    AttackClosed {
+        /// When.
+        at: Duration,
+        /// Attacker host.
+        host: usize,
+        /// Connection id.
+        conn: u64,
+        /// How.
+        outcome: Outcome,
+    },
 }
 
 /// Protocol settings the hosts need.
@@ -219,6 +250,11 @@ pub struct Settings {
     pub max_handshakes_per_source: usize,
     /// Per group: (password, handshake timeout, heartbeat timeout).
     pub groups: Vec<(String, Duration, Duration)>,
+    /// Whether the authenticator accepts a peer address off the connection's source IP
+    /// (pyile's NAT option; off in every scenario, on only to sabotage it in tests).
+    pub foreign_peer_addresses: bool,
+    /// The authenticator's bound on handshakes in progress (None: pyile's default).
+    pub max_handshakes: Option<usize>,
     /// Joiner slot names.
     pub joiner_names: Vec<String>,
 }
@@ -255,6 +291,8 @@ impl Settings {
             max_handshakes_per_source: pyile::authenticator::config::DEFAULT_MAX_HANDSHAKES_PER_SOURCE
                 * sc.joiners.iter().map(|g| g.get_ref().joiners_per_host.max(1) as usize).max().unwrap_or(1),
             groups,
+            foreign_peer_addresses: false,
+            max_handshakes: None,
             joiner_names: layout.joiners.iter().map(|j| j.name.clone()).collect(),
         }
     }
@@ -290,26 +328,26 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn push(&self, host: usize, o: Obs) {
+    pub(super) fn push(&self, host: usize, o: Obs) {
         self.obs.borrow_mut().push((host, o));
     }
 }
 
 /// Maps one host incarnation's tokio instants to simulated time.
 #[derive(Clone, Copy)]
-struct Clock {
+pub(super) struct Clock {
     origin: Instant,
     origin_sim: Duration,
 }
 
 impl Clock {
-    fn start() -> Self {
+    pub(super) fn start() -> Self {
         Clock { origin: Instant::now(), origin_sim: turmoil::sim_elapsed().unwrap_or_default() }
     }
     fn at(&self, i: Instant) -> Duration {
         self.origin_sim + i.saturating_duration_since(self.origin)
     }
-    fn now(&self) -> Duration {
+    pub(super) fn now(&self) -> Duration {
         self.at(Instant::now())
     }
 }
@@ -321,8 +359,10 @@ pub enum Role {
     Authenticator,
     /// A joiner agent.
     Joiners,
-    /// An attacker.
+    /// A ban-flood attacker.
     Attacker,
+    /// A hostile host (an `attack`'s).
+    Hostile,
 }
 
 impl Role {
@@ -332,6 +372,7 @@ impl Role {
             HostRole::Authenticator => Role::Authenticator,
             HostRole::Joiners { .. } => Role::Joiners,
             HostRole::Attacker { .. } => Role::Attacker,
+            HostRole::Hostile { .. } => Role::Hostile,
         }
     }
 }
@@ -358,6 +399,7 @@ pub fn software(ctx: HostCtx) -> Pin<Box<dyn Future<Output = turmoil::Result>>> 
         Role::Authenticator => Box::pin(authenticator(ctx)),
         Role::Joiners => Box::pin(joiner_agent(ctx)),
         Role::Attacker => Box::pin(attacker(ctx)),
+        Role::Hostile => Box::pin(super::hostile::host(ctx)),
     }
 }
 
@@ -368,7 +410,7 @@ fn payload(size: u32) -> String {
 async fn authenticator(ctx: HostCtx) -> turmoil::Result {
     let clock = Clock::start();
     let s = &ctx.shared.settings;
-    let cfg = AuthenticatorConfig::new(s.password.clone())
+    let mut cfg = AuthenticatorConfig::new(s.password.clone())
         .listen(SocketAddr::new(ctx.ip, s.port))
         .password_attempts(s.password_attempts)
         .heartbeat_interval(s.heartbeat_interval)
@@ -378,7 +420,11 @@ async fn authenticator(ctx: HostCtx) -> turmoil::Result {
         .max_handshakes_per_source(s.max_handshakes_per_source)
         .seed(derive_seed(s.seed, &format!("auth:{}", ctx.incarnation.get())))
         .alias("auth")
-        .event_capacity(EVENT_CAPACITY);
+        .event_capacity(EVENT_CAPACITY)
+        .foreign_peer_addresses(s.foreign_peer_addresses);
+    if let Some(n) = s.max_handshakes {
+        cfg = cfg.max_handshakes(n);
+    }
     let mut auth = match Authenticator::start(TurmoilNet::new(ctx.ip), cfg).await {
         Ok(a) => a,
         Err(e) => {

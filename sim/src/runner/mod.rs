@@ -17,14 +17,18 @@
 //! - `observe`: what the hosts observed, into the trace and the checkers.
 //! - [`hosts`]: the protocol software itself (pyile's `Authenticator`/`Joiner` on
 //!   `TurmoilNet`) and the commands and observations it exchanges with the driver.
+//! - [`hostile`]: hostile hosts speaking raw wire protocol (the `attack` action's kinds).
+//! - `attacks`: the driver's side of an attack (scripts, spoof victims, observations).
 //! - [`evidence`]: the network's ground truth (segments dropped or held, per stream).
 //!
 //! The checkers are in [`crate::checkers`].
 
+mod attacks;
 pub mod bench;
 mod driver;
 pub mod evidence;
 mod faults;
+pub mod hostile;
 pub mod hosts;
 mod observe;
 #[cfg(test)]
@@ -64,6 +68,12 @@ pub struct Sabotage {
     /// hour: the reference's "members are never removed"), while the checkers keep the
     /// scenario's bound.
     pub auth_heartbeat_timeout: Option<Duration>,
+    /// Let the authenticator accept a peer address that is not on the connection's source IP
+    /// (pyile's NAT option): a spoofer can then list an address it does not own.
+    pub auth_foreign_peer_addresses: bool,
+    /// Bound the authenticator's handshakes in progress to this (pyile's default is 8,192):
+    /// hostile connections then shed honest handshakes.
+    pub auth_max_handshakes: Option<usize>,
 }
 
 /// Runs `resolved` once, recording into `trace`.

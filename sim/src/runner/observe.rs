@@ -118,6 +118,7 @@ impl Driver<'_> {
                     }
                     EventKind::AuthFailed { ip, attempts } => self.monitor.auth_failed(at, *ip, *attempts),
                     EventKind::Banned { ip } => self.monitor.banned(at, *ip),
+                    EventKind::HandshakeFailed { source, .. } => self.monitor.handshake_failed(at, *source),
                     EventKind::Lagged { dropped } => {
                         self.error =
                             Some(format!("authenticator events lagged ({dropped} dropped): checkers incomplete"));
@@ -149,6 +150,7 @@ impl Driver<'_> {
                 match &kind {
                     EventKind::Joined { peer_addr, list } => {
                         self.monitor.joined(at, inst, *peer_addr, &list_view(list, 0));
+                        self.peers.insert(inst, *peer_addr);
                         if let Some(slot) = self.current_slot(inst)
                             && self.slots[slot] == Slot::Joining(inst)
                         {
@@ -201,6 +203,8 @@ impl Driver<'_> {
                 let n = self.layout.hosts[host].name.clone();
                 self.record(at, &n, "attempt_done", json!({"correct": correct, "admitted": admitted, "error": error}))?;
             }
+            Obs::AttackOpened { at, host, conn, local } => self.attack_opened(at, host, conn, local)?,
+            Obs::AttackClosed { at, host, conn, outcome } => self.attack_closed(at, host, conn, outcome)?,
         }
         Ok(())
     }

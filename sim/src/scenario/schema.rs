@@ -268,6 +268,75 @@ pub enum Action {
     /// Links touching `target`'s hosts (default: every link) lose segments at `fail_rate`
     /// between `at` and `until`; each loss kills the stream it hits.
     Loss,
+    /// Attacker hosts speak hostile raw wire protocol to the authenticator (`kind`).
+    Attack,
+}
+
+/// What an `attack` does on each of its connections (see `scenarios/README.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttackKind {
+    /// Connects, reads the banned status, then sends nothing and keeps the connection open.
+    Silent,
+    /// Sends its password one byte every `interval`, never finishing the value.
+    Slowloris,
+    /// Sends a `shadow` value of `bytes` bytes, past the authenticator's value bound.
+    Oversize,
+    /// Sends `bytes` of (seeded) bytes that are not JSON instead of a password.
+    Garbage,
+    /// Correct password, then never sends its peer address.
+    HalfHandshake,
+    /// Correct password and peer address, then never connects to the distribution socket.
+    NoDist,
+    /// A full (reference-style) membership that keeps writing on its distribution socket,
+    /// counting the lists it receives; hangs up at `until`. An insider: it is admitted.
+    DistChatter,
+    /// Correct password, then announces another host's address (a live member's, or an
+    /// unused one on an honest host's IP) as its peer address; if admitted, stays on.
+    SpoofAddress,
+    /// Connects, reads the banned status and hangs up at once: connection churn.
+    ReconnectStorm,
+}
+
+impl AttackKind {
+    /// The snake_case name used in files and traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackKind::Silent => "silent",
+            AttackKind::Slowloris => "slowloris",
+            AttackKind::Oversize => "oversize",
+            AttackKind::Garbage => "garbage",
+            AttackKind::HalfHandshake => "half_handshake",
+            AttackKind::NoDist => "no_dist",
+            AttackKind::DistChatter => "dist_chatter",
+            AttackKind::SpoofAddress => "spoof_address",
+            AttackKind::ReconnectStorm => "reconnect_storm",
+        }
+    }
+
+    /// Whether its hosts are admitted by design (insiders with the password); every other
+    /// kind's hosts must never be.
+    pub fn insider(self) -> bool {
+        self == AttackKind::DistChatter
+    }
+
+    /// Default `bytes` (oversize: twice the 2 KiB value bound; garbage: 64).
+    pub fn default_bytes(self) -> Option<u32> {
+        match self {
+            AttackKind::Oversize => Some(2 * pyile::authenticator::config::DEFAULT_HANDSHAKE_VALUE_LIMIT as u32),
+            AttackKind::Garbage => Some(64),
+            _ => None,
+        }
+    }
+
+    /// Default `interval` (slowloris: a byte every 250 ms; dist_chatter: a write every 100 ms).
+    pub fn default_interval(self) -> Option<Dur> {
+        match self {
+            AttackKind::Slowloris => Some(Dur::from_millis(250)),
+            AttackKind::DistChatter => Some(Dur::from_millis(100)),
+            _ => None,
+        }
+    }
 }
 
 impl Action {
@@ -286,6 +355,7 @@ impl Action {
             Action::Churn => "churn",
             Action::Broadcast => "broadcast",
             Action::Loss => "loss",
+            Action::Attack => "attack",
         }
     }
 
@@ -302,6 +372,7 @@ impl Action {
             Action::Churn => &["group", "until", "join_rate", "leave_rate", "burst", "burst_spread"],
             Action::Broadcast => &["from", "until", "rate", "count", "size"],
             Action::Loss => &["target", "hosts", "fraction", "pick", "fail_rate", "until"],
+            Action::Attack => &["kind", "attackers", "count", "rate", "until", "bytes", "interval"],
         }
     }
 
@@ -311,6 +382,7 @@ impl Action {
             Action::Join | Action::Leave | Action::Churn => &["group"],
             Action::Crash | Action::Restart | Action::Partition | Action::Hold => &["target"],
             Action::Loss => &["fail_rate", "until"],
+            Action::Attack => &["kind"],
             _ => &[],
         }
     }
@@ -319,7 +391,13 @@ impl Action {
     pub fn is_fault(self) -> bool {
         matches!(
             self,
-            Action::Crash | Action::Partition | Action::Hold | Action::BanFlood | Action::Churn | Action::Loss
+            Action::Crash
+                | Action::Partition
+                | Action::Hold
+                | Action::BanFlood
+                | Action::Churn
+                | Action::Loss
+                | Action::Attack
         )
     }
 }
@@ -359,7 +437,8 @@ pub struct TimelineEntry {
     /// join/leave/churn: the joiner group.
     #[serde(default)]
     pub group: Option<String>,
-    /// join/leave: how many joiners (default: all eligible); broadcast: messages at `at`.
+    /// join/leave: how many joiners (default: all eligible); broadcast: messages at `at`;
+    /// attack: connections per attacker at `at` (default 1).
     #[serde(default)]
     pub count: Option<u32>,
     /// crash/restart/partition/hold: `"authenticator"`, `"joiners"` (every joiner host) or a
@@ -390,7 +469,8 @@ pub struct TimelineEntry {
     /// join/leave: gap between successive joiners.
     #[serde(default)]
     pub stagger: Option<Dur>,
-    /// churn/broadcast: end of the window.
+    /// churn/broadcast/loss/attack: end of the window (attack: of new connections at
+    /// `rate`; a dist_chatter or an admitted spoofer hangs up then).
     #[serde(default)]
     pub until: Option<Dur>,
     /// churn: joins per unit of time (a bare number is per second).
@@ -405,12 +485,22 @@ pub struct TimelineEntry {
     /// churn: spread of one burst (small: the burst lands while a distribution is in flight).
     #[serde(default)]
     pub burst_spread: Option<Dur>,
-    /// broadcast: messages per unit of time; ban_flood: attempts per attacker per unit of time.
+    /// broadcast: messages per unit of time; ban_flood: attempts per attacker per unit of time;
+    /// attack: connections per attacker per unit of time, until `until`.
     #[serde(default)]
     pub rate: Option<EventRate>,
-    /// ban_flood: attacker hosts (each its own IP).
+    /// ban_flood/attack: attacker hosts (each its own IP, default 1).
     #[serde(default)]
     pub attackers: Option<u32>,
+    /// attack: what each connection does.
+    #[serde(default)]
+    pub kind: Option<AttackKind>,
+    /// attack oversize/garbage: bytes sent instead of a password.
+    #[serde(default)]
+    pub bytes: Option<u32>,
+    /// attack slowloris: gap between dripped bytes; dist_chatter: gap between writes.
+    #[serde(default)]
+    pub interval: Option<Dur>,
     /// ban_flood: wrong attempts per attacker (default: password_attempts + 2).
     #[serde(default)]
     pub attempts: Option<u32>,
@@ -457,6 +547,9 @@ impl TimelineEntry {
             burst_spread,
             rate,
             attackers,
+            kind,
+            bytes,
+            interval,
             attempts,
             then_correct,
             from,
@@ -488,8 +581,33 @@ impl TimelineEntry {
                 let secs = if rate > 0.0 { f64::from(self.flood_attempts(auth)) / rate } else { 0.0 };
                 Some(Dur(self.at.0 + std::time::Duration::from_secs_f64(secs)))
             }
+            Action::Attack => Some(self.attack_end(auth)),
             _ => Some(self.at),
         }
+    }
+
+    /// When an attack's effect ends: a dist_chatter hangs up at `until`; every other kind's
+    /// last connection opens at `until` (with a `rate`) or `at`, and the authenticator must
+    /// have closed it one handshake timeout later (an admitted spoofer hangs up at `until`).
+    pub fn attack_end(&self, auth: &AuthSettings) -> Dur {
+        let last_open = if self.rate.is_some() { self.until.unwrap_or(self.at) } else { self.at };
+        match self.kind {
+            Some(AttackKind::DistChatter) => self.until.unwrap_or(self.at),
+            Some(AttackKind::SpoofAddress) => {
+                Dur(self.until.unwrap_or(last_open).0.max(last_open.0 + auth.handshake_timeout.0))
+            }
+            _ => Dur(last_open.0 + auth.handshake_timeout.0),
+        }
+    }
+
+    /// An attack's `bytes` (explicit, or its kind's default).
+    pub fn attack_bytes(&self) -> Option<u32> {
+        self.bytes.or(self.kind.and_then(AttackKind::default_bytes))
+    }
+
+    /// An attack's `interval` (explicit, or its kind's default).
+    pub fn attack_interval(&self) -> Option<Dur> {
+        self.interval.or(self.kind.and_then(AttackKind::default_interval))
     }
 }
 
@@ -586,12 +704,12 @@ impl Scenario {
         self.joiners.iter().map(|g| u64::from(g.get_ref().count)).sum()
     }
 
-    /// Attacker hosts over all ban floods (each flood brings its own attackers).
+    /// Attacker hosts over all ban floods and attacks (each brings its own attackers).
     pub fn attacker_hosts(&self) -> u64 {
         self.timeline
             .iter()
             .map(|e| e.get_ref())
-            .filter(|e| e.action == Action::BanFlood)
+            .filter(|e| matches!(e.action, Action::BanFlood | Action::Attack))
             .map(|e| u64::from(e.attackers.unwrap_or(1)))
             .sum()
     }

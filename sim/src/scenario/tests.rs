@@ -73,6 +73,7 @@ fn every_shipped_scenario_parses_resolves_and_validates() {
             "churn",
             "churn_during_distribution",
             "heartbeat_timeout",
+            "hostile_mix",
             "lossy_links",
             "partition",
             "scale_1000"
@@ -436,4 +437,37 @@ fn event_rates_can_be_drawn_at_random() {
         let text = text.replace("{ min = \"30/m\", max = \"3/s\" }", bad);
         assert_eq!(err_line(load(&text)).0, 19, "{bad}");
     }
+}
+
+#[test]
+fn attacks_are_validated_at_their_entry() {
+    let ok = "[[timeline]]\nat = \"5s\"\naction = \"attack\"\nkind = \"oversize\"\nattackers = 2\nrate = \"2/s\"\nuntil = \"20s\"\nbytes = 5000\n";
+    let s = load_resolve(&format!("{BASE}\n{ok}"), 1).unwrap().scenario;
+    let e = s.timeline[0].get_ref();
+    assert_eq!((e.kind, e.attack_bytes()), (Some(AttackKind::Oversize), Some(5000)));
+    assert_eq!(e.ends_at(&s.authenticator), Some(Dur::from_secs(25)), "the last connection's handshake timeout");
+    assert_eq!(s.host_count(), 1 + 2 + 2);
+    let cases = [
+        ("action = \"attack\"\n", "needs `kind`"),
+        ("action = \"attack\"\nkind = \"silent\"\nrate = 5\n", "needs `until`"),
+        ("action = \"attack\"\nkind = \"silent\"\nrate = 5\ncount = 2\nuntil = \"9s\"\n", "not both"),
+        ("action = \"attack\"\nkind = \"dist_chatter\"\n", "needs `until`"),
+        ("action = \"attack\"\nkind = \"silent\"\nbytes = 10\n", "`bytes` does not apply to attack kind `silent`"),
+        ("action = \"attack\"\nkind = \"oversize\"\nbytes = 2048\n", "must exceed the authenticator's 2048-byte"),
+        ("action = \"attack\"\nkind = \"garbage\"\nbytes = 3000\n", "garbage `bytes` 3000"),
+        ("action = \"attack\"\nkind = \"oversize\"\ninterval = \"1s\"\n", "`interval` does not apply"),
+        ("action = \"attack\"\nkind = \"silent\"\nfraction = 0.5\n", "`fraction` does not apply to action `attack`"),
+        ("action = \"crash\"\ntarget = \"g\"\nkind = \"silent\"\n", "`kind` does not apply to action `crash`"),
+        ("action = \"attack\"\nkind = \"silent\"\nrate = 5\nuntil = \"48s\"\n", "inside the final settle window"),
+    ];
+    for (extra, want) in cases {
+        let text = format!("{BASE}\n[[timeline]]\nat = \"5s\"\n{extra}");
+        let (line, msg) = err_line(load_resolve(&text, 1));
+        assert_eq!(line, 11, "{want}: {msg}");
+        assert!(msg.contains(want), "wanted {want:?} in {msg:?}");
+    }
+    let text = format!("{BASE}\n[[timeline]]\nat = \"5s\"\naction = \"attack\"\nkind = \"sneaky\"\n");
+    let (line, msg) = err_line(load(&text));
+    assert_eq!(line, 14);
+    assert!(msg.contains("unknown variant `sneaky`") && msg.contains("reconnect_storm"), "{msg}");
 }

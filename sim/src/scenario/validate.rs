@@ -14,7 +14,7 @@ use pyile::units::Dur;
 
 use super::load::{LoadedScenario, ScenarioError};
 use super::schema::{
-    Action, AuthSettings, Bound, Expect, JoinerGroup, Network, RESERVED_NAMES, Scenario, TimelineEntry,
+    Action, AttackKind, AuthSettings, Bound, Expect, JoinerGroup, Network, RESERVED_NAMES, Scenario, TimelineEntry,
 };
 use crate::metrics::{MetricId, Unit};
 
@@ -287,7 +287,53 @@ fn validate_entry_action(sc: &Scenario, e: &TimelineEntry) -> Result<(), String>
         Action::BanFlood if e.flood_rate() <= 0.0 => {
             return Err("ban_flood needs a positive `rate`".into());
         }
+        Action::Attack => validate_attack(sc, e)?,
         _ => {}
+    }
+    Ok(())
+}
+
+/// An `attack`: connections at once (`count`) or at a `rate` until `until`, and the kind's
+/// own parameters.
+fn validate_attack(sc: &Scenario, e: &TimelineEntry) -> Result<(), String> {
+    let kind = e.kind.expect("required field");
+    let k = kind.name();
+    if e.rate.is_some() && e.count.is_some() {
+        return Err("attack: give `count` (connections at once) or `rate` (with `until`), not both".into());
+    }
+    if let Some(r) = e.rate {
+        if r.is_zero() {
+            return Err("attack: `rate` must be positive".into());
+        }
+        if e.until.is_none() {
+            return Err("attack: a `rate` of connections needs `until` (the end of its window)".into());
+        }
+    }
+    if kind == AttackKind::DistChatter && e.until.is_none() {
+        return Err("attack `dist_chatter` needs `until` (when the chatterers hang up)".into());
+    }
+    if e.bytes.is_some() && kind.default_bytes().is_none() {
+        return Err(format!("`bytes` does not apply to attack kind `{k}` (only oversize, garbage)"));
+    }
+    if e.interval.is_some() && kind.default_interval().is_none() {
+        return Err(format!("`interval` does not apply to attack kind `{k}` (only slowloris, dist_chatter)"));
+    }
+    let limit = pyile::authenticator::config::DEFAULT_HANDSHAKE_VALUE_LIMIT as u32;
+    match (kind, e.attack_bytes()) {
+        (AttackKind::Oversize, Some(b)) if b <= limit => {
+            return Err(format!("oversize `bytes` {b} must exceed the authenticator's {limit}-byte value bound"));
+        }
+        (AttackKind::Garbage, Some(b)) if b == 0 || b > limit - 2 => {
+            return Err(format!("garbage `bytes` {b} must be in 1..={} (under the value bound)", limit - 2));
+        }
+        _ => {}
+    }
+    if e.interval.is_some_and(|d| d.0.is_zero()) {
+        return Err("attack: `interval` must be > 0".into());
+    }
+    let end = e.attack_end(&sc.authenticator);
+    if end > sc.duration && sc.settle.0 > Duration::ZERO {
+        return Err(format!("attack lasts until {end}, after duration {}", sc.duration));
     }
     Ok(())
 }
