@@ -522,3 +522,32 @@ async fn storm(ctx: &AttackContext, source: IpAddr, until: Option<Instant>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn victims_are_picked_by_sequence_among_the_joined() {
+        let v = Victims::default();
+        assert_eq!(v.pick(3), None);
+        let a: SocketAddr = "127.0.1.1:4000".parse().unwrap();
+        let b: SocketAddr = "127.0.1.2:4000".parse().unwrap();
+        lock(&v.joined).extend([b, a]);
+        assert_eq!((v.pick(0), v.pick(1), v.pick(2)), (Some(a), Some(b), Some(a)));
+        assert!(!v.was_impersonated(a));
+        lock(&v.impersonated).insert(a);
+        assert!(v.was_impersonated(a) && !v.was_impersonated(b));
+    }
+
+    #[test]
+    fn the_default_concurrency_is_the_semaphore() {
+        let start = Instant::now();
+        let a =
+            RunningAttack::new("silent:5/s,hold=2s".parse().unwrap(), start, Duration::ZERO, Duration::from_secs(60));
+        assert_eq!(a.open.available_permits(), 10);
+        assert_eq!(a.window_end, start + Duration::from_secs(60));
+        let a = RunningAttack::new("silent:5/s,max=3".parse().unwrap(), start, Duration::ZERO, Duration::from_secs(1));
+        assert_eq!(a.open.available_permits(), 3);
+    }
+}
