@@ -109,6 +109,11 @@ fn attacker(ip: IpAddr) -> bool {
 /// Runs `PEERS` honest joiners (20/s, then `hold`) and the attack `spec` against an
 /// authenticator with `cfg`.
 async fn run(cfg: AuthenticatorConfig, spec: &str, hold: Duration) -> Run {
+    run_stopping(cfg, spec, hold, None).await
+}
+
+/// [`run`], stopping the authenticator `stop_at` after the start if given.
+async fn run_stopping(cfg: AuthenticatorConfig, spec: &str, hold: Duration, stop_at: Option<Duration>) -> Run {
     let mut auth = Authenticator::start(TokioNet, cfg).await.unwrap();
     let mut auth_events = auth.events().unwrap();
     let spec: loadgen::attack::AttackSpec = spec.parse().unwrap();
@@ -139,12 +144,16 @@ async fn run(cfg: AuthenticatorConfig, spec: &str, hold: Duration) -> Run {
         start_wall: SystemTime::now() + Duration::from_millis(50),
         drain_timeout: Duration::from_secs(5),
     };
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()),
-    )
-    .await
-    .expect("the run ends by itself");
+    let driving = driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new());
+    let stopping = async {
+        if let Some(at) = stop_at {
+            tokio::time::sleep_until((start + at).into()).await;
+            auth.leave().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), async { tokio::join!(driving, stopping) })
+        .await
+        .expect("the run ends by itself");
     let mut collector = Collector::new();
     collector.cut(&metrics, Instant::now());
     let mut events = Vec::new();
@@ -283,6 +292,25 @@ async fn a_spoofed_peer_address_is_refused_and_evicts_no_one() {
         assert_eq!(r.removals_but_leaving(), Vec::<String>::new(), "nat={nat}");
         r.honest_ok();
     }
+}
+
+/// The eviction watch sees an impersonated member lose its membership, and only those: here
+/// the authenticator stops, so every honest joiner loses it, but only the impersonated ones
+/// count as victims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impersonated_member_that_loses_its_membership_counts_as_evicted() {
+    let r = run_stopping(
+        auth_config(),
+        "spoof-address:3,ips=1,after=1s,ramp=10ms",
+        Duration::from_secs(3),
+        Some(Duration::from_millis(2500)),
+    )
+    .await;
+    assert_eq!(r.count(C::Attempted), 3);
+    assert_eq!(r.totals.counter(Counter::Joined), PEERS as u64);
+    assert_eq!(r.totals.counter(Counter::Removed), PEERS as u64, "every joiner lost the stopped authenticator");
+    // Three spoofs with consecutive sequence numbers pick three different members.
+    assert_eq!(r.count(C::VictimsEvicted), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,8 @@
 //! ended, or failed (something unexpected); every one is counted under its kind.
 //!
 //! Closing is always a reset (zero linger), so attacks leave no `TIME_WAIT` ports behind on
-//! loadgen's side.
+//! loadgen's side. Every wait looks at the end of the run first (`biased`), so nothing that
+//! arrives after the run ended (lists caused by the honest joiners leaving) is counted.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -203,6 +204,7 @@ impl Conn {
     async fn recv(&mut self, ctx: &AttackContext, hold: Option<Instant>) -> Result<Message, End> {
         let step = tokio::time::sleep(ctx.step_timeout);
         tokio::select! {
+            biased;
             _ = ctx.ending.cancelled() => Err(End::RunEnded),
             _ = sleep_until(hold) => Err(End::HoldExpired),
             _ = step => Err(End::Failed(format!("no answer within {:?}", ctx.step_timeout))),
@@ -251,6 +253,7 @@ impl Conn {
     /// closes it, `hold` passes or the run ends.
     async fn hold(&mut self, ctx: &AttackContext, hold: Option<Instant>) -> End {
         tokio::select! {
+            biased;
             _ = ctx.ending.cancelled() => End::RunEnded,
             _ = sleep_until(hold) => End::HoldExpired,
             at = drain(self.reader.get_mut()) => End::ClosedByAuth(at),
@@ -396,6 +399,7 @@ async fn simple(ctx: &AttackContext, spec: &AttackSpec, conn: &mut Conn) -> End 
 async fn write_watching(ctx: &AttackContext, conn: &mut Conn, bytes: &[u8], hold: Option<Instant>) -> Result<(), End> {
     let Conn { reader, w, kind, metrics, .. } = conn;
     tokio::select! {
+        biased;
         _ = ctx.ending.cancelled() => Err(End::RunEnded),
         _ = sleep_until(hold) => Err(End::HoldExpired),
         at = drain(reader.get_mut()) => Err(End::ClosedByAuth(at)),
@@ -417,6 +421,7 @@ async fn slowloris(ctx: &AttackContext, conn: &mut Conn, every: Duration, hold: 
     loop {
         let tick = tokio::time::sleep_until(next);
         tokio::select! {
+            biased;
             _ = ctx.ending.cancelled() => return End::RunEnded,
             _ = sleep_until(hold) => return End::HoldExpired,
             at = drain(conn.reader.get_mut()) => return End::ClosedByAuth(at),
@@ -461,6 +466,7 @@ async fn member(ctx: &AttackContext, spec: &AttackSpec, conn: &mut Conn, source:
     loop {
         let tick = tokio::time::sleep_until(next);
         tokio::select! {
+            biased;
             _ = ctx.ending.cancelled() => return End::RunEnded,
             _ = sleep_until(hold) => return End::HoldExpired,
             m = conn.reader.next() => match m {
@@ -502,6 +508,7 @@ async fn storm(ctx: &AttackContext, source: IpAddr, until: Option<Instant>) {
         }
         m.attack_incr(kind, C::Attempted);
         let connected = tokio::select! {
+            biased;
             _ = ctx.ending.cancelled() => return,
             r = connect_raw(source, ctx.target, ctx.step_timeout) => r,
         };
