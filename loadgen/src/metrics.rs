@@ -227,7 +227,8 @@ pub enum AttackCounter {
     /// Connections that met something the attack did not expect (an I/O error of ours, an
     /// answer that is not Pyile v1).
     Failed,
-    /// Bytes written.
+    /// Bytes written: taken by loadgen's kernel, not necessarily read by the authenticator
+    /// (what an `oversize` connection writes before the reset reaches it counts).
     SentBytes,
     /// Bytes read.
     ReceivedBytes,
