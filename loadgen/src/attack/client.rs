@@ -366,10 +366,16 @@ async fn simple(ctx: &AttackContext, spec: &AttackSpec, conn: &mut Conn) -> End 
                 }
             }
             AttackKind::Garbage => {
-                // Bytes that can start no JSON value: never `{`, never whitespace.
-                let garbage: Vec<u8> = (0..spec.bytes).map(|i| 0x80 | (i as u8).wrapping_mul(37)).collect();
-                for chunk in garbage.chunks(CHUNK) {
-                    write_watching(ctx, conn, chunk, hold).await?;
+                // Bytes that can start no JSON value (never `{`, never whitespace), a chunk at
+                // a time so `bytes=1GiB` costs no more memory than `bytes=64KiB`.
+                let mut chunk = Vec::with_capacity(CHUNK.min(spec.bytes as usize));
+                let mut at = 0u64;
+                while at < spec.bytes {
+                    let n = (spec.bytes - at).min(CHUNK as u64);
+                    chunk.clear();
+                    chunk.extend((at..at + n).map(|i| 0x80 | (i as u8).wrapping_mul(37)));
+                    write_watching(ctx, conn, &chunk, hold).await?;
+                    at += n;
                 }
             }
             AttackKind::HalfHandshake => conn.authenticate(ctx, &ctx.password, hold).await?,
