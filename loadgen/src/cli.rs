@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use pyile::units::{EventRate, parse_duration, resolve_password};
 
+use crate::attack::AttackSpec;
 use crate::error::Error;
 use crate::plan::{Arrival, Shard};
 use crate::rules::FailOn;
@@ -85,9 +86,49 @@ pub struct RunArgs {
     pub broadcast_rate: EventRate,
 
     /// Handshakes with a wrong password per second for the whole run, from dedicated
-    /// attacker addresses (a ban flood that must not touch the joiners).
+    /// attacker addresses (a ban flood that must not touch the joiners). Counted in
+    /// attacks/attack_rejected/attack_banned; `--attack wrong-password:W/s` is the same flood
+    /// from --attack-source-ips, counted as attack.wrong_password.*.
     #[arg(long, default_value = "0", value_name = "W/s")]
     pub wrong_password_rate: EventRate,
+
+    /// Hostile traffic beside the honest joiners (repeatable): KIND:AMOUNT[,KEY=VALUE]...,
+    /// e.g. 'silent:200/s,hold=30s', 'oversize:50/s,bytes=1MiB', 'dist-chatter:10,every=10ms'.
+    ///
+    /// KIND is what each connection does: silent (connects, sends nothing, holds),
+    /// slowloris (the start of a password, one byte every `every`), oversize (an unfinished
+    /// JSON value of `bytes`, then holds), garbage (`bytes` of invalid bytes, then holds),
+    /// half-handshake (right password, never sends peer_address), no-dist (the whole
+    /// auth-socket handshake, never connects its distribution socket), dist-chatter (a real
+    /// member writing {"<3": true} on its distribution socket every `every`), spoof-address
+    /// (right password, announces an honest member's peer address, and joins there if let),
+    /// reconnect-storm (connect and reset as fast as allowed), wrong-password.
+    ///
+    /// AMOUNT is a rate (200/s, 600/m: Poisson arrivals) or a count (1500: that many
+    /// connections, opened evenly over `ramp`; for reconnect-storm, that many loops).
+    ///
+    /// KEYs: hold=DURATION (each connection closes itself after this; default: held until
+    /// the authenticator closes it or the run ends), after=DURATION (start; default 0s),
+    /// for=DURATION (connections start only this long; default: to the end), ramp=DURATION
+    /// (a count's spread; default 1s), max=N (open at once, more are skipped; default: the
+    /// count, or rate x hold up to 4096), ips=N (source addresses, from
+    /// --attack-source-ips; default 4), every=DURATION (slowloris 2s, dist-chatter 100ms),
+    /// bytes=SIZE (oversize 1MiB, garbage 64B; B, KB, KiB, MB, MiB, GB, GiB).
+    ///
+    /// Measured per kind apart from the honest joiners, as attack.<kind>.<metric> rows of
+    /// the CSV (attempted, connect_failed, skipped, closed_by_auth, closed_after [a
+    /// histogram: connect to closed by the authenticator], closed_by_us, open_at_end,
+    /// failed, sent_bytes, received_bytes, admitted, rejected, banned, values_written,
+    /// lists_received, victims_evicted), X.attacks.csv (one row per kind) and --fail-on
+    /// ('attack.silent.open_at_end>0').
+    #[arg(long = "attack", value_name = "KIND:AMOUNT[,KEY=VALUE]...")]
+    pub attacks: Vec<AttackSpec>,
+
+    /// Source addresses of --attack: each --attack takes its `ips` from here in order, so
+    /// attacks share no address with each other or with the joiners. [default:
+    /// 127.0.8.1-127.0.15.254 for an IPv4 loopback target; required otherwise]
+    #[arg(long, value_name = "RANGE", value_parser = parse_sources)]
+    pub attack_source_ips: Option<SourceRange>,
 
     /// How many addresses, taken from the end of --source-ips, are the attackers'.
     #[arg(long, default_value_t = 4, value_name = "N")]
@@ -385,6 +426,30 @@ mod tests {
         assert_eq!(m.out, Some(PathBuf::from("m.csv")));
         assert!(parse(&["merge"]).is_err());
         assert!(parse(&["--peers", "5", "merge", "a.hlog"]).is_err());
+    }
+
+    #[test]
+    fn attacks_parse_repeatably_and_errors_name_the_problem() {
+        let r = parse(&[
+            "--attack",
+            "silent:200/s,hold=30s",
+            "--attack",
+            "oversize:50/s,bytes=1MiB",
+            "--attack",
+            "dist-chatter:10,every=10ms",
+            "--attack-source-ips",
+            "127.0.9.0/24",
+        ])
+        .unwrap()
+        .run;
+        let kinds: Vec<&str> = r.attacks.iter().map(|a| a.kind.flag_name()).collect();
+        assert_eq!(kinds, ["silent", "oversize", "dist-chatter"]);
+        assert_eq!(r.attack_source_ips.unwrap().len(), 254);
+        let e = parse(&["--attack", "oversize:50/s,bytes=1M"]).unwrap_err().to_string();
+        assert!(e.contains("oversize: bytes: invalid byte size \"1M\": unknown unit"), "{e}");
+        let e = parse(&["--attack", "silentt:5"]).unwrap_err().to_string();
+        assert!(e.contains("unknown attack kind \"silentt\""), "{e}");
+        assert!(parse(&[]).unwrap().run.attacks.is_empty());
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! every shard's joiners), so a message carries its intended send time as wall-clock
 //! microseconds and receivers convert their event timestamps to wall-clock time with the same
 //! anchor the plan uses; on one machine that is exact, across machines it includes clock skew.
+//!
+//! Hostile connections (`--attack`) run as their own tasks too ([`crate::attack::client`]);
+//! the driver only hands them the honest members they may impersonate and tells them when an
+//! impersonated member lost its membership.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +26,8 @@ use pyile::{EventKind, EventStream, HandshakeStage, Joiner, JoinerConfig, LostRe
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::metrics::{Counter, Latency, Metrics};
+use crate::attack::{AttackContext, AttackKind, RunningAttack, Victims, client};
+use crate::metrics::{AttackCounter, Counter, Latency, Metrics};
 use crate::plan::{JoinerId, LeaveMode, Op, OpKind, Plan};
 
 /// Prefix of the messages loadgen broadcasts: `loadgen <intended unix µs> <op seq>`.
@@ -76,8 +81,11 @@ struct Shared {
     cfg: DriverConfig,
     metrics: Arc<Metrics>,
     slots: Mutex<HashMap<JoinerId, Slot>>,
-    /// Peer addresses of this process's joined joiners (for convergence).
-    joined: Mutex<HashSet<SocketAddr>>,
+    /// Peer addresses of this process's joined joiners (for convergence, and the members
+    /// `spoof-address` attacks impersonate).
+    victims: Arc<Victims>,
+    /// The hostile side of the run.
+    attack: Arc<AttackContext>,
     tracker: TaskTracker,
     /// Set once the plan has ended: joins that finish later leave at once.
     ending: CancellationToken,
@@ -87,13 +95,33 @@ struct Shared {
 /// waits for operations in flight (at most `drain_timeout`).
 pub async fn run(plan: &Plan, cfg: DriverConfig, metrics: Arc<Metrics>, stop: CancellationToken) {
     let start = metrics.start();
+    let ending = CancellationToken::new();
+    let victims = Arc::new(Victims::default());
+    let attack = Arc::new(AttackContext {
+        target: cfg.target,
+        password: cfg.password.clone(),
+        wrong_password: cfg.wrong_password.clone(),
+        step_timeout: cfg.handshake_timeout,
+        metrics: metrics.clone(),
+        ending: ending.clone(),
+        victims: victims.clone(),
+        attacks: plan
+            .attacks
+            .iter()
+            .map(|spec| {
+                let (from, to) = spec.window_in(plan.end);
+                RunningAttack::new(spec.clone(), start, from, to)
+            })
+            .collect(),
+    });
     let shared = Arc::new(Shared {
         cfg,
         metrics,
         slots: Mutex::new(HashMap::new()),
-        joined: Mutex::new(HashSet::new()),
+        victims,
+        attack,
         tracker: TaskTracker::new(),
-        ending: CancellationToken::new(),
+        ending,
     });
     for op in &plan.ops {
         let intended = start + op.at;
@@ -162,6 +190,9 @@ fn dispatch(shared: &Arc<Shared>, op: &Op, intended: Instant) {
         }
         OpKind::WrongPassword { source, .. } => {
             shared.tracker.spawn(attack(s, source));
+        }
+        OpKind::Attack { attack, source, .. } => {
+            shared.tracker.spawn(client::run(shared.attack.clone(), attack as usize, op.seq, source));
         }
     }
 }
@@ -235,7 +266,7 @@ async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intende
     let joiner = Arc::new(joiner);
     // Convergence: wait until the list holds every joiner of ours joined before this one.
     let mut missing: Vec<SocketAddr> = {
-        let mut joined = lock(&shared.joined);
+        let mut joined = lock(&shared.victims.joined);
         let before = joined.iter().copied().collect();
         joined.insert(peer_addr);
         before
@@ -278,7 +309,7 @@ fn check_convergence(
     let members: HashSet<&SocketAddr> = list.iter().collect();
     missing.retain(|a| !members.contains(a));
     if !missing.is_empty() {
-        let joined = lock(&shared.joined);
+        let joined = lock(&shared.victims.joined);
         missing.retain(|a| joined.contains(a));
     }
     if missing.is_empty() {
@@ -322,17 +353,22 @@ async fn watch_events(
                     m.record(Latency::MessageDelivery, Duration::from_micros(delay));
                 }
             }
-            EventKind::AuthenticatorLost { reason } => m.incr(match reason {
-                LostReason::Timeout => Counter::LostAuthenticator,
-                LostReason::Closed | LostReason::Error(_) => Counter::Removed,
-            }),
+            EventKind::AuthenticatorLost { reason } => {
+                m.incr(match reason {
+                    LostReason::Timeout => Counter::LostAuthenticator,
+                    LostReason::Closed | LostReason::Error(_) => Counter::Removed,
+                });
+                if shared.victims.was_impersonated(peer_addr) {
+                    m.attack_incr(AttackKind::SpoofAddress, AttackCounter::VictimsEvicted);
+                }
+            }
             EventKind::Lagged { dropped } => m.add(Counter::EventsLagged, dropped),
             EventKind::Left => break,
             _ => {}
         }
     }
     m.add_active(-1);
-    lock(&shared.joined).remove(&peer_addr);
+    lock(&shared.victims.joined).remove(&peer_addr);
 }
 
 async fn leave(shared: Arc<Shared>, joiner: Arc<Joiner>, mode: LeaveMode) {

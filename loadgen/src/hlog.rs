@@ -25,7 +25,7 @@ use hdrhistogram::serialization::interval_log::{IntervalLogIterator, IntervalLog
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 
 use crate::error::{Error, Result};
-use crate::metrics::{Counter, Interval, Latency, Metric, Totals, new_histogram};
+use crate::metrics::{AttackCounter, AttackMetric, Counter, Interval, Latency, Metric, Totals, new_histogram};
 
 const PARAMS_PREFIX: &str = "#loadgen-params ";
 
@@ -79,13 +79,22 @@ impl HlogWriter {
                 log.write_histogram(h, start, length, Tag::new(l.name())).map_err(|e| fail(e.to_string()))?;
             }
         }
-        for c in Counter::ALL {
-            let n = interval.data.counter(c);
+        let counters = Counter::ALL.into_iter().map(|c| (Metric::Counter(c), interval.data.counter(c)));
+        let attacks = interval.data.attacks().flat_map(|(k, a)| {
+            AttackCounter::ALL.into_iter().map(move |c| (Metric::Attack(k, AttackMetric::Counter(c)), a.counter(c)))
+        });
+        for (metric, n) in counters.chain(attacks) {
             if n > 0 {
                 self.scratch.reset();
                 self.scratch.record_n(1, n).map_err(|e| fail(format!("{e:?}")))?;
-                log.write_histogram(&self.scratch, start, length, Tag::new(c.name()))
+                log.write_histogram(&self.scratch, start, length, Tag::new(metric.name()))
                     .map_err(|e| fail(e.to_string()))?;
+            }
+        }
+        for (k, a) in interval.data.attacks() {
+            if !a.closed_after.is_empty() {
+                let tag = Tag::new(Metric::Attack(k, AttackMetric::ClosedAfter).name());
+                log.write_histogram(&a.closed_after, start, length, tag).map_err(|e| fail(e.to_string()))?;
             }
         }
         self.out.flush().map_err(|e| Error::file(&self.path, e))
@@ -134,6 +143,10 @@ pub fn read(path: &Path) -> Result<HlogContents> {
         match metric {
             Metric::Latency(l) => totals.add_histogram(l, &h).map_err(|e| Error::hlog(path, e))?,
             Metric::Counter(c) => totals.add_count(c, h.len()),
+            Metric::Attack(k, AttackMetric::Counter(c)) => totals.add_attack_count(k, c, h.len()),
+            Metric::Attack(k, AttackMetric::ClosedAfter) => {
+                totals.attack_mut(k).closed_after.add(&h).map_err(|e| Error::hlog(path, format!("{tag}: {e:?}")))?
+            }
         }
         histograms += 1;
     }
@@ -267,6 +280,30 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("#[BaseTime: "));
         assert!(text.lines().any(|l| l.starts_with("Tag=join_complete,1.000,1.000,")));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn attack_metrics_survive_the_log_and_merge() {
+        use crate::attack::AttackKind;
+        let dir = temp_dir("attacks");
+        let mut i = interval(0, 1, 5, 4);
+        i.data.add_attack_count(AttackKind::Silent, AttackCounter::Attempted, 40);
+        i.data.add_attack_count(AttackKind::Silent, AttackCounter::OpenAtEnd, 7);
+        i.data.attack_mut(AttackKind::Silent).closed_after.record(3_000_000).unwrap();
+        i.data.add_attack_count(AttackKind::DistChatter, AttackCounter::ValuesWritten, 1000);
+        let path = dir.join("a.hlog");
+        write_log(&path, json!({"seed": 1, "shard": {"index": 0, "count": 1}}), &[i.clone()]);
+        let back = read(&path).unwrap().totals;
+        for k in [AttackKind::Silent, AttackKind::DistChatter] {
+            for c in AttackCounter::ALL {
+                assert_eq!(back.attack_counter(k, c), i.data.attack_counter(k, c), "{k} {}", c.name());
+            }
+            assert_eq!(back.attack(k).unwrap().closed_after, i.data.attack(k).unwrap().closed_after);
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("Tag=attack.silent.open_at_end,"), "{text}");
+        assert!(text.contains("Tag=attack.silent.closed_after,"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

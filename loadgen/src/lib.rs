@@ -16,10 +16,13 @@
 //! | [`rules`] | `--fail-on` thresholds |
 //! | [`limits`] | file-descriptor and ephemeral-port budget, checked before the run |
 //! | [`progress`] | the live display on stderr |
-//! | [`driver`] | real joiners per the plan, feeding the metrics |
+//! | [`attack`] | hostile traffic: the `--attack` grammar and the raw clients of each kind |
+//! | [`driver`] | real joiners (and attackers) per the plan, feeding the metrics |
 //!
-//! [`driver`] turns the plan into real `pyile::Joiner`s; the binary wires it all together.
+//! [`driver`] turns the plan into real `pyile::Joiner`s and [`attack`] clients; the binary
+//! wires it all together.
 
+pub mod attack;
 pub mod cli;
 pub mod driver;
 pub mod error;

@@ -12,8 +12,15 @@
 //! - a connection that loadgen closes first keeps its port in `TIME_WAIT` for 60 s, so
 //!   churned joiners, sent messages and wrong-password attempts use up ports on their source
 //!   address for a minute each;
+//! - hostile connections (`--attack`) each hold [`crate::attack::AttackKind::fds_per_attacker`] descriptors and
+//!   ports on their source address, at most their attack's `max` at once (fewer if this
+//!   shard plans fewer); they close with a reset, so they leave no `TIME_WAIT` behind;
 //! - the authenticator, if it runs on this machine, needs about 3 descriptors per member in
-//!   its own process: that is reported, not checked (it is another process's limit).
+//!   its own process, plus one per hostile connection it holds: that is reported, not
+//!   checked (it is another process's limit);
+//! - the authenticator admits at most 16 handshakes in progress per source address by
+//!   default (`max_handshakes_per_source`): loadgen warns when the plan starts more than
+//!   that many joins from one address within [`JOIN_OVERLAP`] (100 ms, a handshake under load).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,6 +37,11 @@ pub const PER_JOINER: u64 = 3;
 pub const TIME_WAIT: Duration = Duration::from_secs(60);
 /// How long a broadcast is assumed to keep its connections open.
 pub const BROADCAST_IN_FLIGHT: Duration = Duration::from_millis(250);
+/// How long a handshake under load is assumed to take, for the per-source check.
+pub const JOIN_OVERLAP: Duration = Duration::from_millis(100);
+/// The authenticator's default bound on handshakes in progress from one source
+/// (`pyile::authenticator::config::DEFAULT_MAX_HANDSHAKES_PER_SOURCE`).
+pub const AUTH_HANDSHAKES_PER_SOURCE: u64 = 16;
 
 /// What a plan needs from this machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +52,10 @@ pub struct Needs {
     pub busiest_source: (Option<IpAddr>, u64),
     /// Descriptors a local authenticator would need in its own process.
     pub authenticator_fds: u64,
+    /// Of them, descriptors for hostile connections held at once (at most).
+    pub attack_fds: u64,
+    /// The joiner source address starting the most joins within [`JOIN_OVERLAP`], and how many.
+    pub busiest_join_source: (Option<IpAddr>, u64),
 }
 
 /// Largest total weight of events falling in any window of `window` length; `events` sorted.
@@ -66,9 +82,13 @@ pub fn estimate(plan: &Plan, members: u64, handshake_timeout: Duration) -> Needs
     let mut holders: HashMap<Option<IpAddr>, u64> = HashMap::new();
     let mut time_wait: HashMap<Option<IpAddr>, Vec<(Duration, u64)>> = HashMap::new();
     let mut source_of_slot: HashMap<u32, Option<IpAddr>> = HashMap::new();
+    let mut joins: HashMap<Option<IpAddr>, Vec<(Duration, u64)>> = HashMap::new();
+    // Per attack: its operations in this plan, and per source address how many.
+    let mut attack_ops: Vec<(u64, HashMap<IpAddr, u64>)> = vec![(0, HashMap::new()); plan.attacks.len()];
     for op in &plan.ops {
         match op.kind {
             OpKind::Join { joiner, source } => {
+                joins.entry(source).or_default().push((op.at, 1));
                 source_of_slot.insert(joiner.slot, source);
                 if joiner.generation == 0 {
                     *holders.entry(source).or_default() += PER_JOINER;
@@ -88,23 +108,60 @@ pub fn estimate(plan: &Plan, members: u64, handshake_timeout: Duration) -> Needs
                 attacks.push((op.at, 1));
                 time_wait.entry(Some(source)).or_default().push((op.at, 1));
             }
+            OpKind::Attack { attack, source, .. } => {
+                let (n, per_source) = &mut attack_ops[attack as usize];
+                *n += 1;
+                *per_source.entry(source).or_default() += 1;
+            }
         }
     }
+    // Hostile connections: at most `max` of an attack open at once, spread over its sources
+    // in proportion to their share of its operations (round robin: equal shares).
+    let (mut attack_fds, mut attack_auth_fds) = (0, 0);
+    let mut attack_ports: HashMap<Option<IpAddr>, u64> = HashMap::new();
+    for (spec, (n, per_source)) in plan.attacks.iter().zip(&attack_ops) {
+        let (from, to) = spec.window_in(plan.end);
+        let open = (spec.concurrency(to.saturating_sub(from)) as u64).min(*n);
+        let fds = spec.kind.fds_per_attacker();
+        attack_fds += open * fds;
+        attack_auth_fds += open * fds.min(2);
+        for (&ip, &k) in per_source {
+            *attack_ports.entry(Some(ip)).or_default() += (open * k).div_ceil((*n).max(1)) * fds;
+        }
+    }
+    let busiest_join_source = joins
+        .into_iter()
+        .map(|(ip, mut ev)| {
+            ev.sort();
+            (ip, peak_in_window(&ev, JOIN_OVERLAP))
+        })
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .unwrap_or((None, 0));
     let overlapping_churn = peak_in_window(&churn, handshake_timeout);
     let in_flight_broadcasts = peak_in_window(&broadcasts, BROADCAST_IN_FLIGHT);
     let in_flight_attacks = peak_in_window(&attacks, handshake_timeout);
     let fds = BASE_FDS
         + PER_JOINER * (slots + overlapping_churn)
         + in_flight_broadcasts * (members + slots)
-        + in_flight_attacks;
+        + in_flight_attacks
+        + attack_fds;
 
     let mut ports: HashMap<Option<IpAddr>, u64> = holders;
+    for (ip, n) in attack_ports {
+        *ports.entry(ip).or_default() += n;
+    }
     for (source, events) in &time_wait {
         *ports.entry(*source).or_default() += peak_in_window(events, TIME_WAIT);
     }
     // Ties go to the lowest address so the report is deterministic.
     let busiest_source = ports.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))).unwrap_or((None, 0));
-    Needs { fds, busiest_source, authenticator_fds: BASE_FDS + PER_JOINER * members }
+    Needs {
+        fds,
+        busiest_source,
+        authenticator_fds: BASE_FDS + PER_JOINER * members + attack_auth_fds,
+        attack_fds,
+        busiest_join_source,
+    }
 }
 
 /// What this machine allows.
@@ -170,6 +227,15 @@ pub fn check(needs: &Needs, limits: &Limits) -> Result<Vec<String>, Error> {
     if ports * 10 > available * 7 {
         warnings.push(format!("ports are tight on {who}: about {ports} needed of {available}"));
     }
+    let (source, joins) = needs.busiest_join_source;
+    if joins > AUTH_HANDSHAKES_PER_SOURCE {
+        let who = source.map_or_else(|| "the system's source address".to_string(), |ip| ip.to_string());
+        warnings.push(format!(
+            "{who} starts {joins} joins within 100ms; an authenticator with the default \
+             per-source cap ({AUTH_HANDSHAKES_PER_SOURCE} handshakes in progress) closes the ones over it if they \
+             overlap: spread the joiners over more --source-ips or raise the cap"
+        ));
+    }
     Ok(warnings)
 }
 
@@ -192,6 +258,7 @@ mod tests {
             joiner_ips,
             attacker_ips: vec!["127.0.9.1".parse().unwrap()],
             shards: 1,
+            attacks: vec![],
         })
         .unwrap()
     }
@@ -253,6 +320,49 @@ mod tests {
         // About 100/s for 60 s (the run is 30 s long): ~3000 on the one attacker address.
         assert_eq!(n.busiest_source.0, Some("127.0.9.1".parse().unwrap()));
         assert!((2500..3500).contains(&n.busiest_source.1), "{:?}", n.busiest_source);
+    }
+
+    #[test]
+    fn many_joins_from_one_address_warn_about_the_per_source_cap() {
+        // 1000 joins/s from one address: 100 in any 100 ms.
+        let n = estimate(&plan(1000, "127.0.1.1", 0.0, 0.0), 1001, Duration::from_secs(5));
+        assert_eq!(n.busiest_join_source, (Some("127.0.1.1".parse().unwrap()), 100));
+        let w = check(&n, &ROOMY).unwrap();
+        assert!(w.iter().any(|w| w.contains("per-source cap")), "{w:?}");
+        // The README's example spreads 100 joins/s over 766 addresses: one each.
+        let n = estimate(&plan(500, crate::sources::DEFAULT_LOOPBACK_V4, 0.0, 0.0), 501, Duration::from_secs(5));
+        assert_eq!(n.busiest_join_source.1, 1);
+    }
+
+    #[test]
+    fn hostile_connections_need_descriptors_up_to_their_bound() {
+        use crate::plan::PlannedAttack;
+        let ips = |r: &str| r.parse::<crate::sources::SourceRange>().unwrap().addrs().to_vec();
+        let p = Plan::build(&PlanConfig {
+            seed: 1,
+            peers: 10,
+            arrival: Arrival::Rate(1000.0),
+            hold: Duration::from_secs(30),
+            churn_rate: 0.0,
+            broadcast_rate: 0.0,
+            wrong_password_rate: 0.0,
+            joiner_ips: ips("127.0.1.1-127.0.1.10"),
+            attacker_ips: vec![],
+            shards: 1,
+            attacks: vec![
+                PlannedAttack { spec: "silent:3000,ips=30".parse().unwrap(), ips: ips("127.0.8.1-127.0.8.30") },
+                PlannedAttack { spec: "dist-chatter:10".parse().unwrap(), ips: ips("127.0.9.1-127.0.9.4") },
+                PlannedAttack { spec: "oversize:50/s,max=20".parse().unwrap(), ips: ips("127.0.9.5") },
+            ],
+        })
+        .unwrap();
+        let n = estimate(&p, 11, Duration::from_secs(5));
+        assert_eq!(n.attack_fds, 3000 + 3 * 10 + 20);
+        assert_eq!(n.fds, BASE_FDS + 3 * 10 + n.attack_fds);
+        // The oversize address holds its 20; a silent one holds 100.
+        assert_eq!(n.busiest_source, (Some("127.0.8.1".parse().unwrap()), 100));
+        let small = Limits { fd_soft: 2000, fd_hard: 2000, ..ROOMY };
+        assert!(check(&n, &small).unwrap_err().to_string().contains("file descriptors"));
     }
 
     #[test]

@@ -14,11 +14,11 @@ use loadgen::driver::{self, DriverConfig};
 use loadgen::hlog::{self, HlogWriter};
 use loadgen::limits::{self, Limits};
 use loadgen::metrics::{Collector, Counter, Latency, Metrics, Totals};
-use loadgen::plan::{Arrival, Plan, PlanConfig};
+use loadgen::plan::{Arrival, Plan, PlanConfig, PlannedAttack};
 use loadgen::progress::{Progress, Status};
 use loadgen::report::{self, IntervalCsv, RunParams};
 use loadgen::rules::{self, Rule, Violation};
-use loadgen::sources::Sources;
+use loadgen::sources::{self, SourceRange, Sources};
 use loadgen::{Error, Result};
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +62,31 @@ fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Deals `--attack-source-ips` to the `--attack`s in order, `ips` each.
+fn deal_attack_sources(args: &RunArgs) -> Result<(Vec<PlannedAttack>, Option<SourceRange>)> {
+    if args.attacks.is_empty() {
+        return Ok((Vec::new(), None));
+    }
+    let range = sources::resolve_attack_sources(args.attack_source_ips.clone(), args.target)?;
+    let mut left = range.addrs();
+    let mut planned = Vec::new();
+    for spec in &args.attacks {
+        let n = spec.ips as usize;
+        if n > left.len() {
+            return Err(Error::Config(format!(
+                "--attack {spec} needs {n} source addresses (ips=) but only {} of --attack-source-ips {range} \
+                 ({} addresses) are left: give fewer ips= or a larger --attack-source-ips",
+                left.len(),
+                range.len()
+            )));
+        }
+        let (mine, rest) = left.split_at(n);
+        planned.push(PlannedAttack { spec: spec.clone(), ips: mine.to_vec() });
+        left = rest;
+    }
+    Ok((planned, Some(range)))
+}
+
 /// This shard's plan and the parameters that describe it.
 fn build_plan(args: &RunArgs) -> Result<(Plan, PlanConfig, Sources)> {
     let sources = Sources::resolve(args.source_ips.clone(), args.target)?;
@@ -88,6 +113,7 @@ fn build_plan(args: &RunArgs) -> Result<(Plan, PlanConfig, Sources)> {
         joiner_ips,
         attacker_ips,
         shards: args.shard.count,
+        attacks: deal_attack_sources(args)?.0,
     };
     let plan = Plan::build(&cfg)?.shard(args.shard);
     Ok((plan, cfg, sources))
@@ -106,7 +132,8 @@ fn run(args: RunArgs) -> Result<Outcome> {
         plan.write_csv(std::io::stdout().lock()).map_err(|e| Error::Run(format!("stdout: {e}")))?;
         eprintln!(
             "loadgen: shard {} of seed {}: {} slots, {} joins, {} leaves, {} crashes, {} broadcasts, \
-             {} wrong passwords over {:.1}s; needs about {} file descriptors and {} ports on {}",
+             {} wrong passwords, {} hostile connections over {:.1}s; needs about {} file descriptors \
+             and {} ports on {}",
             plan.shard,
             args.seed,
             summary.slots,
@@ -115,6 +142,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
             summary.crashes,
             summary.broadcasts,
             summary.wrong_passwords,
+            summary.attacks,
             plan.end.as_secs_f64(),
             needs.fds,
             needs.busiest_source.1,
@@ -147,10 +175,24 @@ fn run(args: RunArgs) -> Result<Outcome> {
     for w in &warnings {
         progress.note(&format!("warning: {w}"));
     }
+    for a in &plan_cfg.attacks {
+        let (from, to) = a.spec.window_in(plan.end);
+        progress.note(&format!(
+            "attack {}: from {} addresses ({} to {}), at most {} open at once, {:.1}s to {:.1}s",
+            a.spec,
+            a.ips.len(),
+            a.ips.first().map_or_else(String::new, |ip| ip.to_string()),
+            a.ips.last().map_or_else(String::new, |ip| ip.to_string()),
+            a.spec.concurrency(to.saturating_sub(from)),
+            from.as_secs_f64(),
+            to.as_secs_f64()
+        ));
+    }
     if args.target.ip().is_loopback() {
         progress.note(&format!(
-            "the authenticator on this machine needs about {} file descriptors of its own",
-            needs.authenticator_fds
+            "the authenticator on this machine needs about {} file descriptors of its own{}",
+            needs.authenticator_fds,
+            if needs.attack_fds > 0 { " (if it holds every hostile connection)" } else { "" }
         ));
     }
 
@@ -175,6 +217,14 @@ fn run(args: RunArgs) -> Result<Outcome> {
         wrong_password_per_s: args.wrong_password_rate.per_sec(),
         source_ips: sources.to_string(),
         attacker_ips: plan_cfg.attacker_ips.iter().map(|ip| ip.to_string()).collect(),
+        attacks: plan_cfg
+            .attacks
+            .iter()
+            .map(|a| report::AttackParams {
+                attack: a.spec.to_string(),
+                source_ips: a.ips.iter().map(|ip| ip.to_string()).collect(),
+            })
+            .collect(),
         handshake_timeout_s: args.handshake_timeout.as_secs_f64(),
         heartbeat_timeout_s: args.heartbeat_timeout.as_secs_f64(),
         interval_s: args.interval.as_secs_f64(),
@@ -212,7 +262,8 @@ fn run(args: RunArgs) -> Result<Outcome> {
         start_wall,
         drain_timeout: args.handshake_timeout + Duration::from_secs(2),
     };
-    let metrics = Arc::new(Metrics::new(start));
+    let kinds: Vec<_> = plan_cfg.attacks.iter().map(|a| a.spec.kind).collect();
+    let metrics = Arc::new(Metrics::with_attacks(start, &kinds));
     let mut collector = Collector::new();
     let planned = plan.end;
     let io_result = runtime.block_on(async {
@@ -263,6 +314,9 @@ fn run(args: RunArgs) -> Result<Outcome> {
     });
     if let Some(out) = &args.out {
         report::write_final_csv(out, totals)?;
+        if totals.attacks().next().is_some() {
+            report::write_attacks_csv(&report::attacks_path(out), totals)?;
+        }
     }
     if let Some(p) = &params_path {
         report::write_json(p, &params)?;
@@ -322,6 +376,9 @@ fn merge(args: MergeArgs) -> Result<Outcome> {
     }
     if let Some(out) = &args.out {
         report::write_final_csv(out, &merged.totals)?;
+        if merged.totals.attacks().next().is_some() {
+            report::write_attacks_csv(&report::attacks_path(out), &merged.totals)?;
+        }
         let sources: Vec<serde_json::Value> =
             merged.sources.iter().map(|(path, params)| serde_json::json!({"log": path, "params": params})).collect();
         let params = serde_json::json!({

@@ -10,12 +10,21 @@
 //! moment observed, never from when loadgen got round to starting it: a stalled server or a
 //! lagging generator then shows in the numbers (no coordinated omission). How late loadgen
 //! itself started each operation is recorded separately as [`Latency::ScheduleLag`].
+//!
+//! Hostile traffic (`--attack`) is measured apart from the honest joiners, per attack kind:
+//! [`AttackCounter`]s and one histogram, [`AttackMetric::ClosedAfter`] (from a hostile
+//! connection's connect to the authenticator closing it). Their names are
+//! `attack.<kind>.<metric>` (`attack.silent.open_at_end`), so honest metrics keep theirs and
+//! `--fail-on` can gate either.
 
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+
+use crate::attack::AttackKind;
 
 /// Highest recordable latency in microseconds (one hour); larger values are clamped to it.
 pub const MAX_MICROS: u64 = 3_600_000_000;
@@ -198,6 +207,126 @@ impl Counter {
     }
 }
 
+/// A counter of one attack kind (`attack.<kind>.<name>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AttackCounter {
+    /// Hostile connections attempted (for a `reconnect-storm` loop, each connect).
+    Attempted,
+    /// Attempts whose TCP connect was refused or failed.
+    ConnectFailed,
+    /// Planned connections not made: the attack's `max` were open, or (`spoof-address`)
+    /// no honest member of this process to impersonate was joined.
+    Skipped,
+    /// Connections the authenticator closed (EOF or reset); how long after connecting is
+    /// [`AttackMetric::ClosedAfter`].
+    ClosedByAuth,
+    /// Connections loadgen closed itself (`hold=` expired, or a `reconnect-storm` close).
+    ClosedByUs,
+    /// Connections still open when the run ended.
+    OpenAtEnd,
+    /// Connections that met something the attack did not expect (an I/O error of ours, an
+    /// answer that is not Pyile v1).
+    Failed,
+    /// Bytes written: taken by loadgen's kernel, not necessarily read by the authenticator
+    /// (what an `oversize` connection writes before the reset reaches it counts).
+    SentBytes,
+    /// Bytes read.
+    ReceivedBytes,
+    /// Attackers that became members (`dist-chatter`; `spoof-address` if the authenticator
+    /// let it in): they received a member list on their distribution connection.
+    Admitted,
+    /// Answered `{"authenticated": false}`.
+    Rejected,
+    /// Answered `{"banned": true}`.
+    Banned,
+    /// Values written where they should have no effect (`dist-chatter`, on the distribution
+    /// socket).
+    ValuesWritten,
+    /// Member lists received on the distribution socket after the first (`dist-chatter`:
+    /// divided by `values_written`, the amplification; lists caused by honest joins and
+    /// leaves count too).
+    ListsReceived,
+    /// Honest members impersonated by `spoof-address` that lost their membership afterwards.
+    VictimsEvicted,
+}
+
+impl AttackCounter {
+    /// Every counter, in report order.
+    pub const ALL: [AttackCounter; 15] = [
+        AttackCounter::Attempted,
+        AttackCounter::ConnectFailed,
+        AttackCounter::Skipped,
+        AttackCounter::ClosedByAuth,
+        AttackCounter::ClosedByUs,
+        AttackCounter::OpenAtEnd,
+        AttackCounter::Failed,
+        AttackCounter::SentBytes,
+        AttackCounter::ReceivedBytes,
+        AttackCounter::Admitted,
+        AttackCounter::Rejected,
+        AttackCounter::Banned,
+        AttackCounter::ValuesWritten,
+        AttackCounter::ListsReceived,
+        AttackCounter::VictimsEvicted,
+    ];
+
+    /// The stable name after `attack.<kind>.` (a byte count says so: `sent_bytes`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackCounter::Attempted => "attempted",
+            AttackCounter::ConnectFailed => "connect_failed",
+            AttackCounter::Skipped => "skipped",
+            AttackCounter::ClosedByAuth => "closed_by_auth",
+            AttackCounter::ClosedByUs => "closed_by_us",
+            AttackCounter::OpenAtEnd => "open_at_end",
+            AttackCounter::Failed => "failed",
+            AttackCounter::SentBytes => "sent_bytes",
+            AttackCounter::ReceivedBytes => "received_bytes",
+            AttackCounter::Admitted => "admitted",
+            AttackCounter::Rejected => "rejected",
+            AttackCounter::Banned => "banned",
+            AttackCounter::ValuesWritten => "values_written",
+            AttackCounter::ListsReceived => "lists_received",
+            AttackCounter::VictimsEvicted => "victims_evicted",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What is measured of one attack kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AttackMetric {
+    /// Histogram: connect to the authenticator closing the connection (`closed_after`).
+    ClosedAfter,
+    /// A counter.
+    Counter(AttackCounter),
+}
+
+impl AttackMetric {
+    /// Every attack metric: the histogram, then the counters.
+    pub fn all() -> impl Iterator<Item = AttackMetric> {
+        std::iter::once(AttackMetric::ClosedAfter).chain(AttackCounter::ALL.into_iter().map(AttackMetric::Counter))
+    }
+
+    /// The stable name after `attack.<kind>.`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackMetric::ClosedAfter => "closed_after",
+            AttackMetric::Counter(c) => c.name(),
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            AttackMetric::ClosedAfter => 0,
+            AttackMetric::Counter(c) => 1 + c.index(),
+        }
+    }
+}
+
 /// Either kind of metric, as named in files and rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Metric {
@@ -205,11 +334,31 @@ pub enum Metric {
     Latency(Latency),
     /// A counter.
     Counter(Counter),
+    /// A metric of one attack kind.
+    Attack(AttackKind, AttackMetric),
+}
+
+/// `attack.<kind>.<metric>` for every kind and metric, built once (names are `&'static`).
+fn attack_names() -> &'static [&'static str] {
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        AttackKind::ALL
+            .iter()
+            .flat_map(|k| AttackMetric::all().map(move |m| (k, m)))
+            .map(|(k, m)| &*Box::leak(format!("attack.{}.{}", k.metric_name(), m.name()).into_boxed_str()))
+            .collect()
+    })
 }
 
 impl Metric {
-    /// Looks a metric up by its stable name.
+    /// Looks a metric up by its stable name (an attack kind may also be written as in
+    /// `--attack`: `attack.no-dist.open_at_end`).
     pub fn from_name(name: &str) -> Option<Metric> {
+        if let Some(rest) = name.strip_prefix("attack.") {
+            let (kind, metric) = rest.split_once('.')?;
+            let kind = AttackKind::from_name(kind)?;
+            return AttackMetric::all().find(|m| m.name() == metric).map(|m| Metric::Attack(kind, m));
+        }
         Latency::ALL
             .into_iter()
             .find(|l| l.name() == name)
@@ -222,12 +371,23 @@ impl Metric {
         match self {
             Metric::Latency(l) => l.name(),
             Metric::Counter(c) => c.name(),
+            Metric::Attack(k, m) => attack_names()[k.index() * (1 + AttackCounter::ALL.len()) + m.index()],
         }
     }
 
-    /// Every stable name, for error messages.
+    /// Whether the metric is a histogram (its rules name a statistic).
+    pub fn is_histogram(self) -> bool {
+        matches!(self, Metric::Latency(_) | Metric::Attack(_, AttackMetric::ClosedAfter))
+    }
+
+    /// Every stable name of the honest metrics, for error messages.
     pub fn all_names() -> impl Iterator<Item = &'static str> {
         Latency::ALL.iter().map(|l| l.name()).chain(Counter::ALL.iter().map(|c| c.name()))
+    }
+
+    /// Every `attack.<kind>.<metric>` name.
+    pub fn attack_names() -> impl Iterator<Item = &'static str> {
+        attack_names().iter().copied()
     }
 }
 
@@ -236,16 +396,43 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, SIGFIG).expect("constant histogram bounds are valid")
 }
 
+/// The metrics of one attack kind.
+#[derive(Clone, Debug)]
+pub struct AttackTotals {
+    /// Connect to closed by the authenticator, microseconds.
+    pub closed_after: Histogram<u64>,
+    counters: [u64; AttackCounter::ALL.len()],
+}
+
+impl Default for AttackTotals {
+    fn default() -> Self {
+        AttackTotals { closed_after: new_histogram(), counters: [0; AttackCounter::ALL.len()] }
+    }
+}
+
+impl AttackTotals {
+    /// The value of `counter`.
+    pub fn counter(&self, counter: AttackCounter) -> u64 {
+        self.counters[counter.index()]
+    }
+}
+
 /// Histograms and counters: the contents of one interval or of a whole run.
 #[derive(Clone, Debug)]
 pub struct Totals {
     histograms: Vec<Histogram<u64>>,
     counters: [u64; Counter::ALL.len()],
+    /// Attack kinds that ran (or were measured), in [`AttackKind::ALL`] order.
+    attacks: BTreeMap<AttackKind, AttackTotals>,
 }
 
 impl Default for Totals {
     fn default() -> Self {
-        Totals { histograms: Latency::ALL.iter().map(|_| new_histogram()).collect(), counters: [0; Counter::ALL.len()] }
+        Totals {
+            histograms: Latency::ALL.iter().map(|_| new_histogram()).collect(),
+            counters: [0; Counter::ALL.len()],
+            attacks: BTreeMap::new(),
+        }
     }
 }
 
@@ -284,15 +471,66 @@ impl Totals {
         for (mine, theirs) in self.counters.iter_mut().zip(other.counters) {
             *mine += theirs;
         }
+        for (&kind, theirs) in &other.attacks {
+            let mine = self.attack_mut(kind);
+            mine.closed_after.add(&theirs.closed_after).map_err(|e| format!("attack {kind}: {e:?}"))?;
+            for (m, t) in mine.counters.iter_mut().zip(theirs.counters) {
+                *m += t;
+            }
+        }
         Ok(())
+    }
+
+    /// The metrics of attack `kind`, if it ran.
+    pub fn attack(&self, kind: AttackKind) -> Option<&AttackTotals> {
+        self.attacks.get(&kind)
+    }
+
+    /// The attack kinds that ran, in report order, with their metrics.
+    pub fn attacks(&self) -> impl Iterator<Item = (AttackKind, &AttackTotals)> {
+        self.attacks.iter().map(|(k, t)| (*k, t))
+    }
+
+    /// The metrics of attack `kind`, created empty if it has none yet.
+    pub fn attack_mut(&mut self, kind: AttackKind) -> &mut AttackTotals {
+        self.attacks.entry(kind).or_default()
+    }
+
+    /// The value of attack `kind`'s `counter` (0 if it did not run).
+    pub fn attack_counter(&self, kind: AttackKind, counter: AttackCounter) -> u64 {
+        self.attack(kind).map_or(0, |a| a.counter(counter))
+    }
+
+    /// Adds `n` to attack `kind`'s `counter`.
+    pub fn add_attack_count(&mut self, kind: AttackKind, counter: AttackCounter, n: u64) {
+        self.attack_mut(kind).counters[counter.index()] += n;
+    }
+}
+
+/// The histograms being recorded into (swapped out whole by the [`Collector`]).
+#[derive(Debug)]
+struct Hists {
+    latency: Vec<Histogram<u64>>,
+    closed_after: BTreeMap<AttackKind, Histogram<u64>>,
+}
+
+impl Hists {
+    fn new(kinds: &[AttackKind]) -> Hists {
+        Hists {
+            latency: Latency::ALL.iter().map(|_| new_histogram()).collect(),
+            closed_after: kinds.iter().map(|&k| (k, new_histogram())).collect(),
+        }
     }
 }
 
 /// The shared recording side: cheap to call from any task.
 #[derive(Debug)]
 pub struct Metrics {
-    current: Mutex<Vec<Histogram<u64>>>,
+    current: Mutex<Hists>,
     counters: [AtomicU64; Counter::ALL.len()],
+    attack_counters: [[AtomicU64; AttackCounter::ALL.len()]; AttackKind::ALL.len()],
+    /// Attack kinds reported even when nothing happened to them.
+    attack_kinds: Vec<AttackKind>,
     active: AtomicI64,
     start: Instant,
 }
@@ -300,12 +538,48 @@ pub struct Metrics {
 impl Metrics {
     /// Fresh metrics; `start` is the run's time zero (intended offsets are measured from it).
     pub fn new(start: Instant) -> Self {
+        Self::with_attacks(start, &[])
+    }
+
+    /// Fresh metrics that report the attack `kinds` (with zeros if nothing happens to them).
+    pub fn with_attacks(start: Instant, kinds: &[AttackKind]) -> Self {
+        let mut attack_kinds = kinds.to_vec();
+        attack_kinds.sort();
+        attack_kinds.dedup();
         Metrics {
-            current: Mutex::new(Latency::ALL.iter().map(|_| new_histogram()).collect()),
+            current: Mutex::new(Hists::new(&attack_kinds)),
             counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            attack_counters: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            attack_kinds,
             active: AtomicI64::new(0),
             start,
         }
+    }
+
+    /// Adds `n` to attack `kind`'s `counter`.
+    pub fn attack_add(&self, kind: AttackKind, counter: AttackCounter, n: u64) {
+        self.attack_counters[kind.index()][counter.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds one to attack `kind`'s `counter`.
+    pub fn attack_incr(&self, kind: AttackKind, counter: AttackCounter) {
+        self.attack_add(kind, counter, 1);
+    }
+
+    /// Current value of attack `kind`'s `counter` since the start.
+    pub fn attack_counter(&self, kind: AttackKind, counter: AttackCounter) -> u64 {
+        self.attack_counters[kind.index()][counter.index()].load(Ordering::Relaxed)
+    }
+
+    /// Records that the authenticator closed a connection of attack `kind` `d` after it was
+    /// made (and counts it in [`AttackCounter::ClosedByAuth`]).
+    pub fn attack_closed(&self, kind: AttackKind, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).min(MAX_MICROS);
+        {
+            let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            current.closed_after.entry(kind).or_insert_with(new_histogram).saturating_record(us);
+        }
+        self.attack_incr(kind, AttackCounter::ClosedByAuth);
     }
 
     /// The run's time zero.
@@ -317,7 +591,7 @@ impl Metrics {
     pub fn record(&self, latency: Latency, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).min(MAX_MICROS);
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        current[latency.index()].saturating_record(us);
+        current.latency[latency.index()].saturating_record(us);
     }
 
     /// Records `observed - intended` (zero if the observation precedes the intention), and
@@ -376,7 +650,8 @@ pub struct Collector {
     totals: Totals,
     last_cut: Duration,
     last_counters: [u64; Counter::ALL.len()],
-    spare: Vec<Histogram<u64>>,
+    last_attack_counters: [[u64; AttackCounter::ALL.len()]; AttackKind::ALL.len()],
+    spare: Hists,
 }
 
 impl Default for Collector {
@@ -385,7 +660,8 @@ impl Default for Collector {
             totals: Totals::default(),
             last_cut: Duration::ZERO,
             last_counters: [0; Counter::ALL.len()],
-            spare: Latency::ALL.iter().map(|_| new_histogram()).collect(),
+            last_attack_counters: [[0; AttackCounter::ALL.len()]; AttackKind::ALL.len()],
+            spare: Hists::new(&[]),
         }
     }
 }
@@ -404,7 +680,7 @@ impl Collector {
             std::mem::swap(&mut *current, &mut self.spare);
         }
         let mut data = Totals::default();
-        for (i, h) in self.spare.iter_mut().enumerate() {
+        for (i, h) in self.spare.latency.iter_mut().enumerate() {
             data.histograms[i].add(&*h).expect("histograms with equal bounds add");
             h.reset();
         }
@@ -412,6 +688,24 @@ impl Collector {
             let value = metrics.counter(c);
             data.counters[c.index()] = value - self.last_counters[c.index()];
             self.last_counters[c.index()] = value;
+        }
+        for kind in AttackKind::ALL {
+            let last = &mut self.last_attack_counters[kind.index()];
+            let now: Vec<u64> = AttackCounter::ALL.iter().map(|&c| metrics.attack_counter(kind, c)).collect();
+            let hist = self.spare.closed_after.get_mut(&kind);
+            let ran = metrics.attack_kinds.contains(&kind) || now.iter().any(|&v| v > 0) || hist.is_some();
+            if !ran {
+                continue;
+            }
+            let a = data.attack_mut(kind);
+            for c in AttackCounter::ALL {
+                a.counters[c.index()] = now[c.index()] - last[c.index()];
+                last[c.index()] = now[c.index()];
+            }
+            if let Some(h) = hist {
+                a.closed_after.add(&*h).expect("histograms with equal bounds add");
+                h.reset();
+            }
         }
         self.totals.merge(&data).expect("histograms with equal bounds add");
         let end = now.saturating_duration_since(metrics.start()).max(self.last_cut);

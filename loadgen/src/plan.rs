@@ -17,6 +17,9 @@
 //!   joiner to every member.
 //! - Wrong-password attempts (whole run, Poisson at `--wrong-password-rate`): from dedicated
 //!   attacker addresses, round robin, never shared with joiners, so bans do not hit joiners.
+//! - Hostile traffic (`--attack`, see [`crate::attack`]): each attack's connections start in
+//!   its window, as a Poisson process at its rate or evenly over its `ramp` for a count, from
+//!   the attack's own addresses (round robin), never a joiner's or another attack's.
 //! - Shard `I/N` owns slots and attackers whose index is `I` modulo `N`; joiner addresses are
 //!   dealt to shards the same way, so shards share neither joiners nor source addresses.
 //!
@@ -31,6 +34,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use pyile::units::poisson_arrivals;
+
+use crate::attack::{Amount, AttackSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -71,6 +76,17 @@ pub struct PlanConfig {
     pub attacker_ips: Vec<IpAddr>,
     /// Number of shards the plan will be split into (addresses are dealt per shard).
     pub shards: u32,
+    /// Hostile traffic, in `--attack` order.
+    pub attacks: Vec<PlannedAttack>,
+}
+
+/// One `--attack` and the source addresses dealt to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedAttack {
+    /// What, how much, for how long.
+    pub spec: AttackSpec,
+    /// Its own source addresses (`spec.ips` of them), disjoint from every other use.
+    pub ips: Vec<IpAddr>,
 }
 
 /// One process's share of a plan: shard `index` of `count`, zero-based.
@@ -167,6 +183,15 @@ pub enum OpKind {
         /// Its source address.
         source: IpAddr,
     },
+    /// One hostile connection (for `reconnect-storm` with a count: one loop of them).
+    Attack {
+        /// Index into [`Plan::attacks`].
+        attack: u16,
+        /// Index of its source address among the attack's addresses.
+        attacker: u32,
+        /// Its source address.
+        source: IpAddr,
+    },
 }
 
 impl OpKind {
@@ -178,6 +203,7 @@ impl OpKind {
             OpKind::Leave { mode: LeaveMode::Crash, .. } => "crash",
             OpKind::Broadcast { .. } => "broadcast",
             OpKind::WrongPassword { .. } => "wrong_password",
+            OpKind::Attack { .. } => "attack",
         }
     }
 
@@ -186,7 +212,7 @@ impl OpKind {
         match *self {
             OpKind::Join { joiner, .. } | OpKind::Leave { joiner, .. } => joiner.slot,
             OpKind::Broadcast { from } => from.slot,
-            OpKind::WrongPassword { attacker, .. } => attacker,
+            OpKind::WrongPassword { attacker, .. } | OpKind::Attack { attacker, .. } => attacker,
         }
     }
 }
@@ -217,6 +243,8 @@ pub struct PlanSummary {
     pub broadcasts: u64,
     /// Wrong-password attempts.
     pub wrong_passwords: u64,
+    /// Hostile connections (and `reconnect-storm` loops) of `--attack`.
+    pub attacks: u64,
 }
 
 /// A timetable of operations, sorted by intended start.
@@ -230,6 +258,8 @@ pub struct Plan {
     pub end: Duration,
     /// Which share of the whole plan this is.
     pub shard: Shard,
+    /// The `--attack`s, which [`OpKind::Attack`] operations index.
+    pub attacks: Vec<AttackSpec>,
 }
 
 /// ChaCha8, with slot and mode choices by our own arithmetic (see the module documentation).
@@ -261,6 +291,8 @@ impl PlanRng {
 const STREAM_CHURN: u64 = 1;
 const STREAM_BROADCAST: u64 = 2;
 const STREAM_ATTACK: u64 = 3;
+/// Stream of `--attack` number `i` is `STREAM_ATTACKS + i`.
+const STREAM_ATTACKS: u64 = 16;
 
 impl PlanConfig {
     /// The source address of every generation of `slot`: the slot's shard gets every
@@ -317,6 +349,24 @@ impl PlanConfig {
         if self.joiner_ips.iter().any(|ip| self.attacker_ips.contains(ip)) {
             return bad("attacker addresses must not be joiner addresses".into());
         }
+        if self.attacks.len() > u16::MAX as usize {
+            return bad("too many --attack flags".into());
+        }
+        let mut used: std::collections::HashSet<IpAddr> =
+            self.joiner_ips.iter().chain(&self.attacker_ips).copied().collect();
+        for a in &self.attacks {
+            if a.ips.len() < self.shards as usize {
+                return bad(format!(
+                    "--attack {}: {} source addresses cannot be dealt to {} shards (give ips=)",
+                    a.spec,
+                    a.ips.len(),
+                    self.shards
+                ));
+            }
+            if let Some(ip) = a.ips.iter().find(|ip| !used.insert(**ip)) {
+                return bad(format!("--attack {}: {ip} is also a joiner's or another attack's address", a.spec));
+            }
+        }
         Ok(())
     }
 }
@@ -331,9 +381,35 @@ impl Plan {
             Arrival::Ramp(d) => d,
         };
         let end = arrival_end + cfg.hold;
+        let windows: Vec<(Duration, Duration)> = cfg
+            .attacks
+            .iter()
+            .map(|a| {
+                let (from, to) = a.spec.window_in(end);
+                if from >= end {
+                    return Err(Error::Config(format!(
+                        "--attack {}: after={} is not before the end of the run ({:.1}s)",
+                        a.spec,
+                        pyile::units::Dur(from),
+                        end.as_secs_f64()
+                    )));
+                }
+                Ok((from, to))
+            })
+            .collect::<Result<_, _>>()?;
+        let attack_ops: f64 = cfg
+            .attacks
+            .iter()
+            .zip(&windows)
+            .map(|(a, (from, to))| match a.spec.amount {
+                Amount::Rate(r) => r.per_sec() * (*to - *from).as_secs_f64(),
+                Amount::Count(n) => n as f64,
+            })
+            .sum();
         let expected = peers as f64
             + cfg.hold.as_secs_f64() * (2.0 * cfg.churn_rate + cfg.broadcast_rate)
-            + end.as_secs_f64() * cfg.wrong_password_rate;
+            + end.as_secs_f64() * cfg.wrong_password_rate
+            + attack_ops;
         if expected > MAX_OPS {
             return Err(Error::Config(format!(
                 "the plan would hold about {expected:.0} operations (limit {MAX_OPS:.0}); \
@@ -397,10 +473,24 @@ impl Plan {
             ops.push((at, OpKind::WrongPassword { attacker, source }));
         }
 
+        for (i, (a, &(from, to))) in cfg.attacks.iter().zip(&windows).enumerate() {
+            let times = match a.spec.amount {
+                Amount::Rate(r) => PlanRng::new(cfg.seed, STREAM_ATTACKS + i as u64).poisson(r.per_sec(), from, to),
+                Amount::Count(n) => (0..n).map(|k| from + a.spec.ramp.mul_f64(k as f64 / n as f64)).collect(),
+            };
+            let n = a.ips.len() as u64;
+            for (k, at) in times.into_iter().enumerate() {
+                let attacker = (k as u64 % n) as u32;
+                let source = a.ips[attacker as usize];
+                ops.push((at, OpKind::Attack { attack: i as u16, attacker, source }));
+            }
+        }
+
         // Stable: equal instants keep insertion order, so a leave precedes its replacement.
         ops.sort_by_key(|(at, _)| *at);
         let ops = ops.into_iter().enumerate().map(|(i, (at, kind))| Op { seq: i as u64, at, kind }).collect();
-        Ok(Plan { ops, arrival_end, end, shard: Shard::WHOLE })
+        let attacks = cfg.attacks.iter().map(|a| a.spec.clone()).collect();
+        Ok(Plan { ops, arrival_end, end, shard: Shard::WHOLE, attacks })
     }
 
     /// The slice of this plan that shard `shard` runs. Slicing the whole plan with every
@@ -411,6 +501,7 @@ impl Plan {
             arrival_end: self.arrival_end,
             end: self.end,
             shard,
+            attacks: self.attacks.clone(),
         }
     }
 
@@ -429,6 +520,7 @@ impl Plan {
                 OpKind::Leave { mode: LeaveMode::Crash, .. } => s.crashes += 1,
                 OpKind::Broadcast { .. } => s.broadcasts += 1,
                 OpKind::WrongPassword { .. } => s.wrong_passwords += 1,
+                OpKind::Attack { .. } => s.attacks += 1,
             }
         }
         s
@@ -446,6 +538,9 @@ impl Plan {
                 OpKind::Leave { joiner, .. } => (joiner.to_string(), String::new()),
                 OpKind::Broadcast { from } => (from.to_string(), String::new()),
                 OpKind::WrongPassword { attacker, source } => (format!("a{attacker}"), source.to_string()),
+                OpKind::Attack { attack, attacker, source } => {
+                    (format!("{}#{attack}.a{attacker}", self.attacks[attack as usize].kind), source.to_string())
+                }
             };
             w.write_record([
                 op.seq.to_string(),
@@ -481,6 +576,7 @@ mod tests {
             joiner_ips: ips("127.0.1.1-127.0.1.50"),
             attacker_ips: ips("127.0.2.1-127.0.2.5"),
             shards: 4,
+            attacks: vec![],
         }
     }
 
@@ -607,6 +703,7 @@ mod tests {
                 OpKind::WrongPassword { .. } => assert!(op.at < plan.end),
                 OpKind::Join { joiner, .. } if joiner.generation > 0 => assert!(op.at >= plan.arrival_end),
                 OpKind::Join { .. } => assert!(op.at < plan.arrival_end),
+                OpKind::Attack { .. } => unreachable!("no --attack configured"),
             }
         }
     }
@@ -635,6 +732,7 @@ mod tests {
                 }
                 OpKind::Broadcast { from } => assert_eq!(alive.get(&from.slot), Some(&from)),
                 OpKind::WrongPassword { source, .. } => assert!(cfg.attacker_ips.contains(&source)),
+                OpKind::Attack { .. } => unreachable!("no --attack configured"),
             }
         }
         assert_eq!(alive.len(), 5);
@@ -667,6 +765,92 @@ mod tests {
         refuse(PlanConfig { attacker_ips: ips("127.0.1.1"), ..config() }, "must not be joiner");
         refuse(PlanConfig { peers: 1, ..config() }, "at least 2");
         refuse(PlanConfig { broadcast_rate: 1e9, ..config() }, "operations");
+    }
+
+    fn attack(spec: &str, range: &str) -> PlannedAttack {
+        PlannedAttack { spec: spec.parse().unwrap(), ips: ips(range) }
+    }
+
+    #[test]
+    fn attacks_follow_their_amount_window_and_addresses() {
+        let cfg = PlanConfig {
+            churn_rate: 0.0,
+            broadcast_rate: 0.0,
+            wrong_password_rate: 0.0,
+            shards: 1,
+            attacks: vec![
+                attack("silent:100/s,after=5s,for=10s", "127.0.8.1-127.0.8.4"),
+                attack("oversize:40,after=1s,ramp=2s", "127.0.8.5-127.0.8.6"),
+            ],
+            ..config()
+        };
+        let plan = Plan::build(&cfg).unwrap();
+        assert_eq!(plan.attacks.len(), 2);
+        let of = |i: u16| -> Vec<Op> {
+            plan.ops
+                .iter()
+                .filter(|o| matches!(o.kind, OpKind::Attack { attack, .. } if attack == i))
+                .copied()
+                .collect()
+        };
+        // Poisson at 100/s for 10 s: about 1000.
+        let silent = of(0);
+        assert!((silent.len() as f64 - 1000.0).abs() < 5.0 * 1000f64.sqrt(), "{}", silent.len());
+        assert!(silent.iter().all(|o| o.at >= Duration::from_secs(5) && o.at < Duration::from_secs(15)));
+        // A count: evenly over the ramp, from `after`.
+        let oversize = of(1);
+        assert_eq!(oversize.len(), 40);
+        for (k, o) in oversize.iter().enumerate() {
+            assert_eq!(o.at, Duration::from_secs(1) + Duration::from_millis(50 * k as u64));
+        }
+        // Round robin over the attack's own addresses, never a joiner's.
+        let sources: HashSet<IpAddr> = plan
+            .ops
+            .iter()
+            .filter_map(|o| match o.kind {
+                OpKind::Attack { attack: 1, attacker, source } => {
+                    assert_eq!(source, cfg.attacks[1].ips[attacker as usize]);
+                    Some(source)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sources, cfg.attacks[1].ips.iter().copied().collect());
+        assert_eq!(plan.summary().attacks, silent.len() as u64 + 40);
+        // Same seed, same plan; the joins are where they were without attacks.
+        assert_eq!(plan, Plan::build(&cfg).unwrap());
+        let honest = Plan::build(&PlanConfig { attacks: vec![], ..cfg.clone() }).unwrap();
+        let joins = |p: &Plan| -> Vec<(Duration, OpKind)> {
+            p.ops.iter().filter(|o| o.kind.name() == "join").map(|o| (o.at, o.kind)).collect()
+        };
+        assert_eq!(joins(&plan), joins(&honest));
+        // Shards split the attackers by address.
+        let cfg2 = PlanConfig { shards: 2, ..cfg.clone() };
+        let whole = Plan::build(&cfg2).unwrap();
+        let a = whole.shard(Shard { index: 0, count: 2 });
+        let b = whole.shard(Shard { index: 1, count: 2 });
+        let srcs = |p: &Plan| -> HashSet<IpAddr> {
+            p.ops
+                .iter()
+                .filter_map(|o| if let OpKind::Attack { source, .. } = o.kind { Some(source) } else { None })
+                .collect()
+        };
+        assert!(srcs(&a).is_disjoint(&srcs(&b)));
+        assert_eq!(a.summary().attacks + b.summary().attacks, whole.summary().attacks);
+    }
+
+    #[test]
+    fn impossible_attacks_are_refused() {
+        let refuse = |attacks: Vec<PlannedAttack>, shards: u32, needle: &str| {
+            let cfg = PlanConfig { attacks, shards, ..config() };
+            let e = Plan::build(&cfg).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e:?} lacks {needle:?}");
+        };
+        refuse(vec![attack("silent:10", "127.0.1.7")], 1, "127.0.1.7 is also a joiner's");
+        refuse(vec![attack("silent:10", "127.0.8.1"), attack("garbage:1", "127.0.8.1")], 1, "another attack's");
+        refuse(vec![attack("silent:10", "127.0.8.1")], 2, "cannot be dealt to 2 shards");
+        refuse(vec![attack("silent:10,after=1h", "127.0.8.1")], 1, "is not before the end of the run");
+        refuse(vec![attack("silent:10000000/s", "127.0.8.1")], 1, "operations");
     }
 
     #[test]

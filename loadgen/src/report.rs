@@ -4,7 +4,10 @@
 //! File formats (stable; scripts depend on them):
 //! - `--out X.csv`: header `metric,count,min_us,p50_us,p90_us,p99_us,p999_us,max_us,mean_us`,
 //!   one row per latency (all of them, in a fixed order; empty statistics when there were no
-//!   samples) then one row per counter (count only).
+//!   samples) then one row per counter (count only), then, for each attack kind that ran,
+//!   its `attack.<kind>.closed_after` histogram row and its `attack.<kind>.<counter>` rows.
+//! - `X.attacks.csv` (beside `--out`, when an `--attack` ran): one row per attack kind, the
+//!   columns [`ATTACK_COLUMNS`] (times in microseconds, sizes in bytes, as their names say).
 //! - `X.intervals.csv` (beside `--out`, one block of rows per `--interval`): the same columns
 //!   preceded by `start_s,end_s`, with the interval's samples and counter increments, plus a
 //!   row `active` whose count is the number of joined joiners at the end of the interval.
@@ -22,7 +25,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::human::format_micros;
-use crate::metrics::{Counter, Interval, Latency, Totals};
+use crate::metrics::{AttackCounter, AttackMetric, AttackTotals, Counter, Interval, Latency, Metric, Totals};
 use crate::plan::{PlanSummary, Shard};
 
 /// Columns of the final CSV.
@@ -95,7 +98,99 @@ pub fn rows(totals: &Totals) -> Vec<Row> {
         Row { metric: l.name(), count: h.len(), stats: Stats::of(h) }
     });
     let counters = Counter::ALL.into_iter().map(|c| Row { metric: c.name(), count: totals.counter(c), stats: None });
-    latencies.chain(counters).collect()
+    let attacks = totals.attacks().flat_map(|(k, a)| {
+        let hist = Row {
+            metric: Metric::Attack(k, AttackMetric::ClosedAfter).name(),
+            count: a.closed_after.len(),
+            stats: Stats::of(&a.closed_after),
+        };
+        let counters = AttackCounter::ALL.into_iter().map(move |c| Row {
+            metric: Metric::Attack(k, AttackMetric::Counter(c)).name(),
+            count: a.counter(c),
+            stats: None,
+        });
+        std::iter::once(hist).chain(counters)
+    });
+    latencies.chain(counters).chain(attacks).collect()
+}
+
+/// Columns of `X.attacks.csv`.
+pub const ATTACK_COLUMNS: [&str; 20] = [
+    "kind",
+    "attempted",
+    "connect_failed",
+    "skipped",
+    "closed_by_auth",
+    "closed_by_us",
+    "open_at_end",
+    "failed",
+    "closed_after_p50_us",
+    "closed_after_p99_us",
+    "closed_after_max_us",
+    "sent_bytes",
+    "received_bytes",
+    "admitted",
+    "rejected",
+    "banned",
+    "values_written",
+    "lists_received",
+    "lists_per_value",
+    "victims_evicted",
+];
+
+/// One row of `X.attacks.csv`.
+fn attack_cells(kind: crate::attack::AttackKind, a: &AttackTotals) -> Vec<String> {
+    let c = |x: AttackCounter| a.counter(x).to_string();
+    let q = |p: f64| {
+        if a.closed_after.is_empty() { String::new() } else { a.closed_after.value_at_quantile(p).to_string() }
+    };
+    let per_value = match a.counter(AttackCounter::ValuesWritten) {
+        0 => String::new(),
+        v => format!("{:.4}", a.counter(AttackCounter::ListsReceived) as f64 / v as f64),
+    };
+    vec![
+        kind.flag_name().to_string(),
+        c(AttackCounter::Attempted),
+        c(AttackCounter::ConnectFailed),
+        c(AttackCounter::Skipped),
+        c(AttackCounter::ClosedByAuth),
+        c(AttackCounter::ClosedByUs),
+        c(AttackCounter::OpenAtEnd),
+        c(AttackCounter::Failed),
+        q(0.5),
+        q(0.99),
+        q(1.0),
+        c(AttackCounter::SentBytes),
+        c(AttackCounter::ReceivedBytes),
+        c(AttackCounter::Admitted),
+        c(AttackCounter::Rejected),
+        c(AttackCounter::Banned),
+        c(AttackCounter::ValuesWritten),
+        c(AttackCounter::ListsReceived),
+        per_value,
+        c(AttackCounter::VictimsEvicted),
+    ]
+}
+
+/// `reports/x.csv` -> `reports/x.attacks.csv`.
+pub fn attacks_path(out: &Path) -> PathBuf {
+    let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+    out.with_file_name(format!("{stem}.attacks.csv"))
+}
+
+/// Writes `X.attacks.csv`: a header row, then one row per attack kind of `totals`.
+pub fn write_attacks_csv(path: &Path, totals: &Totals) -> Result<()> {
+    ensure_parent(path)?;
+    let mut w = csv::Writer::from_path(path).map_err(|e| Error::csv(path, e))?;
+    let res: csv::Result<()> = (|| {
+        w.write_record(ATTACK_COLUMNS)?;
+        for (k, a) in totals.attacks() {
+            w.write_record(attack_cells(k, a))?;
+        }
+        w.flush()?;
+        Ok(())
+    })();
+    res.map_err(|e| Error::csv(path, e))
 }
 
 /// Creates the parent directory of `path` if needed.
@@ -196,6 +291,8 @@ pub struct RunParams {
     pub source_ips: String,
     /// Attacker source addresses.
     pub attacker_ips: Vec<String>,
+    /// The `--attack`s, each with its source addresses.
+    pub attacks: Vec<AttackParams>,
     /// Joiner handshake timeout, seconds.
     pub handshake_timeout_s: f64,
     /// Joiner heartbeat timeout, seconds.
@@ -212,6 +309,15 @@ pub struct RunParams {
     pub finished_unix_ms: Option<u64>,
     /// `passed`, `failed: <rules>` or `error: <message>`, once ended.
     pub outcome: Option<String>,
+}
+
+/// One `--attack` in the parameters sidecar.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttackParams {
+    /// The flag as given.
+    pub attack: String,
+    /// The addresses dealt to it.
+    pub source_ips: Vec<String>,
 }
 
 /// Writes `params` as pretty JSON to `path`.
@@ -252,6 +358,46 @@ pub fn summary_table(totals: &Totals) -> String {
         .map(|c| format!("{} {}", c.name(), totals.counter(c)))
         .collect();
     out.push_str(&format!("counters: {}\n", counters.join(", ")));
+    for (k, a) in totals.attacks() {
+        let c = |x: AttackCounter| a.counter(x);
+        let closed = match Stats::of(&a.closed_after) {
+            Some(s) => format!(" (after p50 {}, max {})", format_micros(s.p50 as f64), format_micros(s.max as f64)),
+            None => String::new(),
+        };
+        let mut line = format!(
+            "attack {}: attempted {}, connect failed {}, skipped {}, closed by the authenticator {}{}, \
+             closed by us {}, open at end {}, failed {}, sent {} B, received {} B",
+            k,
+            c(AttackCounter::Attempted),
+            c(AttackCounter::ConnectFailed),
+            c(AttackCounter::Skipped),
+            c(AttackCounter::ClosedByAuth),
+            closed,
+            c(AttackCounter::ClosedByUs),
+            c(AttackCounter::OpenAtEnd),
+            c(AttackCounter::Failed),
+            c(AttackCounter::SentBytes),
+            c(AttackCounter::ReceivedBytes),
+        );
+        for x in [
+            AttackCounter::Admitted,
+            AttackCounter::Rejected,
+            AttackCounter::Banned,
+            AttackCounter::ValuesWritten,
+            AttackCounter::ListsReceived,
+            AttackCounter::VictimsEvicted,
+        ] {
+            if c(x) > 0 || (k == crate::attack::AttackKind::SpoofAddress && x == AttackCounter::VictimsEvicted) {
+                line.push_str(&format!(", {} {}", x.name().replace('_', " "), c(x)));
+            }
+        }
+        if c(AttackCounter::ValuesWritten) > 0 {
+            let per = c(AttackCounter::ListsReceived) as f64 / c(AttackCounter::ValuesWritten) as f64;
+            line.push_str(&format!(" ({per:.3} lists per value written)"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
     out
 }
 
@@ -298,6 +444,40 @@ mod tests {
         assert!(lines.contains(&"joined,10,,,,,,,"));
         assert!(lines.contains(&"refused,1,,,,,,,"));
         assert!(lines.contains(&"errors,1,,,,,,,"));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn attack_rows_and_the_attacks_csv() {
+        use crate::attack::AttackKind;
+        let dir = temp_dir("attacks");
+        let mut t = sample();
+        t.add_attack_count(AttackKind::DistChatter, AttackCounter::Attempted, 10);
+        t.add_attack_count(AttackKind::DistChatter, AttackCounter::ValuesWritten, 400);
+        t.add_attack_count(AttackKind::DistChatter, AttackCounter::ListsReceived, 2);
+        t.attack_mut(AttackKind::Silent).closed_after.record(3_000_000).unwrap();
+        t.add_attack_count(AttackKind::Silent, AttackCounter::ClosedByAuth, 1);
+        let out = dir.join("run.csv");
+        write_final_csv(&out, &t).unwrap();
+        let text = fs::read_to_string(&out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1 + Latency::ALL.len() + Counter::ALL.len() + 2 * (1 + AttackCounter::ALL.len()));
+        assert!(lines.contains(&"attack.dist_chatter.values_written,400,,,,,,,"));
+        assert!(lines.iter().any(|l| l.starts_with("attack.silent.closed_after,1,2998")), "{text}");
+        let path = attacks_path(&out);
+        assert_eq!(path, dir.join("run.attacks.csv"));
+        write_attacks_csv(&path, &t).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(rows[0], ATTACK_COLUMNS.join(","));
+        assert_eq!(rows.len(), 3);
+        assert!(rows[1].starts_with("silent,0,0,0,1,0,0,0,300"), "{}", rows[1]);
+        assert!(rows[2].starts_with("dist-chatter,10,"), "{}", rows[2]);
+        assert!(rows[2].contains(",400,2,0.0050,"), "{}", rows[2]);
+        let s = summary_table(&t);
+        assert!(s.contains("attack dist-chatter: attempted 10"), "{s}");
+        assert!(s.contains("(0.005 lists per value written)"), "{s}");
+        assert!(s.contains("attack silent:") && s.contains("closed by the authenticator 1 (after p50 3"), "{s}");
         fs::remove_dir_all(dir).unwrap();
     }
 

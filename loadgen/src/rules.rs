@@ -4,7 +4,9 @@
 //! `<metric>[.<statistic>] <op> <value>`, e.g. `join_complete.p99>50ms`, `errors>0`,
 //! `timed_out>=1`, `joined<500`, `message_delivery.max>=2s`.
 //!
-//! - metric: any name from [`crate::metrics`] (`join_complete`, `errors`, …);
+//! - metric: any name from [`crate::metrics`] (`join_complete`, `errors`, …), including the
+//!   attack metrics `attack.<kind>.<metric>` (`attack.silent.open_at_end>0`,
+//!   `attack.oversize.closed_after.p99>1s`);
 //! - statistic: for a latency `count`, `min`, `max`, `mean`, `p50`, `p90`, `p95`, `p99`,
 //!   `p999` (99.9th), `p9999` (99.99th); a counter takes none (or `count`);
 //! - op: `>`, `>=`, `<`, `<=`, `==`, `!=`;
@@ -22,7 +24,7 @@ use pyile::units::parse_duration;
 
 use crate::error::Error;
 use crate::human::format_micros;
-use crate::metrics::{Metric, Totals};
+use crate::metrics::{AttackMetric, Metric, Totals};
 
 /// What is read from a metric.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -106,9 +108,18 @@ impl Rule {
 
     /// The observed value (microseconds for latency statistics), `None` if there is none.
     pub fn observe(&self, totals: &Totals) -> Option<f64> {
+        let empty;
         let h = match self.metric {
             Metric::Counter(c) => return Some(totals.counter(c) as f64),
+            Metric::Attack(k, AttackMetric::Counter(c)) => return Some(totals.attack_counter(k, c) as f64),
             Metric::Latency(l) => totals.histogram(l),
+            Metric::Attack(k, AttackMetric::ClosedAfter) => match totals.attack(k) {
+                Some(a) => &a.closed_after,
+                None => {
+                    empty = crate::metrics::new_histogram();
+                    &empty
+                }
+            },
         };
         if self.stat == Stat::Count {
             return Some(h.len() as f64);
@@ -138,7 +149,7 @@ impl Rule {
     }
 
     fn is_latency(&self) -> bool {
-        matches!(self.metric, Metric::Latency(_)) && self.stat != Stat::Count
+        self.metric.is_histogram() && self.stat != Stat::Count
     }
 }
 
@@ -164,27 +175,34 @@ impl FromStr for Rule {
                 .find_map(|(op, cmp)| rest.strip_prefix(op).map(|v| (cmp, v)))
                 .ok_or_else(|| reject(format!("unknown comparison in {rest:?} (use > >= < <= == !=)")))?;
 
-        let (name, stat) = match lhs.split_once('.') {
-            Some((n, st)) => (n, Some(st)),
-            None => (lhs, None),
+        // The metric is the whole left side, or all of it but a last `.statistic` (attack
+        // metrics have dots of their own: attack.silent.closed_after.p99).
+        let (name, stat) = match (Metric::from_name(lhs), lhs.rsplit_once('.')) {
+            (Some(_), _) | (None, None) => (lhs, None),
+            (None, Some((n, st))) => (n, Some(st)),
         };
         let metric = Metric::from_name(name).ok_or_else(|| {
             let known: Vec<&str> = Metric::all_names().collect();
-            reject(format!("unknown metric {name:?}; known: {}", known.join(", ")))
+            reject(format!(
+                "unknown metric {name:?}; known: {}, and attack.<kind>.<metric> (kinds: {}; metrics: {})",
+                known.join(", "),
+                crate::attack::AttackKind::ALL.map(|k| k.metric_name()).join(", "),
+                AttackMetric::all().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+            ))
         })?;
-        let stat = match (metric, stat) {
-            (Metric::Counter(_), None | Some("count")) => Stat::Count,
-            (Metric::Counter(_), Some(st)) => {
+        let stat = match (metric.is_histogram(), stat) {
+            (false, None | Some("count")) => Stat::Count,
+            (false, Some(st)) => {
                 return Err(reject(format!("{name} is a counter; it has no statistic {st:?}")));
             }
-            (Metric::Latency(_), None) => {
+            (true, None) => {
                 return Err(reject(format!("{name} is a latency: name a statistic, e.g. {name}.p99")));
             }
-            (Metric::Latency(_), Some(st)) => Stat::parse(st).ok_or_else(|| {
+            (true, Some(st)) => Stat::parse(st).ok_or_else(|| {
                 reject(format!("unknown statistic {st:?} (count min max mean p50 p90 p95 p99 p999 p9999)"))
             })?,
         };
-        let latency = matches!(metric, Metric::Latency(_)) && stat != Stat::Count;
+        let latency = metric.is_histogram() && stat != Stat::Count;
         let threshold = if latency {
             parse_duration(value).map_err(|e| reject(e.to_string()))?.as_secs_f64() * 1e6
         } else {
@@ -317,6 +335,35 @@ mod tests {
         assert!(rule("joined<100").check(&t).is_none());
         assert!(rule("joined<101").check(&t).is_some());
         assert!(rule("join_complete.count!=100").check(&t).is_none());
+    }
+
+    #[test]
+    fn attack_metrics_can_be_gated() {
+        use crate::attack::AttackKind;
+        use crate::metrics::AttackCounter;
+        let r = rule("attack.silent.open_at_end>0");
+        assert_eq!(r.metric, Metric::Attack(AttackKind::Silent, AttackMetric::Counter(AttackCounter::OpenAtEnd)));
+        assert_eq!(r.stat, Stat::Count);
+        let r = rule("attack.no-dist.closed_after.p99>6s");
+        assert_eq!(r.metric, Metric::Attack(AttackKind::NoDist, AttackMetric::ClosedAfter));
+        assert_eq!((r.stat, r.threshold), (Stat::Percentile(99.0), 6e6));
+        assert!(reason("attack.silent.closed_after>1s").contains("name a statistic"));
+        assert!(reason("attack.silent.open_at_end.p99>1").contains("is a counter"));
+        assert!(reason("attack.sleepy.open_at_end>0").contains("attack.<kind>.<metric> (kinds: silent,"));
+        assert!(reason("attack.silent.nope>0").contains("unknown metric"));
+
+        let mut t = totals();
+        // An attack that did not run counts zero, and its histogram has no samples.
+        assert!(r.check(&t).unwrap().observed.contains("no samples"));
+        assert!(rule("attack.silent.open_at_end>0").check(&t).is_none());
+        t.add_attack_count(AttackKind::Silent, AttackCounter::OpenAtEnd, 3);
+        t.attack_mut(AttackKind::NoDist).closed_after.record(5_000_000).unwrap();
+        assert_eq!(rule("attack.silent.open_at_end>0").check(&t).unwrap().observed, "3");
+        assert!(r.check(&t).is_none());
+        assert!(rule("attack.no_dist.closed_after.min<4s").check(&t).is_none());
+        assert!(rule("attack.no_dist.closed_after.max>=5s").check(&t).is_some());
+        // The honest gate is untouched by attack numbers.
+        assert!(rule("errors>2").check(&t).is_none());
     }
 
     #[test]

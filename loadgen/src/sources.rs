@@ -19,6 +19,27 @@ pub const MAX_ADDRESSES: usize = 65_536;
 /// The range used when the target is IPv4 loopback and `--source-ips` is not given.
 pub const DEFAULT_LOOPBACK_V4: &str = "127.0.1.1-127.0.3.254";
 
+/// The range `--attack` uses when the target is IPv4 loopback and `--attack-source-ips` is
+/// not given: disjoint from [`DEFAULT_LOOPBACK_V4`].
+pub const DEFAULT_ATTACK_LOOPBACK_V4: &str = "127.0.8.1-127.0.15.254";
+
+/// The addresses of hostile traffic: the user's range (checked against the target), else
+/// [`DEFAULT_ATTACK_LOOPBACK_V4`] for an IPv4 loopback target. Anywhere else there is no
+/// default: IPv6 loopback has only `::1`, and a remote network's spare addresses are the
+/// user's to name.
+pub fn resolve_attack_sources(given: Option<SourceRange>, target: SocketAddr) -> Result<SourceRange, Error> {
+    match given {
+        Some(range) => {
+            range.check_for_target(target)?;
+            Ok(range)
+        }
+        None if target.is_ipv4() && target.ip().is_loopback() => DEFAULT_ATTACK_LOOPBACK_V4.parse(),
+        None => Err(Error::Config(format!(
+            "--attack against {target} needs --attack-source-ips: addresses of this machine, none of them a joiner's"
+        ))),
+    }
+}
+
 /// An ordered list of distinct source addresses, parsed from text such as
 /// `127.0.1.1-127.0.3.254`, `127.0.2.0/24`, `::1` or a comma-separated mix of those.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -269,6 +290,18 @@ mod tests {
         let target: SocketAddr = "10.1.2.3:4702".parse().unwrap();
         assert!(range("127.0.0.1").check_for_target(target).is_err());
         assert!(range("10.1.2.10-10.1.2.20").check_for_target(target).is_ok());
+    }
+
+    #[test]
+    fn attack_sources_default_to_a_disjoint_loopback_range() {
+        let lo: SocketAddr = "127.0.0.1:4702".parse().unwrap();
+        let attack = resolve_attack_sources(None, lo).unwrap();
+        let joiners = range(DEFAULT_LOOPBACK_V4);
+        assert!(attack.addrs().iter().all(|a| a.is_loopback() && !joiners.addrs().contains(a)));
+        assert_eq!(attack.len(), 8 * 256 - 2);
+        assert!(resolve_attack_sources(None, "[::1]:4702".parse().unwrap()).is_err());
+        assert!(resolve_attack_sources(None, "10.0.0.7:4702".parse().unwrap()).is_err());
+        assert!(resolve_attack_sources(Some(range("10.0.0.9")), lo).is_err());
     }
 
     #[test]

@@ -41,6 +41,7 @@ async fn joiners_bind_their_planned_source_addresses_and_attackers_get_banned() 
         joiner_ips: addrs("127.0.5.1-127.0.5.4"),
         attacker_ips: addrs("127.0.6.1"),
         shards: 1,
+        attacks: vec![],
     };
     let plan = Plan::build(&cfg).unwrap();
     let planned: HashMap<u32, IpAddr> = plan

@@ -271,6 +271,94 @@ fn two_hundred_peers_all_join_and_the_gates_pass_and_fail() {
 }
 
 #[test]
+fn an_attack_beside_honest_joiners_is_reported_and_gated() {
+    let _serial = serial();
+    let auth = Auth::start();
+    let dir = temp_dir("attack");
+    let out = dir.join("attack.csv");
+    let hlog = dir.join("attack.hlog");
+    let target = auth.addr.to_string();
+    // pyile auth's defaults: the password within 3 s. 24 silent connections from 2
+    // addresses (16 each at most), held open; 10 garbage ones; 50 honest joiners meanwhile.
+    let run = loadgen(&[
+        "--peers",
+        "50",
+        "--target",
+        &target,
+        "--rate",
+        "50/s",
+        "--hold",
+        "4s",
+        "--heartbeat-timeout",
+        "3s",
+        "--attack",
+        "silent:24,ips=2",
+        "--attack",
+        "garbage:10/s,ips=1,bytes=1KiB",
+        "--out",
+        out.to_str().unwrap(),
+        "--hdr-log",
+        hlog.to_str().unwrap(),
+        "--fail-on",
+        "errors>0",
+        "--fail-on",
+        "join_complete.p99>2s",
+        "--fail-on",
+        "attack.silent.open_at_end>0",
+        "--fail-on",
+        "attack.silent.closed_after.min<2s",
+    ]);
+    let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
+    assert!(run.status.success(), "exit {:?}\n{stdout}{stderr}", run.status);
+    assert!(stderr.contains("attack silent:24,ips=2: from 2 addresses (127.0.8.1 to 127.0.8.2)"), "{stderr}");
+    assert!(stdout.contains("attack silent: attempted 24"), "{stdout}");
+
+    let rows = read_csv(&out);
+    assert_eq!(count(&rows, "joined"), 50);
+    assert_eq!(count(&rows, "errors"), 0);
+    assert_eq!(count(&rows, "attack.silent.attempted"), 24);
+    assert_eq!(count(&rows, "attack.silent.closed_by_auth"), 24, "the password deadline closed every one");
+    assert_eq!(count(&rows, "attack.silent.open_at_end"), 0);
+    let after = &rows["attack.silent.closed_after"];
+    let (min, max): (u64, u64) = (after[1].parse().unwrap(), after[6].parse().unwrap());
+    assert!((2_900_000..4_000_000).contains(&min) && max < 4_000_000, "closed after {min}..{max} us");
+    let garbage = count(&rows, "attack.garbage.attempted");
+    assert!(garbage >= 20, "{garbage}");
+    assert_eq!(count(&rows, "attack.garbage.closed_by_auth"), garbage - count(&rows, "attack.garbage.connect_failed"));
+
+    // One row per kind, stable columns with their units.
+    let attacks = std::fs::read_to_string(dir.join("attack.attacks.csv")).unwrap();
+    let mut lines = attacks.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "kind,attempted,connect_failed,skipped,closed_by_auth,closed_by_us,open_at_end,failed,closed_after_p50_us,\
+         closed_after_p99_us,closed_after_max_us,sent_bytes,received_bytes,admitted,rejected,banned,values_written,\
+         lists_received,lists_per_value,victims_evicted"
+    );
+    let kinds: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(kinds, ["silent", "garbage"]);
+    let params: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("attack.csv.params.json")).unwrap()).unwrap();
+    assert_eq!(params["attacks"][0]["attack"], "silent:24,ips=2");
+    assert_eq!(params["attacks"][1]["source_ips"][0], "127.0.8.3");
+
+    // The interval log merges to the same attack rows, and an attack gate can fail.
+    let merged = dir.join("merged.csv");
+    let m = loadgen(&[
+        "merge",
+        hlog.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+        "--fail-on",
+        "attack.silent.closed_by_auth>=24",
+    ]);
+    assert_eq!(m.status.code(), Some(1), "{}", text(&m.stderr));
+    assert!(text(&m.stderr).contains("failed --fail-on \"attack.silent.closed_by_auth>=24\": observed 24"));
+    assert_eq!(read_csv(&merged), rows);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn a_run_whose_authenticator_is_killed_ends_by_itself_and_reports_why() {
     let _serial = serial();
     let mut auth = Auth::start();

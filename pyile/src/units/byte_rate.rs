@@ -10,18 +10,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{DecimalError, UnitError, number_len, scale_decimal, serde_as_string};
-
-/// Units, largest first (the order [`fmt::Display`] tries them in).
-const UNITS: &[(&str, u64)] = &[
-    ("GiB", 1 << 30),
-    ("GB", 1_000_000_000),
-    ("MiB", 1 << 20),
-    ("MB", 1_000_000),
-    ("KiB", 1 << 10),
-    ("KB", 1_000),
-    ("B", 1),
-];
+use super::byte_size::{UNITS, scale_bytes};
+use super::{UnitError, number_len, serde_as_string};
 
 /// Bytes per second; [`ByteRate::UNBOUNDED`] (0) is no limit, as in pyile's API.
 ///
@@ -75,14 +65,7 @@ impl FromStr for ByteRate {
             return Err(err("missing number"));
         }
         let unit = unit.trim().strip_suffix("/s").ok_or_else(|| err("the unit must end in /s"))?;
-        let &(_, scale) = UNITS.iter().find(|(name, _)| *name == unit).ok_or_else(|| err("unknown unit"))?;
-        let bytes = scale_decimal(num, u128::from(scale)).map_err(|e| {
-            err(match e {
-                DecimalError::Malformed => "malformed number",
-                DecimalError::TooLarge => "number too large",
-                DecimalError::NotWhole => "not a whole number of bytes per second",
-            })
-        })?;
+        let bytes = scale_bytes(num, unit, "not a whole number of bytes per second").map_err(err)?;
         if bytes == 0 {
             return Err(err("a budget must be > 0 (write \"unbounded\" for no limit)"));
         }

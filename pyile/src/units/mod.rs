@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`Dur`], [`parse_duration`] | `"250ms"`, `"1.5s"`, `"1m30s"` | scenario times, every duration flag |
 //! | [`ByteRate`] | `"64MiB/s"`, `"500KB/s"`, `"unbounded"` | `distribution_budget`, `pyile auth --distribution-budget` |
+//! | [`ByteSize`] | `"1MiB"`, `"2KiB"`, `"300B"` | loadgen's `--attack` sizes |
 //! | [`EventRate`] | `"100/s"`, `"6000/m"`, `"3600/h"` | loadgen's rate flags, scenario event rates (`join_rate`, `leave_rate`, `rate`) |
 //! | [`exp_gap`], [`poisson_arrivals`] | – | Poisson arrivals in the simulator's timeline and loadgen's plan |
 //! | [`resolve_password`] | file > flag / `PYILE_PASSWORD` | `pyile auth`/`join`, loadgen |
@@ -19,11 +20,13 @@
 //! Nothing here knows about command lines: the binaries' clap structs call these functions.
 
 mod byte_rate;
+mod byte_size;
 mod duration;
 mod event_rate;
 mod password;
 
 pub use byte_rate::ByteRate;
+pub use byte_size::ByteSize;
 pub use duration::{Dur, parse_duration};
 pub use event_rate::{EventRate, exp_gap, poisson_arrivals};
 pub use password::{PASSWORD_ENV, PasswordError, resolve_password};
@@ -51,6 +54,16 @@ pub enum UnitError {
         /// What was wrong with it.
         reason: &'static str,
     },
+    /// Not a [`ByteSize`].
+    #[error(
+        "invalid byte size {input:?}: {reason} (write e.g. \"1MiB\", \"2KiB\", \"1.5MB\", \"300B\"; units B, KB, MB, GB, KiB, MiB, GiB)"
+    )]
+    ByteSize {
+        /// The text that failed to parse.
+        input: String,
+        /// What was wrong with it.
+        reason: &'static str,
+    },
     /// Not an [`EventRate`].
     #[error(
         "invalid event rate {input:?}: {reason} (write e.g. \"100/s\", \"6000/m\", \"3600/h\"; a bare number is per second)"
@@ -69,6 +82,7 @@ impl UnitError {
         match self {
             UnitError::Duration { reason, .. }
             | UnitError::ByteRate { reason, .. }
+            | UnitError::ByteSize { reason, .. }
             | UnitError::EventRate { reason, .. } => reason,
         }
     }
