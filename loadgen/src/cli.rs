@@ -23,7 +23,9 @@ use crate::sources::SourceRange;
 ///
 /// Joins arrive on a fixed schedule (an open model): latencies are measured from each
 /// operation's intended start, so a slow authenticator or a lagging generator shows up in the
-/// numbers. Exit status: 0 when every --fail-on rule holds, 1 when one is violated, 2 on error.
+/// numbers. Exit status: 0 when every --fail-on rule holds, 1 when one is violated, 2 on error
+/// (a target that fails the handshake checked before the run, or a run stopped because every
+/// join failed and nobody was a member).
 #[derive(Parser, Debug)]
 #[command(name = "loadgen", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {

@@ -410,3 +410,71 @@ async fn attack(shared: Arc<Shared>, source: IpAddr) {
         }
     }
 }
+
+/// Checks the target before a run: one full handshake with the right password from `source`
+/// (the banned status is read on the way), then a leave. `Err` is one line naming the cause.
+pub async fn preflight(cfg: &DriverConfig, source: Option<IpAddr>) -> Result<(), String> {
+    let target = cfg.target;
+    let jc = joiner_config(cfg, &cfg.password, "loadgen-preflight".into(), source);
+    match Joiner::join(TokioNet, target, jc).await {
+        Ok(j) => {
+            j.leave().await;
+            Ok(())
+        }
+        Err(e) => Err(preflight_cause(target, source, &e)),
+    }
+}
+
+/// The one line a failed preflight prints (after `loadgen: error: `).
+pub fn preflight_cause(target: SocketAddr, source: Option<IpAddr>, e: &pyile::Error) -> String {
+    let from = source.map_or_else(String::new, |ip| format!(" ({ip})"));
+    match e {
+        pyile::Error::Connection { source: io, .. } => {
+            format!("cannot reach the authenticator at {target}: {}", io.kind())
+        }
+        pyile::Error::Authentication => format!("the authenticator at {target} rejected the password"),
+        pyile::Error::Banned => format!("the authenticator at {target} says this address{from} is banned"),
+        other => format!("a test handshake with the authenticator at {target} failed: {}", pyile::error::report(other)),
+    }
+}
+
+/// Whether one reporting interval shows a dead run: nobody is a member (`active`), nothing
+/// joined in the interval and at least one join failed or a member lost the authenticator.
+/// The binary stops the run once two intervals in a row say so.
+pub fn interval_all_failed(interval: &crate::metrics::Totals, active: i64) -> bool {
+    active <= 0 && interval.counter(Counter::Joined) == 0 && interval.counter(Counter::Errors) > 0
+}
+
+/// The one line a run stopped by [`interval_all_failed`] ends with.
+pub fn gave_up_cause(target: SocketAddr, after: Duration, totals: &crate::metrics::Totals) -> String {
+    let kinds: Vec<String> = Counter::ALL
+        .iter()
+        .filter(|c| c.is_error() && **c != Counter::Errors && totals.counter(**c) > 0)
+        .map(|c| format!("{} {}", totals.counter(*c), c.name()))
+        .collect();
+    format!(
+        "stopped the run after {:.1}s: every recent join attempt failed and no joiner is a member \
+         (is the authenticator at {target} down?); so far {} joined, errors: {}",
+        after.as_secs_f64(),
+        totals.counter(Counter::Joined),
+        kinds.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Totals;
+
+    #[test]
+    fn a_dead_interval_has_errors_no_joins_and_no_members() {
+        let mut t = Totals::default();
+        assert!(!interval_all_failed(&t, 0), "an idle interval is not a dead one");
+        t.add_count(Counter::Refused, 3);
+        t.add_count(Counter::Errors, 3);
+        assert!(interval_all_failed(&t, 0));
+        assert!(!interval_all_failed(&t, 1), "someone is still a member");
+        t.add_count(Counter::Joined, 1);
+        assert!(!interval_all_failed(&t, 0), "a join succeeded");
+    }
+}

@@ -155,6 +155,23 @@ fn run(args: RunArgs) -> Result<Outcome> {
     let limits = Limits::raise_and_read()?;
     let warnings = limits::check(&needs, &limits)?;
 
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Run(format!("cannot start the tokio runtime: {e}")))?;
+    let driver_cfg = DriverConfig {
+        target: args.target,
+        wrong_password: DriverConfig::wrong_password_for(&password),
+        password,
+        handshake_timeout: args.handshake_timeout,
+        heartbeat_timeout: args.heartbeat_timeout,
+        start_wall: SystemTime::now(),
+        drain_timeout: args.handshake_timeout + Duration::from_secs(2),
+    };
+    // Before the schedule starts: a target that cannot be reached, a wrong password or a
+    // banned address would otherwise turn the whole plan into a table of errors.
+    runtime.block_on(driver::preflight(&driver_cfg, plan_cfg.joiner_ips.first().copied())).map_err(Error::Run)?;
+
     let (start, start_wall) = args.time_zero(Duration::from_millis(100))?;
     let mut progress = Progress::new(args.quiet);
     let join_rate = match plan_cfg.arrival {
@@ -249,23 +266,12 @@ fn run(args: RunArgs) -> Result<Outcome> {
         },
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Run(format!("cannot start the tokio runtime: {e}")))?;
-    let driver_cfg = DriverConfig {
-        target: args.target,
-        wrong_password: DriverConfig::wrong_password_for(&password),
-        password,
-        handshake_timeout: args.handshake_timeout,
-        heartbeat_timeout: args.heartbeat_timeout,
-        start_wall,
-        drain_timeout: args.handshake_timeout + Duration::from_secs(2),
-    };
+    let driver_cfg = DriverConfig { start_wall, ..driver_cfg };
     let kinds: Vec<_> = plan_cfg.attacks.iter().map(|a| a.spec.kind).collect();
     let metrics = Arc::new(Metrics::with_attacks(start, &kinds));
     let mut collector = Collector::new();
     let planned = plan.end;
+    let mut gave_up = None;
     let io_result = runtime.block_on(async {
         let stop = CancellationToken::new();
         let mut driver = tokio::spawn({
@@ -275,6 +281,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
         let mut ticks = tokio::time::interval_at((start + args.interval).into(), args.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut result = Ok(());
+        let mut dead_intervals = 0;
         loop {
             tokio::select! {
                 ended = &mut driver => {
@@ -293,6 +300,16 @@ fn run(args: RunArgs) -> Result<Outcome> {
                         result = Err(e);
                         stop.cancel();
                     }
+                    dead_intervals = if driver::interval_all_failed(&interval.data, metrics.active()) {
+                        dead_intervals + 1
+                    } else {
+                        0
+                    };
+                    if dead_intervals >= 2 && !stop.is_cancelled() {
+                        let after = Instant::now().saturating_duration_since(start);
+                        gave_up = Some(driver::gave_up_cause(args.target, after, collector.totals()));
+                        stop.cancel();
+                    }
                     progress.update(&status(&metrics, &interval.data, planned));
                 }
             }
@@ -309,6 +326,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
     params.finished_unix_ms = Some(unix_ms(SystemTime::now()));
     params.outcome = Some(match (&io_result, &final_write) {
         (Err(e), _) | (_, Err(e)) => format!("error: {e}"),
+        _ if gave_up.is_some() => format!("error: {}", gave_up.as_deref().unwrap_or_default()),
         _ if violations.is_empty() => "passed".into(),
         _ => format!("failed: {}", violations.iter().map(|v| v.rule.as_str()).collect::<Vec<_>>().join("; ")),
     });
@@ -323,6 +341,9 @@ fn run(args: RunArgs) -> Result<Outcome> {
     }
     io_result?;
     final_write?;
+    if let Some(cause) = gave_up {
+        return Err(Error::Run(cause));
+    }
     finish(totals, &rules, violations, args.quiet)
 }
 
