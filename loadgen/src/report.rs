@@ -111,7 +111,13 @@ pub fn rows(totals: &Totals) -> Vec<Row> {
         });
         std::iter::once(hist).chain(counters)
     });
-    latencies.chain(counters).chain(attacks).collect()
+    let lag = totals.histogram(Latency::ScheduleLag);
+    let verdict = Row {
+        metric: GENERATOR_OVERLOADED,
+        count: schedule_verdict(totals).is_some_and(|v| v.overloaded).into(),
+        stats: Stats::of(lag),
+    };
+    latencies.chain(counters).chain(std::iter::once(verdict)).chain(attacks).collect()
 }
 
 /// Columns of `X.attacks.csv`.
@@ -329,6 +335,47 @@ pub fn write_json<T: Serialize>(path: &Path, params: &T) -> Result<()> {
     w.write_all(b"\n").and_then(|_| w.flush()).map_err(|e| Error::file(path, e))
 }
 
+/// Schedule lag p99 above which the generator has certainly fallen behind (µs).
+pub const LAG_P99_LIMIT_US: u64 = 10_000;
+/// Schedule lag p99 below which it never counts as behind (µs): timer granularity.
+pub const LAG_P99_FLOOR_US: u64 = 1_000;
+
+/// Whether the generator fell behind its schedule: its schedule lag p99 is over 10 ms, or over
+/// 1 ms and over a tenth of the join p99 (then the latencies measure the generator's machine
+/// as much as the authenticator).
+pub fn fell_behind(lag_p99_us: u64, join_p99_us: Option<u64>) -> bool {
+    lag_p99_us > LAG_P99_LIMIT_US || (lag_p99_us > LAG_P99_FLOOR_US && join_p99_us.is_some_and(|j| lag_p99_us * 10 > j))
+}
+
+/// How well the generator kept its schedule, from its `schedule_lag` histogram.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScheduleVerdict {
+    /// Schedule lag p99 (µs).
+    pub lag_p99_us: u64,
+    /// Largest schedule lag (µs).
+    pub lag_max_us: u64,
+    /// Join p99 (µs), if anything joined.
+    pub join_p99_us: Option<u64>,
+    /// [`fell_behind`].
+    pub overloaded: bool,
+}
+
+/// The verdict of `totals`; `None` when nothing was scheduled.
+pub fn schedule_verdict(totals: &Totals) -> Option<ScheduleVerdict> {
+    let lag = Stats::of(totals.histogram(Latency::ScheduleLag))?;
+    let join_p99_us = Stats::of(totals.histogram(Latency::JoinComplete)).map(|s| s.p99);
+    Some(ScheduleVerdict {
+        lag_p99_us: lag.p99,
+        lag_max_us: lag.max,
+        join_p99_us,
+        overloaded: fell_behind(lag.p99, join_p99_us),
+    })
+}
+
+/// Name of the final CSV's verdict row: count 1 when the generator fell behind its schedule,
+/// 0 when it kept it, then the schedule lag's statistics.
+pub const GENERATOR_OVERLOADED: &str = "generator_overloaded";
+
 /// The summary table printed at the end of a run or a merge.
 pub fn summary_table(totals: &Totals) -> String {
     let mut out = String::new();
@@ -398,6 +445,21 @@ pub fn summary_table(totals: &Totals) -> String {
         out.push_str(&line);
         out.push('\n');
     }
+    if let Some(v) = schedule_verdict(totals) {
+        let lag = format!(
+            "schedule lag p99 {}, max {}",
+            format_micros(v.lag_p99_us as f64),
+            format_micros(v.lag_max_us as f64)
+        );
+        if v.overloaded {
+            out.push_str(&format!(
+                "the generator fell behind its schedule ({lag}): these latencies measure this machine, \
+                 not the authenticator\n"
+            ));
+        } else {
+            out.push_str(&format!("the generator kept its schedule ({lag})\n"));
+        }
+    }
     out
 }
 
@@ -431,7 +493,8 @@ mod tests {
         let text = fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "metric,count,min_us,p50_us,p90_us,p99_us,p999_us,max_us,mean_us");
-        assert_eq!(lines.len(), 1 + Latency::ALL.len() + Counter::ALL.len());
+        assert_eq!(lines.len(), 1 + Latency::ALL.len() + Counter::ALL.len() + 1);
+        assert_eq!(lines[1 + Latency::ALL.len() + Counter::ALL.len()], "generator_overloaded,0,,,,,,,");
         let join = lines.iter().find(|l| l.starts_with("join_complete,")).unwrap();
         let cells: Vec<&str> = join.split(',').collect();
         assert_eq!(cells[1], "10");
@@ -461,7 +524,7 @@ mod tests {
         write_final_csv(&out, &t).unwrap();
         let text = fs::read_to_string(&out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 1 + Latency::ALL.len() + Counter::ALL.len() + 2 * (1 + AttackCounter::ALL.len()));
+        assert_eq!(lines.len(), 1 + Latency::ALL.len() + Counter::ALL.len() + 1 + 2 * (1 + AttackCounter::ALL.len()));
         assert!(lines.contains(&"attack.dist_chatter.values_written,400,,,,,,,"));
         assert!(lines.iter().any(|l| l.starts_with("attack.silent.closed_after,1,2998")), "{text}");
         let path = attacks_path(&out);
@@ -508,13 +571,54 @@ mod tests {
         let text = fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "start_s,end_s,metric,count,min_us,p50_us,p90_us,p99_us,p999_us,max_us,mean_us");
-        let per_interval = Latency::ALL.len() + Counter::ALL.len() + 1;
+        let per_interval = Latency::ALL.len() + Counter::ALL.len() + 2; // and generator_overloaded, active
         assert_eq!(lines.len(), 1 + 2 * per_interval);
         assert!(lines.contains(&"0.000,1.000,tcp_connect,1,250,250,250,250,250,250,250.0"));
         assert!(lines.contains(&"0.000,1.000,joined,1,,,,,,,"));
         assert!(lines.contains(&"1.000,2.000,joined,0,,,,,,,"));
         assert!(lines.contains(&"1.000,2.000,active,1,,,,,,,"));
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_generator_fell_behind_past_10ms_or_a_tenth_of_the_join_p99() {
+        // Timer granularity never counts, whatever the joins took.
+        assert!(!fell_behind(1_000, Some(2_000)));
+        assert!(!fell_behind(900, None));
+        // Over 1 ms and over a tenth of the join p99.
+        assert!(fell_behind(1_500, Some(10_000)));
+        assert!(!fell_behind(1_500, Some(20_000)));
+        // Over 10 ms, always.
+        assert!(fell_behind(10_001, Some(10_000_000)));
+        assert!(fell_behind(10_001, None));
+        assert!(!fell_behind(10_000, None));
+    }
+
+    #[test]
+    fn the_verdict_is_a_csv_row_and_a_summary_line() {
+        let mut t = sample(); // join p99 10 ms
+        assert_eq!(schedule_verdict(&t), None);
+        assert!(!summary_table(&t).contains("its schedule"));
+        t.record(Latency::ScheduleLag, Duration::from_micros(500));
+        let v = schedule_verdict(&t).unwrap();
+        assert!(!v.overloaded, "{v:?}");
+        assert!(summary_table(&t).ends_with("the generator kept its schedule (schedule lag p99 500us, max 500us)\n"));
+        let row = rows(&t).into_iter().find(|r| r.metric == GENERATOR_OVERLOADED).unwrap();
+        assert_eq!((row.count, row.stats.unwrap().p99), (0, 500));
+
+        for _ in 0..10 {
+            t.record(Latency::ScheduleLag, Duration::from_millis(3));
+        }
+        let v = schedule_verdict(&t).unwrap();
+        assert!(v.overloaded, "lag 3 ms against join p99 10 ms: {v:?}");
+        let s = summary_table(&t);
+        assert!(
+            s.lines().last().unwrap().starts_with("the generator fell behind its schedule (schedule lag p99 3.")
+                && s.ends_with("): these latencies measure this machine, not the authenticator\n"),
+            "{s}"
+        );
+        let row = rows(&t).into_iter().find(|r| r.metric == GENERATOR_OVERLOADED).unwrap();
+        assert_eq!(row.count, 1);
     }
 
     #[test]

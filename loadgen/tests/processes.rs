@@ -206,10 +206,20 @@ fn two_hundred_peers_all_join_and_the_gates_pass_and_fail() {
     assert!(text(&run.stdout).contains("no --fail-on rule violated"));
 
     let rows = read_csv(&out);
-    assert_eq!(rows.len(), METRICS.len() + COUNTERS.len());
+    assert_eq!(rows.len(), METRICS.len() + COUNTERS.len() + 1);
     for name in METRICS.iter().chain(&COUNTERS) {
         assert!(rows.contains_key(*name), "no row {name}");
     }
+    // The generator's verdict on its own schedule: 0 or 1, with the schedule lag's numbers.
+    let verdict = &rows["generator_overloaded"];
+    assert!(verdict[0] == "0" || verdict[0] == "1", "{verdict:?}");
+    assert_eq!(verdict[1..], rows["schedule_lag"][1..]);
+    let said = if verdict[0] == "1" {
+        "the generator fell behind its schedule ("
+    } else {
+        "the generator kept its schedule ("
+    };
+    assert!(text(&run.stdout).contains(said), "{}", text(&run.stdout));
     assert_eq!(count(&rows, "joined"), 200);
     assert_eq!(count(&rows, "errors"), 0);
     for stage in ["tcp_connect", "banned_status", "auth_result", "first_list", "join_complete", "convergence"] {
