@@ -88,7 +88,7 @@ run() {
     t0=$(date +%s.%N)
     "$LOADGEN" --peers "$n" --rate "$rate" --hold "$HOLD" --target "$TARGET" \
         --password-file "$PW_FILE" --out "$csv" --quiet --fail-on none \
-        --fail-on 'errors>0' --fail-on 'join_complete.p99>100ms' || status=$?
+        --fail-on 'errors>0' --fail-on 'join_complete.p99>100ms' >/dev/null || status=$?
     t1=$(date +%s.%N)
     stop_auth
     if [ ! -f "$csv" ]; then

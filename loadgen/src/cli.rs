@@ -177,7 +177,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "UNIX_SECONDS")]
     pub start_at: Option<f64>,
 
-    /// Print nothing but errors and violated rules (no progress, no summary).
+    /// Hide the progress display and the notes before the run (as `sim --quiet`); the summary,
+    /// warnings, errors and violated rules are still printed.
     #[arg(long, short)]
     pub quiet: bool,
 
@@ -230,7 +231,8 @@ pub struct MergeArgs {
     #[arg(long, value_name = "RULE", default_value = "errors>0")]
     pub fail_on: Vec<FailOn>,
 
-    /// Print nothing but errors, warnings and violated rules.
+    /// Accepted as in a run; a merge shows no progress, so it changes nothing (the summary,
+    /// warnings, errors and violated rules are always printed).
     #[arg(long, short)]
     pub quiet: bool,
 }

@@ -190,7 +190,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
         args.target,
     ));
     for w in &warnings {
-        progress.note(&format!("warning: {w}"));
+        progress.warn(w);
     }
     for a in &plan_cfg.attacks {
         let (from, to) = a.spec.window_in(plan.end);
@@ -344,7 +344,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
     if let Some(cause) = gave_up {
         return Err(Error::Run(cause));
     }
-    finish(totals, &rules, violations, args.quiet)
+    finish(totals, &rules, violations)
 }
 
 /// The per-interval outputs that exist for this run.
@@ -377,14 +377,13 @@ fn status(metrics: &Metrics, last: &Totals, planned: Duration) -> Status {
     }
 }
 
-/// Prints the summary (unless quiet) and turns violations into the outcome.
-fn finish(totals: &Totals, rules: &[Rule], violations: Vec<Violation>, quiet: bool) -> Result<Outcome> {
-    if !quiet {
-        print!("{}", report::summary_table(totals));
-        if !rules.is_empty() && violations.is_empty() {
-            let texts: Vec<&str> = rules.iter().map(|r| r.text()).collect();
-            println!("no --fail-on rule violated ({})", texts.join(", "));
-        }
+/// Prints the summary (also when quiet: `--quiet` hides progress only, as in `sim`) and turns
+/// violations into the outcome.
+fn finish(totals: &Totals, rules: &[Rule], violations: Vec<Violation>) -> Result<Outcome> {
+    print!("{}", report::summary_table(totals));
+    if !rules.is_empty() && violations.is_empty() {
+        let texts: Vec<&str> = rules.iter().map(|r| r.text()).collect();
+        println!("no --fail-on rule violated ({})", texts.join(", "));
     }
     Ok(if violations.is_empty() { Outcome::Passed } else { Outcome::Failed(violations) })
 }
@@ -411,5 +410,5 @@ fn merge(args: MergeArgs) -> Result<Outcome> {
         report::write_json(&report::params_path(out), &params)?;
     }
     let violations = rules::evaluate(&rules, &merged.totals);
-    finish(&merged.totals, &rules, violations, args.quiet)
+    finish(&merged.totals, &rules, violations)
 }

@@ -1,5 +1,6 @@
 //! The live display on stderr: a one-line indicatif status on a terminal, plain periodic lines
-//! when stderr is a file or a pipe (CI logs), nothing with `--quiet`.
+//! when stderr is a file or a pipe (CI logs), nothing with `--quiet` (as `sim --quiet`: the
+//! summary, warnings and errors are still printed).
 //!
 //! It only ever shows a [`Status`] it is handed; it reads no metrics itself, so the reporting
 //! loop decides what "current" means (the last interval).
@@ -95,6 +96,14 @@ impl Progress {
             Progress::Bar(bar) => bar.suspend(|| eprintln!("loadgen: {message}")),
             Progress::Lines { .. } => eprintln!("loadgen: {message}"),
             Progress::Quiet => {}
+        }
+    }
+
+    /// Prints a warning without garbling the live line, even when quiet.
+    pub fn warn(&self, message: &str) {
+        match self {
+            Progress::Bar(bar) => bar.suspend(|| eprintln!("loadgen: warning: {message}")),
+            Progress::Lines { .. } | Progress::Quiet => eprintln!("loadgen: warning: {message}"),
         }
     }
 

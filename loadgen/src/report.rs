@@ -395,6 +395,9 @@ pub fn summary_table(totals: &Totals) -> String {
                 }
                 out.push_str(&format!("{:>10}", format_micros(s.mean)));
             }
+            None if l == Latency::MessageDelivery && totals.counter(Counter::MessagesSent) == 0 => {
+                out.push_str("  no messages sent")
+            }
             None => out.push_str(&format!("{:>10}", "-")),
         }
         out.push('\n');
@@ -628,6 +631,8 @@ mod tests {
         let join = s.lines().find(|l| l.starts_with("join_complete")).unwrap();
         assert!(join.contains("10.007ms") || join.contains("10.01ms"), "{join}");
         assert!(s.lines().find(|l| l.starts_with("convergence")).unwrap().ends_with('-'));
+        let delivery = s.lines().find(|l| l.starts_with("message_delivery")).unwrap();
+        assert!(delivery.ends_with("0  no messages sent"), "{delivery}");
         let counters = s.lines().last().unwrap();
         assert_eq!(counters, "counters: joined 10, refused 1, errors 1");
     }
