@@ -117,7 +117,7 @@ pub struct RunArgs {
     /// --attack-source-ips; default 4), every=DURATION (slowloris 2s, dist-chatter 100ms),
     /// bytes=SIZE (oversize 1MiB, garbage 64B; B, KB, KiB, MB, MiB, GB, GiB).
     ///
-    /// Measured per kind apart from the honest joiners, as attack.<kind>.<metric> rows of
+    /// Measured per kind apart from the honest joiners, as `attack.<kind>.<metric>` rows of
     /// the CSV (attempted, connect_failed, skipped, closed_by_auth, closed_after [a
     /// histogram: connect to closed by the authenticator], closed_by_us, open_at_end,
     /// failed, sent_bytes, received_bytes, admitted, rejected, banned, values_written,

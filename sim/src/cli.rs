@@ -94,7 +94,7 @@ enum Command {
         new: PathBuf,
         /// Baseline runs.
         base: PathBuf,
-        /// Override a metric's tolerance: METRIC=REL[,ABS] (REL 0.3 = 30 %). Repeatable.
+        /// Override a metric's tolerance: `METRIC=REL[,ABS]` (REL 0.3 = 30 %). Repeatable.
         #[arg(long = "tolerance", value_name = "METRIC=REL[,ABS]")]
         tolerances: Vec<String>,
     },

@@ -1,14 +1,14 @@
 //! The software each simulated host runs: pyile's authenticator, a joiner agent (many
 //! joiners on one host), a ban-flood attacker, or a hostile host (in
-//! [`hostile`](super::hostile): raw wire protocol). This is the only part of `sim` that knows pyile's
-//! API (elsewhere only `DEFAULT_DISTRIBUTION_BUDGET` is read, as the scenario default).
+//! [`hostile`](super::hostile): raw wire protocol). It is where pyile's `Authenticator` and
+//! `Joiner` are started and driven; the runner's `observe` reads their events.
 //!
 //! Hosts and the driver share an [`Rc<Shared>`] (a turmoil simulation is one thread): the
 //! driver pushes [`Cmd`]s into a host's [`Inbox`] between steps, the host's tasks push
 //! [`Obs`]ervations, stamped in simulated time, which the driver drains after each step.
 //! Every host has its own tokio runtime and clock (recreated on restart), so pyile's
 //! `tokio::time::Instant` stamps are converted to simulated time by a per-incarnation
-//! [`Clock`] right here, where they are comparable.
+//! `Clock` right here, where they are comparable.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
