@@ -12,6 +12,75 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Which part of the printed table a metric belongs to, so ~50 rows read as a few short
+/// blocks: what happened, how fast, what it cost, the faults and the attacks, the run itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Group {
+    /// Joins, convergence, removals, messages, checker findings: what happened.
+    Outcome,
+    /// Latencies (simulated time).
+    Latency,
+    /// Distribution traffic and list changes.
+    Cost,
+    /// Bans and faults, and the network's evidence of them.
+    Faults,
+    /// Hostile traffic (runs with attack hosts).
+    Attacks,
+    /// The run itself: size, events, wall time.
+    Run,
+}
+
+impl Group {
+    /// The block's heading in the printed table.
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::Outcome => "outcome",
+            Group::Latency => "latency (simulated time)",
+            Group::Cost => "cost",
+            Group::Faults => "bans and faults",
+            Group::Attacks => "attacks",
+            Group::Run => "run",
+        }
+    }
+}
+
+impl MetricId {
+    /// The table block this metric is printed in.
+    pub fn group(self) -> Group {
+        use MetricId::*;
+        match self {
+            JoinsAttempted | JoinsOk | JoinsFailed | Converged | FalseRemovals | AuthLostReports | Rejoins
+            | MsgsSent | MsgsDelivered | MsgsLost | SafetyViolations | LivenessViolations => Group::Outcome,
+            JoinLatencyP50 | JoinLatencyP90 | JoinLatencyMax | DetectionLatencyP50 | DetectionLatencyMax
+            | ConvergenceP50 | ConvergenceP90 | ConvergenceMax | AuthLossDetectionMax => Group::Latency,
+            ListChanges | DistMsgsPerChange | DistBytesPerChange => Group::Cost,
+            BannedIps
+            | BanLatencyMax
+            | AttemptsBeforeBanMax
+            | HonestAdmitDuringFloodMax
+            | FaultsScheduled
+            | FaultsFired
+            | SegmentsDropped
+            | SegmentsHeld
+            | TimeoutRemovals
+            | DistLostRemovals
+            | DistStreamsLost => Group::Faults,
+            AttackConns
+            | AttackConnsClosedByAuth
+            | AttackConnsOpenAtEnd
+            | AttackCloseLatencyMax
+            | AttackHandshakeFailures
+            | AttackAdmissions
+            | HonestEvictions
+            | ChatterLists
+            | ChatterListBytes
+            | ChatterExcessLists
+            | HonestAdmitDuringAttackMax => Group::Attacks,
+            Hosts | Joiners | EventsProcessed | SimSeconds | WallSeconds | SimWallRatio => Group::Run,
+        }
+    }
+}
+
 /// How a metric's value is read and printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unit {

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::metrics::{MetricId, Metrics, format_value, percentile_sorted};
+use crate::metrics::{Group, MetricId, Metrics, format_value, percentile_sorted};
 
 /// A report could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -384,32 +384,47 @@ pub fn render_table(records: &[RunRecord]) -> String {
             s.passed,
             s.runs - s.passed
         );
-        let rows: Vec<[String; 6]> = s
-            .metrics
+        // Rows in blocks (outcome, latency, cost, faults, attacks, run), catalogue order within.
+        let mut metrics: Vec<_> = s.metrics.iter().collect();
+        metrics.sort_by_key(|m| m.metric.group());
+        let rows: Vec<(Group, [String; 6])> = metrics
             .iter()
             .map(|m| {
                 let f = |v| format_value(m.metric, v);
-                [m.metric.name().to_string(), m.n.to_string(), f(m.min), f(m.p50), f(m.p90), f(m.max)]
+                let row = [m.metric.name().to_string(), m.n.to_string(), f(m.min), f(m.p50), f(m.p90), f(m.max)];
+                (m.metric.group(), row)
             })
             .collect();
         let head = ["metric", "n", "min", "p50", "p90", "max"].map(String::from);
         let mut widths = head.clone().map(|h| h.len());
-        for r in &rows {
+        for (_, r) in &rows {
             for (w, c) in widths.iter_mut().zip(r) {
                 *w = (*w).max(c.chars().count());
             }
         }
-        for r in std::iter::once(&head).chain(&rows) {
-            let mut line = String::from("  ");
+        // Rows sit two columns deeper than the head, under their block's title.
+        let line_of = |r: &[String; 6], indent: &str| {
+            let mut line = String::from(indent);
             for (i, (c, w)) in r.iter().zip(widths).enumerate() {
                 if i == 0 {
+                    let w = w + 4 - indent.len();
                     let _ = write!(line, "{c:<w$}");
                 } else {
                     let _ = write!(line, "  {c:>w$}");
                 }
             }
-            let _ = writeln!(out, "{}", line.trim_end());
+            line.trim_end().to_string()
+        };
+        let _ = writeln!(out, "{}", line_of(&head, "  "));
+        let mut group = None;
+        for (g, r) in &rows {
+            if group != Some(*g) {
+                group = Some(*g);
+                let _ = writeln!(out, "  {}", g.title());
+            }
+            let _ = writeln!(out, "{}", line_of(r, "    "));
         }
+        let _ = writeln!(out, "  (over the runs' seeds; `sim metrics` says what each row measures and in which unit)");
         let mut failing: Vec<&RunRecord> = records.iter().filter(|r| r.scenario == s.scenario && !r.passed()).collect();
         failing.sort_by_key(|r| r.seed);
         for r in failing {

@@ -212,3 +212,28 @@ fn tolerance_overrides_parse() {
         assert!(t.set_from_str(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn table_rows_stand_in_blocks_under_their_titles_with_a_pointer_to_sim_metrics() {
+    use crate::metrics::Group;
+    let t = render_table(&[record("churn", 1, 0.1), record("churn", 2, 0.2)]);
+    let mut block = None;
+    let mut seen = Vec::new();
+    for line in t.lines().skip(2) {
+        if let Some(title) = line.strip_prefix("  ").filter(|l| !l.starts_with(' ') && !l.starts_with('(')) {
+            let g = [Group::Outcome, Group::Latency, Group::Cost, Group::Faults, Group::Attacks, Group::Run]
+                .into_iter()
+                .find(|g| g.title() == title)
+                .unwrap_or_else(|| panic!("not a block title: {title:?}\n{t}"));
+            assert!(seen.last().is_none_or(|last| *last < g), "blocks out of order:\n{t}");
+            seen.push(g);
+            block = Some(g);
+        } else if let Some(row) = line.strip_prefix("    ") {
+            let name = row.split_whitespace().next().unwrap();
+            let id = MetricId::ALL.iter().find(|m| m.name() == name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(Some(id.group()), block, "{name} under the wrong block:\n{t}");
+        }
+    }
+    assert!(seen.contains(&Group::Outcome) && seen.contains(&Group::Latency), "{t}");
+    assert!(t.contains("`sim metrics` says what each row measures"), "{t}");
+}
