@@ -287,7 +287,9 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         joiner.members().len()
     );
     let events = joiner.events().context("event stream already taken")?;
-    let printer = tokio::spawn(print_joiner_events(events, joiner.members()));
+    // Aliases of members heard from: v1 member lists carry addresses only.
+    let aliases: Aliases = Default::default();
+    let printer = tokio::spawn(print_joiner_events(events, joiner.members(), aliases.clone()));
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         let line = tokio::select! {
@@ -307,15 +309,21 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
             break;
         } else if line == "/peers" {
             let list = joiner.members();
+            let known = aliases.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for (i, m) in list.iter().enumerate() {
                 let who = if i == 0 {
-                    " (authenticator)"
+                    " (authenticator)".to_string()
                 } else if *m == joiner.peer_addr() {
-                    " (you)"
+                    " (you)".to_string()
                 } else {
-                    ""
+                    known.get(m).map(|a| format!("  {a}")).unwrap_or_default()
                 };
                 println!("  {m}{who}");
+            }
+            if list.len() > 2 && known.is_empty() {
+                println!(
+                    "  (a member's alias shows once it has sent you a message: member lists carry addresses only)"
+                );
             }
         } else if let Some(rest) = line.strip_prefix("/to ") {
             let Some((addr, text)) = rest.trim().split_once(' ') else {
@@ -353,7 +361,10 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
 /// How often, at most, a joiner prints who joined and left.
 const MEMBERSHIP_LINE_EVERY: Duration = Duration::from_secs(1);
 
-async fn print_joiner_events(mut events: EventStream, first: MemberList) {
+/// Aliases of the members this joiner has heard from, by peer address.
+type Aliases = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<SocketAddr, String>>>;
+
+async fn print_joiner_events(mut events: EventStream, first: MemberList, aliases: Aliases) {
     let mut shown = first;
     let mut latest: Option<MemberList> = None;
     let mut tick = tokio::time::interval(MEMBERSHIP_LINE_EVERY);
@@ -375,6 +386,7 @@ async fn print_joiner_events(mut events: EventStream, first: MemberList) {
             EventKind::MessageReceived { from, alias, broadcast, data, .. } => {
                 let how = if broadcast { "" } else { " (direct)" };
                 println!("[{alias} {from}]{how} {data}");
+                aliases.lock().unwrap_or_else(|p| p.into_inner()).insert(from, alias);
             }
             // Coalesced: under churn one line a second, not one per list.
             EventKind::MemberListChanged { list, .. } => latest = Some(list),

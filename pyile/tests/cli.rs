@@ -110,7 +110,8 @@ fn auth_and_two_interactive_joiners_chat_as_the_readme_says() {
     let (_auth, target, dir) = start_auth("pyile-cli", "correct horse");
 
     let mut bob = join(&target, "bob", "correct horse", "127.0.9.1");
-    bob.wait_line("joined", |l| l.starts_with("joined "));
+    let joined = bob.wait_line("joined", |l| l.starts_with("joined "));
+    let bob_addr = joined.split_whitespace().nth(3).expect("bob's address").to_owned();
     let mut eve = join(&target, "eve", "correct horse", "127.0.9.2");
     let joined = eve.wait_line("joined", |l| l.starts_with("joined "));
     // "joined <target> as <ip:port> (...)"
@@ -123,6 +124,9 @@ fn auth_and_two_interactive_joiners_chat_as_the_readme_says() {
     bob.type_line("hello everyone");
     eve.wait_line("bob's broadcast", |l| l.starts_with("[bob ") && l.ends_with("] hello everyone"));
     bob.wait_line("the broadcast report", |l| l == "-> broadcast to 2 members: 2 delivered");
+    // Once bob has spoken, eve's /peers names him.
+    eve.type_line("/peers");
+    eve.wait_line("bob's alias in /peers", |l| l.trim() == format!("{bob_addr}  bob"));
 
     bob.type_line(&format!("/to {eve_addr} just you"));
     eve.wait_line("bob's direct message", |l| l.starts_with("[bob ") && l.ends_with("(direct) just you"));
