@@ -310,7 +310,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
                         gave_up = Some(driver::gave_up_cause(args.target, after, collector.totals()));
                         stop.cancel();
                     }
-                    progress.update(&status(&metrics, &interval.data, planned));
+                    progress.update(&status(&metrics, &interval.data, collector.totals(), planned));
                 }
             }
         }
@@ -365,15 +365,19 @@ impl IntervalOutputs {
     }
 }
 
-fn status(metrics: &Metrics, last: &Totals, planned: Duration) -> Status {
-    let join = last.histogram(Latency::JoinComplete);
+fn status(metrics: &Metrics, last: &Totals, run: &Totals, planned: Duration) -> Status {
+    let p99 = |t: &Totals| {
+        let h = t.histogram(Latency::JoinComplete);
+        (!h.is_empty()).then(|| Duration::from_micros(h.value_at_quantile(0.99)))
+    };
     Status {
         elapsed: Instant::now().saturating_duration_since(metrics.start()),
         planned,
         joined: metrics.counter(Counter::Joined),
         active: metrics.active(),
         failed: metrics.counter(Counter::Errors),
-        p99_join: (!join.is_empty()).then(|| Duration::from_micros(join.value_at_quantile(0.99))),
+        p99_join: p99(last),
+        p99_join_run: p99(run),
     }
 }
 

@@ -30,12 +30,17 @@ pub struct Status {
     pub failed: u64,
     /// p99 of `join_complete` over the last interval, if anyone joined in it.
     pub p99_join: Option<Duration>,
+    /// p99 of `join_complete` over the whole run so far, if anyone joined.
+    pub p99_join_run: Option<Duration>,
 }
 
 impl Status {
     /// The status as one line of text.
     pub fn line(&self) -> String {
-        let p99 = self.p99_join.map_or_else(|| "-".to_string(), format_duration);
+        let show = |d: Option<Duration>| d.map_or_else(|| "-".to_string(), format_duration);
+        // The run's p99 first (it is what the gates judge), then the last interval's, which is
+        // `-` while nobody joins (a hold).
+        let p99 = format!("{} (last interval {})", show(self.p99_join_run), show(self.p99_join));
         format!(
             "{:>6} / {}  joined {}  active {}  failed {}  p99 join {}",
             format_duration(Duration::from_secs(self.elapsed.as_secs())),
@@ -128,10 +133,14 @@ mod tests {
             active: 475,
             failed: 5,
             p99_join: Some(Duration::from_micros(23_400)),
+            p99_join_run: Some(Duration::from_micros(31_000)),
         };
-        assert_eq!(s.line(), "   12s / 1m10s  joined 480  active 475  failed 5  p99 join 23.4ms");
-        let none = Status { p99_join: None, ..Status::default() };
-        assert!(none.line().ends_with("p99 join -"));
+        assert_eq!(s.line(), "   12s / 1m10s  joined 480  active 475  failed 5  p99 join 31ms (last interval 23.4ms)");
+        // During a hold nobody joins: the run's p99 still shows.
+        let hold = Status { p99_join: None, ..s.clone() };
+        assert!(hold.line().ends_with("p99 join 31ms (last interval -)"), "{}", hold.line());
+        let none = Status::default();
+        assert!(none.line().ends_with("p99 join - (last interval -)"));
     }
 
     #[test]
