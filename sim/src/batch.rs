@@ -194,7 +194,7 @@ count = 4
 joiners_per_host = 2
 
 [[expect]]
-metric = "join_latency_max"
+metric = "join_latency_max_s"
 max = "1s"
 "#;
 
@@ -239,7 +239,7 @@ max = "1s"
         assert_eq!(recs.iter().map(|r| r.seed).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(recs.iter().map(|r| r.verdict.as_str()).collect::<Vec<_>>(), ["pass", "pass", "fail"]);
         assert!(recs.iter().all(|r| r.determinism == "ok"));
-        assert_eq!(recs[2].failures, ["expect join_latency_max <= 1s: got 1.20s"]);
+        assert_eq!(recs[2].failures, ["expect join_latency_max_s <= 1s: got 1.20s"]);
         assert_eq!(recs[0].trace_events, 20);
         assert_eq!(recs[0].scenario_file, "s/fake.toml");
         assert_eq!(recs[0].scenario_hash, src.hash);

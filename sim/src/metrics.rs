@@ -7,7 +7,8 @@
 //! time with its line number. Keeping the catalogue separate from the runner means the report,
 //! compare and expectation code is complete and tested before the protocol is wired in.
 //!
-//! All times are in **simulated** seconds, except `wall_seconds` and `sim_wall_ratio`.
+//! All times are in **simulated** seconds, except `wall_seconds` and `sim_wall_ratio`; a
+//! metric in seconds says so in its name (`join_latency_p50_s`), as loadgen's `_us` columns do.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -156,26 +157,26 @@ metrics! {
     JoinsAttempted => "joins_attempted", Count, Info, 0.0, 0.0, "join attempts started";
     JoinsOk => "joins_ok", Count, Info, 0.0, 0.0, "joins that completed the whole handshake";
     JoinsFailed => "joins_failed", Count, Lower, 0.1, 1.0, "joins that ended in an error (bans of attackers not included)";
-    JoinLatencyP50 => "join_latency_p50", Seconds, Lower, 0.25, 0.05, "join latency (connect to first list), median";
-    JoinLatencyP90 => "join_latency_p90", Seconds, Lower, 0.25, 0.05, "join latency, 90th percentile";
-    JoinLatencyMax => "join_latency_max", Seconds, Lower, 0.5, 0.1, "join latency, worst";
-    DetectionLatencyP50 => "detection_latency_p50", Seconds, Lower, 0.2, 0.5, "fault (crash/partition/leave) to removal by the authenticator, median";
-    DetectionLatencyMax => "detection_latency_max", Seconds, Lower, 0.2, 0.5, "fault to removal, worst";
-    ConvergenceP50 => "convergence_p50", Seconds, Lower, 0.25, 0.05, "list change to every live joiner holding it, median";
-    ConvergenceP90 => "convergence_p90", Seconds, Lower, 0.25, 0.05, "list change to every live joiner holding it, 90th percentile";
-    ConvergenceMax => "convergence_max", Seconds, Lower, 0.5, 0.1, "list change to every live joiner holding it, worst";
+    JoinLatencyP50 => "join_latency_p50_s", Seconds, Lower, 0.25, 0.05, "join latency (connect to first list), median";
+    JoinLatencyP90 => "join_latency_p90_s", Seconds, Lower, 0.25, 0.05, "join latency, 90th percentile";
+    JoinLatencyMax => "join_latency_max_s", Seconds, Lower, 0.5, 0.1, "join latency, worst";
+    DetectionLatencyP50 => "detection_latency_p50_s", Seconds, Lower, 0.2, 0.5, "fault (crash/partition/leave) to removal by the authenticator, median";
+    DetectionLatencyMax => "detection_latency_max_s", Seconds, Lower, 0.2, 0.5, "fault to removal, worst";
+    ConvergenceP50 => "convergence_p50_s", Seconds, Lower, 0.25, 0.05, "list change to every live joiner holding it, median";
+    ConvergenceP90 => "convergence_p90_s", Seconds, Lower, 0.25, 0.05, "list change to every live joiner holding it, 90th percentile";
+    ConvergenceMax => "convergence_max_s", Seconds, Lower, 0.5, 0.1, "list change to every live joiner holding it, worst";
     Converged => "converged", Flag, Higher, 0.0, 0.0, "1 if every live joiner held the authenticator's list at the end of the quiet period";
     FalseRemovals => "false_removals", Count, Lower, 0.0, 0.0, "honest members removed although they kept answering";
     AuthLostReports => "auth_lost_reports", Count, Info, 0.0, 0.0, "joiners that reported the loss of the authenticator";
-    AuthLossDetectionMax => "auth_loss_detection_max", Seconds, Lower, 0.2, 0.5, "authenticator fault to a joiner reporting the loss, worst";
+    AuthLossDetectionMax => "auth_loss_detection_max_s", Seconds, Lower, 0.2, 0.5, "authenticator fault to a joiner reporting the loss, worst";
     Rejoins => "rejoins", Count, Info, 0.0, 0.0, "joins started by groups' rejoin_after policy";
     ListChanges => "list_changes", Count, Info, 0.0, 0.0, "member lists published by the authenticator";
     DistMsgsPerChange => "dist_msgs_per_change", Ratio, Lower, 0.2, 0.5, "distribution messages sent per list change";
     DistBytesPerChange => "dist_bytes_per_change", Bytes, Lower, 0.2, 64.0, "distribution bytes sent per list change";
     BannedIps => "banned_ips", Count, Info, 0.0, 0.0, "IPs the authenticator banned";
-    BanLatencyMax => "ban_latency_max", Seconds, Lower, 0.25, 0.1, "first wrong attempt of an IP to its ban, worst";
+    BanLatencyMax => "ban_latency_max_s", Seconds, Lower, 0.25, 0.1, "first wrong attempt of an IP to its ban, worst";
     AttemptsBeforeBanMax => "attempts_before_ban_max", Count, Lower, 0.0, 0.0, "wrong attempts an IP made before it was banned, worst";
-    HonestAdmitDuringFloodMax => "honest_admit_during_flood_max", Seconds, Lower, 0.5, 0.2, "join latency of honest joiners during a ban flood, worst";
+    HonestAdmitDuringFloodMax => "honest_admit_during_flood_max_s", Seconds, Lower, 0.5, 0.2, "join latency of honest joiners during a ban flood, worst";
     MsgsSent => "msgs_sent", Count, Info, 0.0, 0.0, "chat messages sent (a broadcast counts once per recipient)";
     MsgsDelivered => "msgs_delivered", Count, Info, 0.0, 0.0, "chat messages echoed by their recipient";
     MsgsLost => "msgs_lost", Count, Lower, 0.25, 2.0, "chat messages not delivered";
@@ -189,14 +190,14 @@ metrics! {
     AttackConns => "attack_conns", Count, Info, 0.0, 0.0, "hostile connections opened by attack hosts";
     AttackConnsClosedByAuth => "attack_conns_closed_by_auth", Count, Info, 0.0, 0.0, "hostile connections the authenticator closed (or refused)";
     AttackConnsOpenAtEnd => "attack_conns_open_at_end", Count, Lower, 0.0, 0.0, "hostile connections still open when the run ended (the authenticator never gave up on them)";
-    AttackCloseLatencyMax => "attack_close_latency_max", Seconds, Lower, 0.25, 0.5, "hostile connection opened to the authenticator closing it, worst (members excluded)";
+    AttackCloseLatencyMax => "attack_close_latency_max_s", Seconds, Lower, 0.25, 0.5, "hostile connection opened to the authenticator closing it, worst (members excluded)";
     AttackHandshakeFailures => "attack_handshake_failures", Count, Info, 0.0, 0.0, "handshakes from attack hosts the authenticator gave up (HandshakeFailed)";
     AttackAdmissions => "attack_admissions", Count, Lower, 0.0, 0.0, "admissions from hostile sources, or of addresses not on the connection's IP";
     HonestEvictions => "honest_evictions", Count, Lower, 0.0, 0.0, "honest members replaced by an admission from another source";
     ChatterLists => "chatter_lists", Count, Info, 0.0, 0.0, "member lists received by attack members (distribution-socket chatterers)";
     ChatterListBytes => "chatter_list_bytes", Bytes, Info, 0.0, 0.0, "bytes of those lists";
     ChatterExcessLists => "chatter_excess_lists", Count, Lower, 0.0, 0.0, "lists chatterers received beyond those published while they were members (resends)";
-    HonestAdmitDuringAttackMax => "honest_admit_during_attack_max", Seconds, Lower, 0.5, 0.2, "join latency of honest joiners started during an attack, worst";
+    HonestAdmitDuringAttackMax => "honest_admit_during_attack_max_s", Seconds, Lower, 0.5, 0.2, "join latency of honest joiners started during an attack, worst";
     SafetyViolations => "safety_violations", Count, Lower, 0.0, 0.0, "safety checker findings (any is a failure)";
     LivenessViolations => "liveness_violations", Count, Lower, 0.0, 0.0, "liveness checker findings";
     EventsProcessed => "events_processed", Count, Info, 0.0, 0.0, "protocol events consumed by the checkers";

@@ -145,10 +145,10 @@ mod tests {
         m.set(MetricId::DetectionLatencyMax, 9.5);
         m.set(MetricId::Converged, 1.0);
         let within = expect("converged", Some(Bound::Number(1.0)), None);
-        let over = expect("detection_latency_max", None, Some(Bound::Duration(Dur::from_secs(9))));
+        let over = expect("detection_latency_max_s", None, Some(Bound::Duration(Dur::from_secs(9))));
         assert_eq!(check_expect(within.get_ref(), &m), None);
         let f = check_expect(over.get_ref(), &m).unwrap();
-        assert_eq!(f, "expect detection_latency_max <= 9s: got 9.50s");
+        assert_eq!(f, "expect detection_latency_max_s <= 9s: got 9.50s");
         let under = expect("converged", Some(Bound::Number(2.0)), None);
         assert!(check_expect(under.get_ref(), &m).unwrap().contains(">= 2"));
     }
@@ -156,7 +156,7 @@ mod tests {
     #[test]
     fn missing_samples_fail_unless_allowed() {
         let m = Metrics::new();
-        let mut x = expect("detection_latency_max", None, Some(Bound::Number(9.0))).into_inner();
+        let mut x = expect("detection_latency_max_s", None, Some(Bound::Number(9.0))).into_inner();
         assert!(check_expect(&x, &m).unwrap().contains("no samples"));
         x.allow_missing = true;
         assert_eq!(check_expect(&x, &m), None);

@@ -105,7 +105,7 @@ target = "j1"
 heal_after = "1300ms"
 
 [[expect]]
-metric = "detection_latency_max"
+metric = "detection_latency_max_s"
 max = "800ms"
 why = "heartbeat_timeout + interval"
 

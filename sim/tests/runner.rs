@@ -47,7 +47,7 @@ target = "cut"
 heal_after = "10s"
 
 [[expect]]
-metric = "detection_latency_max"
+metric = "detection_latency_max_s"
 max = "9s"
 
 [[expect]]

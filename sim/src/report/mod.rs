@@ -390,7 +390,12 @@ pub fn render_table(records: &[RunRecord]) -> String {
         let rows: Vec<(Group, [String; 6])> = metrics
             .iter()
             .map(|m| {
-                let f = |v| format_value(m.metric, v);
+                // A flag reads as yes/no in the table (the CSV keeps 1/0).
+                let f = |v: f64| match m.metric.def().unit {
+                    crate::metrics::Unit::Flag if v == 1.0 => "yes".to_string(),
+                    crate::metrics::Unit::Flag if v == 0.0 => "no".to_string(),
+                    _ => format_value(m.metric, v),
+                };
                 let row = [m.metric.name().to_string(), m.n.to_string(), f(m.min), f(m.p50), f(m.p90), f(m.max)];
                 (m.metric.group(), row)
             })

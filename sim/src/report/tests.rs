@@ -37,8 +37,8 @@ fn header_is_stable() {
     let h = RunRecord::header();
     assert_eq!(&h[..4], LEAD_COLUMNS.iter().map(|s| s.to_string()).collect::<Vec<_>>().as_slice());
     assert_eq!(h[4], "hosts");
-    assert!(h.contains(&"join_latency_p90".to_string()));
-    assert!(h.contains(&"detection_latency_max".to_string()));
+    assert!(h.contains(&"join_latency_p90_s".to_string()));
+    assert!(h.contains(&"detection_latency_max_s".to_string()));
     assert_eq!(h.last().unwrap(), "failures");
     assert_eq!(h.len(), LEAD_COLUMNS.len() + MetricId::ALL.len() + TAIL_COLUMNS.len());
 }
@@ -75,7 +75,7 @@ fn reading_finds_columns_by_name_and_rejects_non_runs_files() {
     let dir = temp_dir("columns");
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("x.runs.csv");
-    std::fs::write(&p, "seed,future_metric,scenario,verdict,join_latency_p50\n4,9,churn,pass,0.5\n").unwrap();
+    std::fs::write(&p, "seed,future_metric,scenario,verdict,join_latency_p50_s\n4,9,churn,pass,0.5\n").unwrap();
     let r = read_runs_csv(&p).unwrap();
     assert_eq!((r[0].seed, r[0].scenario.as_str()), (4, "churn"));
     assert_eq!(r[0].metrics.get(MetricId::JoinLatencyP50), Some(0.5));
@@ -111,7 +111,7 @@ fn reports_are_written_per_scenario() {
     assert_eq!(b.iter().map(|r| r.seed).collect::<Vec<_>>(), [1, 2], "sorted by seed");
     let summary = std::fs::read_to_string(dir.join("b.summary.csv")).unwrap();
     assert!(summary.starts_with("scenario,metric,n,min,p50,p90,max\n"));
-    assert!(summary.contains("b,join_latency_p90,2,0.1,0.1,0.3,0.3\n"), "{summary}");
+    assert!(summary.contains("b,join_latency_p90_s,2,0.1,0.1,0.3,0.3\n"), "{summary}");
     assert_eq!(load_runs(&dir).unwrap().len(), 3);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -120,10 +120,10 @@ fn reports_are_written_per_scenario() {
 fn table_shows_metrics_and_failing_runs_with_replay() {
     let mut bad = record("churn", 7, 0.9);
     bad.verdict = "fail".into();
-    bad.failures = vec!["expect join_latency_p90 <= 500ms: got 900ms".into()];
+    bad.failures = vec!["expect join_latency_p90_s <= 500ms: got 900ms".into()];
     let t = render_table(&[record("churn", 1, 0.1), bad]);
     assert!(t.starts_with("churn: 2 run(s), 1 passed, 1 failed, determinism 2/2 ok\n"), "{t}");
-    assert!(t.contains("join_latency_p90"));
+    assert!(t.contains("join_latency_p90_s"));
     assert!(t.contains("FAIL seed 7:"));
     assert!(t.contains(
         "replay: at git abc123: cargo run --release -p sim -- scenarios/churn.toml --seed 7 --scenario-hash 00112233aabbccdd"
@@ -133,7 +133,7 @@ fn table_shows_metrics_and_failing_runs_with_replay() {
 #[test]
 fn compare_passes_within_tolerance() {
     let base = vec![record("churn", 1, 0.20), record("churn", 2, 0.20)];
-    // join_latency_p90: rel 25 % + abs 50 ms → 0.30 is the limit.
+    // join_latency_p90_s: rel 25 % + abs 50 ms → 0.30 is the limit.
     let new = vec![record("churn", 1, 0.29), record("churn", 2, 0.10)];
     let out = compare(&new, &base, &Tolerances::new());
     assert!(out.passed(), "{}", out.render());
@@ -147,13 +147,13 @@ fn compare_fails_a_regression_with_numbers_and_replay() {
     let out = compare(&new, &base, &Tolerances::new());
     assert_eq!(out.failures.len(), 1);
     let f = &out.failures[0];
-    assert_eq!(f.what, "join_latency_p90 worse than baseline: 310ms vs 200ms (tolerance 25% + 50ms)");
+    assert_eq!(f.what, "join_latency_p90_s worse than baseline: 310ms vs 200ms (tolerance 25% + 50ms)");
     assert!(f.replay.contains("--seed 1"));
     let text = out.render();
-    assert!(text.contains("FAIL churn seed 1: join_latency_p90") && text.ends_with("FAIL\n"), "{text}");
+    assert!(text.contains("FAIL churn seed 1: join_latency_p90_s") && text.ends_with("FAIL\n"), "{text}");
     // A looser override lets it pass.
     let mut tol = Tolerances::new();
-    tol.set_from_str("join_latency_p90=1.0").unwrap();
+    tol.set_from_str("join_latency_p90_s=1.0").unwrap();
     assert!(compare(&new, &base, &tol).passed());
 }
 
@@ -184,7 +184,7 @@ fn compare_fails_safety_determinism_missing_runs_and_vanished_metrics() {
     let whats: Vec<String> = out.failures.iter().map(|f| format!("{}: {}", f.seed, f.what)).collect();
     assert!(whats.iter().any(|w| w.starts_with("1: 2 safety violation(s): safety banned_member")), "{whats:?}");
     assert!(whats.iter().any(|w| w.starts_with("2: determinism mismatch")), "{whats:?}");
-    assert!(whats.iter().any(|w| w == "2: join_latency_p90 has no value (baseline 200ms)"), "{whats:?}");
+    assert!(whats.iter().any(|w| w == "2: join_latency_p90_s has no value (baseline 200ms)"), "{whats:?}");
     assert!(whats.iter().any(|w| w == "3: baseline run missing from the new runs"), "{whats:?}");
     assert!(out.notes.iter().any(|n| n.contains("seed 9: no baseline run")), "{:?}", out.notes);
 }
@@ -204,9 +204,9 @@ fn compare_notes_changed_behaviour_and_files() {
 #[test]
 fn tolerance_overrides_parse() {
     let mut t = Tolerances::new();
-    t.set_from_str("convergence_max=0.5,0.2").unwrap();
+    t.set_from_str("convergence_max_s=0.5,0.2").unwrap();
     assert_eq!(t.of(MetricId::ConvergenceMax), (0.5, 0.2));
-    t.set_from_str("join_latency_max=0.1").unwrap();
+    t.set_from_str("join_latency_max_s=0.1").unwrap();
     assert_eq!(t.of(MetricId::JoinLatencyMax), (0.1, MetricId::JoinLatencyMax.def().abs_tol));
     for bad in ["nope=1", "converged", "converged=x", "converged=0.1,y", "converged=-1"] {
         assert!(t.set_from_str(bad).is_err(), "{bad}");
