@@ -244,3 +244,29 @@ fn a_joiner_prints_who_joined_and_left() {
     assert_eq!(line, format!("* {eve_addr} left (2 members)"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn each_authenticator_event_is_logged_once_and_host_names_resolve() {
+    let (mut auth, target, dir) = start_auth("pyile-cli-once", "pw");
+    let port = target.rsplit(':').next().unwrap();
+    // A wrong password, then a join by host name.
+    let mut mallory = join(&target, "mallory", "wrong", "127.0.9.7");
+    assert!(!mallory.wait_exit().success());
+    let mut bob = Proc::spawn(
+        Command::new(BIN)
+            .args(["join", "--target", &format!("localhost:{port}"), "--alias", "bob", "--local-ip", "127.0.0.1"])
+            .env("PYILE_PASSWORD", "pw"),
+    );
+    bob.wait_line("joined by host name", |l| l.starts_with("joined "));
+    bob.type_line("/quit");
+    assert!(bob.wait_exit().success());
+    let _ = auth.child.kill();
+    let _ = auth.child.wait();
+    let log = stderr_of(&mut auth);
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(count("wrong password"), 1, "{log}");
+    assert_eq!(count("member joined"), 1, "{log}");
+    assert_eq!(count("member removed"), 1, "{log}");
+    assert!(!log.contains("Some("), "raw Option in the log: {log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -430,6 +430,15 @@ pub fn render_table(records: &[RunRecord]) -> String {
             let _ = writeln!(out, "{}", line_of(r, "    "));
         }
         let _ = writeln!(out, "  (over the runs' seeds; `sim metrics` says what each row measures and in which unit)");
+        let worst = |id: MetricId| s.metrics.iter().find(|m| m.metric == id).map_or(0.0, |m| m.max);
+        if worst(MetricId::JoinsFailed) > 0.0 || worst(MetricId::MsgsLost) > 0.0 {
+            let _ = writeln!(
+                out,
+                "  (failed joins and lost messages are expected while faults, churn or attacks cut members off; \
+                 the verdict comes from the checkers and [[expect]], and `--trace FILE` shows each one's time \
+                 and reason)"
+            );
+        }
         let mut failing: Vec<&RunRecord> = records.iter().filter(|r| r.scenario == s.scenario && !r.passed()).collect();
         failing.sort_by_key(|r| r.seed);
         for r in failing {

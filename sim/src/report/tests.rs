@@ -237,3 +237,13 @@ fn table_rows_stand_in_blocks_under_their_titles_with_a_pointer_to_sim_metrics()
     assert!(seen.contains(&Group::Outcome) && seen.contains(&Group::Latency), "{t}");
     assert!(t.contains("`sim metrics` says what each row measures"), "{t}");
 }
+
+#[test]
+fn failed_joins_or_lost_messages_come_with_a_word_on_why() {
+    let quiet = render_table(&[record("churn", 1, 0.1)]);
+    assert!(!quiet.contains("are expected while faults"), "{quiet}");
+    let mut r = record("churn", 1, 0.1);
+    r.metrics.set(MetricId::JoinsFailed, 3.0);
+    let t = render_table(&[r]);
+    assert!(t.contains("failed joins and lost messages are expected while faults, churn or attacks"), "{t}");
+}
