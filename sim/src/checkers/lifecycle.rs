@@ -27,6 +27,11 @@ impl Monitor {
         self.count(MetricId::JoinsFailed, 1.0);
         if let Some(i) = self.instances.get_mut(&inst) {
             i.ended = Some(t);
+            let (host, started) = (i.host, i.join_started);
+            // Expected: a fault cut the joiner or the authenticator off during the attempt.
+            if self.impaired_between(host, started, t) {
+                self.count(MetricId::JoinsFailedInFaults, 1.0);
+            }
         }
     }
 

@@ -228,6 +228,7 @@ impl Monitor {
             MetricId::JoinsAttempted,
             MetricId::JoinsOk,
             MetricId::JoinsFailed,
+            MetricId::JoinsFailedInFaults,
             MetricId::FalseRemovals,
             MetricId::MsgsSent,
             MetricId::MsgsDelivered,

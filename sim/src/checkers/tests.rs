@@ -444,3 +444,20 @@ fn attack_metrics_count_connections_their_closes_and_leaks() {
     let (m, _) = World::new(0.0).m.finish(s(1.0));
     assert_eq!(m.get(MetricId::AttackConns), None);
 }
+
+#[test]
+fn a_failed_join_counts_as_expected_only_when_a_fault_overlapped_it() {
+    let mut w = World::new(0.0);
+    // Host 1 is partitioned from 10 s to 12 s.
+    w.m.impaired(s(10.0), 1, Impairment::Partition, 0);
+    w.m.restored(s(12.0), 1, Impairment::Partition, 0);
+    w.m.join_started(s(9.0), 1, 0, 1, false); // overlaps the partition
+    w.m.join_failed(s(14.0), 1);
+    w.m.join_started(s(20.0), 2, 1, 2, false); // host 2, no fault
+    w.m.join_failed(s(21.0), 2);
+    w.m.join_started(s(30.0), 3, 0, 1, false); // host 1 after the partition
+    w.m.join_failed(s(31.0), 3);
+    let (m, _) = w.m.finish(s(40.0));
+    assert_eq!(m.get(MetricId::JoinsFailed), Some(3.0));
+    assert_eq!(m.get(MetricId::JoinsFailedInFaults), Some(1.0));
+}

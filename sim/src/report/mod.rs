@@ -431,12 +431,20 @@ pub fn render_table(records: &[RunRecord]) -> String {
         }
         let _ = writeln!(out, "  (over the runs' seeds; `sim metrics` says what each row measures and in which unit)");
         let worst = |id: MetricId| s.metrics.iter().find(|m| m.metric == id).map_or(0.0, |m| m.max);
-        if worst(MetricId::JoinsFailed) > 0.0 || worst(MetricId::MsgsLost) > 0.0 {
+        let (failed, in_faults) = (worst(MetricId::JoinsFailed), worst(MetricId::JoinsFailedInFaults));
+        if failed > 0.0 {
             let _ = writeln!(
                 out,
-                "  (failed joins and lost messages are expected while faults, churn or attacks cut members off; \
-                 the verdict comes from the checkers and [[expect]], and `--trace FILE` shows each one's time \
-                 and reason)"
+                "  (failed joins: up to {failed} a run, up to {in_faults} of them while a fault impaired the joiner's \
+                 host or the authenticator, which is expected; the verdict comes from the checkers and \
+                 [[expect]], and `--trace FILE` shows each failure's time and reason)"
+            );
+        }
+        if worst(MetricId::MsgsLost) > 0.0 {
+            let _ = writeln!(
+                out,
+                "  (lost messages: a message counts as lost when its recipient does not echo it, e.g. because \
+                 it left, crashed or was cut off meanwhile)"
             );
         }
         let mut failing: Vec<&RunRecord> = records.iter().filter(|r| r.scenario == s.scenario && !r.passed()).collect();

@@ -241,9 +241,12 @@ fn table_rows_stand_in_blocks_under_their_titles_with_a_pointer_to_sim_metrics()
 #[test]
 fn failed_joins_or_lost_messages_come_with_a_word_on_why() {
     let quiet = render_table(&[record("churn", 1, 0.1)]);
-    assert!(!quiet.contains("are expected while faults"), "{quiet}");
+    assert!(!quiet.contains("failed joins:") && !quiet.contains("lost messages:"), "{quiet}");
     let mut r = record("churn", 1, 0.1);
     r.metrics.set(MetricId::JoinsFailed, 3.0);
+    r.metrics.set(MetricId::JoinsFailedInFaults, 2.0);
+    r.metrics.set(MetricId::MsgsLost, 1.0);
     let t = render_table(&[r]);
-    assert!(t.contains("failed joins and lost messages are expected while faults, churn or attacks"), "{t}");
+    assert!(t.contains("failed joins: up to 3 a run, up to 2 of them while a fault impaired"), "{t}");
+    assert!(t.contains("lost messages: a message counts as lost"), "{t}");
 }
