@@ -270,3 +270,15 @@ fn each_authenticator_event_is_logged_once_and_host_names_resolve() {
     assert!(!log.contains("Some("), "raw Option in the log: {log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_dead_target_is_one_error_line_naming_the_os_error_once() {
+    // A port nobody listens on: bind, note the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut bob = join(&format!("127.0.0.1:{port}"), "bob", "pw", "127.0.9.8");
+    assert!(!bob.wait_exit().success());
+    let stderr = stderr_of(&mut bob);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{stderr:?}");
+    assert_eq!(errors[0].matches("refused").count(), 1, "the OS error repeated: {stderr:?}");
+}
