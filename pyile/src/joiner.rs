@@ -19,6 +19,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -257,7 +258,7 @@ impl<N: Network> Joiner<N> {
             cancel: cancel.clone(),
         });
         peer.spawn_listener(listener, &tracker);
-        let lost = Lost { events: events.clone(), cancel: cancel.clone() };
+        let lost = Lost { events: events.clone(), cancel: cancel.clone(), declared: Arc::new(AtomicBool::new(false)) };
         let held = v2.then(|| members.clone());
         tracker.spawn(heartbeats::<N>(reader, w, target, cfg.clone(), held, lost.clone()));
         tracker.spawn(distribution::<N>(
@@ -344,15 +345,20 @@ impl<N: Network> Drop for Joiner<N> {
 struct Lost {
     events: EventSink,
     cancel: CancellationToken,
+    /// Set by the first task to declare the loss: on a multi-threaded runtime the heartbeat
+    /// and distribution tasks can both see the authenticator go at the same instant, and a
+    /// check of `cancel` alone would let both through (two `AuthenticatorLost` events).
+    declared: Arc<AtomicBool>,
 }
 
 impl Lost {
     fn lost(&self, reason: LostReason) {
-        if !self.cancel.is_cancelled() {
-            warn!(?reason, "authenticator lost");
-            self.events.emit(EventKind::AuthenticatorLost { reason });
-            self.cancel.cancel();
+        if self.cancel.is_cancelled() || self.declared.swap(true, Ordering::SeqCst) {
+            return;
         }
+        warn!(?reason, "authenticator lost");
+        self.events.emit(EventKind::AuthenticatorLost { reason });
+        self.cancel.cancel();
     }
 }
 
