@@ -27,53 +27,62 @@ use crate::wire::{Message, MessageReader, PROTOCOL_VERSION};
 /// Accepts auth connections; each gets a handshake slot from the state (see
 /// [`AuthState::begin_handshake`](super::state::AuthState::begin_handshake)) or is closed.
 pub(super) async fn accept_auth<N: Network>(shared: Arc<Shared<N>>, listener: N::Listener) {
+    while let Some((stream, source)) = accept_next(&shared, &listener, "auth").await {
+        let slot = CancellationToken::new();
+        let begun = shared.lock().begin_handshake(source.ip(), slot.clone());
+        let id = match begun {
+            Ok((id, shed)) => {
+                if let Some(shed) = shed {
+                    shed.attached.cancel();
+                }
+                id
+            }
+            Err(SourceFull) => {
+                shared.refusals.log(&source, "too many handshakes in progress from this source; closed");
+                shared.events.emit(EventKind::HandshakeFailed {
+                    source,
+                    error: "too many handshakes in progress from this source".into(),
+                });
+                continue;
+            }
+        };
+        let s = shared.clone();
+        shared.tracker.spawn(async move {
+            let cancel = s.cancel.clone();
+            let guard = HandshakeGuard { shared: s.clone(), id: Some(id) };
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {}
+                _ = slot.cancelled() => {
+                    s.refusals.log(&source, "handshake shed: every handshake slot was taken");
+                    s.events.emit(EventKind::HandshakeFailed {
+                        source,
+                        error: "shed: every handshake slot was taken".into(),
+                    });
+                }
+                _ = serve_joiner(s.clone(), stream, source, guard) => {}
+            }
+        });
+    }
+}
+
+/// The next connection on `listener`, or None once the authenticator stops. A failed accept
+/// (e.g. out of file descriptors) is logged and retried after a short back-off, not spun on.
+async fn accept_next<N: Network>(
+    shared: &Shared<N>,
+    listener: &N::Listener,
+    socket: &str,
+) -> Option<(N::Stream, SocketAddr)> {
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = shared.cancel.cancelled() => return,
+            _ = shared.cancel.cancelled() => return None,
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((stream, source)) => {
-                let slot = CancellationToken::new();
-                let begun = shared.lock().begin_handshake(source.ip(), slot.clone());
-                let id = match begun {
-                    Ok((id, shed)) => {
-                        if let Some(shed) = shed {
-                            shed.attached.cancel();
-                        }
-                        id
-                    }
-                    Err(SourceFull) => {
-                        shared.refusals.log(&source, "too many handshakes in progress from this source; closed");
-                        shared.events.emit(EventKind::HandshakeFailed {
-                            source,
-                            error: "too many handshakes in progress from this source".into(),
-                        });
-                        continue;
-                    }
-                };
-                let s = shared.clone();
-                shared.tracker.spawn(async move {
-                    let cancel = s.cancel.clone();
-                    let guard = HandshakeGuard { shared: s.clone(), id: Some(id) };
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => {}
-                        _ = slot.cancelled() => {
-                            s.refusals.log(&source, "handshake shed: every handshake slot was taken");
-                            s.events.emit(EventKind::HandshakeFailed {
-                                source,
-                                error: "shed: every handshake slot was taken".into(),
-                            });
-                        }
-                        _ = serve_joiner(s.clone(), stream, source, guard) => {}
-                    }
-                });
-            }
+            Ok(conn) => return Some(conn),
             Err(e) => {
-                // e.g. out of file descriptors: back off instead of spinning.
-                warn!("auth accept failed: {e}");
+                warn!("{socket} accept failed: {e}");
                 sleep(Duration::from_millis(50)).await;
             }
         }
@@ -102,29 +111,16 @@ impl<N: Network> Drop for HandshakeGuard<N> {
 
 /// Accepts distribution connections and pairs each with its pending handshake.
 pub(super) async fn accept_dist<N: Network>(shared: Arc<Shared<N>>, listener: N::Listener) {
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shared.cancel.cancelled() => return,
-            r = listener.accept() => r,
-        };
-        match accepted {
-            Ok((stream, source)) => {
-                let s = shared.clone();
-                shared.tracker.spawn(async move {
-                    let cancel = s.cancel.clone();
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => {}
-                        _ = pair_dist(s, stream, source) => {}
-                    }
-                });
+    while let Some((stream, source)) = accept_next(&shared, &listener, "distribution").await {
+        let s = shared.clone();
+        shared.tracker.spawn(async move {
+            let cancel = s.cancel.clone();
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {}
+                _ = pair_dist(s, stream, source) => {}
             }
-            Err(e) => {
-                warn!("distribution accept failed: {e}");
-                sleep(Duration::from_millis(50)).await;
-            }
-        }
+        });
     }
 }
 
@@ -142,7 +138,7 @@ async fn pair_dist<N: Network>(shared: Arc<Shared<N>>, stream: N::Stream, source
             Ok(Ok(other)) => {
                 shared
                     .refusals
-                    .log(&source, &format!("distribution connection sent {} instead of its token", other.kind()));
+                    .log(&source, format_args!("distribution connection sent {} instead of its token", other.kind()));
                 return;
             }
             Ok(Err(e)) => {
@@ -199,7 +195,7 @@ async fn serve_joiner<N: Network>(
     let deadline = started + shared.cfg.handshake_timeout;
     let password_deadline = deadline.min(started + shared.cfg.password_timeout);
     let fail = |error: String| {
-        shared.refusals.log(&source, &format!("handshake failed: {error}"));
+        shared.refusals.log(&source, format_args!("handshake failed: {error}"));
         shared.events.emit(EventKind::HandshakeFailed { source, error });
     };
 
@@ -227,7 +223,7 @@ async fn serve_joiner<N: Network>(
     match check {
         PasswordCheck::Accepted => {}
         PasswordCheck::Wrong { attempts, banned } => {
-            shared.refusals.log(&source, &format!("wrong password (attempt {attempts})"));
+            shared.refusals.log(&source, format_args!("wrong password (attempt {attempts})"));
             shared.events.emit(EventKind::AuthFailed { ip, attempts });
             if banned {
                 warn!(%ip, attempts, "address banned");

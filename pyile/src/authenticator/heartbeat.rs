@@ -53,7 +53,7 @@ pub(super) async fn run<N: Network>(
                     Tick::Alive => {}
                 }
                 let held = liveness.held();
-                if let Some((missing, age)) = held.and_then(|h| shared.lock().distribution_overdue(h, shared.now())) {
+                if let Some((missing, age)) = held.and_then(|h| shared.lock().distribution_overdue(h, now)) {
                     warn!(%member, ?held, missing, ?age, "member still lacks a published list: distribution lost");
                     return Some(RemovalReason::DistributionLost);
                 }

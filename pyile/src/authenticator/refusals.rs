@@ -6,6 +6,7 @@
 //! second; the rest are counted, and the next line that gets through says how many were
 //! left out.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -35,8 +36,8 @@ impl RefusalLog {
     }
 
     /// Logs one refusal of `source` (at info: refusals are the authenticator working), unless
-    /// this second's lines are used up.
-    pub(super) fn log(&self, source: &SocketAddr, what: &str) {
+    /// this second's lines are used up; `what` is only formatted for a line that is written.
+    pub(super) fn log(&self, source: &SocketAddr, what: impl fmt::Display) {
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if now.duration_since(w.start) >= Duration::from_secs(1) {
