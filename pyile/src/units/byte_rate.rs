@@ -10,8 +10,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::byte_size::{UNITS, scale_bytes};
-use super::{UnitError, number_len, serde_as_string};
+use super::byte_size::{UNITS, in_largest_unit, number_and_unit, scale_bytes};
+use super::{UnitError, serde_as_string};
 
 /// Bytes per second; [`ByteRate::UNBOUNDED`] (0) is no limit, as in pyile's API.
 ///
@@ -56,15 +56,8 @@ impl FromStr for ByteRate {
         if t == "unbounded" {
             return Ok(ByteRate::UNBOUNDED);
         }
-        let split = number_len(t);
-        if split == t.len() {
-            return Err(err("missing unit"));
-        }
-        let (num, unit) = t.split_at(split);
-        if num.is_empty() {
-            return Err(err("missing number"));
-        }
-        let unit = unit.trim().strip_suffix("/s").ok_or_else(|| err("the unit must end in /s"))?;
+        let (num, unit) = number_and_unit(t).map_err(err)?;
+        let unit = unit.strip_suffix("/s").ok_or_else(|| err("the unit must end in /s"))?;
         let bytes = scale_bytes(num, unit, "not a whole number of bytes per second").map_err(err)?;
         if bytes == 0 {
             return Err(err("a budget must be > 0 (write \"unbounded\" for no limit)"));
@@ -80,8 +73,8 @@ impl fmt::Display for ByteRate {
         if self.is_unbounded() {
             return f.write_str("unbounded");
         }
-        let &(name, unit) = UNITS.iter().find(|(_, u)| self.0.is_multiple_of(*u)).expect("B divides everything");
-        write!(f, "{}{name}/s", self.0 / unit)
+        let (n, unit) = in_largest_unit(self.0);
+        write!(f, "{n}{unit}/s")
     }
 }
 

@@ -28,6 +28,24 @@ pub(super) fn scale_bytes(number: &str, unit: &str, what: &'static str) -> Resul
     })
 }
 
+/// Splits `"1.5MiB"` (trimmed) into its number and its unit, or says which is missing.
+pub(super) fn number_and_unit(t: &str) -> Result<(&str, &str), &'static str> {
+    let (num, unit) = t.split_at(number_len(t));
+    if unit.is_empty() {
+        return Err("missing unit");
+    }
+    if num.is_empty() {
+        return Err("missing number");
+    }
+    Ok((num, unit.trim()))
+}
+
+/// `bytes` in the largest unit that represents it as a whole number: (count, unit name).
+pub(super) fn in_largest_unit(bytes: u64) -> (u64, &'static str) {
+    let &(name, unit) = UNITS.iter().find(|(_, u)| bytes.is_multiple_of(*u)).expect("B divides everything");
+    (bytes / unit, name)
+}
+
 /// A number of bytes, written with its unit so `"64"` is never misread: decimal units (`B`,
 /// `KB`, `MB`, `GB`: powers of 1000) and binary units (`KiB`, `MiB`, `GiB`: powers of 1024),
 /// case-sensitive, as in [`ByteRate`](super::ByteRate) without the `/s`. The value is read
@@ -52,15 +70,8 @@ impl FromStr for ByteSize {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = |reason| UnitError::ByteSize { input: s.to_string(), reason };
         let t = s.trim();
-        let split = number_len(t);
-        if split == t.len() {
-            return Err(err("missing unit"));
-        }
-        let (num, unit) = t.split_at(split);
-        if num.is_empty() {
-            return Err(err("missing number"));
-        }
-        let bytes = scale_bytes(num, unit.trim(), "not a whole number of bytes").map_err(err)?;
+        let (num, unit) = number_and_unit(t).map_err(err)?;
+        let bytes = scale_bytes(num, unit, "not a whole number of bytes").map_err(err)?;
         u64::try_from(bytes).map(ByteSize).map_err(|_| err("number too large"))
     }
 }
@@ -71,8 +82,8 @@ impl fmt::Display for ByteSize {
         if self.0 == 0 {
             return f.write_str("0B");
         }
-        let &(name, unit) = UNITS.iter().find(|(_, u)| self.0.is_multiple_of(*u)).expect("B divides everything");
-        write!(f, "{}{name}", self.0 / unit)
+        let (n, unit) = in_largest_unit(self.0);
+        write!(f, "{n}{unit}")
     }
 }
 
