@@ -173,11 +173,11 @@ metrics! {
     AuthLossDetectionMax => "auth_loss_detection_max_s", Seconds, Lower, 0.2, 0.5, "authenticator fault to a joiner reporting the loss, worst";
     Rejoins => "rejoins", Count, Info, 0.0, 0.0, "joins started by groups' rejoin_after policy";
     ListChanges => "list_changes", Count, Info, 0.0, 0.0, "member lists published by the authenticator";
-    DistMsgsPerChange => "dist_msgs_per_change", Ratio, Lower, 0.2, 0.5, "distribution messages sent per list change";
-    DistBytesPerChange => "dist_bytes_per_change", Bytes, Lower, 0.2, 64.0, "distribution bytes sent per list change";
+    DistMsgsPerChange => "dist_msgs_per_change", Ratio, Lower, 0.2, 0.5, "member lists joiners received and applied (newer than the one they held) per list change: lists superseded before they were written, and stale ones a joiner drops, are not counted";
+    DistBytesPerChange => "dist_bytes_per_change", Bytes, Lower, 0.2, 64.0, "bytes of the lists joiners received and applied, per list change";
     BannedIps => "banned_ips", Count, Info, 0.0, 0.0, "IPs the authenticator banned";
     BanLatencyMax => "ban_latency_max_s", Seconds, Lower, 0.25, 0.1, "first wrong attempt of an IP to its ban, worst";
-    AttemptsBeforeBanMax => "attempts_before_ban_max", Count, Lower, 0.0, 0.0, "wrong attempts an IP made before it was banned, worst";
+    AttemptsBeforeBanMax => "attempts_before_ban_max", Count, Lower, 0.0, 0.0, "wrong-password attempts an IP made (refusals it received, counted on its side) before it was banned, worst";
     HonestAdmitDuringFloodMax => "honest_admit_during_flood_max_s", Seconds, Lower, 0.5, 0.2, "join latency of honest joiners during a ban flood, worst";
     MsgsSent => "msgs_sent", Count, Info, 0.0, 0.0, "chat messages sent (a broadcast counts once per recipient)";
     MsgsDelivered => "msgs_delivered", Count, Info, 0.0, 0.0, "chat messages echoed by their recipient";

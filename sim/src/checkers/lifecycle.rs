@@ -13,18 +13,24 @@ use super::monitor::{Instance, Monitor};
 use crate::metrics::MetricId;
 
 impl Monitor {
-    /// The runner started join attempt `inst` of joiner slot `joiner` on `host`.
-    pub fn join_started(&mut self, t: Duration, inst: u64, joiner: usize, host: usize, rejoin: bool) {
+    /// The runner started join attempt `inst` of joiner slot `joiner` on `host`; the joiner
+    /// will announce `peer` as its address (the runner chose it: ground truth for
+    /// [`ghosts`](super::ghosts)). Instances on hosts expected to be banned (a group with a
+    /// wrong password) are not honest.
+    pub fn join_started(&mut self, t: Duration, inst: u64, joiner: usize, host: usize, rejoin: bool, peer: SocketAddr) {
         self.count(MetricId::JoinsAttempted, 1.0);
         if rejoin {
             self.count(MetricId::Rejoins, 1.0);
         }
-        self.instances.insert(inst, Instance { joiner, host, honest: true, join_started: t, ..Default::default() });
+        let honest = !self.attacker_ips.contains(&self.host_ips[host]);
+        self.instances.insert(inst, Instance { joiner, host, honest, join_started: t, ..Default::default() });
+        self.note_peer(inst, peer);
     }
 
     /// Join attempt `inst` failed.
     pub fn join_failed(&mut self, t: Duration, inst: u64) {
         self.count(MetricId::JoinsFailed, 1.0);
+        self.ghost_failed(t, inst);
         if let Some(i) = self.instances.get_mut(&inst) {
             i.ended = Some(t);
             let (host, started) = (i.host, i.join_started);
@@ -51,6 +57,7 @@ impl Monitor {
             self.attacks.honest_latency.push(lat);
         }
         self.by_addr.insert(addr, inst);
+        self.ghost_completed(t, inst, addr);
         self.joiner_list(t, inst, list);
     }
 
@@ -76,6 +83,9 @@ impl Monitor {
 
     /// Instance `inst` ended (left, lost the authenticator, crashed with its host).
     pub fn ended(&mut self, t: Duration, inst: u64) {
+        if self.instances.get(&inst).is_some_and(|i| i.joined_at.is_none()) {
+            self.ghost_failed(t, inst);
+        }
         if let Some(i) = self.instances.get_mut(&inst) {
             i.ended.get_or_insert(t);
             i.stopped_at.get_or_insert(t);

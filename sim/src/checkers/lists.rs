@@ -56,6 +56,7 @@ impl Monitor {
             }
         }
         self.check_list_for_attackers(t, "a", &list.members);
+        self.check_list_for_ghosts(t, None, &list.members);
         self.count_chatter_publication();
         self.auth_members = list.members.iter().copied().collect();
         self.auth_versions.push((t, list.version));
@@ -103,6 +104,7 @@ impl Monitor {
             }
         }
         self.check_list_for_attackers(t, "j", &list.members);
+        self.check_list_for_ghosts(t, Some(inst), &list.members);
         let i = self.instances.get_mut(&inst).unwrap();
         if let Some(v) = list.version {
             i.last_version = Some(i.last_version.map_or(v, |p| p.max(v)));

@@ -22,6 +22,9 @@
 //! - `attacker_member`: an `attack` host's address, an address admitted from a hostile
 //!   source, or one announced by a connection that does not own its IP, is admitted or held
 //!   in any list.
+//! - `ghost_member`: a list holds a joiner before that joiner (by its own report) finished its
+//!   whole handshake, or although it never did; or the authenticator still lists a joiner
+//!   well after it ended (ground truth from the joiners' side, not the authenticator's).
 //! - `member_evicted`: an honest member was replaced by an admission from another source.
 //! - `chatter_resent`: a distribution-socket chatterer received more lists than were
 //!   published while it was a member.
@@ -38,12 +41,14 @@
 //!   `view_regressed`.
 //! - `removals`: removals ([`Removal`]): `stale_member`, `false_removal`.
 //! - `bans`: bans and attackers: `honest_banned`, `banned_admitted`.
+//! - `ghosts`: membership from the joiners' side: `ghost_member`.
 //! - `liveness`: convergence samples and `not_converged`.
 //! - `attacks`: hostile traffic ([`AttackEnd`]): `attacker_member`, `member_evicted`,
 //!   `chatter_resent`, and the attack metrics.
 
 mod attacks;
 mod bans;
+mod ghosts;
 mod impairments;
 mod lifecycle;
 mod lists;

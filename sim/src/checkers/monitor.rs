@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::attacks::AttackState;
+use super::ghosts::GhostState;
 use super::impairments::HostState;
 use super::liveness::Pending;
 use super::removals::{Deadline, DistLoss};
@@ -86,7 +87,8 @@ pub struct Monitor {
     pub(super) auth_versions: Vec<(Duration, Option<u64>)>,
     pub(super) banned: BTreeSet<IpAddr>,
     pub(super) ban_first_attempt: BTreeMap<IpAddr, Duration>,
-    pub(super) fail_counts: BTreeMap<IpAddr, u32>,
+    pub(super) ban_at: BTreeMap<IpAddr, Duration>,
+    pub(super) password_refusals: BTreeMap<IpAddr, Vec<Duration>>,
     // checkers' state
     pub(super) deadlines: BTreeMap<(Duration, u64), Deadline>,
     pub(super) deadline_seq: u64,
@@ -96,6 +98,7 @@ pub struct Monitor {
     pub(super) floods: Vec<(Duration, Duration)>,
     pub(super) dist_losses: Vec<DistLoss>,
     pub(super) attacks: AttackState,
+    pub(super) ghosts: GhostState,
     // samples and counters
     pub(super) join_latency: Vec<f64>,
     pub(super) honest_flood_latency: Vec<f64>,
@@ -128,7 +131,8 @@ impl Monitor {
             auth_versions: Vec::new(),
             banned: BTreeSet::new(),
             ban_first_attempt: BTreeMap::new(),
-            fail_counts: BTreeMap::new(),
+            ban_at: BTreeMap::new(),
+            password_refusals: BTreeMap::new(),
             deadlines: BTreeMap::new(),
             deadline_seq: 0,
             pending: BTreeMap::new(),
@@ -137,6 +141,7 @@ impl Monitor {
             floods: Vec::new(),
             dist_losses: Vec::new(),
             attacks: AttackState::default(),
+            ghosts: GhostState::default(),
             join_latency: Vec::new(),
             honest_flood_latency: Vec::new(),
             detection: Vec::new(),
@@ -205,6 +210,8 @@ impl Monitor {
         self.tick(end);
         self.judge_distribution_losses(|_| None);
         let attack_metrics = self.finish_attacks(end);
+        self.finish_ghosts(end);
+        self.finish_bans();
         let mut m = Metrics::new();
         if self.cfg.settle > Duration::ZERO {
             let ok = self.check_convergence(end);

@@ -65,7 +65,7 @@ impl World {
     /// A correct join of instance `inst` (host `host`, port `port`) at `t`.
     fn join(&mut self, t: f64, inst: u64, host: usize, port: u16, others: &[u64]) {
         let a = addr(host as u8 + 1, port);
-        self.m.join_started(s(t), inst, inst as usize, host, false);
+        self.m.join_started(s(t), inst, inst as usize, host, false, a);
         self.members.push(a);
         let first = ListView { version: Some(self.version), members: self.members.clone(), bytes: 0 };
         self.m.joined(s(t + 0.05), inst, a, &first);
@@ -186,9 +186,11 @@ fn banned_or_attacker_addresses_in_lists_are_caught() {
     w.join(1.0, 1, 1, 50000, &[]);
     w.m.attempt_started(s(2.0), ip(4));
     for n in 1..=3 {
-        w.m.auth_failed(s(2.0 + f64::from(n) * 0.1), ip(4), n);
+        w.m.password_refused(ip(4), s(1.9 + f64::from(n) * 0.1));
     }
     w.m.banned(s(2.3), ip(4));
+    // The attacker's own count: an attempt started after the ban is not one before it.
+    w.m.password_refused(ip(4), s(2.4));
     assert!(w.checks().is_empty());
     // A broken authenticator distributes the attacker anyway.
     w.members.push(addr(4, 50003));
@@ -451,13 +453,104 @@ fn a_failed_join_counts_as_expected_only_when_a_fault_overlapped_it() {
     // Host 1 is partitioned from 10 s to 12 s.
     w.m.impaired(s(10.0), 1, Impairment::Partition, 0);
     w.m.restored(s(12.0), 1, Impairment::Partition, 0);
-    w.m.join_started(s(9.0), 1, 0, 1, false); // overlaps the partition
+    w.m.join_started(s(9.0), 1, 0, 1, false, addr(2, 50000)); // overlaps the partition
     w.m.join_failed(s(14.0), 1);
-    w.m.join_started(s(20.0), 2, 1, 2, false); // host 2, no fault
+    w.m.join_started(s(20.0), 2, 1, 2, false, addr(3, 50001)); // host 2, no fault
     w.m.join_failed(s(21.0), 2);
-    w.m.join_started(s(30.0), 3, 0, 1, false); // host 1 after the partition
+    w.m.join_started(s(30.0), 3, 0, 1, false, addr(2, 50002)); // host 1 after the partition
     w.m.join_failed(s(31.0), 3);
     let (m, _) = w.m.finish(s(40.0));
     assert_eq!(m.get(MetricId::JoinsFailed), Some(3.0));
     assert_eq!(m.get(MetricId::JoinsFailedInFaults), Some(1.0));
+}
+
+/// The reference's defect, in the joiners' terms: the authenticator lists a joiner as soon as
+/// it sends `peer_address`, before its distribution connection, and keeps it when the
+/// handshake then fails.
+#[test]
+fn ghost_member_fires_on_a_joiner_listed_before_or_without_its_whole_handshake() {
+    // Listed before the joiner finished (it finishes 50 ms later).
+    let mut w = World::new(0.0);
+    let a = addr(2, 50000);
+    w.m.join_started(s(1.0), 1, 0, 1, false, a);
+    w.members.push(a);
+    w.publish(1.02, &[], 0.0);
+    assert!(w.checks().is_empty(), "judged only once the joiner reports");
+    let first = w.list();
+    w.m.joined(s(1.05), 1, a, &first);
+    assert_eq!(w.checks(), ["ghost_member"]);
+    assert!(w.m.findings()[0].detail.contains("before its joiner finished its handshake"), "{:?}", w.m.findings());
+
+    // Listed, then the handshake fails: a ghost, whether the failure is seen before or after.
+    let mut w = World::new(0.0);
+    w.join(0.5, 9, 2, 50009, &[]); // a real member receives the lists
+    w.m.join_started(s(1.0), 1, 0, 1, false, a);
+    w.m.member_joined(s(1.02), a, ip(2));
+    w.members.push(a);
+    w.publish(1.02, &[9], 0.01);
+    w.m.join_failed(s(6.0), 1);
+    assert_eq!(w.checks(), ["ghost_member"]);
+    assert!(w.m.findings()[0].detail.contains("never completed"));
+
+    // A join that fails without ever being listed is no ghost.
+    let mut w = World::new(0.0);
+    w.m.join_started(s(1.0), 1, 0, 1, false, a);
+    w.m.join_failed(s(6.0), 1);
+    let (_, findings) = w.m.finish(s(20.0));
+    assert!(findings.is_empty(), "{findings:?}");
+}
+
+#[test]
+fn a_list_observed_in_the_same_instant_as_the_joiners_report_is_no_ghost() {
+    let mut w = World::new(0.0);
+    let a = addr(2, 50000);
+    w.m.join_started(s(1.0), 1, 0, 1, false, a);
+    w.members.push(a);
+    // The authenticator's list is observed before the joiner's own report of the same time.
+    w.publish(1.05, &[], 0.0);
+    let first = w.list();
+    w.m.joined(s(1.05), 1, a, &first);
+    // A joiner whose host crashed mid-handshake is not judged (its last messages may have left).
+    let b = addr(3, 50001);
+    w.m.join_started(s(2.0), 2, 1, 2, false, b);
+    w.m.member_joined(s(2.05), b, ip(3));
+    w.members.push(b);
+    w.publish(2.05, &[1], 0.01);
+    w.m.join_cut(2);
+    w.m.ended(s(2.06), 2);
+    let (_, findings) = w.m.finish(s(3.0));
+    assert!(findings.is_empty(), "{findings:?}");
+}
+
+#[test]
+fn ghost_member_fires_when_the_authenticator_keeps_a_joiner_that_left() {
+    let bound = cfg(0.0).stale_bound().as_secs_f64();
+    // Left at 10 s, still listed when the authenticator publishes past the bound.
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.join(2.0, 2, 2, 50001, &[1]);
+    w.m.leave_started(s(10.0), 2);
+    w.m.ended(s(10.0), 2);
+    w.publish(10.0 + bound - 0.01, &[1], 0.01);
+    assert!(w.checks().is_empty(), "not before the bound");
+    w.publish(10.0 + bound + 0.01, &[1], 0.01);
+    assert_eq!(w.checks(), ["ghost_member"]);
+    assert!(w.m.findings()[0].detail.contains("after its joiner ended"));
+
+    // The same at the end of the run, with no list published after the leave.
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.m.leave_started(s(10.0), 1);
+    w.m.ended(s(10.0), 1);
+    let (_, findings) = w.m.finish(s(10.0 + bound + 1.0));
+    assert_eq!(findings.iter().map(|f| f.check).collect::<Vec<_>>(), ["ghost_member"]);
+
+    // Removed in time: nothing.
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.m.leave_started(s(10.0), 1);
+    w.m.ended(s(10.0), 1);
+    w.remove(10.02, addr(2, 50000), Removal::Closed, &[]);
+    let (_, findings) = w.m.finish(s(10.0 + bound + 1.0));
+    assert!(findings.is_empty(), "{findings:?}");
 }

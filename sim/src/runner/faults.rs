@@ -49,6 +49,9 @@ impl Driver<'_> {
                         if !matches!(self.slots[slot], Slot::Leaving(_)) {
                             were_in.push(slot);
                         }
+                        if matches!(self.slots[slot], Slot::Joining(_)) {
+                            self.monitor.join_cut(i);
+                        }
                         self.monitor.ended(now, i);
                         self.slots[slot] = Slot::Idle;
                     }

@@ -140,6 +140,9 @@ pub enum Obs {
         inst: u64,
         /// Why.
         error: String,
+        /// The authenticator refused its password (a wrong-password attempt, counted from the
+        /// joiner's side).
+        refused: bool,
     },
     /// A joiner event.
     Joiner {
@@ -195,10 +198,14 @@ pub enum Obs {
         at: Duration,
         /// Attacker host.
         host: usize,
+        /// When the attempt started.
+        started: Duration,
         /// With the correct password?
         correct: bool,
         /// Whether the join succeeded.
         admitted: bool,
+        /// The authenticator refused the password (not: banned, or another failure).
+        refused: bool,
         /// The error, if refused.
         error: Option<String>,
     },
@@ -477,25 +484,77 @@ async fn authenticator(ctx: HostCtx) -> turmoil::Result {
 
 type Live = Rc<RefCell<BTreeMap<u64, Rc<Joiner<TurmoilNet>>>>>;
 
+/// The peer port joiner instance `inst` listens on. The runner chooses it (below turmoil's
+/// ephemeral range, 49152 and up), so the checkers know every joiner's address before the
+/// joiner announces it: ground truth that does not come from the authenticator. Five digits,
+/// like the ephemeral ports real joiners get, so lists keep their real size.
+pub(super) fn peer_port(inst: u64) -> u16 {
+    (10_000 + inst % 39_000) as u16
+}
+
+/// A joiner host's crash, as its joins in progress see it.
+///
+/// A flag and a [`Notify`], not a `tokio::sync::watch`: watch spreads its waiters over
+/// several internal `Notify`s picked by tokio's own RNG, which is not seeded by turmoil (only
+/// under `tokio_unstable`), so joins cut short by a crash would wake — and send their FINs —
+/// in an order that differs between runs. `Notify::notify_waiters` wakes its list in a fixed
+/// order.
+#[derive(Default)]
+struct Crashed {
+    flag: Cell<bool>,
+    notify: Notify,
+}
+
+impl Crashed {
+    fn crash(&self) {
+        self.flag.set(true);
+        self.notify.notify_waiters();
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.get()
+    }
+
+    /// Resolves once the host crashed.
+    async fn wait(&self) {
+        loop {
+            // Registered before the check: a crash in between still wakes this future.
+            let woken = self.notify.notified();
+            if self.is_set() {
+                return;
+            }
+            woken.await;
+        }
+    }
+}
+
 async fn joiner_agent(ctx: HostCtx) -> turmoil::Result {
     let clock = Clock::start();
     let live: Live = Rc::default();
     let inbox = &ctx.shared.inboxes[ctx.host];
     let host = ctx.host;
-    let (crash_tx, crash_rx) = tokio::sync::watch::channel(false);
+    let crashed = Rc::new(Crashed::default());
     loop {
         for cmd in inbox.drain() {
             match cmd {
                 Cmd::Crash => {
-                    let _ = crash_tx.send(true);
+                    crashed.crash();
                     let nodes = std::mem::take(&mut *live.borrow_mut());
                     for (_, j) in nodes {
                         tokio::task::spawn_local(async move { j.leave().await });
                     }
                 }
                 Cmd::Join { inst, joiner, group } => {
-                    let crash = crash_rx.clone();
-                    tokio::task::spawn_local(run_joiner(ctx.clone(), clock, live.clone(), crash, inst, joiner, group));
+                    let crashed = crashed.clone();
+                    tokio::task::spawn_local(run_joiner(
+                        ctx.clone(),
+                        clock,
+                        live.clone(),
+                        crashed,
+                        inst,
+                        joiner,
+                        group,
+                    ));
                 }
                 Cmd::Leave { inst } => {
                     if let Some(j) = live.borrow().get(&inst).cloned() {
@@ -531,7 +590,7 @@ async fn run_joiner(
     ctx: HostCtx,
     clock: Clock,
     live: Live,
-    mut crash: tokio::sync::watch::Receiver<bool>,
+    crashed: Rc<Crashed>,
     inst: u64,
     joiner: usize,
     group: usize,
@@ -542,20 +601,29 @@ async fn run_joiner(
     let cfg = JoinerConfig::new(password)
         .alias(format!("{}#{inst}", s.joiner_names[joiner]))
         .local_ip(ctx.ip)
+        .peer_port(peer_port(inst))
         .handshake_timeout(handshake)
         .heartbeat_interval(s.heartbeat_interval)
         .heartbeat_timeout(hb_timeout)
         .event_capacity(EVENT_CAPACITY);
     let joined = tokio::select! {
         biased;
-        _ = crash.wait_for(|c| *c) => return,
+        _ = crashed.wait() => return,
         r = Joiner::join(TurmoilNet::new(ctx.ip), ctx.shared.auth_addr, cfg) => r,
     };
-    if *crash.borrow() {
+    if crashed.is_set() {
         return; // crashed while joining: dropping `joined` ends it
     }
     match joined {
-        Err(e) => ctx.shared.push(ctx.host, Obs::JoinFailed { at: clock.now(), inst, error: pyile::error::report(&e) }),
+        Err(e) => ctx.shared.push(
+            ctx.host,
+            Obs::JoinFailed {
+                at: clock.now(),
+                inst,
+                refused: matches!(e, pyile::Error::Authentication),
+                error: pyile::error::report(&e),
+            },
+        ),
         Ok(mut j) => {
             if let Some(local) = j.distribution_local_addr() {
                 ctx.shared.push(ctx.host, Obs::DistConnected { inst, local });
@@ -587,21 +655,23 @@ async fn attacker(ctx: HostCtx) -> turmoil::Result {
             tokio::task::spawn_local(async move {
                 let s = &shared.settings;
                 let password = if correct { s.password.clone() } else { format!("wrong-{host}-{attempt}") };
-                shared.push(host, Obs::AttemptStarted { at: clock.now(), host });
+                let started = clock.now();
+                shared.push(host, Obs::AttemptStarted { at: started, host });
                 let cfg = JoinerConfig::new(password)
                     .alias(format!("attacker-{host}"))
                     .local_ip(ip)
                     .handshake_timeout(s.handshake_timeout)
                     .event_capacity(64);
                 let r = Joiner::join(TurmoilNet::new(ip), shared.auth_addr, cfg).await;
-                let (admitted, error) = match r {
+                let (admitted, refused, error) = match r {
                     Ok(j) => {
                         j.leave().await;
-                        (true, None)
+                        (true, false, None)
                     }
-                    Err(e) => (false, Some(pyile::error::report(&e))),
+                    Err(e) => (false, matches!(e, pyile::Error::Authentication), Some(pyile::error::report(&e))),
                 };
-                shared.push(host, Obs::AttemptDone { at: clock.now(), host, correct, admitted, error });
+                let at = clock.now();
+                shared.push(host, Obs::AttemptDone { at, host, started, correct, admitted, refused, error });
             });
         }
         inbox.notify.notified().await;

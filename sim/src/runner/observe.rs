@@ -5,6 +5,8 @@
 //! ended and may rejoin), feeds the [`Monitor`](crate::checkers::Monitor) in its own plain
 //! vocabulary ([`ListView`], [`Removal`]) and records each as a trace event.
 
+use std::net::SocketAddr;
+
 use pyile::{EventKind, HandshakeStage, LostReason, MemberList, RemovalReason};
 use serde_json::{Value, json};
 
@@ -116,7 +118,6 @@ impl Driver<'_> {
                     EventKind::MemberRemoved { member, reason } => {
                         self.monitor.member_removed(at, *member, removal(reason))
                     }
-                    EventKind::AuthFailed { ip, attempts } => self.monitor.auth_failed(at, *ip, *attempts),
                     EventKind::Banned { ip } => self.monitor.banned(at, *ip),
                     EventKind::HandshakeFailed { source, .. } => self.monitor.handshake_failed(at, *source),
                     EventKind::Lagged { dropped } => {
@@ -132,12 +133,17 @@ impl Driver<'_> {
                 if let Some(&slot) = self.inst_slot.get(&inst) {
                     let host = self.layout.joiners[slot].host;
                     let rejoin = self.rejoining.get(&inst).copied().unwrap_or(false);
-                    self.monitor.join_started(at, inst, slot, host, rejoin);
+                    let peer = SocketAddr::new(self.ips[host], super::hosts::peer_port(inst));
+                    self.monitor.join_started(at, inst, slot, host, rejoin, peer);
                 }
                 let n = self.inst_name(inst);
                 self.record(at, &n, "join_started", Value::Null)?;
             }
-            Obs::JoinFailed { at, inst, error } => {
+            Obs::JoinFailed { at, inst, error, refused } => {
+                if refused && let Some(&slot) = self.inst_slot.get(&inst) {
+                    let ip = self.ips[self.layout.joiners[slot].host];
+                    self.monitor.join_refused(inst, ip);
+                }
                 self.monitor.join_failed(at, inst);
                 if let Some(slot) = self.current_slot(inst) {
                     self.slots[slot] = Slot::Idle;
@@ -198,8 +204,11 @@ impl Driver<'_> {
             Obs::AttemptStarted { at, host } => {
                 self.monitor.attempt_started(at, self.ips[host]);
             }
-            Obs::AttemptDone { at, host, correct, admitted, error } => {
+            Obs::AttemptDone { at, host, started, correct, admitted, refused, error } => {
                 self.monitor.attempt_result(at, self.ips[host], correct, admitted);
+                if refused {
+                    self.monitor.password_refused(self.ips[host], started);
+                }
                 let n = self.layout.hosts[host].name.clone();
                 self.record(at, &n, "attempt_done", json!({"correct": correct, "admitted": admitted, "error": error}))?;
             }
