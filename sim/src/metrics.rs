@@ -50,8 +50,8 @@ impl MetricId {
     pub fn group(self) -> Group {
         use MetricId::*;
         match self {
-            JoinsAttempted | JoinsOk | JoinsFailed | JoinsFailedInFaults | Converged | FalseRemovals
-            | AuthLostReports | Rejoins | MsgsSent | MsgsDelivered | MsgsLost | SafetyViolations
+            JoinsAttempted | JoinsOk | JoinsFailed | JoinsFailedInFaults | JoinsCutByCrash | Converged
+            | FalseRemovals | AuthLostReports | Rejoins | MsgsSent | MsgsDelivered | MsgsLost | SafetyViolations
             | LivenessViolations => Group::Outcome,
             JoinLatencyP50 | JoinLatencyP90 | JoinLatencyMax | DetectionLatencyP50 | DetectionLatencyMax
             | ConvergenceP50 | ConvergenceP90 | ConvergenceMax | AuthLossDetectionMax => Group::Latency,
@@ -159,6 +159,7 @@ metrics! {
     JoinsOk => "joins_ok", Count, Info, 0.0, 0.0, "joins that completed the whole handshake";
     JoinsFailed => "joins_failed", Count, Lower, 0.1, 1.0, "joins that ended in an error (bans of attackers not included)";
     JoinsFailedInFaults => "joins_failed_in_faults", Count, Info, 0.0, 0.0, "of joins_failed, those during which a fault (partition, hold, loss, crash) impaired the joiner's host or the authenticator: expected";
+    JoinsCutByCrash => "joins_cut_by_crash", Count, Info, 0.0, 0.0, "join attempts still in their handshake when their host crashed";
     JoinLatencyP50 => "join_latency_p50_s", Seconds, Lower, 0.25, 0.05, "join latency (connect to first list), median";
     JoinLatencyP90 => "join_latency_p90_s", Seconds, Lower, 0.25, 0.05, "join latency, 90th percentile";
     JoinLatencyMax => "join_latency_max_s", Seconds, Lower, 0.5, 0.1, "join latency, worst";

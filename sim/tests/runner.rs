@@ -225,3 +225,107 @@ fn the_distribution_budget_reaches_the_authenticator_and_coalesces_a_join_storm(
     // 64 MiB/s keeps rounds of 60 members under the 10 ms interval: like unbounded.
     assert_eq!(default, unbounded);
 }
+
+/// Two hosts of joiners arriving 10 ms apart; the first host crashes in the middle of the
+/// storm (while some of its joiners are mid-handshake) and comes back. `CRASH_AT` is replaced.
+const CRASH_STORM: &str = r#"name = "t_crash_storm"
+duration = "12s"
+settle = "5s"
+
+[network]
+min_latency = "1ms"
+max_latency = "8ms"
+
+[[joiners]]
+name = "m"
+count = 12
+joiners_per_host = 6
+join_at = "1s"
+stagger = "10ms"
+rejoin_after = "500ms"
+
+[[timeline]]
+at = "1.08s"
+action = "crash"
+target = "m"
+hosts = 1
+pick = "first"
+
+[[timeline]]
+at = "3s"
+action = "restart"
+target = "m"
+
+[random]
+"timeline.0.at" = { min = "1.0s", max = "1.13s" }
+"network.max_latency" = { min = "2ms", max = "20ms" }
+"#;
+
+/// Crashes during a join storm end the crashed host's joins (and their sockets) in an order
+/// that used to come from tokio's unseeded RNG (a `watch` channel's waiters): every seed of
+/// 100 must replay exactly, and the checkers (ghost members included) must stay quiet.
+#[test]
+fn crashes_during_a_join_storm_replay_exactly_over_100_seeds() {
+    let src = load(CRASH_STORM);
+    let opts = BatchOptions { check_determinism: true, trace: None, threads: 1, progress: false, git_rev: "t".into() };
+    let mut cut_mid_join = 0;
+    for seed in 1..=100 {
+        let rec = run_job(Job { scenario: &src, seed }, &opts, false, run).unwrap();
+        assert_eq!(rec.determinism, "ok", "seed {seed} did not replay exactly");
+        assert_eq!(rec.failures, Vec::<String>::new(), "seed {seed}");
+        assert_eq!(rec.metrics.get(MetricId::Converged), Some(1.0), "seed {seed}");
+        if rec.metrics.get(MetricId::JoinsCutByCrash).is_some_and(|n| n > 0.0) {
+            cut_mid_join += 1;
+        }
+    }
+    assert!(cut_mid_join >= 10, "the crash hit joins in progress in only {cut_mid_join} of 100 seeds");
+}
+
+/// A host both partitioned and held from the same instant (overlapping faults on one link):
+/// the hold must not turn the partition's drops into delays, and releasing it must not heal
+/// the partition (turmoil's `hold` and `release` alone overwrite the link's state).
+const HOLD_IN_PARTITION: &str = r#"name = "t_hold_in_partition"
+duration = "40s"
+settle = "10s"
+
+[network]
+max_latency = "5ms"
+
+[authenticator]
+heartbeat_interval = "2s"
+heartbeat_timeout = "6s"
+
+[[joiners]]
+name = "steady"
+count = 2
+joiners_per_host = 2
+join_at = "0s"
+
+[[joiners]]
+name = "cut"
+count = 2
+joiners_per_host = 2
+join_at = "0s"
+
+[[timeline]]
+at = "5s"
+action = "partition"
+target = "cut"
+heal_after = "20s"
+
+[[timeline]]
+at = "5s"
+action = "hold"
+target = "cut"
+release_after = "2s"
+"#;
+
+#[test]
+fn a_hold_released_inside_a_partition_leaves_the_partition_in_force() {
+    let out = run(&load(HOLD_IN_PARTITION).resolve(1).unwrap(), Trace::new()).unwrap();
+    assert!(out.findings.is_empty(), "{:?}", out.findings);
+    let m = &out.metrics;
+    assert_eq!(m.get(MetricId::TimeoutRemovals), Some(2.0), "the cut members were still cut after the release");
+    let d = m.get(MetricId::DetectionLatencyMax).unwrap();
+    assert!((6.0..=8.5).contains(&d), "detection {d}");
+}

@@ -99,6 +99,7 @@ impl Monitor {
 
     /// The host of joining instance `inst` crashed (call before [`Monitor::ended`]).
     pub fn join_cut(&mut self, inst: u64) {
+        self.count(crate::metrics::MetricId::JoinsCutByCrash, 1.0);
         self.ghosts.cut.insert(inst);
         self.ghosts.claims.remove(&inst);
     }

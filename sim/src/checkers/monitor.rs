@@ -236,6 +236,7 @@ impl Monitor {
             MetricId::JoinsOk,
             MetricId::JoinsFailed,
             MetricId::JoinsFailedInFaults,
+            MetricId::JoinsCutByCrash,
             MetricId::FalseRemovals,
             MetricId::MsgsSent,
             MetricId::MsgsDelivered,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::evidence::Evidence;
-use super::faults::FaultRecord;
+use super::faults::{FaultRecord, LinkFaults};
 use super::hosts::{self, Cmd, HostCtx, Role, Settings, Shared};
 use super::{RunOutput, Sabotage};
 use crate::checkers::{Monitor, MonitorConfig};
@@ -65,6 +65,8 @@ pub(super) struct Driver<'a> {
     pub(super) crashed_slots: BTreeMap<usize, Vec<usize>>,
     pub(super) partitions: BTreeMap<usize, FaultRecord>,
     pub(super) holds: BTreeMap<usize, FaultRecord>,
+    /// Partitions and holds in force per link (see [`LinkFaults`]).
+    pub(super) links: BTreeMap<(IpAddr, IpAddr), LinkFaults>,
     pub(super) losses: BTreeMap<usize, FaultRecord>,
     pub(super) evidence: &'a Evidence,
     pub(super) events: u64,
@@ -165,6 +167,7 @@ impl<'a> Driver<'a> {
             crashed_slots: BTreeMap::new(),
             partitions: BTreeMap::new(),
             holds: BTreeMap::new(),
+            links: BTreeMap::new(),
             losses: BTreeMap::new(),
             evidence,
             events: 0,

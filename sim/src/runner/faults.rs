@@ -4,6 +4,14 @@
 //! to the [`Monitor`](crate::checkers::Monitor) as ground truth: which hosts' links to the
 //! authenticator it impairs, from when until when. A cut is always between the chosen hosts
 //! and every other host; the pairs it touched are kept so that ending it undoes exactly those.
+//!
+//! Partitions and holds may overlap on one link (a random pick can choose the same host for
+//! both), but a turmoil link has one state per direction and its `hold`/`release` and
+//! `repair` overwrite a partition (turmoil documents the combination as unsupported): a hold
+//! released mid-partition would silently heal the partition. So the driver counts the faults
+//! in force on each link ([`LinkFaults`]) and sets the link from all of them whenever one
+//! starts or ends: cut directions drop, a hold holds the rest, and only a link with nothing
+//! left is healthy (its held segments delivered).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -17,6 +25,26 @@ use crate::layout::AUTH_HOST;
 use crate::scenario::Direction;
 use crate::timeline::Selection;
 use crate::trace::TraceError;
+
+/// The partitions and holds in force on one link (key `(x, y)` with `x < y`: `cut_xy`
+/// partitions drop what `x` sends to `y`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct LinkFaults {
+    cut_xy: i32,
+    cut_yx: i32,
+    held: i32,
+}
+
+impl Direction {
+    /// How many cuts a partition in this direction puts on (chosen → other, other → chosen).
+    fn cuts(self) -> (i32, i32) {
+        match self {
+            Direction::Both => (1, 1),
+            Direction::Outbound => (1, 0),
+            Direction::Inbound => (0, 1),
+        }
+    }
+}
 
 /// A fault in force: the host pairs it cut, how, and the hosts it impairs.
 pub(super) struct FaultRecord {
@@ -103,11 +131,8 @@ impl Driver<'_> {
         for &x in &a {
             for &y in &b {
                 let (ix, iy) = (self.ips[x], self.ips[y]);
-                match direction {
-                    Direction::Both => self.sim.partition(ix, iy),
-                    Direction::Outbound => self.sim.partition_oneway(ix, iy),
-                    Direction::Inbound => self.sim.partition_oneway(iy, ix),
-                }
+                let (out, inb) = direction.cuts();
+                self.change_link(ix, iy, out, inb, 0);
                 pairs.push((ix, iy));
             }
         }
@@ -131,11 +156,8 @@ impl Driver<'_> {
     pub(super) fn heal(&mut self, now: Duration, id: usize) -> Result<(), TraceError> {
         if let Some(f) = self.partitions.remove(&id) {
             for (x, y) in f.pairs {
-                match f.direction {
-                    Direction::Both => self.sim.repair(x, y),
-                    Direction::Outbound => self.sim.repair_oneway(x, y),
-                    Direction::Inbound => self.sim.repair_oneway(y, x),
-                }
+                let (out, inb) = f.direction.cuts();
+                self.change_link(x, y, -out, -inb, 0);
             }
             for h in f.impaired {
                 self.monitor.restored(now, h, Impairment::Partition, id as u64);
@@ -160,8 +182,9 @@ impl Driver<'_> {
         let mut pairs = Vec::new();
         for &x in &a {
             for &y in &b {
-                self.sim.hold(self.ips[x], self.ips[y]);
-                pairs.push((self.ips[x], self.ips[y]));
+                let (ix, iy) = (self.ips[x], self.ips[y]);
+                self.change_link(ix, iy, 0, 0, 1);
+                pairs.push((ix, iy));
             }
         }
         let impaired = Self::impaired_by(&a, &b);
@@ -179,7 +202,7 @@ impl Driver<'_> {
     pub(super) fn release(&mut self, now: Duration, id: usize) -> Result<(), TraceError> {
         if let Some(f) = self.holds.remove(&id) {
             for (x, y) in f.pairs {
-                self.sim.release(x, y);
+                self.change_link(x, y, 0, 0, -1);
             }
             for h in f.impaired {
                 self.monitor.restored(now, h, Impairment::Hold, id as u64);
@@ -249,6 +272,33 @@ impl Driver<'_> {
             self.record(now, "sim", "loss_end", json!({"id": id}))?;
         }
         Ok(())
+    }
+
+    /// Changes the faults in force on link `(x, y)` and sets the turmoil link from all of
+    /// them: held if any hold is in force (else healthy, delivering what was held), then each
+    /// cut direction dropped. With a single fault this is exactly turmoil's own
+    /// partition/repair/hold/release.
+    fn change_link(&mut self, x: IpAddr, y: IpAddr, cut_xy: i32, cut_yx: i32, held: i32) {
+        let (x, y, cut_xy, cut_yx) = if x < y { (x, y, cut_xy, cut_yx) } else { (y, x, cut_yx, cut_xy) };
+        let l = self.links.entry((x, y)).or_default();
+        l.cut_xy += cut_xy;
+        l.cut_yx += cut_yx;
+        l.held += held;
+        let l = *l;
+        if l.held > 0 {
+            self.sim.hold(x, y);
+        } else {
+            self.sim.release(x, y);
+        }
+        if l.cut_xy > 0 {
+            self.sim.partition_oneway(x, y);
+        }
+        if l.cut_yx > 0 {
+            self.sim.partition_oneway(y, x);
+        }
+        if l.cut_xy <= 0 && l.cut_yx <= 0 && l.held <= 0 {
+            self.links.remove(&(x, y));
+        }
     }
 
     /// The two sides of a cut: the chosen hosts and everyone else.
