@@ -112,6 +112,14 @@ pub enum EventKind {
         /// Its encoded size in bytes (what one distribution message costs).
         bytes: usize,
     },
+    /// Joiner: a list older than the one it holds arrived and was dropped: the authenticator
+    /// went back in versions (the joiner's view stays correct; this says the sender is not).
+    StaleList {
+        /// The version that arrived.
+        version: u64,
+        /// The version held.
+        held: u64,
+    },
     /// Authenticator: a member was removed.
     MemberRemoved {
         /// Its peer address.

@@ -442,7 +442,9 @@ async fn distribution<N: Network>(
             Ok(Message::Distro { members: list, version }) => {
                 let list = MemberList::new(version, list);
                 let bytes = reader.last_len();
+                let mut held_version = None;
                 let taken = members.send_if_modified(|held| {
+                    held_version = held.version;
                     if held.is_superseded_by(&list) {
                         *held = list.clone();
                         true
@@ -453,7 +455,12 @@ async fn distribution<N: Network>(
                 if taken {
                     events.emit(EventKind::MemberListChanged { list, bytes });
                 } else {
-                    debug!(?version, "ignored a list older than the one held");
+                    debug!(?version, ?held_version, "ignored a list older than the one held");
+                    if let (Some(version), Some(held)) = (version, held_version)
+                        && version < held
+                    {
+                        events.emit(EventKind::StaleList { version, held });
+                    }
                 }
             }
             Ok(other) => debug!("ignored {} on the distribution connection", other.kind()),

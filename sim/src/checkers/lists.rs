@@ -3,7 +3,8 @@
 //!
 //! Checks: `banned_member` (a banned or ban-flood attacker IP admitted, or in any list),
 //! `unknown_member` (a joiner holds an address the authenticator never admitted),
-//! `view_regressed` (a joiner received a list older than one it had). Each admission and list
+//! `view_regressed` (a joiner received a list older than one it had: taken, or dropped by
+//! the joiner, which reports it). Each admission and list
 //! also goes to the attack checks ([`attacks`](super::attacks)), convergence
 //! ([`liveness`](super::liveness)) and the distribution cost metrics.
 
@@ -63,6 +64,18 @@ impl Monitor {
         if let Some(v) = list.version {
             self.await_convergence(t, v, &list.members);
         }
+    }
+
+    /// Joiner `inst` received list `version` while holding the newer `held`, and dropped it:
+    /// the authenticator regressed even though the joiner's view did not (`view_regressed`).
+    pub fn stale_list(&mut self, t: Duration, inst: u64, version: u64, held: u64) {
+        self.find(
+            Severity::Safety,
+            "view_regressed",
+            format!("{inst}:{version}"),
+            t,
+            format!("joiner instance {inst} was sent list v{version} after v{held} (it dropped it)"),
+        );
     }
 
     /// Joiner `inst` holds a (newer) list.

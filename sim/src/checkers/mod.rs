@@ -10,7 +10,8 @@
 //! Safety checks (each finding fails the run):
 //! - `banned_member`: a list (published or received) holds a banned or attacker IP.
 //! - `unknown_member`: a joiner's list holds an address the authenticator never admitted.
-//! - `view_regressed`: a joiner received a list older than one it already had.
+//! - `view_regressed`: a joiner received a list older than one it already had (taken, or
+//!   dropped by the joiner, which reports it).
 //! - `stale_member`: the authenticator still lists a member `heartbeat_timeout` + one interval
 //!   (+ latency slack) after the member's host stopped answering (crash, cut, hold).
 //! - `false_removal`: a member was removed although neither its host nor the authenticator

@@ -554,3 +554,13 @@ fn ghost_member_fires_when_the_authenticator_keeps_a_joiner_that_left() {
     let (_, findings) = w.m.finish(s(10.0 + bound + 1.0));
     assert!(findings.is_empty(), "{findings:?}");
 }
+
+#[test]
+fn a_stale_list_the_joiner_dropped_is_still_a_regression_of_the_authenticator() {
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    assert!(w.checks().is_empty());
+    w.m.stale_list(s(2.0), 1, 1, 2);
+    assert_eq!(w.checks(), ["view_regressed"]);
+    assert!(w.m.findings()[0].detail.contains("sent list v1 after v2"));
+}

@@ -83,6 +83,7 @@ fn describe(kind: &EventKind) -> (&'static str, Value) {
         ),
         EventKind::Left => ("left", Value::Null),
         EventKind::Lagged { dropped } => ("lagged", json!({"dropped": dropped})),
+        EventKind::StaleList { version, held } => ("stale_list", json!({"version": version, "held": held})),
     }
 }
 
@@ -167,6 +168,7 @@ impl Driver<'_> {
                         self.monitor.joiner_list(at, inst, &list_view(list, *bytes))
                     }
                     EventKind::AuthenticatorLost { .. } => self.monitor.auth_lost(at, inst),
+                    EventKind::StaleList { version, held } => self.monitor.stale_list(at, inst, *version, *held),
                     EventKind::Lagged { dropped } => {
                         self.error = Some(format!("joiner events lagged ({dropped} dropped): checkers incomplete"));
                     }
