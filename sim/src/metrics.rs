@@ -55,7 +55,7 @@ impl MetricId {
             | LivenessViolations => Group::Outcome,
             JoinLatencyP50 | JoinLatencyP90 | JoinLatencyMax | DetectionLatencyP50 | DetectionLatencyMax
             | ConvergenceP50 | ConvergenceP90 | ConvergenceMax | AuthLossDetectionMax => Group::Latency,
-            ListChanges | DistMsgsPerChange | DistBytesPerChange => Group::Cost,
+            ListChanges | DistMsgsPerChange | DistBytesPerChange | EventsProcessed => Group::Cost,
             BannedIps
             | BanLatencyMax
             | AttemptsBeforeBanMax
@@ -78,7 +78,7 @@ impl MetricId {
             | ChatterListBytes
             | ChatterExcessLists
             | HonestAdmitDuringAttackMax => Group::Attacks,
-            Hosts | Joiners | EventsProcessed | SimSeconds | WallSeconds | SimWallRatio => Group::Run,
+            Hosts | Joiners | SimSeconds | WallSeconds | SimWallRatio => Group::Run,
         }
     }
 }
@@ -160,26 +160,26 @@ metrics! {
     JoinsFailed => "joins_failed", Count, Lower, 0.1, 1.0, "joins that ended in an error (bans of attackers not included)";
     JoinsFailedInFaults => "joins_failed_in_faults", Count, Info, 0.0, 0.0, "of joins_failed, those during which a fault (partition, hold, loss, crash) impaired the joiner's host or the authenticator: expected";
     JoinsCutByCrash => "joins_cut_by_crash", Count, Info, 0.0, 0.0, "join attempts still in their handshake when their host crashed";
-    JoinLatencyP50 => "join_latency_p50_s", Seconds, Lower, 0.25, 0.05, "join latency (connect to first list), median";
-    JoinLatencyP90 => "join_latency_p90_s", Seconds, Lower, 0.25, 0.05, "join latency, 90th percentile";
-    JoinLatencyMax => "join_latency_max_s", Seconds, Lower, 0.5, 0.1, "join latency, worst";
-    DetectionLatencyP50 => "detection_latency_p50_s", Seconds, Lower, 0.2, 0.5, "fault (crash/partition/leave) to removal by the authenticator, median";
-    DetectionLatencyMax => "detection_latency_max_s", Seconds, Lower, 0.2, 0.5, "fault to removal, worst";
-    ConvergenceP50 => "convergence_p50_s", Seconds, Lower, 0.25, 0.05, "list change to every live joiner holding it, median";
-    ConvergenceP90 => "convergence_p90_s", Seconds, Lower, 0.25, 0.05, "list change to every live joiner holding it, 90th percentile";
-    ConvergenceMax => "convergence_max_s", Seconds, Lower, 0.5, 0.1, "list change to every live joiner holding it, worst";
+    JoinLatencyP50 => "join_latency_p50_s", Seconds, Lower, 0.1, 0.002, "join latency (connect to first list), median";
+    JoinLatencyP90 => "join_latency_p90_s", Seconds, Lower, 0.1, 0.002, "join latency, 90th percentile";
+    JoinLatencyMax => "join_latency_max_s", Seconds, Lower, 0.25, 0.02, "join latency, worst";
+    DetectionLatencyP50 => "detection_latency_p50_s", Seconds, Lower, 0.1, 0.25, "fault (crash/partition/leave) to removal by the authenticator, median";
+    DetectionLatencyMax => "detection_latency_max_s", Seconds, Lower, 0.1, 0.25, "fault to removal, worst";
+    ConvergenceP50 => "convergence_p50_s", Seconds, Lower, 0.1, 0.002, "list change to every live joiner holding it, median";
+    ConvergenceP90 => "convergence_p90_s", Seconds, Lower, 0.1, 0.002, "list change to every live joiner holding it, 90th percentile";
+    ConvergenceMax => "convergence_max_s", Seconds, Lower, 0.25, 0.02, "list change to every live joiner holding it, worst";
     Converged => "converged", Flag, Higher, 0.0, 0.0, "1 if every live joiner held the authenticator's list at the end of the quiet period";
     FalseRemovals => "false_removals", Count, Lower, 0.0, 0.0, "honest members removed although they kept answering";
     AuthLostReports => "auth_lost_reports", Count, Info, 0.0, 0.0, "joiners that reported the loss of the authenticator";
-    AuthLossDetectionMax => "auth_loss_detection_max_s", Seconds, Lower, 0.2, 0.5, "authenticator fault to a joiner reporting the loss, worst";
+    AuthLossDetectionMax => "auth_loss_detection_max_s", Seconds, Lower, 0.1, 0.25, "authenticator fault to a joiner reporting the loss, worst";
     Rejoins => "rejoins", Count, Info, 0.0, 0.0, "joins started by groups' rejoin_after policy";
     ListChanges => "list_changes", Count, Info, 0.0, 0.0, "member lists published by the authenticator";
-    DistMsgsPerChange => "dist_msgs_per_change", Ratio, Lower, 0.2, 0.5, "member lists joiners received and applied (newer than the one they held) per list change: lists superseded before they were written, and stale ones a joiner drops, are not counted";
-    DistBytesPerChange => "dist_bytes_per_change", Bytes, Lower, 0.2, 64.0, "bytes of the lists joiners received and applied, per list change";
+    DistMsgsPerChange => "dist_msgs_per_change", Ratio, Lower, 0.1, 0.1, "member lists joiners received and applied (newer than the one they held) per list change: lists superseded before they were written, and stale ones a joiner drops, are not counted";
+    DistBytesPerChange => "dist_bytes_per_change", Bytes, Lower, 0.1, 32.0, "bytes of the lists joiners received and applied, per list change";
     BannedIps => "banned_ips", Count, Info, 0.0, 0.0, "IPs the authenticator banned";
-    BanLatencyMax => "ban_latency_max_s", Seconds, Lower, 0.25, 0.1, "first wrong attempt of an IP to its ban, worst";
+    BanLatencyMax => "ban_latency_max_s", Seconds, Lower, 0.15, 0.05, "first wrong attempt of an IP to its ban, worst";
     AttemptsBeforeBanMax => "attempts_before_ban_max", Count, Lower, 0.0, 0.0, "wrong-password attempts an IP made (refusals it received, counted on its side) before it was banned, worst";
-    HonestAdmitDuringFloodMax => "honest_admit_during_flood_max_s", Seconds, Lower, 0.5, 0.2, "join latency of honest joiners during a ban flood, worst";
+    HonestAdmitDuringFloodMax => "honest_admit_during_flood_max_s", Seconds, Lower, 0.2, 0.02, "join latency of honest joiners during a ban flood, worst";
     MsgsSent => "msgs_sent", Count, Info, 0.0, 0.0, "chat messages sent (a broadcast counts once per recipient)";
     MsgsDelivered => "msgs_delivered", Count, Info, 0.0, 0.0, "chat messages echoed by their recipient";
     MsgsLost => "msgs_lost", Count, Lower, 0.25, 2.0, "chat messages not delivered";
@@ -193,17 +193,17 @@ metrics! {
     AttackConns => "attack_conns", Count, Info, 0.0, 0.0, "hostile connections opened by attack hosts";
     AttackConnsClosedByAuth => "attack_conns_closed_by_auth", Count, Info, 0.0, 0.0, "hostile connections the authenticator closed (or refused)";
     AttackConnsOpenAtEnd => "attack_conns_open_at_end", Count, Lower, 0.0, 0.0, "hostile connections still open when the run ended (the authenticator never gave up on them)";
-    AttackCloseLatencyMax => "attack_close_latency_max_s", Seconds, Lower, 0.25, 0.5, "hostile connection opened to the authenticator closing it, worst (members excluded)";
+    AttackCloseLatencyMax => "attack_close_latency_max_s", Seconds, Lower, 0.1, 0.25, "hostile connection opened to the authenticator closing it, worst (members excluded)";
     AttackHandshakeFailures => "attack_handshake_failures", Count, Info, 0.0, 0.0, "handshakes from attack hosts the authenticator gave up (HandshakeFailed)";
     AttackAdmissions => "attack_admissions", Count, Lower, 0.0, 0.0, "admissions from hostile sources, or of addresses not on the connection's IP";
     HonestEvictions => "honest_evictions", Count, Lower, 0.0, 0.0, "honest members replaced by an admission from another source";
     ChatterLists => "chatter_lists", Count, Info, 0.0, 0.0, "member lists received by attack members (distribution-socket chatterers)";
     ChatterListBytes => "chatter_list_bytes", Bytes, Info, 0.0, 0.0, "bytes of those lists";
     ChatterExcessLists => "chatter_excess_lists", Count, Lower, 0.0, 0.0, "lists chatterers received beyond those published while they were members (resends)";
-    HonestAdmitDuringAttackMax => "honest_admit_during_attack_max_s", Seconds, Lower, 0.5, 0.2, "join latency of honest joiners started during an attack, worst";
+    HonestAdmitDuringAttackMax => "honest_admit_during_attack_max_s", Seconds, Lower, 0.2, 0.02, "join latency of honest joiners started during an attack, worst";
     SafetyViolations => "safety_violations", Count, Lower, 0.0, 0.0, "safety checker findings (any is a failure)";
     LivenessViolations => "liveness_violations", Count, Lower, 0.0, 0.0, "liveness checker findings";
-    EventsProcessed => "events_processed", Count, Info, 0.0, 0.0, "protocol events consumed by the checkers";
+    EventsProcessed => "events_processed", Count, Lower, 0.25, 50.0, "protocol events consumed by the checkers (what the run cost: a protocol that chatters more shows here)";
     SimSeconds => "sim_seconds", Seconds, Info, 0.0, 0.0, "simulated time run";
     WallSeconds => "wall_seconds", Seconds, Info, 0.0, 0.0, "wall-clock time of the run (machine-dependent)";
     SimWallRatio => "sim_wall_ratio", Ratio, Info, 0.0, 0.0, "simulated seconds per wall second (machine-dependent)";

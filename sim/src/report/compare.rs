@@ -7,6 +7,13 @@
 //! `new > base × (1 + rel) + abs` for lower-is-better metrics, symmetrically for higher.
 //! Informational metrics (counts, wall time) never fail. Each failure carries the replay
 //! command of the new run.
+//!
+//! Runs are deterministic, so a metric moves only when the code (or the scenario) does: the
+//! catalogue's tolerances are tight (latencies 10 % + a few ms, costs 10–25 %), and a change
+//! that moves a metric on purpose refreshes the baselines in the same commit, saying why. For
+//! the same reason a run whose trace hash differs from its baseline's while its scenario file
+//! did not change is reported prominently even when every metric is within tolerance: the
+//! protocol's behaviour changed, and whoever changed it should know and say so.
 
 use std::collections::BTreeMap;
 
@@ -79,9 +86,11 @@ pub struct CompareOutcome {
     pub compared: usize,
     /// Failures, in (scenario, seed) order.
     pub failures: Vec<CompareFailure>,
-    /// Things worth knowing that do not fail (new seeds, changed scenario files, changed
-    /// behaviour).
+    /// Things worth knowing that do not fail (new seeds, changed scenario files).
     pub notes: Vec<String>,
+    /// Runs whose trace differs from their baseline's although their scenario file is
+    /// unchanged: scenario → seeds.
+    pub changed_behaviour: BTreeMap<String, Vec<u64>>,
 }
 
 impl CompareOutcome {
@@ -102,8 +111,25 @@ impl CompareOutcome {
                 out.push_str(&format!("  replay: {}\n", f.replay));
             }
         }
+        let changed: usize = self.changed_behaviour.values().map(Vec::len).sum();
+        if changed > 0 {
+            out.push_str(&format!(
+                "\n!! BEHAVIOUR CHANGED: {changed} of {} run(s) produced a different trace than their baseline, \
+                 with the same scenario file:\n",
+                self.compared
+            ));
+            for (scenario, seeds) in &self.changed_behaviour {
+                let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();
+                out.push_str(&format!("!!   {scenario}: seed(s) {}\n", seeds.join(", ")));
+            }
+            out.push_str(
+                "!! The protocol or the simulator now behaves differently. If that is intended, refresh the \
+                 baselines (`sim baseline`) in the same commit and say why; if not, replay a seed with --trace \
+                 and diff it against the baseline commit's trace.\n\n",
+            );
+        }
         out.push_str(&format!(
-            "compare: {} run(s) compared, {} failure(s): {}\n",
+            "compare: {} run(s) compared, {} failure(s), {changed} with changed behaviour: {}\n",
             self.compared,
             self.failures.len(),
             if self.passed() { "PASS" } else { "FAIL" }
@@ -118,7 +144,6 @@ pub fn compare(new: &[RunRecord], base: &[RunRecord], tol: &Tolerances) -> Compa
     let base_by: BTreeMap<_, &RunRecord> = base.iter().map(|r| (key(r), r)).collect();
     let new_by: BTreeMap<_, &RunRecord> = new.iter().map(|r| (key(r), r)).collect();
     let mut out = CompareOutcome::default();
-    let mut changed_behaviour = 0usize;
     let mut changed_files = BTreeMap::new();
 
     for ((scenario, seed), n) in &new_by {
@@ -140,8 +165,8 @@ pub fn compare(new: &[RunRecord], base: &[RunRecord], tol: &Tolerances) -> Compa
         if b.scenario_hash != n.scenario_hash {
             changed_files.insert(scenario.clone(), (b.scenario_hash.clone(), n.scenario_hash.clone()));
         }
-        if !b.trace_hash.is_empty() && b.trace_hash != n.trace_hash {
-            changed_behaviour += 1;
+        if !b.trace_hash.is_empty() && b.trace_hash != n.trace_hash && b.scenario_hash == n.scenario_hash {
+            out.changed_behaviour.entry(scenario.clone()).or_default().push(*seed);
         }
         for id in MetricId::ALL {
             if id.def().better == Better::Info {
@@ -178,12 +203,6 @@ pub fn compare(new: &[RunRecord], base: &[RunRecord], tol: &Tolerances) -> Compa
     }
     for (scenario, (b, n)) in changed_files {
         out.notes.push(format!("{scenario}: scenario file changed since the baseline ({b} -> {n})"));
-    }
-    if changed_behaviour > 0 {
-        out.notes.push(format!(
-            "{changed_behaviour} of {} run(s) behave differently from the baseline (trace hash changed)",
-            out.compared
-        ));
     }
     out.failures.sort_by(|a, b| (&a.scenario, a.seed).cmp(&(&b.scenario, b.seed)));
     out

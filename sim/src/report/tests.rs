@@ -133,8 +133,8 @@ fn table_shows_metrics_and_failing_runs_with_replay() {
 #[test]
 fn compare_passes_within_tolerance() {
     let base = vec![record("churn", 1, 0.20), record("churn", 2, 0.20)];
-    // join_latency_p90_s: rel 25 % + abs 50 ms → 0.30 is the limit.
-    let new = vec![record("churn", 1, 0.29), record("churn", 2, 0.10)];
+    // join_latency_p90_s: rel 10 % + abs 2 ms → 0.222 is the limit.
+    let new = vec![record("churn", 1, 0.221), record("churn", 2, 0.10)];
     let out = compare(&new, &base, &Tolerances::new());
     assert!(out.passed(), "{}", out.render());
     assert_eq!(out.compared, 2);
@@ -147,7 +147,7 @@ fn compare_fails_a_regression_with_numbers_and_replay() {
     let out = compare(&new, &base, &Tolerances::new());
     assert_eq!(out.failures.len(), 1);
     let f = &out.failures[0];
-    assert_eq!(f.what, "join_latency_p90_s worse than baseline: 310ms vs 200ms (tolerance 25% + 50ms)");
+    assert_eq!(f.what, "join_latency_p90_s worse than baseline: 310ms vs 200ms (tolerance 10% + 2ms)");
     assert!(f.replay.contains("--seed 1"));
     let text = out.render();
     assert!(text.contains("FAIL churn seed 1: join_latency_p90_s") && text.ends_with("FAIL\n"), "{text}");
@@ -161,7 +161,7 @@ fn compare_fails_a_regression_with_numbers_and_replay() {
 fn compare_higher_is_better_and_info_metrics() {
     let base = vec![record("churn", 1, 0.2)];
     let mut new = record("churn", 1, 0.2);
-    new.metrics.set(MetricId::EventsProcessed, 1e9); // informational: never fails
+    new.metrics.set(MetricId::WallSeconds, 1e9); // informational: never fails
     assert!(compare(&[new.clone()], &base, &Tolerances::new()).passed());
     new.metrics.set(MetricId::Converged, 0.0);
     let out = compare(&[new], &base, &Tolerances::new());
@@ -195,10 +195,55 @@ fn compare_notes_changed_behaviour_and_files() {
     let mut new = record("churn", 1, 0.2);
     new.trace_hash = "ffffffffffffffff".into();
     new.scenario_hash = "0000000000000000".into();
-    let out = compare(&[new], &base, &Tolerances::new());
+    let out = compare(&[new.clone()], &base, &Tolerances::new());
     assert!(out.passed());
     assert!(out.notes.iter().any(|n| n.contains("scenario file changed")));
-    assert!(out.notes.iter().any(|n| n.contains("1 of 1 run(s) behave differently")));
+    assert!(out.changed_behaviour.is_empty(), "a changed scenario explains a changed trace");
+    // The same scenario file, another trace: the behaviour changed, said loudly (not a failure).
+    new.scenario_hash = base[0].scenario_hash.clone();
+    let out = compare(&[new], &base, &Tolerances::new());
+    assert!(out.passed());
+    assert_eq!(out.changed_behaviour.get("churn"), Some(&vec![1]));
+    let text = out.render();
+    assert!(text.contains("!! BEHAVIOUR CHANGED: 1 of 1 run(s)") && text.contains("!!   churn: seed(s) 1"), "{text}");
+    assert!(text.ends_with("1 with changed behaviour: PASS\n"), "{text}");
+}
+
+/// The gate against the committed baselines: every CI run's latencies 20 % worse, or its
+/// distribution and event costs doubled, must fail the comparison for that run — and the
+/// baselines compared with themselves must pass.
+#[test]
+fn the_committed_baselines_catch_a_20_percent_latency_and_a_2x_cost_regression() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/baseline");
+    let base = load_runs(&dir).unwrap();
+    assert!(base.len() >= 20, "{} baseline runs", base.len());
+    let tol = Tolerances::new();
+    assert!(compare(&base, &base, &tol).passed());
+    let latencies = [
+        MetricId::JoinLatencyP50,
+        MetricId::JoinLatencyP90,
+        MetricId::ConvergenceP50,
+        MetricId::ConvergenceP90,
+        MetricId::DetectionLatencyP50,
+    ];
+    let costs = [MetricId::DistMsgsPerChange, MetricId::DistBytesPerChange, MetricId::EventsProcessed];
+    // Latencies from 25 ms up (below that the few-ms absolute slack dominates); costs always.
+    for (ids, factor, floor, what) in
+        [(&latencies[..], 1.2, 0.025, "20 % slower"), (&costs[..], 2.0, 0.0, "2x the cost")]
+    {
+        for id in ids {
+            let mut judged = 0;
+            for b in &base {
+                let Some(v) = b.metrics.get(*id).filter(|v| *v > 0.0 && *v >= floor) else { continue };
+                let mut n = b.clone();
+                n.metrics.set(*id, v * factor);
+                let out = compare(&[n], std::slice::from_ref(b), &tol);
+                assert!(!out.passed(), "{} seed {}: {id} {what} ({v} -> {}) passed", b.scenario, b.seed, v * factor);
+                judged += 1;
+            }
+            assert!(judged >= 1, "{id}: no baseline run judged");
+        }
+    }
 }
 
 #[test]
