@@ -228,3 +228,72 @@ async fn churn_crashes_are_silent_and_the_authenticator_s_detection_is_measured(
     auth.leave().await;
     reader.abort();
 }
+
+/// An authenticator that never removes a silent member: every crash is still listed when
+/// the bound expires, counted as `crash_undetected` (an error), and its sockets are closed
+/// then, so the authenticator finally sees it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_still_listed_at_the_bound_are_undetected_errors_and_then_closed() {
+    let mut auth = Authenticator::start(
+        TokioNet,
+        AuthenticatorConfig::new("pw")
+            .listen("127.0.0.1:0".parse().unwrap())
+            .heartbeat_interval(Duration::from_millis(200))
+            .heartbeat_timeout(Duration::from_secs(3600)),
+    )
+    .await
+    .unwrap();
+    let mut auth_events = auth.events().unwrap();
+    let cfg = PlanConfig {
+        seed: 7,
+        peers: 8,
+        arrival: Arrival::Rate(100.0),
+        hold: Duration::from_secs(2),
+        churn_rate: 3.0,
+        broadcast_rate: 0.0,
+        wrong_password_rate: 0.0,
+        joiner_ips: addrs("127.0.5.1-127.0.5.8"),
+        attacker_ips: vec![],
+        shards: 1,
+        attacks: vec![],
+    };
+    let plan = Plan::build(&cfg).unwrap();
+    let crashes = plan.summary().crashes;
+    assert!(crashes >= 1, "{:?}", plan.summary());
+    let start = Instant::now() + Duration::from_millis(50);
+    let metrics = Arc::new(Metrics::new(start));
+    let driver_cfg = DriverConfig {
+        target: auth.auth_addr(),
+        password: "pw".into(),
+        wrong_password: DriverConfig::wrong_password_for("pw"),
+        handshake_timeout: Duration::from_secs(3),
+        heartbeat_timeout: Duration::from_secs(2),
+        start_wall: SystemTime::now() + Duration::from_millis(50),
+        drain_timeout: Duration::from_secs(5),
+        crash_bound: Duration::from_millis(800),
+    };
+    driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
+    let mut collector = Collector::new();
+    collector.cut(&metrics, Instant::now());
+    let t = collector.totals();
+    assert_eq!(t.counter(Counter::Crashed), crashes);
+    assert_eq!(t.counter(Counter::CrashUndetected), crashes);
+    assert_eq!(t.histogram(Latency::CrashDetection).len(), 0);
+    assert_eq!(t.counter(Counter::Errors), crashes, "an undetected crash is an error");
+    // Closed at the bound: nobody is left listed (the authenticator itself aside).
+    let gone = tokio::time::timeout(Duration::from_secs(5), async {
+        while auth.members().len() > 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "still listed: {:?}", auth.members());
+    let mut timeouts = 0;
+    while let Some(ev) = auth_events.try_recv() {
+        if let EventKind::MemberRemoved { reason: RemovalReason::HeartbeatTimeout, .. } = ev.kind {
+            timeouts += 1;
+        }
+    }
+    assert_eq!(timeouts, 0);
+    auth.leave().await;
+}
