@@ -77,10 +77,25 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub hold: Duration,
 
-    /// Churn during the hold phase: leaves per second (half graceful, half crash-style),
-    /// each replaced at once by a new joiner from the same source address.
+    /// Churn during the hold phase: departures per second, each replaced at once by a new
+    /// joiner from the same source address. Half are graceful leaves (the joiner closes every
+    /// socket; the authenticator sees the close; counted in `left`), half are crashes (the
+    /// joiner hangs: it stops reading and answering heartbeats but keeps its auth and
+    /// distribution connections and peer listener open, with no FIN or RST, so only the
+    /// authenticator's heartbeat timeout can notice; counted in `crashed`). For each crash,
+    /// `crash_detection` is the time from the silence to the first member list without its
+    /// address taken by another joiner of this process; a crash still listed after
+    /// --crash-bound is `crash_undetected` (an error), one that could not be judged (no
+    /// other joiner of ours held the address, or the run was stopped) `crash_unobserved`.
     #[arg(long, default_value = "0", value_name = "L/s")]
     pub churn: EventRate,
+
+    /// How long a crashed joiner's sockets stay open waiting for the authenticator to remove
+    /// it; then they are closed and the crash counts as `crash_undetected`. At the end of the
+    /// plan the run waits for crashes still within their bound. [default: 3 x
+    /// --heartbeat-timeout]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub crash_bound: Option<Duration>,
 
     /// Broadcasts per second during the hold phase, from random loadgen joiners to every
     /// member.
@@ -207,6 +222,11 @@ impl RunArgs {
             (Some(rate), None) => Arrival::Rate(rate.per_sec()),
             (None, None) => Arrival::Rate(DEFAULT_RATE),
         }
+    }
+
+    /// --crash-bound, or three times --heartbeat-timeout.
+    pub fn crash_bound(&self) -> Duration {
+        self.crash_bound.unwrap_or(self.heartbeat_timeout * 3)
     }
 
     /// The password: --password-file, else --password / `PYILE_PASSWORD`
@@ -374,6 +394,8 @@ mod tests {
             "3s",
             "--handshake-timeout",
             "2s",
+            "--crash-bound",
+            "9s",
         ])
         .unwrap();
         let r = cli.run;
@@ -389,6 +411,9 @@ mod tests {
         assert!(r.quiet);
         assert_eq!(r.password().unwrap(), "pw");
         assert_eq!((r.heartbeat_timeout, r.handshake_timeout), (Duration::from_secs(3), Duration::from_secs(2)));
+        assert_eq!(r.crash_bound(), Duration::from_secs(9));
+        let derived = parse(&["--heartbeat-timeout", "2s"]).unwrap().run;
+        assert_eq!(derived.crash_bound(), Duration::from_secs(6));
     }
 
     #[test]

@@ -13,6 +13,15 @@
 //! microseconds and receivers convert their event timestamps to wall-clock time with the same
 //! anchor the plan uses; on one machine that is exact, across machines it includes clock skew.
 //!
+//! Churn's crash half is a silent death: the joiner hangs (`pyile::Joiner::hang`), stops
+//! reading and answering and keeps every socket open, so the authenticator can only notice by
+//! its heartbeat timeout. A watcher per crash then follows the member list of another joiner
+//! of this process that still lists the crashed address, and records how long after the
+//! silence began a list without it arrived ([`Latency::CrashDetection`]); the hung sockets are
+//! closed then, or when `crash_bound` expires first ([`Counter::CrashUndetected`]). When the
+//! plan ends, the run waits for the crashes still being watched (each at most `crash_bound`)
+//! before the joiners leave.
+//!
 //! Hostile connections (`--attack`) run as their own tasks too ([`crate::attack::client`]);
 //! the driver only hands them the honest members they may impersonate and tells them when an
 //! impersonated member lost its membership.
@@ -50,6 +59,10 @@ pub struct DriverConfig {
     pub start_wall: SystemTime,
     /// After the plan ends, how long to wait for operations still in flight.
     pub drain_timeout: Duration,
+    /// How long a crashed (hung) joiner's sockets stay open waiting for the authenticator to
+    /// remove it from the member list; past it the crash counts as undetected and its sockets
+    /// are closed.
+    pub crash_bound: Duration,
 }
 
 impl DriverConfig {
@@ -87,8 +100,12 @@ struct Shared {
     /// The hostile side of the run.
     attack: Arc<AttackContext>,
     tracker: TaskTracker,
+    /// The crashes being watched (see [`watch_crash`]); waited for when the plan ends.
+    crash_watches: TaskTracker,
     /// Set once the plan has ended: joins that finish later leave at once.
     ending: CancellationToken,
+    /// The run was stopped (interrupted or given up): crashes still watched are unobserved.
+    stop: CancellationToken,
 }
 
 /// Runs `plan` to its end (or until `stop` is cancelled), then makes every joiner leave and
@@ -121,7 +138,9 @@ pub async fn run(plan: &Plan, cfg: DriverConfig, metrics: Arc<Metrics>, stop: Ca
         victims,
         attack,
         tracker: TaskTracker::new(),
+        crash_watches: TaskTracker::new(),
         ending,
+        stop: stop.clone(),
     });
     for op in &plan.ops {
         let intended = start + op.at;
@@ -136,6 +155,13 @@ pub async fn run(plan: &Plan, cfg: DriverConfig, metrics: Arc<Metrics>, stop: Ca
         _ = stop.cancelled() => {}
         _ = tokio::time::sleep_until((start + plan.end).into()) => {}
     }
+    // Crashes late in the plan: give each its bound to be detected while the other joiners
+    // are still members to see it (each watch ends by `crash_bound`, or at once on `stop`).
+    shared.crash_watches.close();
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = shared.crash_watches.wait() => {}
+    }
     shared.ending.cancel();
     let joiners: Vec<Arc<Joiner>> = lock(&shared.slots)
         .drain()
@@ -148,7 +174,11 @@ pub async fn run(plan: &Plan, cfg: DriverConfig, metrics: Arc<Metrics>, stop: Ca
         shared.tracker.spawn(async move { j.leave().await });
     }
     shared.tracker.close();
-    let _ = tokio::time::timeout(shared.cfg.drain_timeout, shared.tracker.wait()).await;
+    let drained = async {
+        shared.tracker.wait().await;
+        shared.crash_watches.wait().await;
+    };
+    let _ = tokio::time::timeout(shared.cfg.drain_timeout, drained).await;
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -378,10 +408,93 @@ async fn leave(shared: Arc<Shared>, joiner: Arc<Joiner>, mode: LeaveMode) {
             shared.metrics.incr(Counter::Left);
         }
         LeaveMode::Crash => {
-            // TODO(pyile): a crash should stop answering without closing (or reset); the
-            // library has no such call yet, so a crash is a leave without waiting for it.
+            let hung = joiner.hang().await;
+            // From here on it answers nothing: the silence starts now.
+            let silent_at = Instant::now();
             drop(joiner);
-            shared.metrics.incr(Counter::Dropped);
+            shared.metrics.incr(Counter::Crashed);
+            let s = shared.clone();
+            shared.crash_watches.spawn(async move {
+                let deadline = silent_at + s.cfg.crash_bound;
+                let m = &s.metrics;
+                match watch_crash(&s, hung.peer_addr(), deadline).await {
+                    CrashOutcome::Detected(at) => m.record_since(Latency::CrashDetection, silent_at, at),
+                    CrashOutcome::Undetected => {
+                        tracing::debug!(addr = %hung.peer_addr(), "crashed joiner still listed after the crash bound");
+                        m.incr(Counter::CrashUndetected);
+                        Duration::ZERO
+                    }
+                    CrashOutcome::Unobserved => {
+                        m.incr(Counter::CrashUnobserved);
+                        Duration::ZERO
+                    }
+                };
+                // The process "dies" for good: its sockets close now.
+                drop(hung);
+            });
+        }
+    }
+}
+
+/// What became of a crashed joiner's address.
+enum CrashOutcome {
+    /// A list without it was taken by another joiner of ours at this instant.
+    Detected(Instant),
+    /// Still listed when the bound expired.
+    Undetected,
+    /// Not judged: the run stopped, or no joiner of ours held the address to see it go.
+    Unobserved,
+}
+
+/// How many joined joiners one search for an observer looks at.
+const OBSERVER_CANDIDATES: usize = 64;
+/// Pause between searches for an observer when none holds the address yet.
+const OBSERVER_RETRY: Duration = Duration::from_millis(20);
+
+/// Waits (until `deadline`) for the crashed `addr` to be removed, as seen by another loadgen
+/// joiner: one that holds `addr` in its current list is followed until it takes a list
+/// without `addr`. Lists only move forward, so that list is the authenticator's removal, not
+/// an old list from before `addr` joined. If the observer ends first, another is found; if
+/// none holds `addr` any more (the removal reached them unseen), the crash is unobserved.
+async fn watch_crash(shared: &Shared, addr: SocketAddr, deadline: Instant) -> CrashOutcome {
+    let mut seen_listed = false;
+    loop {
+        let observer = {
+            let slots = lock(&shared.slots);
+            slots
+                .values()
+                .filter_map(|slot| match slot {
+                    Slot::Joined(j) if j.is_connected() && j.peer_addr() != addr => Some(j.watch_members()),
+                    _ => None,
+                })
+                .take(OBSERVER_CANDIDATES)
+                .find(|list| list.borrow().contains(&addr))
+        };
+        let Some(mut list) = observer else {
+            if seen_listed {
+                return CrashOutcome::Unobserved;
+            }
+            // Not listed anywhere yet (it crashed right after joining) or no observer yet.
+            tokio::select! {
+                _ = shared.stop.cancelled() => return CrashOutcome::Unobserved,
+                _ = tokio::time::sleep_until(deadline.into()) => return CrashOutcome::Unobserved,
+                _ = tokio::time::sleep(OBSERVER_RETRY) => continue,
+            }
+        };
+        seen_listed = true;
+        loop {
+            tokio::select! {
+                _ = shared.stop.cancelled() => return CrashOutcome::Unobserved,
+                _ = tokio::time::sleep_until(deadline.into()) => return CrashOutcome::Undetected,
+                changed = list.changed() => {
+                    if changed.is_err() {
+                        break; // the observer ended: find another
+                    }
+                    if !list.borrow_and_update().contains(&addr) {
+                        return CrashOutcome::Detected(Instant::now());
+                    }
+                }
+            }
         }
     }
 }

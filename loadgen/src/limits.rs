@@ -9,6 +9,8 @@
 //!   distribution connection, peer listener);
 //! - a broadcast holds one connection per member while it is in flight (taken as 250 ms), plus
 //!   the accepted side for recipients in this process;
+//! - a crashed joiner (churn's crash half) keeps those 3 descriptors and ports until the
+//!   authenticator removes it, taken as the whole `--crash-bound`;
 //! - a connection that loadgen closes first keeps its port in `TIME_WAIT` for 60 s, so
 //!   churned joiners, sent messages and wrong-password attempts use up ports on their source
 //!   address for a minute each;
@@ -27,7 +29,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::plan::{OpKind, Plan};
+use crate::plan::{LeaveMode, OpKind, Plan};
 
 /// Descriptors used by loadgen itself (stdio, runtime, report files), with margin.
 pub const BASE_FDS: u64 = 64;
@@ -61,9 +63,10 @@ pub struct Needs {
 /// Largest total weight of events falling in any window of `window` length; `events` sorted.
 fn peak_in_window(events: &[(Duration, u64)], window: Duration) -> u64 {
     let (mut lo, mut sum, mut best) = (0, 0u64, 0u64);
-    for &(t, w) in events {
+    for (i, &(t, w)) in events.iter().enumerate() {
         sum += w;
-        while events[lo].0 + window <= t {
+        // (A zero window holds nothing: it drops the current event too, never a later one.)
+        while lo <= i && events[lo].0 + window <= t {
             sum -= events[lo].1;
             lo += 1;
         }
@@ -74,7 +77,8 @@ fn peak_in_window(events: &[(Duration, u64)], window: Duration) -> u64 {
 
 /// Estimates what `plan` (this process's share) needs. `members` is the size of the whole
 /// membership (every shard's joiners plus the authenticator): a broadcast reaches all of it.
-pub fn estimate(plan: &Plan, members: u64, handshake_timeout: Duration) -> Needs {
+/// A crashed joiner holds its sockets for up to `crash_bound`.
+pub fn estimate(plan: &Plan, members: u64, handshake_timeout: Duration, crash_bound: Duration) -> Needs {
     let slots = plan.summary().slots as u64;
     let mut churn = Vec::new();
     let mut broadcasts = Vec::new();
@@ -83,6 +87,7 @@ pub fn estimate(plan: &Plan, members: u64, handshake_timeout: Duration) -> Needs
     let mut time_wait: HashMap<Option<IpAddr>, Vec<(Duration, u64)>> = HashMap::new();
     let mut source_of_slot: HashMap<u32, Option<IpAddr>> = HashMap::new();
     let mut joins: HashMap<Option<IpAddr>, Vec<(Duration, u64)>> = HashMap::new();
+    let mut hung: HashMap<Option<IpAddr>, Vec<(Duration, u64)>> = HashMap::new();
     // Per attack: its operations in this plan, and per source address how many.
     let mut attack_ops: Vec<(u64, HashMap<IpAddr, u64>)> = vec![(0, HashMap::new()); plan.attacks.len()];
     for op in &plan.ops {
@@ -94,10 +99,13 @@ pub fn estimate(plan: &Plan, members: u64, handshake_timeout: Duration) -> Needs
                     *holders.entry(source).or_default() += PER_JOINER;
                 }
             }
-            OpKind::Leave { joiner, .. } => {
+            OpKind::Leave { joiner, mode } => {
                 churn.push((op.at, 1));
                 let source = source_of_slot.get(&joiner.slot).copied().flatten();
                 time_wait.entry(source).or_default().push((op.at, 2));
+                if mode == LeaveMode::Crash {
+                    hung.entry(source).or_default().push((op.at, PER_JOINER));
+                }
             }
             OpKind::Broadcast { from } => {
                 broadcasts.push((op.at, 1));
@@ -140,7 +148,11 @@ pub fn estimate(plan: &Plan, members: u64, handshake_timeout: Duration) -> Needs
     let overlapping_churn = peak_in_window(&churn, handshake_timeout);
     let in_flight_broadcasts = peak_in_window(&broadcasts, BROADCAST_IN_FLIGHT);
     let in_flight_attacks = peak_in_window(&attacks, handshake_timeout);
+    let mut all_hung: Vec<(Duration, u64)> = hung.values().flatten().copied().collect();
+    all_hung.sort();
+    let hung_fds = peak_in_window(&all_hung, crash_bound);
     let fds = BASE_FDS
+        + hung_fds
         + PER_JOINER * (slots + overlapping_churn)
         + in_flight_broadcasts * (members + slots)
         + in_flight_attacks
@@ -152,6 +164,9 @@ pub fn estimate(plan: &Plan, members: u64, handshake_timeout: Duration) -> Needs
     }
     for (source, events) in &time_wait {
         *ports.entry(*source).or_default() += peak_in_window(events, TIME_WAIT);
+    }
+    for (source, events) in &hung {
+        *ports.entry(*source).or_default() += peak_in_window(events, crash_bound);
     }
     // Ties go to the lowest address so the report is deterministic.
     let busiest_source = ports.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))).unwrap_or((None, 0));
@@ -273,11 +288,17 @@ mod tests {
         assert_eq!(peak_in_window(&ev, s(3)), 7);
         assert_eq!(peak_in_window(&ev, s(1)), 5);
         assert_eq!(peak_in_window(&[], s(1)), 0);
+        assert_eq!(peak_in_window(&[(s(1), 1), (s(1), 2)], s(0)), 0);
     }
 
     #[test]
     fn joiners_need_three_descriptors_and_three_ports_each() {
-        let n = estimate(&plan(1000, "127.0.1.1-127.0.1.10", 0.0, 0.0), 1001, Duration::from_secs(5));
+        let n = estimate(
+            &plan(1000, "127.0.1.1-127.0.1.10", 0.0, 0.0),
+            1001,
+            Duration::from_secs(5),
+            Duration::from_secs(21),
+        );
         assert_eq!(n.fds, BASE_FDS + 3 * 1000);
         // 100 joiners per address, 3 ports each.
         assert_eq!(n.busiest_source.1, 300);
@@ -287,7 +308,12 @@ mod tests {
 
     #[test]
     fn too_few_descriptors_is_refused_with_a_way_out() {
-        let n = estimate(&plan(1000, "127.0.1.1-127.0.1.10", 0.0, 0.0), 1001, Duration::from_secs(5));
+        let n = estimate(
+            &plan(1000, "127.0.1.1-127.0.1.10", 0.0, 0.0),
+            1001,
+            Duration::from_secs(5),
+            Duration::from_secs(21),
+        );
         let small = Limits { fd_soft: 1024, fd_hard: 1024, ..ROOMY };
         let e = check(&n, &small).unwrap_err().to_string();
         assert!(e.contains("3064 file descriptors") && e.contains("--shard"), "{e}");
@@ -300,14 +326,14 @@ mod tests {
         // 200 peers on one address broadcasting 10/s for 30 s: each message leaves a port in
         // TIME_WAIT for a minute on the sender's address.
         let one = plan(200, "127.0.1.1", 10.0, 0.0);
-        let n = estimate(&one, 201, Duration::from_secs(5));
+        let n = estimate(&one, 201, Duration::from_secs(5), Duration::from_secs(21));
         assert_eq!(n.busiest_source.0, Some("127.0.1.1".parse().unwrap()));
         assert!(n.busiest_source.1 > 28232, "{:?}", n.busiest_source);
         let e = check(&n, &ROOMY).unwrap_err().to_string();
         assert!(e.contains("127.0.1.1") && e.contains("--source-ips"), "{e}");
         // Spread over 200 addresses it fits.
         let many = plan(200, "127.0.1.1-127.0.1.200", 10.0, 0.0);
-        let n = estimate(&many, 201, Duration::from_secs(5));
+        let n = estimate(&many, 201, Duration::from_secs(5), Duration::from_secs(21));
         assert!(check(&n, &ROOMY).is_ok(), "{n:?}");
         // In-flight broadcasts need descriptors for every member.
         assert!(n.fds > BASE_FDS + 3 * 200 + 201, "{n:?}");
@@ -316,7 +342,7 @@ mod tests {
     #[test]
     fn attacks_use_ports_on_attacker_addresses() {
         let p = plan(10, "127.0.1.1-127.0.1.10", 0.0, 100.0);
-        let n = estimate(&p, 11, Duration::from_secs(5));
+        let n = estimate(&p, 11, Duration::from_secs(5), Duration::from_secs(21));
         // About 100/s for 60 s (the run is 30 s long): ~3000 on the one attacker address.
         assert_eq!(n.busiest_source.0, Some("127.0.9.1".parse().unwrap()));
         assert!((2500..3500).contains(&n.busiest_source.1), "{:?}", n.busiest_source);
@@ -325,13 +351,43 @@ mod tests {
     #[test]
     fn many_joins_from_one_address_warn_about_the_per_source_cap() {
         // 1000 joins/s from one address: 100 in any 100 ms.
-        let n = estimate(&plan(1000, "127.0.1.1", 0.0, 0.0), 1001, Duration::from_secs(5));
+        let n = estimate(&plan(1000, "127.0.1.1", 0.0, 0.0), 1001, Duration::from_secs(5), Duration::from_secs(21));
         assert_eq!(n.busiest_join_source, (Some("127.0.1.1".parse().unwrap()), 100));
         let w = check(&n, &ROOMY).unwrap();
         assert!(w.iter().any(|w| w.contains("per-source cap")), "{w:?}");
         // The README's example spreads 100 joins/s over 766 addresses: one each.
-        let n = estimate(&plan(500, crate::sources::DEFAULT_LOOPBACK_V4, 0.0, 0.0), 501, Duration::from_secs(5));
+        let n = estimate(
+            &plan(500, crate::sources::DEFAULT_LOOPBACK_V4, 0.0, 0.0),
+            501,
+            Duration::from_secs(5),
+            Duration::from_secs(21),
+        );
         assert_eq!(n.busiest_join_source.1, 1);
+    }
+
+    #[test]
+    fn crashed_joiners_hold_their_descriptors_for_the_crash_bound() {
+        let ips = "127.0.1.1-127.0.1.100".parse::<crate::sources::SourceRange>().unwrap().addrs().to_vec();
+        let p = Plan::build(&PlanConfig {
+            seed: 3,
+            peers: 100,
+            arrival: Arrival::Rate(1000.0),
+            hold: Duration::from_secs(30),
+            churn_rate: 4.0,
+            broadcast_rate: 0.0,
+            wrong_password_rate: 0.0,
+            joiner_ips: ips,
+            attacker_ips: vec![],
+            shards: 1,
+            attacks: vec![],
+        })
+        .unwrap();
+        let crashes = p.summary().crashes;
+        assert!(crashes > 20, "{crashes}");
+        let at = |bound: u64| estimate(&p, 101, Duration::from_secs(5), Duration::from_secs(bound)).fds;
+        // A bound longer than the run: every crash holds its 3 at once.
+        assert_eq!(at(3600) - at(0), 3 * crashes);
+        assert!(at(1) < at(10) && at(10) < at(3600));
     }
 
     #[test]
@@ -356,7 +412,7 @@ mod tests {
             ],
         })
         .unwrap();
-        let n = estimate(&p, 11, Duration::from_secs(5));
+        let n = estimate(&p, 11, Duration::from_secs(5), Duration::from_secs(21));
         assert_eq!(n.attack_fds, 3000 + 3 * 10 + 20);
         assert_eq!(n.fds, BASE_FDS + 3 * 10 + n.attack_fds);
         // The oversize address holds its 20; a silent one holds 100.

@@ -127,7 +127,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
         return Err(Error::Config("--interval must be more than 0s".into()));
     }
 
-    let needs = limits::estimate(&plan, args.peers as u64 + 1, args.handshake_timeout);
+    let needs = limits::estimate(&plan, args.peers as u64 + 1, args.handshake_timeout, args.crash_bound());
     if args.dry_run {
         plan.write_csv(std::io::stdout().lock()).map_err(|e| Error::Run(format!("stdout: {e}")))?;
         eprintln!(
@@ -167,6 +167,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
         heartbeat_timeout: args.heartbeat_timeout,
         start_wall: SystemTime::now(),
         drain_timeout: args.handshake_timeout + Duration::from_secs(2),
+        crash_bound: args.crash_bound(),
     };
     // Before the schedule starts: a target that cannot be reached, a wrong password or a
     // banned address would otherwise turn the whole plan into a table of errors.
@@ -244,6 +245,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
             .collect(),
         handshake_timeout_s: args.handshake_timeout.as_secs_f64(),
         heartbeat_timeout_s: args.heartbeat_timeout.as_secs_f64(),
+        crash_bound_s: args.crash_bound().as_secs_f64(),
         interval_s: args.interval.as_secs_f64(),
         fail_on: rules.iter().map(|r| r.text().to_string()).collect(),
         plan: summary,

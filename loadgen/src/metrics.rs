@@ -51,13 +51,19 @@ pub enum Latency {
     HeartbeatInterval,
     /// Intended broadcast start to receipt at each recipient (one sample per recipient).
     MessageDelivery,
+    /// A crashed joiner (churn's crash half: it hung, sockets open, answering nothing): from
+    /// the moment it went silent to the first member list without its address that another
+    /// loadgen joiner of this process took. One sample per crash detected within
+    /// `--crash-bound`; the others are [`Counter::CrashUndetected`] or
+    /// [`Counter::CrashUnobserved`].
+    CrashDetection,
     /// How late loadgen started an operation compared with the plan.
     ScheduleLag,
 }
 
 impl Latency {
     /// Every latency, in report order.
-    pub const ALL: [Latency; 9] = [
+    pub const ALL: [Latency; 10] = [
         Latency::TcpConnect,
         Latency::BannedStatus,
         Latency::AuthResult,
@@ -66,6 +72,7 @@ impl Latency {
         Latency::Convergence,
         Latency::HeartbeatInterval,
         Latency::MessageDelivery,
+        Latency::CrashDetection,
         Latency::ScheduleLag,
     ];
 
@@ -80,6 +87,7 @@ impl Latency {
             Latency::Convergence => "convergence",
             Latency::HeartbeatInterval => "heartbeat_interval",
             Latency::MessageDelivery => "message_delivery",
+            Latency::CrashDetection => "crash_detection",
             Latency::ScheduleLag => "schedule_lag",
         }
     }
@@ -111,12 +119,20 @@ pub enum Counter {
     LostAuthenticator,
     /// Any other failure (I/O errors and the like).
     OtherError,
-    /// Sum of every error counter above; the default `--fail-on` rule is `errors>0`.
+    /// Sum of every error counter (those above, and `crash_undetected`); the default
+    /// `--fail-on` rule is `errors>0`.
     Errors,
-    /// Graceful leaves performed.
+    /// Graceful leaves performed (every socket closed: the authenticator sees the close).
     Left,
-    /// Crash-style drops performed.
-    Dropped,
+    /// Crashes performed: the joiner hung (`pyile::Joiner::hang`), answering nothing with
+    /// every socket left open, so only the authenticator's heartbeat timeout can notice.
+    Crashed,
+    /// Crashes whose address was still in the member lists when `--crash-bound` expired (an
+    /// error: the authenticator did not remove a dead member in time).
+    CrashUndetected,
+    /// Crashes that could not be judged: the run was stopped first, or no other loadgen
+    /// joiner of this process held the address in its list to see it go.
+    CrashUnobserved,
     /// Messages sent (one per recipient of a broadcast).
     MessagesSent,
     /// Messages echoed back by their recipient.
@@ -138,7 +154,7 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter, in report order.
-    pub const ALL: [Counter; 20] = [
+    pub const ALL: [Counter; 22] = [
         Counter::Joined,
         Counter::Refused,
         Counter::TimedOut,
@@ -150,7 +166,9 @@ impl Counter {
         Counter::OtherError,
         Counter::Errors,
         Counter::Left,
-        Counter::Dropped,
+        Counter::Crashed,
+        Counter::CrashUndetected,
+        Counter::CrashUnobserved,
         Counter::MessagesSent,
         Counter::MessagesDelivered,
         Counter::MessagesLost,
@@ -175,7 +193,9 @@ impl Counter {
             Counter::OtherError => "other_error",
             Counter::Errors => "errors",
             Counter::Left => "left",
-            Counter::Dropped => "dropped",
+            Counter::Crashed => "crashed",
+            Counter::CrashUndetected => "crash_undetected",
+            Counter::CrashUnobserved => "crash_unobserved",
             Counter::MessagesSent => "messages_sent",
             Counter::MessagesDelivered => "messages_delivered",
             Counter::MessagesLost => "messages_lost",
@@ -199,6 +219,7 @@ impl Counter {
                 | Counter::Removed
                 | Counter::LostAuthenticator
                 | Counter::OtherError
+                | Counter::CrashUndetected
         )
     }
 

@@ -11,8 +11,9 @@
 //! - `peers` *slots*. Slot `k` joins at `k / rate` (or evenly over `--ramp`), so the arrival
 //!   phase ends at `peers / rate`. Then the hold phase lasts `--hold`.
 //! - Churn (hold phase only, Poisson at `--churn` per second): a random slot's current joiner
-//!   leaves (half of them gracefully, half crash-style) and the next *generation* of that slot
-//!   joins at the same instant, from the same source address.
+//!   leaves (half of them gracefully, closing its sockets; half by crashing: it hangs with its
+//!   sockets open, see [`LeaveMode::Crash`]) and the next *generation* of that slot joins at
+//!   the same instant, from the same source address.
 //! - Broadcasts (hold phase only, Poisson at `--broadcast-rate`): from a random slot's current
 //!   joiner to every member.
 //! - Wrong-password attempts (whole run, Poisson at `--wrong-password-rate`): from dedicated
@@ -148,9 +149,11 @@ impl fmt::Display for JoinerId {
 /// How a churned joiner goes away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaveMode {
-    /// Closes its sockets cleanly.
+    /// Closes its sockets cleanly: the authenticator sees the close at once.
     Graceful,
-    /// Vanishes without a word, like a crashed process: the authenticator must notice.
+    /// Hangs like a process that stopped: answers nothing and reads nothing, but keeps every
+    /// socket open (no FIN, no RST) until the authenticator removes it or the crash bound
+    /// expires, so only the authenticator's heartbeat timeout can notice.
     Crash,
 }
 
@@ -237,7 +240,7 @@ pub struct PlanSummary {
     pub joins: u64,
     /// Graceful leaves.
     pub leaves: u64,
-    /// Crash-style drops.
+    /// Crashes (silent hangs).
     pub crashes: u64,
     /// Broadcasts.
     pub broadcasts: u64,

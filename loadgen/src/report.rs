@@ -303,6 +303,8 @@ pub struct RunParams {
     pub handshake_timeout_s: f64,
     /// Joiner heartbeat timeout, seconds.
     pub heartbeat_timeout_s: f64,
+    /// How long a crashed joiner waits to be removed before it counts as undetected, seconds.
+    pub crash_bound_s: f64,
     /// Reporting interval, seconds.
     pub interval_s: f64,
     /// `--fail-on` rules in force.

@@ -143,6 +143,7 @@ async fn run_stopping(cfg: AuthenticatorConfig, spec: &str, hold: Duration, stop
         heartbeat_timeout: Duration::from_secs(2),
         start_wall: SystemTime::now() + Duration::from_millis(50),
         drain_timeout: Duration::from_secs(5),
+        crash_bound: Duration::from_secs(6),
     };
     let driving = driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new());
     let stopping = async {
@@ -261,7 +262,15 @@ async fn no_distribution_connection_ends_at_the_handshake_deadline_and_never_joi
     let (_, min, _) = r.closed_after();
     assert!(min >= HANDSHAKE_TIMEOUT - Duration::from_millis(20), "{min:?}");
     assert!(!r.events.iter().any(|e| matches!(e, EventKind::MemberJoined { source, .. } if attacker(*source))));
-    assert_eq!(r.auth.members().len(), 1, "everyone left at the end");
+    // A joiner's leave ends on its side; the authenticator removes it when it reads the
+    // close, a moment later (on a loaded machine, not always before this line).
+    let left = tokio::time::timeout(Duration::from_secs(5), async {
+        while r.auth.members().len() > 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(left.is_ok(), "everyone left at the end, but still listed: {:?}", r.auth.members());
     r.honest_ok();
 }
 

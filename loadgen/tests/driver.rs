@@ -10,7 +10,7 @@ use loadgen::driver::{self, DriverConfig};
 use loadgen::metrics::{Collector, Counter, Latency, Metrics};
 use loadgen::plan::{Arrival, OpKind, Plan, PlanConfig};
 use loadgen::sources::SourceRange;
-use pyile::{Authenticator, AuthenticatorConfig, EventKind, TokioNet};
+use pyile::{Authenticator, AuthenticatorConfig, EventKind, RemovalReason, TokioNet};
 use tokio_util::sync::CancellationToken;
 
 fn addrs(range: &str) -> Vec<IpAddr> {
@@ -65,6 +65,7 @@ async fn joiners_bind_their_planned_source_addresses_and_attackers_get_banned() 
         heartbeat_timeout: Duration::from_secs(2),
         start_wall: SystemTime::now() + Duration::from_millis(50),
         drain_timeout: Duration::from_secs(5),
+        crash_bound: Duration::from_secs(6),
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
 
@@ -120,5 +121,179 @@ async fn joiners_bind_their_planned_source_addresses_and_attackers_get_banned() 
         assert_eq!(t.histogram(Latency::MessageDelivery).len(), to_joiners);
     }
     assert_eq!(metrics.active(), 0, "every joiner left at the end");
+    auth.leave().await;
+}
+
+/// Churn's crash half is a silent death, not a close: the authenticator removes every crashed
+/// joiner by its heartbeat timeout (a close would be `Closed`, at once), and loadgen measures
+/// how long that took, from the silence to a list without the address, within the bounds
+/// the timeout sets. Graceful leaves stay graceful (`Closed`) and are counted apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_crashes_are_silent_and_the_authenticator_s_detection_is_measured() {
+    let interval = Duration::from_millis(100);
+    let timeout = Duration::from_millis(1000);
+    let crash_bound = Duration::from_secs(6);
+    let mut auth = Authenticator::start(
+        TokioNet,
+        AuthenticatorConfig::new("pw")
+            .listen("127.0.0.1:0".parse().unwrap())
+            .heartbeat_interval(interval)
+            .heartbeat_timeout(timeout),
+    )
+    .await
+    .unwrap();
+    // Every removal and its reason, read while the run goes on (the channel is bounded).
+    let mut auth_events = auth.events().unwrap();
+    let removals = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = tokio::spawn({
+        let removals = removals.clone();
+        async move {
+            while let Some(ev) = auth_events.recv().await {
+                if let EventKind::MemberRemoved { member, reason } = ev.kind {
+                    removals.lock().unwrap().push((member, reason));
+                }
+            }
+        }
+    });
+
+    let cfg = PlanConfig {
+        seed: 7,
+        peers: 12,
+        arrival: Arrival::Rate(100.0),
+        hold: Duration::from_secs(5),
+        churn_rate: 3.0,
+        broadcast_rate: 0.0,
+        wrong_password_rate: 0.0,
+        joiner_ips: addrs("127.0.5.1-127.0.5.12"),
+        attacker_ips: vec![],
+        shards: 1,
+        attacks: vec![],
+    };
+    let plan = Plan::build(&cfg).unwrap();
+    let planned = plan.summary();
+    assert!(planned.crashes >= 3 && planned.leaves >= 3, "the plan should crash and leave: {planned:?}");
+
+    let start = Instant::now() + Duration::from_millis(50);
+    let metrics = Arc::new(Metrics::new(start));
+    let driver_cfg = DriverConfig {
+        target: auth.auth_addr(),
+        password: "pw".into(),
+        wrong_password: DriverConfig::wrong_password_for("pw"),
+        handshake_timeout: Duration::from_secs(3),
+        heartbeat_timeout: Duration::from_secs(2),
+        start_wall: SystemTime::now() + Duration::from_millis(50),
+        drain_timeout: Duration::from_secs(5),
+        crash_bound,
+    };
+    driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
+    let mut collector = Collector::new();
+    collector.cut(&metrics, Instant::now());
+    let t = collector.totals();
+
+    // Every planned departure happened, each the way it was planned.
+    assert_eq!(t.counter(Counter::Errors), 0, "no joiner failed");
+    assert_eq!(t.counter(Counter::Crashed), planned.crashes);
+    assert_eq!(t.counter(Counter::Left), planned.leaves);
+    // Every crash is accounted for, and the authenticator removed each within the bound.
+    let detection = t.histogram(Latency::CrashDetection);
+    assert_eq!(
+        detection.len() + t.counter(Counter::CrashUndetected) + t.counter(Counter::CrashUnobserved),
+        planned.crashes,
+        "detected + undetected + unobserved = crashed"
+    );
+    assert_eq!(t.counter(Counter::CrashUndetected), 0);
+    assert!(detection.len() + 1 >= planned.crashes, "{} of {} crashes seen removed", detection.len(), planned.crashes);
+    // No faster than the timeout allows (the last answer came at most about a heartbeat
+    // before the silence; half the timeout leaves room for a slow machine), never past
+    // the bound. A graceful close is seen within milliseconds.
+    let (min, max) = (Duration::from_micros(detection.min()), Duration::from_micros(detection.max()));
+    eprintln!("{} crashes, {} detected in {min:?}..{max:?}", planned.crashes, detection.len());
+    assert!(min >= timeout / 2, "a crash was detected {min:?} after its silence: something was closed");
+    assert!(max <= crash_bound, "{max:?}");
+
+    // What the authenticator saw: a heartbeat timeout for each crash (never a close), and
+    // a close for each graceful leave (and for everyone at the end).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let removals = removals.lock().unwrap().clone();
+    let by = |r: fn(&RemovalReason) -> bool| removals.iter().filter(|(_, reason)| r(reason)).count() as u64;
+    let timeouts = by(|r| matches!(r, RemovalReason::HeartbeatTimeout));
+    let closed = by(|r| matches!(r, RemovalReason::Closed));
+    assert!(
+        timeouts >= planned.crashes,
+        "{timeouts} heartbeat-timeout removals for {} crashes: {removals:?}",
+        planned.crashes
+    );
+    assert!(closed >= planned.leaves, "{closed} closes for {} graceful leaves", planned.leaves);
+    assert_eq!(metrics.active(), 0, "every joiner left at the end");
+    auth.leave().await;
+    reader.abort();
+}
+
+/// An authenticator that never removes a silent member: every crash is still listed when
+/// the bound expires, counted as `crash_undetected` (an error), and its sockets are closed
+/// then, so the authenticator finally sees it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_still_listed_at_the_bound_are_undetected_errors_and_then_closed() {
+    let mut auth = Authenticator::start(
+        TokioNet,
+        AuthenticatorConfig::new("pw")
+            .listen("127.0.0.1:0".parse().unwrap())
+            .heartbeat_interval(Duration::from_millis(200))
+            .heartbeat_timeout(Duration::from_secs(3600)),
+    )
+    .await
+    .unwrap();
+    let mut auth_events = auth.events().unwrap();
+    let cfg = PlanConfig {
+        seed: 7,
+        peers: 8,
+        arrival: Arrival::Rate(100.0),
+        hold: Duration::from_secs(2),
+        churn_rate: 3.0,
+        broadcast_rate: 0.0,
+        wrong_password_rate: 0.0,
+        joiner_ips: addrs("127.0.5.1-127.0.5.8"),
+        attacker_ips: vec![],
+        shards: 1,
+        attacks: vec![],
+    };
+    let plan = Plan::build(&cfg).unwrap();
+    let crashes = plan.summary().crashes;
+    assert!(crashes >= 1, "{:?}", plan.summary());
+    let start = Instant::now() + Duration::from_millis(50);
+    let metrics = Arc::new(Metrics::new(start));
+    let driver_cfg = DriverConfig {
+        target: auth.auth_addr(),
+        password: "pw".into(),
+        wrong_password: DriverConfig::wrong_password_for("pw"),
+        handshake_timeout: Duration::from_secs(3),
+        heartbeat_timeout: Duration::from_secs(2),
+        start_wall: SystemTime::now() + Duration::from_millis(50),
+        drain_timeout: Duration::from_secs(5),
+        crash_bound: Duration::from_millis(800),
+    };
+    driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
+    let mut collector = Collector::new();
+    collector.cut(&metrics, Instant::now());
+    let t = collector.totals();
+    assert_eq!(t.counter(Counter::Crashed), crashes);
+    assert_eq!(t.counter(Counter::CrashUndetected), crashes);
+    assert_eq!(t.histogram(Latency::CrashDetection).len(), 0);
+    assert_eq!(t.counter(Counter::Errors), crashes, "an undetected crash is an error");
+    // Closed at the bound: nobody is left listed (the authenticator itself aside).
+    let gone = tokio::time::timeout(Duration::from_secs(5), async {
+        while auth.members().len() > 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "still listed: {:?}", auth.members());
+    let mut timeouts = 0;
+    while let Some(ev) = auth_events.try_recv() {
+        if let EventKind::MemberRemoved { reason: RemovalReason::HeartbeatTimeout, .. } = ev.kind {
+            timeouts += 1;
+        }
+    }
+    assert_eq!(timeouts, 0);
     auth.leave().await;
 }

@@ -50,8 +50,14 @@ struct Auth {
 
 impl Auth {
     fn start() -> Auth {
+        Auth::start_with(&["--heartbeat-interval", "300ms"])
+    }
+
+    /// `pyile auth --listen 127.0.0.1:0` with these flags besides.
+    fn start_with(flags: &[&str]) -> Auth {
         let mut child = Command::new(pyile_bin())
-            .args(["auth", "--listen", "127.0.0.1:0", "--heartbeat-interval", "300ms"])
+            .args(["auth", "--listen", "127.0.0.1:0"])
+            .args(flags)
             .env("PYILE_PASSWORD", PASSWORD)
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
@@ -138,7 +144,7 @@ fn count(rows: &HashMap<String, Vec<String>>, metric: &str) -> u64 {
     rows.get(metric).unwrap_or_else(|| panic!("no row {metric}"))[0].parse().unwrap()
 }
 
-const METRICS: [&str; 9] = [
+const METRICS: [&str; 10] = [
     "tcp_connect",
     "banned_status",
     "auth_result",
@@ -147,9 +153,10 @@ const METRICS: [&str; 9] = [
     "convergence",
     "heartbeat_interval",
     "message_delivery",
+    "crash_detection",
     "schedule_lag",
 ];
-const COUNTERS: [&str; 20] = [
+const COUNTERS: [&str; 22] = [
     "joined",
     "refused",
     "timed_out",
@@ -161,7 +168,9 @@ const COUNTERS: [&str; 20] = [
     "other_error",
     "errors",
     "left",
-    "dropped",
+    "crashed",
+    "crash_undetected",
+    "crash_unobserved",
     "messages_sent",
     "messages_delivered",
     "messages_lost",
@@ -279,6 +288,81 @@ fn two_hundred_peers_all_join_and_the_gates_pass_and_fail() {
     // --quiet hides the progress only (as in sim): the summary is still printed.
     assert!(text(&small.stdout).starts_with("metric"), "{}", text(&small.stdout));
     assert!(text(&small.stdout).contains("counters: joined 10"), "{}", text(&small.stdout));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Churn's crash half against a `pyile auth` with a short heartbeat timeout: every crash is
+/// a silent death the authenticator notices only by that timeout, and its detection latency
+/// is in the final CSV, the interval CSV, the summary, the parameters and the interval log.
+#[test]
+fn crash_churn_measures_the_authenticator_s_detection_in_every_report() {
+    let _serial = serial();
+    let auth = Auth::start_with(&["--heartbeat-interval", "100ms", "--heartbeat-timeout", "800ms"]);
+    let dir = temp_dir("crash");
+    let out = dir.join("crash.csv");
+    let hlog = dir.join("crash.hlog");
+    let target = auth.addr.to_string();
+    let flags = [
+        "--peers",
+        "20",
+        "--target",
+        &target,
+        "--rate",
+        "100/s",
+        "--hold",
+        "4s",
+        "--churn",
+        "3/s",
+        "--seed",
+        "3",
+        "--heartbeat-timeout",
+        "3s",
+        "--crash-bound",
+        "5s",
+    ];
+    let dry = loadgen(&[&flags[..], &["--dry-run"]].concat());
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    let planned = text(&dry.stdout).lines().filter(|l| l.contains(",crash,")).count() as u64;
+    assert!(planned >= 3, "the plan should hold crashes:\n{}", text(&dry.stdout));
+
+    let run = loadgen(
+        &[&flags[..], &["--quiet", "--out", out.to_str().unwrap(), "--hdr-log", hlog.to_str().unwrap()]].concat(),
+    );
+    assert!(run.status.success(), "exit {:?}\n{}{}", run.status, text(&run.stdout), text(&run.stderr));
+    let rows = read_csv(&out);
+    assert_eq!(count(&rows, "crashed"), planned);
+    assert_eq!(count(&rows, "crash_undetected"), 0);
+    let detected = count(&rows, "crash_detection");
+    assert_eq!(detected + count(&rows, "crash_unobserved"), planned);
+    assert!(detected + 1 >= planned, "{detected} of {planned} crashes seen removed");
+    // Not before the 800 ms timeout can expire (half of it: room for a slow machine; a
+    // close is seen in milliseconds), never past the 5 s bound.
+    let cells = &rows["crash_detection"];
+    let (min, max): (u64, u64) = (cells[1].parse().unwrap(), cells[6].parse().unwrap());
+    assert!(min >= 400_000 && max <= 5_000_000, "crash_detection {cells:?}");
+    assert!(text(&run.stdout).lines().any(|l| l.starts_with("crash_detection") && !l.ends_with('-')));
+
+    let intervals = std::fs::read_to_string(dir.join("crash.intervals.csv")).unwrap();
+    let per_interval: u64 = intervals
+        .lines()
+        .filter_map(|l| l.split_once(",crash_detection,"))
+        .map(|(_, rest)| rest.split(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(per_interval, detected);
+    let params: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("crash.csv.params.json")).unwrap()).unwrap();
+    assert_eq!(params["crash_bound_s"], 5.0);
+    let merged = dir.join("merged.csv");
+    let m = loadgen(&["merge", hlog.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
+    assert!(m.status.success(), "{}", text(&m.stderr));
+    assert_eq!(read_csv(&merged), rows, "merging the log gives back the run's CSV");
+
+    // --help says what each half of churn does.
+    let help = text(&loadgen(&["--help"]).stdout);
+    assert!(
+        help.contains("graceful leaves") && help.contains("crashes (the") && help.contains("no FIN or RST"),
+        "{help}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

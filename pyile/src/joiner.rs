@@ -16,6 +16,12 @@
 //! (`RemovalReason::DistributionLost`), which is how a dead distribution
 //! connection under a live auth connection is noticed. The joiner then sees
 //! its auth connection close and is gone, like any removed member.
+//!
+//! [`Joiner::leave`] (or a drop) closes every socket: the authenticator sees the close and
+//! removes the member at once. [`Joiner::hang`] is the other way to go, a process that hung
+//! or died without its kernel closing anything: every task stops reading and answering, and
+//! the sockets stay open in the returned [`Hung`] until it is dropped, so the authenticator
+//! can only notice through its heartbeat timeout.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -33,7 +39,7 @@ use crate::error::Error;
 use crate::event::{DEFAULT_EVENT_CAPACITY, EventKind, EventSink, EventStream, HandshakeStage, LostReason};
 use crate::member_list::MemberList;
 use crate::net::{Listener, NetStream, Network};
-use crate::peer::{BroadcastReport, Delivery, PeerCore};
+use crate::peer::{BroadcastReport, Delivery, Freeze, PeerCore};
 use crate::wire::{DEFAULT_MAX_VALUE_LEN, DecodeError, Message, MessageReader, PROTOCOL_VERSION, Recipient};
 
 /// Settings of a [`Joiner`]; build with [`JoinerConfig::new`] and the
@@ -256,17 +262,19 @@ impl<N: Network> Joiner<N> {
             io_timeout: cfg.io_timeout,
             max_value_len: cfg.max_value_len,
             cancel: cancel.clone(),
+            freeze: Freeze::default(),
         });
         peer.spawn_listener(listener, &tracker);
         let lost = Lost { events: events.clone(), cancel: cancel.clone(), declared: Arc::new(AtomicBool::new(false)) };
         let held = v2.then(|| members.clone());
-        tracker.spawn(heartbeats::<N>(reader, w, target, cfg.clone(), held, lost.clone()));
+        tracker.spawn(heartbeats::<N>(reader, w, target, cfg.clone(), held, lost.clone(), peer.freeze.clone()));
         tracker.spawn(distribution::<N>(
             MessageReader::with_limit(dist_r, cfg.max_value_len),
             dist_w,
             members_tx,
             events.clone(),
             lost,
+            peer.freeze.clone(),
         ));
 
         let (done_tx, done) = watch::channel(false);
@@ -332,6 +340,59 @@ impl<N: Network> Joiner<N> {
         self.cancel.cancel();
         self.closed().await;
     }
+
+    /// Hangs, like a process that stopped or died without its kernel closing anything:
+    /// every task stops reading and answering (heartbeats, member lists, chat messages),
+    /// but no socket is shut down or closed. The auth and distribution connections, the
+    /// peer listener and any chat connection being handled stay open in the returned
+    /// [`Hung`] until it is dropped, so the authenticator sees neither FIN nor RST and can
+    /// only remove this member when its heartbeat timeout expires.
+    ///
+    /// Returns once every task has stopped (a heartbeat answer being written finishes
+    /// first, within the joiner's io timeout): from then on nothing more is sent or read.
+    /// The joiner has then ended as far as this process is concerned: [`Joiner::closed`]
+    /// resolves, `Left` is the last event, [`Joiner::is_connected`] is false and sends fail
+    /// with [`Error::Closed`]. A joiner that had already left or lost its authenticator has
+    /// closed its sockets: the `Hung` then holds none.
+    pub async fn hang(&self) -> Hung {
+        self.peer.freeze.start();
+        self.tracker.close();
+        self.tracker.wait().await;
+        let sockets = self.peer.freeze.take();
+        // The tasks have ended without touching their sockets: ending the joiner now only
+        // emits `Left` and marks it gone.
+        self.cancel.cancel();
+        self.closed().await;
+        Hung { peer_addr: self.peer.peer_addr, sockets }
+    }
+}
+
+/// The sockets of a joiner that [`Joiner::hang`]ed, held open and unread. Dropping it (or
+/// [`Hung::close`]) closes them all, as the death of the process would.
+pub struct Hung {
+    peer_addr: SocketAddr,
+    sockets: Vec<Box<dyn Send>>,
+}
+
+impl Hung {
+    /// The peer address the hung joiner was listed under.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+    /// How many sockets are held open: the auth and distribution connections, the peer
+    /// listener and the chat connections that were being handled (4 or more for a joiner
+    /// that hung while joined; 0 if it had already ended).
+    pub fn open_sockets(&self) -> usize {
+        self.sockets.len()
+    }
+    /// Closes every socket (the same as dropping it).
+    pub fn close(self) {}
+}
+
+impl std::fmt::Debug for Hung {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hung").field("peer_addr", &self.peer_addr).field("open_sockets", &self.sockets.len()).finish()
+    }
 }
 
 impl<N: Network> Drop for Joiner<N> {
@@ -381,6 +442,7 @@ async fn heartbeats<N: Network>(
     cfg: JoinerConfig,
     held: Option<watch::Receiver<MemberList>>,
     lost: Lost,
+    freeze: Freeze,
 ) {
     let mut last_heard = Instant::now();
     let mut missed_reported = false;
@@ -394,6 +456,7 @@ async fn heartbeats<N: Network>(
         let msg = tokio::select! {
             biased;
             _ = lost.cancel.cancelled() => break,
+            _ = freeze.frozen() => break,
             r = timeout_at(next_deadline, reader.next()) => r,
         };
         match msg {
@@ -422,6 +485,9 @@ async fn heartbeats<N: Network>(
             }
         }
     }
+    if freeze.is_frozen() && !lost.cancel.is_cancelled() {
+        return freeze.keep((reader, w));
+    }
     let _ = timeout(Duration::from_millis(100), w.shutdown()).await;
 }
 
@@ -431,11 +497,13 @@ async fn distribution<N: Network>(
     members: watch::Sender<MemberList>,
     events: EventSink,
     lost: Lost,
+    freeze: Freeze,
 ) {
     loop {
         let msg = tokio::select! {
             biased;
             _ = lost.cancel.cancelled() => break,
+            _ = freeze.frozen() => break,
             r = reader.next() => r,
         };
         match msg {
@@ -468,6 +536,9 @@ async fn distribution<N: Network>(
             Err(DecodeError::Io(e)) if closed_by_peer(&e) => return lost.lost(LostReason::Closed),
             Err(e) => return lost.lost(LostReason::Error(format!("distribution: {e}"))),
         }
+    }
+    if freeze.is_frozen() && !lost.cancel.is_cancelled() {
+        return freeze.keep((reader, w));
     }
     let _ = timeout(Duration::from_millis(100), w.shutdown()).await;
 }

@@ -63,7 +63,7 @@ pub mod wire;
 pub use authenticator::{Authenticator, AuthenticatorConfig, DEFAULT_AUTH_PORT, DEFAULT_DISTRIBUTION_BUDGET};
 pub use error::Error;
 pub use event::{Event, EventKind, EventStream, HandshakeStage, LostReason, RemovalReason};
-pub use joiner::{Joiner, JoinerConfig};
+pub use joiner::{Hung, Joiner, JoinerConfig};
 pub use member_list::MemberList;
 #[cfg(feature = "turmoil")]
 pub use net::TurmoilNet;

@@ -8,7 +8,7 @@
 //! and waits briefly for the echo, which is how delivery is confirmed.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -51,6 +51,39 @@ pub struct BroadcastReport {
     pub failed: usize,
 }
 
+/// Stops a node's tasks without closing its sockets (what [`Joiner::hang`](crate::Joiner::hang)
+/// is made of): each task, once told to freeze, stops reading and writing, hands the sockets
+/// it owns to `held` and ends. Nothing is shut down, so the other ends see no FIN or RST.
+#[derive(Clone, Default)]
+pub(crate) struct Freeze {
+    token: CancellationToken,
+    /// One entry per socket (a reader and writer pair of one connection is one entry).
+    held: Arc<Mutex<Vec<Box<dyn Send>>>>,
+}
+
+impl Freeze {
+    /// Tells every task to freeze.
+    pub(crate) fn start(&self) {
+        self.token.cancel();
+    }
+    /// Whether the node was told to freeze.
+    pub(crate) fn is_frozen(&self) -> bool {
+        self.token.is_cancelled()
+    }
+    /// Resolves once the node is told to freeze.
+    pub(crate) async fn frozen(&self) {
+        self.token.cancelled().await
+    }
+    /// Keeps a frozen task's socket open (until [`Freeze::take`]'s owner drops it).
+    pub(crate) fn keep(&self, socket: impl Send + 'static) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).push(Box::new(socket));
+    }
+    /// The sockets kept so far.
+    pub(crate) fn take(&self) -> Vec<Box<dyn Send>> {
+        std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 /// What a node needs to send and receive chat messages.
 pub(crate) struct PeerCore<N: Network> {
     pub net: N,
@@ -64,6 +97,8 @@ pub(crate) struct PeerCore<N: Network> {
     pub io_timeout: Duration,
     pub max_value_len: usize,
     pub cancel: CancellationToken,
+    /// Set by a joiner's `hang`; the authenticator never freezes.
+    pub freeze: Freeze,
 }
 
 impl<N: Network> PeerCore<N> {
@@ -77,6 +112,7 @@ impl<N: Network> PeerCore<N> {
                 let accepted = tokio::select! {
                     biased;
                     _ = core.cancel.cancelled() => break,
+                    _ = core.freeze.frozen() => break,
                     r = listener.accept() => r,
                 };
                 let (stream, source) = match accepted {
@@ -93,18 +129,27 @@ impl<N: Network> PeerCore<N> {
                 };
                 let core = core.clone();
                 inner_tracker.spawn(async move {
-                    tokio::select! {
+                    let mut stream = stream;
+                    let frozen = tokio::select! {
                         biased;
-                        _ = core.cancel.cancelled() => {}
-                        _ = core.handle_incoming(stream, source) => {}
+                        _ = core.cancel.cancelled() => false,
+                        _ = core.freeze.frozen() => true,
+                        _ = core.handle_incoming(&mut stream, source) => false,
+                    };
+                    if frozen {
+                        core.freeze.keep(stream);
                     }
                     drop(permit);
                 });
             }
+            // Frozen (and not leaving): the listening socket stays open, unaccepted.
+            if core.freeze.is_frozen() && !core.cancel.is_cancelled() {
+                core.freeze.keep(listener);
+            }
         });
     }
 
-    async fn handle_incoming(&self, stream: N::Stream, source: SocketAddr) {
+    async fn handle_incoming(&self, stream: &mut N::Stream, source: SocketAddr) {
         if !self.members.borrow().contains_ip(source.ip()) {
             debug!(%source, "message connection from a non-member IP refused");
             self.events.emit(EventKind::MessageRefused { source });

@@ -205,3 +205,67 @@ async fn a_port_that_accepts_but_never_greets_is_named_in_the_error() {
     assert!(text.starts_with("timed out after 300ms waiting for the authenticator's greeting"), "{text}");
     assert!(text.contains("is it a Pyile authenticator?"), "{text}");
 }
+
+/// `hang` is a silent death: nothing is closed, so the authenticator only removes the
+/// member when its heartbeat timeout expires, never as `Closed`; the sockets stay open until
+/// the `Hung` is dropped. (A `leave` or a drop in its place is removed as `Closed` at once
+/// and fails every assertion on the reason and the delay.)
+#[tokio::test]
+async fn a_hung_joiner_keeps_its_sockets_open_until_the_heartbeat_timeout_removes_it() {
+    let timeout = INTERVAL * 3; // auth_config's heartbeat timeout
+    let mut auth = Authenticator::start(TokioNet, auth_config("pw")).await.unwrap();
+    let mut auth_events = auth.events().unwrap();
+    let alice = Joiner::join(TokioNet, auth.auth_addr(), joiner_config("pw", "alice")).await.unwrap();
+    let mut bob = Joiner::join(TokioNet, auth.auth_addr(), joiner_config("pw", "bob")).await.unwrap();
+    let mut b_events = bob.events().unwrap();
+    let bob_peer = bob.peer_addr();
+    assert!(eventually(Duration::from_secs(3), || alice.members().contains(&bob_peer)).await);
+
+    // The last heartbeat bob answers: the authenticator hears nothing from him after it.
+    let mut last_beat = None;
+    for _ in 0..3 {
+        let ev = wait_for(&mut b_events, INTERVAL * 4, |k| matches!(k, EventKind::HeartbeatReceived { .. })).await;
+        last_beat = Some(ev.expect("bob hears heartbeats").at);
+    }
+    let hung = bob.hang().await;
+    while let Some(ev) = b_events.try_recv() {
+        if matches!(ev.kind, EventKind::HeartbeatReceived { .. }) {
+            last_beat = Some(ev.at);
+        }
+    }
+    let last_beat = last_beat.unwrap();
+    assert_eq!(hung.peer_addr(), bob_peer);
+    assert_eq!(hung.open_sockets(), 3, "auth and distribution connections and the peer listener: {hung:?}");
+    assert!(!bob.is_connected());
+    assert_eq!(bob.task_count(), 0);
+    assert!(matches!(bob.send(alice.peer_addr(), "from beyond").await, Err(Error::Closed)));
+    // The peer listener is still bound and listening (the kernel completes the connect).
+    let probe = tokio::net::TcpStream::connect(bob_peer).await;
+    assert!(probe.is_ok(), "bob's peer socket was closed by the hang: {probe:?}");
+    drop(probe);
+
+    let removed = wait_for(
+        &mut auth_events,
+        Duration::from_secs(5),
+        |k| matches!(k, EventKind::MemberRemoved { member, .. } if *member == bob_peer),
+    )
+    .await
+    .expect("the authenticator removes the hung member");
+    assert!(
+        matches!(removed.kind, EventKind::MemberRemoved { reason: RemovalReason::HeartbeatTimeout, .. }),
+        "removed as {:?}, not by the heartbeat timeout: something was closed",
+        removed.kind
+    );
+    let silent = removed.at.saturating_duration_since(last_beat);
+    assert!(silent >= timeout, "removed {silent:?} after bob's last answer, before the {timeout:?} timeout");
+    assert!(eventually(Duration::from_secs(3), || !alice.members().contains(&bob_peer)).await);
+
+    // Dropping the Hung closes what it held.
+    drop(hung);
+    assert!(
+        eventually(Duration::from_secs(2), || std::net::TcpStream::connect(bob_peer).is_err()).await,
+        "bob's peer socket outlived the Hung"
+    );
+    alice.leave().await;
+    auth.leave().await;
+}

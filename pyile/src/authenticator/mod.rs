@@ -69,7 +69,7 @@ use crate::error::Error;
 use crate::event::{EventKind, EventSink, EventStream, RemovalReason};
 use crate::member_list::MemberList;
 use crate::net::{Listener, Network};
-use crate::peer::{BroadcastReport, Delivery, PeerCore};
+use crate::peer::{BroadcastReport, Delivery, Freeze, PeerCore};
 use crate::wire::{MessageReader, Recipient};
 
 /// A distribution connection, as handed from the pairing task to the handshake waiting for it.
@@ -164,6 +164,7 @@ impl<N: Network> Authenticator<N> {
             io_timeout: cfg.io_timeout,
             max_value_len: cfg.max_value_len,
             cancel: cancel.clone(),
+            freeze: Freeze::default(),
         });
         let shared = Arc::new(Shared {
             heartbeat_timeout: cfg.effective_heartbeat_timeout(),
