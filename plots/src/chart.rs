@@ -56,7 +56,7 @@ pub enum SeriesKind {
 pub struct Series {
     /// Legend label.
     pub name: String,
-    /// The points, in x order for lines and steps.
+    /// The points, in x order for lines and steps; a non-finite y breaks a line (a gap).
     pub points: Vec<(f64, f64)>,
     /// How it is drawn.
     pub kind: SeriesKind,
@@ -221,11 +221,19 @@ where
     for (s, c) in series.iter().zip(colors) {
         let col = rgb(c);
         let r = match s.kind {
-            SeriesKind::Line => chart.draw_series(LineSeries::new(s.points.iter().copied(), col.stroke_width(2))),
-            SeriesKind::Step => chart.draw_series(LineSeries::new(step_points(&s.points), col.stroke_width(2))),
-            SeriesKind::Points => chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 4, col.filled()))),
+            SeriesKind::Line | SeriesKind::Step => {
+                // A non-finite y is a gap: each finite run is drawn on its own.
+                for run in s.points.split(|p| !p.1.is_finite()).filter(|r| !r.is_empty()) {
+                    let pts = if s.kind == SeriesKind::Step { step_points(run) } else { run.to_vec() };
+                    chart.draw_series(LineSeries::new(pts, col.stroke_width(2))).map_err(|e| e.to_string())?;
+                }
+                continue;
+            }
+            SeriesKind::Points => {
+                chart.draw_series(s.points.iter().filter(|p| p.1.is_finite()).map(|&p| Circle::new(p, 4, col.filled())))
+            }
             SeriesKind::Triangles => {
-                chart.draw_series(s.points.iter().map(|&p| TriangleMarker::new(p, 6, col.filled())))
+                chart.draw_series(s.points.iter().filter(|p| p.1.is_finite()).map(|&p| TriangleMarker::new(p, 6, col.filled())))
             }
         };
         r.map_err(|e| e.to_string())?;
@@ -273,6 +281,8 @@ pub struct LineChart {
     pub height: Option<u32>,
     /// Text under the chart.
     pub caption: Option<String>,
+    /// Label only whole numbers on the x axis (seeds).
+    pub x_integers: bool,
 }
 
 impl LineChart {
@@ -419,7 +429,7 @@ impl LineChart {
             .y_desc(&self.y_label)
             .label_style((FONT, 17))
             .axis_desc_style((FONT, 19))
-            .x_label_formatter(&|v| tick(*v))
+            .x_label_formatter(&|v| if self.x_integers && v.fract() != 0.0 { String::new() } else { tick(*v) })
             .y_label_formatter(&|v| tick(*v))
             .light_line_style(RGBColor(238, 240, 244))
             .bold_line_style(RGBColor(222, 226, 232))

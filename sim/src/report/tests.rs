@@ -29,6 +29,7 @@ fn record(scenario: &str, seed: u64, join_p90: f64) -> RunRecord {
         git_rev: "abc123".into(),
         random: "network.max_latency=12ms".into(),
         failures: vec![],
+        view: None,
     }
 }
 
