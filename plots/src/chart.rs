@@ -232,9 +232,9 @@ where
             SeriesKind::Points => {
                 chart.draw_series(s.points.iter().filter(|p| p.1.is_finite()).map(|&p| Circle::new(p, 4, col.filled())))
             }
-            SeriesKind::Triangles => {
-                chart.draw_series(s.points.iter().filter(|p| p.1.is_finite()).map(|&p| TriangleMarker::new(p, 6, col.filled())))
-            }
+            SeriesKind::Triangles => chart.draw_series(
+                s.points.iter().filter(|p| p.1.is_finite()).map(|&p| TriangleMarker::new(p, 6, col.filled())),
+            ),
         };
         r.map_err(|e| e.to_string())?;
     }

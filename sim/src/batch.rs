@@ -8,8 +8,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -185,8 +185,7 @@ fn drop_unshown_views(jobs: &[Job<'_>], results: &mut [Option<Result<RunRecord, 
     let same = |i: usize| std::ptr::eq(jobs[i].scenario, jobs[done].scenario);
     let mine: Vec<usize> = (0..jobs.len()).filter(|&i| same(i)).collect();
     let first = mine[0];
-    let first_failing =
-        mine.iter().copied().find(|&i| matches!(&results[i], Some(Ok(rec)) if !rec.passed()));
+    let first_failing = mine.iter().copied().find(|&i| matches!(&results[i], Some(Ok(rec)) if !rec.passed()));
     for &i in &mine {
         if i == first || Some(i) == first_failing {
             continue;
@@ -229,7 +228,14 @@ max = "1s"
 "#;
 
     fn opts(check: bool) -> BatchOptions {
-        BatchOptions { check_determinism: check, trace: None, threads: 2, progress: false, git_rev: "rev".into(), views: false }
+        BatchOptions {
+            check_determinism: check,
+            trace: None,
+            threads: 2,
+            progress: false,
+            git_rev: "rev".into(),
+            views: false,
+        }
     }
 
     /// A deterministic fake: events and join latency derived from the seed only.
@@ -295,6 +301,21 @@ max = "1s"
         let rec = run_job(Job { scenario: &src, seed: 1 }, &opts(true), false, panicking_runner).unwrap();
         assert_eq!(rec.verdict, "fail");
         assert!(rec.failures[0].contains("simulation panicked: 192.168.0.1:4702 server socket buffer full"));
+    }
+
+    #[test]
+    fn views_are_kept_for_the_first_seed_and_the_first_failing_one_only() {
+        let src = LoadedScenario::from_text("s/fake.toml", TEXT.into()).unwrap();
+        let other = LoadedScenario::from_text("s/fake2.toml", TEXT.replace("\"fake\"", "\"fake2\"")).unwrap();
+        let mut jobs: Vec<Job> = [1, 2, 3, 4].iter().map(|&seed| Job { scenario: &src, seed }).collect();
+        jobs.extend([1, 2].iter().map(|&seed| Job { scenario: &other, seed }));
+        let o = BatchOptions { views: true, ..opts(false) };
+        let recs: Vec<RunRecord> = run_batch(&jobs, &o, det_runner).into_iter().map(Result::unwrap).collect();
+        // Seeds 3 and 4 fail (join latency 1.2 s, 1.6 s > 1 s): seed 1 and seed 3 keep theirs.
+        let kept: Vec<(String, u64)> =
+            recs.iter().filter(|r| r.view.is_some()).map(|r| (r.scenario.clone(), r.seed)).collect();
+        assert_eq!(kept, [("fake".to_string(), 1), ("fake".to_string(), 3), ("fake2".to_string(), 1)]);
+        assert_eq!(recs[0].view.as_ref().unwrap().seed, 1);
     }
 
     #[test]

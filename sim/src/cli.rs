@@ -348,7 +348,14 @@ fn cmd_baseline(
             let seeds = seeds
                 .map(|s| SeedSet::parse(&s).map_err(|e| vec![CliError::Usage(format!("--seeds: {e}"))]))
                 .transpose()?;
-            let plan = RunPlan { seeds, check_determinism: true, trace: None, threads: threads(n_threads), quiet, views: false };
+            let plan = RunPlan {
+                seeds,
+                check_determinism: true,
+                trace: None,
+                threads: threads(n_threads),
+                quiet,
+                views: false,
+            };
             let records = run_scenarios(&loaded, &plan)?;
             print!("{}", render_table(&records));
             records

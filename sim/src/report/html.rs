@@ -345,11 +345,7 @@ fn across_seeds_section(page: &mut Page, records: &[&RunRecord], view: Option<&R
         per_seed_chart(
             "join latency (connect to first list)",
             records,
-            &[
-                (MetricId::JoinLatencyP50, "p50"),
-                (MetricId::JoinLatencyP90, "p90"),
-                (MetricId::JoinLatencyMax, "max"),
-            ],
+            &[(MetricId::JoinLatencyP50, "p50"), (MetricId::JoinLatencyP90, "p90"), (MetricId::JoinLatencyMax, "max")],
             vec![],
         ),
         per_seed_chart(

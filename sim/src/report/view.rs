@@ -275,8 +275,9 @@ impl ViewBuilder {
             ("sim", "restart") => {
                 let back: BTreeSet<&str> =
                     d["hosts"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-                let (done, keep): (Vec<_>, Vec<_>) =
-                    std::mem::take(&mut self.crashed).into_iter().partition(|(_, h, _)| h.iter().any(|x| back.contains(x.as_str())));
+                let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.crashed)
+                    .into_iter()
+                    .partition(|(_, h, _)| h.iter().any(|x| back.contains(x.as_str())));
                 self.crashed = keep;
                 for (start, _, label) in done {
                     self.view.windows.push(FaultWindow { kind: "crash".into(), start, end: t, label });
