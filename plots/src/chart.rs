@@ -573,6 +573,7 @@ impl PercentileChart {
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, (FONT, 24))
             .margin(12)
+            .margin_right(44)
             .x_label_area_size(50)
             .y_label_area_size(78)
             .build_cartesian_2d((1.0..x1).log_scale().with_key_points(keys), y0..y1)

@@ -32,6 +32,7 @@ td.mono { word-break: break-all; }
 table.params td:first-child { color: #4a5363; white-space: nowrap; }
 figure.chart { margin: 0.6em 0 1.4em; }
 figure.chart svg { width: 100%; height: auto; display: block; }
+details summary { cursor: pointer; color: #4a5363; margin: 0.2em 0; }
 figure.chart figcaption { font-size: 0.9em; color: #4a5363; margin-top: 0.2em; }
 ul.legend { list-style: none; padding: 0; margin: 0.3em 0 0; display: flex; flex-wrap: wrap; gap: 4px 18px; font-size: 0.9em; }
 ul.legend li { display: flex; align-items: center; gap: 6px; }
@@ -143,6 +144,17 @@ impl Page {
             );
         }
         self.body.push_str("</table>\n");
+        self
+    }
+
+    /// A key/value table folded under a summary line (`<details>`, no script needed).
+    pub fn details_params<K: AsRef<str>, V: AsRef<str>>(&mut self, summary: &str, rows: &[(K, V)]) -> &mut Self {
+        let _ = writeln!(self.body, "<details><summary>{}</summary>", encode_text(summary));
+        self.params(rows);
+        self.body.push_str(
+            "</details>
+",
+        );
         self
     }
 
