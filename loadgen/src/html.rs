@@ -694,12 +694,15 @@ fn read_rows(path: &Path, timed: bool) -> Result<Vec<((f64, f64), MetricRow)>> {
     Ok(out)
 }
 
+/// One interval of interval logs: start, end, and the encoded histograms per tag.
+type Slot = (f64, f64, BTreeMap<String, Vec<String>>);
+
 /// Per-interval rows of interval logs: every log's histograms of one interval (matched by
 /// start time, in units of the interval length) added exactly, one interval at a time.
 pub fn log_intervals(logs: &[PathBuf]) -> Result<Vec<IntervalRows>> {
     // (interval number, tag) -> encoded histograms, start and end; histograms are decoded
     // one interval at a time so memory stays at the encoded logs.
-    let mut slots: BTreeMap<u64, (f64, f64, BTreeMap<String, Vec<String>>)> = BTreeMap::new();
+    let mut slots: BTreeMap<u64, Slot> = BTreeMap::new();
     for path in logs {
         let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
         let mut length: Option<f64> = None;
@@ -747,4 +750,54 @@ pub fn log_intervals(logs: &[PathBuf]) -> Result<Vec<IntervalRows>> {
         out.push(IntervalRows { start_s: start, end_s: end, rows, active: None });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Counter;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn interval(k: u64, joined: u64, ms: u64) -> Interval {
+        let mut data = Totals::default();
+        for i in 0..joined {
+            data.record(Latency::JoinComplete, Duration::from_micros(ms * 1000 + i));
+        }
+        data.record(Latency::ScheduleLag, Duration::from_micros(300));
+        data.add_count(Counter::Joined, joined);
+        data.add_count(Counter::Errors, k % 2);
+        Interval { start: Duration::from_secs(k), end: Duration::from_secs(k + 1), data, active: (k * 10) as i64 }
+    }
+
+    #[test]
+    fn params_flatten_to_dotted_keys() {
+        let p = flatten_params(&json!({"a": 1, "b": {"c": "x", "d": [1, 2]}, "e": null, "f": [{"g": 1}]}));
+        let want = [("a", "1"), ("b.c", "x"), ("b.d", "1, 2"), ("e", "-"), ("f[0].g", "1")];
+        assert_eq!(p, want.map(|(k, v)| (k.to_string(), v.to_string())));
+    }
+
+    #[test]
+    fn a_page_from_totals_has_its_charts() {
+        let intervals: Vec<Interval> = (0..5).map(|k| interval(k, 20, 2 + k)).collect();
+        let mut totals = Totals::default();
+        for i in &intervals {
+            totals.merge(&i.data).unwrap();
+        }
+        let rows = intervals.iter().map(IntervalRows::of).collect();
+        let r =
+            LoadReport::from_totals("loadgen: t", &totals, rows, Some(&json!({"target": "127.0.0.1:1", "peers": 3})));
+        assert_eq!(r.params[1], ("target".to_string(), "127.0.0.1:1".to_string()));
+        let html = r.page().unwrap().finish();
+        // join_complete over time (4), joins/errors (3 lines: joins, errors, no leaves), joined (1),
+        // the distribution (1 latency), the schedule lag (4).
+        assert!(html.contains("<figure class=\"chart\" data-series=\"4\""));
+        assert_eq!(html.matches("<svg").count(), 5, "no message or attack charts without data");
+        assert!(html.contains("The generator kept its schedule"));
+        assert!(html.contains("<td class=\"num bad\">2</td>"), "errors stand out");
+        let d = &r.distributions[0];
+        assert_eq!(d.0, "join_complete");
+        assert_eq!(d.1.last().unwrap().0, max_quantile(100));
+        assert!(d.1.windows(2).all(|w| w[0].0 <= w[1].0), "in quantile order");
+    }
 }

@@ -189,8 +189,7 @@ fn membership_section(page: &mut Page, v: &RunView) -> Result<(), PlotError> {
     chart.x_range = Some((0.0, v.duration));
     chart.height = Some(460);
     let nan = f64::NAN;
-    let caption;
-    if v.joiners.is_empty() {
+    let caption = if v.joiners.is_empty() {
         chart.bands.push(Band {
             name: "joiner views, min to max over live joiners".into(),
             points: v
@@ -212,14 +211,14 @@ fn membership_section(page: &mut Page, v: &RunView) -> Result<(), PlotError> {
             Series::new("live joiners", SeriesKind::Step, v.samples.iter().map(|s| (s.t, f64::from(s.live))).collect())
                 .color("#f28e2b"),
         );
-        caption = format!(
+        format!(
             "{} joiners: more than {} are drawn as the min-max band and median of the live joiners' view sizes \
              (members in each joiner's latest list), with the number of live joiners; sampled every {} of \
              simulated time.",
             v.joiner_count,
             view::MAX_JOINER_SERIES,
             secs_cell(sample_step(v))
-        );
+        )
     } else {
         for (i, name) in v.joiners.iter().enumerate() {
             chart.series.push(
@@ -231,12 +230,12 @@ fn membership_section(page: &mut Page, v: &RunView) -> Result<(), PlotError> {
                 .color(color(i + 2)),
             );
         }
-        caption = format!(
+        format!(
             "Each joiner's view: members in its latest list while it is joined (a gap while it is not); sampled \
              every {} of simulated time.",
             secs_cell(sample_step(v))
-        );
-    }
+        )
+    };
     // Drawn over the joiners' views, which usually equal it.
     chart.series.push(
         Series::new(
