@@ -62,12 +62,20 @@ pub struct Series {
     pub kind: SeriesKind,
     /// `#rrggbb`; empty: the next palette colour.
     pub color: String,
+    /// Line width in pixels (lines and steps).
+    pub width: u32,
 }
 
 impl Series {
     /// A series drawn as `kind`.
     pub fn new(name: impl Into<String>, kind: SeriesKind, points: Vec<(f64, f64)>) -> Series {
-        Series { name: name.into(), points, kind, color: String::new() }
+        Series { name: name.into(), points, kind, color: String::new(), width: 2 }
+    }
+
+    /// Sets the line width.
+    pub fn width(mut self, w: u32) -> Series {
+        self.width = w;
+        self
     }
 
     /// Sets the colour.
@@ -225,7 +233,7 @@ where
                 // A non-finite y is a gap: each finite run is drawn on its own.
                 for run in s.points.split(|p| !p.1.is_finite()).filter(|r| !r.is_empty()) {
                     let pts = if s.kind == SeriesKind::Step { step_points(run) } else { run.to_vec() };
-                    chart.draw_series(LineSeries::new(pts, col.stroke_width(2))).map_err(|e| e.to_string())?;
+                    chart.draw_series(LineSeries::new(pts, col.stroke_width(s.width))).map_err(|e| e.to_string())?;
                 }
                 continue;
             }
@@ -435,11 +443,13 @@ impl LineChart {
             .bold_line_style(RGBColor(222, 226, 232))
             .draw()
             .map_err(e)?;
+        // Many overlapping windows would turn the plot into one dark block: lighter each.
+        let alpha = (0.5 / self.windows.len().max(1) as f64).clamp(0.05, 0.16);
         for (w, &lane) in self.windows.iter().zip(lanes) {
             let col = rgb(&w.color);
             let (s, t) = (w.start.max(x0), w.end.min(x1));
             chart
-                .draw_series(std::iter::once(Rectangle::new([(s, y0), (t, y1)], col.mix(0.16).filled())))
+                .draw_series(std::iter::once(Rectangle::new([(s, y0), (t, y1)], col.mix(alpha).filled())))
                 .map_err(e)?;
             chart
                 .draw_series(std::iter::once(PathElement::new(vec![(s, y0), (s, y1)], col.mix(0.7).stroke_width(1))))

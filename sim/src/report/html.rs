@@ -236,14 +236,16 @@ fn membership_section(page: &mut Page, v: &RunView) -> Result<(), PlotError> {
             secs_cell(sample_step(v))
         )
     };
-    // Drawn over the joiners' views, which usually equal it.
-    chart.series.push(
+    // Wide and light, under the joiners' views, which usually equal it and stay visible on it.
+    chart.series.insert(
+        0,
         Series::new(
             "authenticator's member list",
             SeriesKind::Step,
             v.samples.iter().map(|s| (s.t, s.auth_members.map_or(nan, f64::from))).collect(),
         )
-        .color("#1f4e8c"),
+        .color("#9ab7dc")
+        .width(6),
     );
     for (i, (reason, n)) in v.removal_counts.iter().enumerate() {
         chart.series.push(

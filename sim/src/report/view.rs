@@ -134,7 +134,7 @@ impl ViewBuilder {
         let sc = &resolved.scenario;
         let layout = Layout::new(sc);
         let duration_us = sc.duration.get().as_micros() as u64;
-        let step_us = (duration_us / MAX_SAMPLES as u64).max(1000);
+        let step_us = nice_step(duration_us / MAX_SAMPLES as u64);
         let joiner_host: BTreeMap<String, String> =
             layout.joiners.iter().map(|j| (j.name.clone(), layout.hosts[j.host].name.clone())).collect();
         let joiners: Vec<String> = if layout.joiners.len() <= MAX_JOINER_SERIES {
@@ -325,6 +325,19 @@ impl ViewBuilder {
         }
         self.view.windows.sort_by(|a, b| a.start.total_cmp(&b.start).then_with(|| a.label.cmp(&b.label)));
         self.view
+    }
+}
+
+/// The smallest of 1, 2, 5 × 10^k ms not below `us` (sample steps read as round numbers).
+fn nice_step(us: u64) -> u64 {
+    let mut base = 1000;
+    loop {
+        for m in [1, 2, 5] {
+            if base * m >= us {
+                return base * m;
+            }
+        }
+        base *= 10;
     }
 }
 
