@@ -328,10 +328,13 @@ fn per_seed_chart(
     let (lo, hi) = (records[0].seed as f64, records[records.len() - 1].seed as f64);
     c.x_range = Some((lo - 0.5, hi + 0.5));
     c.x_integers = true;
+    c.height = Some(320);
     for (i, (m, label)) in metrics.iter().enumerate() {
         let pts: Vec<(f64, f64)> =
             records.iter().filter_map(|r| r.metrics.get(*m).map(|v| (r.seed as f64, scale.apply(v)))).collect();
-        c.series.push(Series::new(*label, SeriesKind::Points, pts).color(color(i)));
+        // Triangles for the third statistic: it often sits on the second (max = p90 in few samples).
+        let kind = if i == 2 { SeriesKind::Triangles } else { SeriesKind::Points };
+        c.series.push(Series::new(*label, kind, pts).color(color(i)));
     }
     for (i, (y, label)) in refs.into_iter().enumerate() {
         c.refs.push(RefLine { y: scale.apply(y), label, color: ["#d62728", "#555555"][i % 2].into() });
