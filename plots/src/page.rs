@@ -28,6 +28,7 @@ td.mono, code { font-family: ui-monospace, 'SFMono-Regular', Menlo, Consolas, mo
 td.mono { word-break: break-all; }
 .bad { background: #fde2e1; color: #8a1712; font-weight: 600; }
 .good { background: #e3f4e6; color: #17602a; }
+.nowrap { white-space: nowrap; }
 .warn { background: #fff3cd; color: #6b4e00; }
 table.params td:first-child { color: #4a5363; white-space: nowrap; }
 figure.chart { margin: 0.6em 0 1.4em; }

@@ -481,7 +481,7 @@ pub fn compare_page(
         ));
         let mut head: Vec<String> = vec!["metric".into(), "better".into(), "tolerance".into()];
         for r in &runs {
-            head.extend([format!("seed {} base", r.seed), format!("seed {} new", r.seed), "".into()]);
+            head.extend([format!("seed {} base", r.seed), format!("seed {} new", r.seed), "vs base".into()]);
         }
         let mut rows = Vec::new();
         for id in MetricId::ALL.iter().copied().filter(|id| id.def().better != Better::Info) {
@@ -489,7 +489,7 @@ pub fn compare_page(
             let mut row = vec![
                 Cell::new(id.name()).class("mono"),
                 Cell::new(if id.def().better == Better::Lower { "lower" } else { "higher" }),
-                Cell::num(format!("{}% + {}", tick(rel * 100.0), format_value(id, abs))),
+                Cell::num(format!("{}% + {}", tick(rel * 100.0), format_value(id, abs))).class("nowrap"),
             ];
             let mut any = false;
             for r in &runs {
@@ -498,7 +498,7 @@ pub fn compare_page(
                 any |= b.is_some() || n.is_some();
                 let cell = |v: Option<f64>| Cell::num(v.map_or("-".to_string(), |v| format_value(id, v)));
                 let mark = match (n, b) {
-                    (Some(n), Some(b)) if tol.is_regression(id, n, b) => Cell::new("✗ worse").class("bad"),
+                    (Some(n), Some(b)) if tol.is_regression(id, n, b) => Cell::new("✗ worse").class("bad nowrap"),
                     (Some(n), Some(b)) if n != b => {
                         let better = match id.def().better {
                             Better::Lower => n < b,
