@@ -135,7 +135,9 @@ pub fn flatten_params(v: &serde_json::Value) -> Vec<(String, String)> {
             }
             Array(a) if a.iter().all(|x| !x.is_object() && !x.is_array()) => {
                 let items: Vec<String> = a.iter().map(scalar).collect();
-                out.push((prefix.to_string(), items.join(", ")));
+                // A command line reads as one, the other lists as lists.
+                let sep = if prefix == "command_line" { " " } else { ", " };
+                out.push((prefix.to_string(), items.join(sep)));
             }
             Array(a) => {
                 for (i, x) in a.iter().enumerate() {
