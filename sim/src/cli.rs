@@ -1,5 +1,6 @@
 //! The command line: `sim SCENARIO... [--seed N | --seeds A..B] [--check-determinism]
-//! [--trace FILE] [--out DIR]`, `sim compare NEW BASE`, `sim baseline`, `sim metrics`.
+//! [--trace FILE] [--out DIR] [--no-html]`, `sim compare NEW BASE`, `sim baseline`,
+//! `sim metrics`.
 //!
 //! This module parses arguments, loads scenarios, prints the cost warning, hands jobs to
 //! [`crate::batch`], writes the reports and prints the summary. Every error it returns is
@@ -89,7 +90,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compare new runs with baseline runs (files or directories of *.runs.csv).
+    /// Compare new runs with baseline runs (files or directories of *.runs.csv). Also writes
+    /// NEW/compare.html (or X.compare.html beside a NEW file X.runs.csv): every metric of
+    /// every seed with both values, the tolerance and a mark on each regression.
     Compare {
         /// New runs.
         new: PathBuf,

@@ -7,6 +7,8 @@
 //!   (trace hash, scenario file and its FNV-1a hash, git revision, drawn `[random]` values)
 //!   and the failure reasons. Column names are stable: baselines and CI compare by them.
 //! - `<scenario>.summary.csv`: per metric, n/min/p50/p90/max over the seeds.
+//! - `<scenario>.html` (unless `--no-html`): the page with plots, see [`html`]; what it draws
+//!   of one seed is collected from the trace events by [`view`].
 //!
 //! `reports/baseline/` holds the same `*.runs.csv` files, refreshed deliberately with
 //! `sim baseline`.
