@@ -1,4 +1,5 @@
-//! The command line: `loadgen [run flags]` and `loadgen merge LOG… [--out CSV]`.
+//! The command line: `loadgen [run flags]`, `loadgen merge LOG… [--out CSV] [--html FILE]` and
+//! `loadgen report CSV|LOG… [--html FILE]`.
 //!
 //! Only parsing and the checks that need nothing but the arguments live here; turning the
 //! arguments into a plan, sources and reports is the binary's wiring. Durations take a unit
@@ -29,7 +30,7 @@ use crate::sources::SourceRange;
 #[derive(Parser, Debug)]
 #[command(name = "loadgen", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// `merge`, or nothing to run a load test.
+    /// `merge`, `report`, or nothing to run a load test.
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Load-test flags (when no subcommand is given).

@@ -265,7 +265,11 @@ fn compare_page_marks_each_regression_with_both_values_and_the_tolerance() {
     assert_eq!(text.matches("✗ worse").count(), 2, "one mark per regressed (metric, seed)");
     assert!(text.contains("a: 2 seed(s), 1 regression(s)") && text.contains("b: 1 seed(s), 1 regression(s)"));
     // Both values and the tolerance of the regressed metric, the new value marked.
-    assert!(text.contains("<td class=\"num\">20ms</td><td class=\"num bad\">400ms</td><td class=\"bad nowrap\">✗ worse</td>"));
+    assert!(
+        text.contains(
+            "<td class=\"num\">20ms</td><td class=\"num bad\">400ms</td><td class=\"bad nowrap\">✗ worse</td>"
+        )
+    );
     assert!(text.contains("<td class=\"num nowrap\">25% + 50ms</td>"), "join_latency_p90_s tolerance");
     assert!(text.contains(">better<"), "an improvement is shown too");
     assert!(text.contains("--seed 2"), "failures carry the replay command");
