@@ -120,10 +120,6 @@ pub struct RefLine {
     pub color: String,
 }
 
-/// Alias kept for readers looking for event markers: they are [`Series`] of kind
-/// [`SeriesKind::Points`] or [`SeriesKind::Triangles`].
-pub type Marker = Series;
-
 /// How a legend entry's swatch looks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Swatch {

@@ -5,8 +5,8 @@
 //!   figures, written as one file with inline CSS and inline SVG: no JavaScript, no external
 //!   fetches, every text escaped.
 //! - [`chart`]: charts drawn with `plotters`' SVG backend: a line chart over a linear x axis
-//!   (time series with shaded, labelled windows, horizontal bounds, point markers and min–max
-//!   bands; also used for per-seed distributions) and HdrHistogram's percentile-distribution
+//!   (time series with shaded, labelled windows, horizontal bounds, event markers — point
+//!   series of dots or triangles — and min–max bands; also used for per-seed distributions) and HdrHistogram's percentile-distribution
 //!   plot (x log-scaled as 1/(1−q), labelled `50%`, `90%`, `99%`, ...).
 //! - [`units`]: picking a readable unit for a range of seconds or bytes.
 //!
@@ -19,7 +19,7 @@ pub mod chart;
 pub mod page;
 pub mod units;
 
-pub use chart::{Band, Figure, LineChart, Marker, PercentileChart, RefLine, Series, SeriesKind, Window};
+pub use chart::{Band, Figure, LineChart, PercentileChart, RefLine, Series, SeriesKind, Window};
 pub use page::{Cell, Page};
 
 /// A chart or page could not be produced.
