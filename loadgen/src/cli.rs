@@ -1,4 +1,5 @@
-//! The command line: `loadgen [run flags]` and `loadgen merge LOG… [--out CSV]`.
+//! The command line: `loadgen [run flags]`, `loadgen merge LOG… [--out CSV] [--html FILE]` and
+//! `loadgen report CSV|LOG… [--html FILE]`.
 //!
 //! Only parsing and the checks that need nothing but the arguments live here; turning the
 //! arguments into a plan, sources and reports is the binary's wiring. Durations take a unit
@@ -29,7 +30,7 @@ use crate::sources::SourceRange;
 #[derive(Parser, Debug)]
 #[command(name = "loadgen", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// `merge`, or nothing to run a load test.
+    /// `merge`, `report`, or nothing to run a load test.
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Load-test flags (when no subcommand is given).
@@ -43,6 +44,34 @@ pub enum Command {
     /// Add the histograms of several --hdr-log files exactly (shards of one run, or runs of
     /// one benchmark), print the summary, write the CSV and apply --fail-on.
     Merge(MergeArgs),
+    /// Write the HTML report of an existing run: from its final CSV (X.csv, with
+    /// X.intervals.csv and X.csv.params.json beside it) or from its --hdr-log interval
+    /// log(s) (several logs are added like `merge` does; the whole percentile distribution).
+    Report(ReportArgs),
+}
+
+/// Flags of `loadgen report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// One final CSV (`--out` of a run or a merge), or one or more interval logs.
+    #[arg(required = true, value_name = "CSV|LOG")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Where to write the page [default: the first input with the extension .html].
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    /// The page's path.
+    pub fn html_path(&self) -> PathBuf {
+        self.html.clone().unwrap_or_else(|| self.inputs[0].with_extension("html"))
+    }
+
+    /// Whether the input is a final CSV (else interval logs).
+    pub fn is_csv(&self) -> bool {
+        self.inputs.len() == 1 && self.inputs[0].extension().is_some_and(|e| e == "csv")
+    }
 }
 
 /// Flags of a load-test run.
@@ -175,6 +204,12 @@ pub struct RunArgs {
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
 
+    /// Write a self-contained HTML report of the run here (parameters, latency percentiles
+    /// per interval for each operation, throughput and errors over time, the percentile
+    /// distribution, schedule lag, attacks). `loadgen report` makes one from existing files.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
     /// Write an HdrHistogram interval log here (input of `loadgen merge`).
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
@@ -246,6 +281,11 @@ pub struct MergeArgs {
     /// Write the merged final CSV here (and X.csv.params.json beside it).
     #[arg(long, value_name = "CSV")]
     pub out: Option<PathBuf>,
+
+    /// Write a self-contained HTML report of the merged logs here (per-interval charts add
+    /// the logs' histograms interval by interval).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 
     /// Fail (exit 1) if this holds for the merged totals; as for a run.
     #[arg(long, value_name = "RULE", default_value = "errors>0")]

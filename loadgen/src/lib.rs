@@ -13,6 +13,7 @@
 //! | [`metrics`] | histograms and counters, recorded from many tasks, cut into intervals |
 //! | [`report`] | final CSV, per-interval CSV, parameter sidecar, summary table |
 //! | [`hlog`] | HdrHistogram interval logs and their exact merge |
+//! | [`html`] | the self-contained HTML report of a run, a merge or existing files |
 //! | [`rules`] | `--fail-on` thresholds |
 //! | [`limits`] | file-descriptor and ephemeral-port budget, checked before the run |
 //! | [`progress`] | the live display on stderr |
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod driver;
 pub mod error;
 pub mod hlog;
+pub mod html;
 pub mod human;
 pub mod limits;
 pub mod metrics;

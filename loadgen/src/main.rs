@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use loadgen::cli::{Cli, Command, MergeArgs, RunArgs, redacted_args};
+use loadgen::cli::{Cli, Command, MergeArgs, ReportArgs, RunArgs, redacted_args};
 use loadgen::driver::{self, DriverConfig};
 use loadgen::hlog::{self, HlogWriter};
+use loadgen::html::{IntervalRows, LoadReport};
 use loadgen::limits::{self, Limits};
 use loadgen::metrics::{Collector, Counter, Latency, Metrics, Totals};
 use loadgen::plan::{Arrival, Plan, PlanConfig, PlannedAttack};
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Some(Command::Merge(args)) => merge(args),
+        Some(Command::Report(args)) => report_of_files(&args),
         None => run(cli.run),
     };
     match result {
@@ -266,6 +268,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
             }
             None => None,
         },
+        html_rows: args.html.as_ref().map(|_| Vec::new()),
     };
 
     let driver_cfg = DriverConfig { start_wall, ..driver_cfg };
@@ -341,6 +344,12 @@ fn run(args: RunArgs) -> Result<Outcome> {
     if let Some(p) = &params_path {
         report::write_json(p, &params)?;
     }
+    if let Some(path) = &args.html {
+        let json = serde_json::to_value(&params).map_err(|e| Error::Run(e.to_string()))?;
+        let rows = outputs.html_rows.take().unwrap_or_default();
+        LoadReport::from_totals(&page_title(path), totals, rows, Some(&json)).write(path)?;
+        eprintln!("loadgen: wrote {}", path.display());
+    }
     io_result?;
     final_write?;
     if let Some(cause) = gave_up {
@@ -353,6 +362,8 @@ fn run(args: RunArgs) -> Result<Outcome> {
 struct IntervalOutputs {
     csv: Option<IntervalCsv>,
     hlog: Option<HlogWriter>,
+    /// Each interval's rows, kept for `--html` (a few KB an interval).
+    html_rows: Option<Vec<IntervalRows>>,
 }
 
 impl IntervalOutputs {
@@ -362,6 +373,9 @@ impl IntervalOutputs {
         }
         if let Some(hlog) = &mut self.hlog {
             hlog.write(interval)?;
+        }
+        if let Some(rows) = &mut self.html_rows {
+            rows.push(IntervalRows::of(interval));
         }
         Ok(())
     }
@@ -415,6 +429,28 @@ fn merge(args: MergeArgs) -> Result<Outcome> {
         });
         report::write_json(&report::params_path(out), &params)?;
     }
+    if let Some(path) = &args.html {
+        LoadReport::from_logs(&page_title(path), &args.logs)?.write(path)?;
+        eprintln!("loadgen: wrote {}", path.display());
+    }
     let violations = rules::evaluate(&rules, &merged.totals);
     finish(&merged.totals, &rules, violations)
+}
+
+/// `loadgen: <file stem>`.
+fn page_title(html: &std::path::Path) -> String {
+    format!("loadgen: {}", html.file_stem().unwrap_or_default().to_string_lossy())
+}
+
+/// `loadgen report`: the HTML page of an existing run's CSV or interval logs.
+fn report_of_files(args: &ReportArgs) -> Result<Outcome> {
+    let path = args.html_path();
+    let report = if args.is_csv() {
+        LoadReport::from_csv(&page_title(&path), &args.inputs[0])?
+    } else {
+        LoadReport::from_logs(&page_title(&path), &args.inputs)?
+    };
+    report.write(&path)?;
+    println!("wrote {}", path.display());
+    Ok(Outcome::Passed)
 }

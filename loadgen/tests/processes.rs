@@ -618,3 +618,101 @@ fn a_dead_target_or_a_wrong_password_refuses_to_start_in_one_line() {
     assert_refused_to_start(&run, &format!("the authenticator at {target} rejected the password"));
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
+
+/// `data-series` of every figure of an HTML report, in page order, with the chart's title.
+fn figures(html: &str) -> Vec<(usize, String)> {
+    html.match_indices("<figure class=\"chart\" data-series=\"")
+        .map(|(i, m)| {
+            let rest = &html[i + m.len()..];
+            let n = rest[..rest.find('"').unwrap()].parse().unwrap();
+            // The chart's title is the first text of its SVG.
+            let t = rest.find("<text").unwrap();
+            let title = rest[t..].split('\n').nth(1).unwrap().to_string();
+            (n, title)
+        })
+        .collect()
+}
+
+#[test]
+fn html_reports_of_a_run_of_its_files_and_of_a_merge() {
+    let _serial = serial();
+    let auth = Auth::start();
+    let dir = temp_dir("html");
+    let (out, hlog, html) = (dir.join("run.csv"), dir.join("run.hlog"), dir.join("run.html"));
+    let target = auth.addr.to_string();
+    let run = loadgen(&[
+        "--peers",
+        "30",
+        "--target",
+        &target,
+        "--rate",
+        "30/s",
+        "--hold",
+        "2s",
+        "--interval",
+        "500ms",
+        "--broadcast-rate",
+        "4/s",
+        "--attack",
+        "garbage:10",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+        "--hdr-log",
+        hlog.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(text(&run.stderr).contains(&format!("loadgen: wrote {}", html.display())));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<title>loadgen: run</title>"));
+    assert!(page.contains(&format!("<td>target</td><td class=\"mono\">{target}</td>")), "parameters at the top");
+    assert!(page.find("Parameters").unwrap() < page.find("Latency per interval").unwrap());
+    let figs = figures(&page);
+    let titles: Vec<&str> = figs.iter().map(|(_, t)| t.as_str()).collect();
+    // Join first, then every other operation with samples: each p50/p90/p99/max.
+    assert_eq!(titles[0], "join_complete: p50, p90, p99, max per interval", "{titles:?}");
+    for op in ["tcp_connect", "first_list", "convergence", "message_delivery", "heartbeat_interval"] {
+        let (n, _) = figs.iter().find(|(_, t)| t.starts_with(&format!("{op}:"))).unwrap_or_else(|| panic!("{op}"));
+        assert_eq!(*n, 4, "{op}: four percentiles");
+    }
+    for title in [
+        "joins and errors per second",
+        "joiners joined",
+        "latency by percentile, whole run",
+        "schedule lag per interval",
+        "hostile connections per second",
+        "hostile connection open to closed by the authenticator",
+    ] {
+        assert!(titles.contains(&title), "{title}: {titles:?}");
+    }
+    assert_eq!(page.matches("<svg").count(), figs.len());
+    for label in [">\n50%\n<", ">\n90%\n<", ">\n99%\n<", "latency (ms)", "10 ms: the p99"] {
+        assert!(page.contains(label), "{label}");
+    }
+    assert!(page.contains("<th>garbage</th>"), "attack metrics");
+    assert!(!page.contains("<script") && !page.contains("src=") && !page.contains("href="));
+
+    // The same run from its CSV files, and from its interval log.
+    let from_csv = dir.join("csv.html");
+    let r = loadgen(&["report", out.to_str().unwrap(), "--html", from_csv.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    let csv_page = std::fs::read_to_string(&from_csv).unwrap();
+    assert!(csv_page.contains("From the CSV's percentiles only"));
+    assert_eq!(figures(&csv_page).len(), figs.len(), "the same charts from the CSV files");
+    let from_log = dir.join("log.html");
+    let r = loadgen(&["report", hlog.to_str().unwrap(), "--html", from_log.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    let log_page = std::fs::read_to_string(&from_log).unwrap();
+    assert!(log_page.contains("As HdrHistogram"), "the whole distribution");
+    assert!(figures(&log_page).iter().any(|(_, t)| t == "join_complete: p50, p90, p99, max per interval"));
+
+    // A merge of the log with itself: twice the joins, and the duplicate is said.
+    let merged = dir.join("merged.html");
+    let m = loadgen(&["merge", hlog.to_str().unwrap(), hlog.to_str().unwrap(), "--html", merged.to_str().unwrap()]);
+    let merged_page = std::fs::read_to_string(&merged).unwrap();
+    let joined = count(&read_csv(&out), "joined");
+    assert!(merged_page.contains(&format!("<td class=\"mono\">joined</td><td class=\"num\">{}</td>", 2 * joined)));
+    assert!(merged_page.contains("appears 2 times"), "{}", text(&m.stderr));
+}

@@ -8,13 +8,14 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::metrics::{MetricId, Metrics};
 use crate::report::RunRecord;
+use crate::report::view::ViewBuilder;
 use crate::runner::RunOutput;
 use crate::scenario::{LoadedScenario, Resolved, ScenarioError};
 use crate::trace::{Determinism, Trace, TraceError, TraceSummary, trace_path};
@@ -53,6 +54,9 @@ pub struct BatchOptions {
     pub progress: bool,
     /// Git revision for the reports.
     pub git_rev: String,
+    /// Collect what the HTML report draws (kept only for each scenario's first failing
+    /// seed, else its first: see [`run_batch`]).
+    pub views: bool,
 }
 
 /// One (scenario, seed) to run.
@@ -79,7 +83,7 @@ fn guarded(runner: RunFn, resolved: &Resolved, trace: Trace) -> Result<RunOutput
         Err(p) => Ok(RunOutput {
             metrics: Metrics::new(),
             findings: Vec::new(),
-            trace: TraceSummary { hash: 0, events: 0, lines: None, divergence: None },
+            trace: TraceSummary { hash: 0, events: 0, lines: None, divergence: None, view: None },
             error: Some(format!("simulation panicked: {}", panic_message(&*p))),
         }),
     }
@@ -96,6 +100,9 @@ pub fn run_job(job: Job<'_>, opts: &BatchOptions, several_runs: bool, runner: Ru
     }
     if opts.check_determinism {
         first = first.keep_lines();
+    }
+    if opts.views {
+        first = first.collect_view(ViewBuilder::new(&resolved));
     }
     let mut out = guarded(runner, &resolved, first)?;
     let determinism = if opts.check_determinism && out.error.is_none() {
@@ -121,6 +128,7 @@ pub fn run_job(job: Job<'_>, opts: &BatchOptions, several_runs: bool, runner: Ru
         git_rev: opts.git_rev.clone(),
         random: resolved.drawn_cell(),
         failures: verdict.failures,
+        view: out.trace.view.take().map(|v| Arc::new(*v)),
     })
 }
 
@@ -158,13 +166,34 @@ pub fn run_batch(jobs: &[Job<'_>], opts: &BatchOptions, runner: RunFn) -> Vec<Re
                         failed.load(Ordering::Relaxed)
                     ));
                     pb.inc(1);
-                    results.lock().expect("no worker panics while holding the lock")[i] = Some(r);
+                    let mut results = results.lock().expect("no worker panics while holding the lock");
+                    results[i] = Some(r);
+                    drop_unshown_views(jobs, &mut results, i);
                 }
             });
         }
     });
     pb.finish_and_clear();
     results.into_inner().expect("workers done").into_iter().map(|r| r.expect("every job ran")).collect()
+}
+
+/// Keeps the HTML views that may still be shown: each scenario shows its first failing seed,
+/// else its first, so once job `done` finished, a view survives only on its scenario's first
+/// job and on its lowest finished failing job. Memory stays a few views per scenario however
+/// many seeds run.
+fn drop_unshown_views(jobs: &[Job<'_>], results: &mut [Option<Result<RunRecord, BatchError>>], done: usize) {
+    let same = |i: usize| std::ptr::eq(jobs[i].scenario, jobs[done].scenario);
+    let mine: Vec<usize> = (0..jobs.len()).filter(|&i| same(i)).collect();
+    let first = mine[0];
+    let first_failing = mine.iter().copied().find(|&i| matches!(&results[i], Some(Ok(rec)) if !rec.passed()));
+    for &i in &mine {
+        if i == first || Some(i) == first_failing {
+            continue;
+        }
+        if let Some(Ok(rec)) = &mut results[i] {
+            rec.view = None;
+        }
+    }
 }
 
 /// Wall-clock metrics for a run (the only place wall time enters a report).
@@ -199,7 +228,14 @@ max = "1s"
 "#;
 
     fn opts(check: bool) -> BatchOptions {
-        BatchOptions { check_determinism: check, trace: None, threads: 2, progress: false, git_rev: "rev".into() }
+        BatchOptions {
+            check_determinism: check,
+            trace: None,
+            threads: 2,
+            progress: false,
+            git_rev: "rev".into(),
+            views: false,
+        }
     }
 
     /// A deterministic fake: events and join latency derived from the seed only.
@@ -265,6 +301,21 @@ max = "1s"
         let rec = run_job(Job { scenario: &src, seed: 1 }, &opts(true), false, panicking_runner).unwrap();
         assert_eq!(rec.verdict, "fail");
         assert!(rec.failures[0].contains("simulation panicked: 192.168.0.1:4702 server socket buffer full"));
+    }
+
+    #[test]
+    fn views_are_kept_for_the_first_seed_and_the_first_failing_one_only() {
+        let src = LoadedScenario::from_text("s/fake.toml", TEXT.into()).unwrap();
+        let other = LoadedScenario::from_text("s/fake2.toml", TEXT.replace("\"fake\"", "\"fake2\"")).unwrap();
+        let mut jobs: Vec<Job> = [1, 2, 3, 4].iter().map(|&seed| Job { scenario: &src, seed }).collect();
+        jobs.extend([1, 2].iter().map(|&seed| Job { scenario: &other, seed }));
+        let o = BatchOptions { views: true, ..opts(false) };
+        let recs: Vec<RunRecord> = run_batch(&jobs, &o, det_runner).into_iter().map(Result::unwrap).collect();
+        // Seeds 3 and 4 fail (join latency 1.2 s, 1.6 s > 1 s): seed 1 and seed 3 keep theirs.
+        let kept: Vec<(String, u64)> =
+            recs.iter().filter(|r| r.view.is_some()).map(|r| (r.scenario.clone(), r.seed)).collect();
+        assert_eq!(kept, [("fake".to_string(), 1), ("fake".to_string(), 3), ("fake2".to_string(), 1)]);
+        assert_eq!(recs[0].view.as_ref().unwrap().seed, 1);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The command line: `sim SCENARIO... [--seed N | --seeds A..B] [--check-determinism]
-//! [--trace FILE] [--out DIR]`, `sim compare NEW BASE`, `sim baseline`, `sim metrics`.
+//! [--trace FILE] [--out DIR] [--no-html]`, `sim compare NEW BASE`, `sim baseline`,
+//! `sim metrics`.
 //!
 //! This module parses arguments, loads scenarios, prints the cost warning, hands jobs to
 //! [`crate::batch`], writes the reports and prints the summary. Every error it returns is
@@ -15,6 +16,7 @@ use crate::batch::{BatchError, BatchOptions, Job, run_batch};
 use crate::cost;
 use crate::metrics::{Better, MetricId};
 use crate::report::compare::{Tolerances, compare};
+use crate::report::html::{self, compare_html_path};
 use crate::report::{ReportError, RunRecord, load_runs, render_table, write_reports};
 use crate::scenario::{LoadedScenario, ScenarioError, SeedSet};
 
@@ -88,7 +90,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compare new runs with baseline runs (files or directories of *.runs.csv).
+    /// Compare new runs with baseline runs (files or directories of *.runs.csv). Also writes
+    /// NEW/compare.html (or X.compare.html beside a NEW file X.runs.csv): every metric of
+    /// every seed with both values, the tolerance and a mark on each regression.
     Compare {
         /// New runs.
         new: PathBuf,
@@ -154,6 +158,11 @@ struct RunArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Do not write `<out>/<scenario>.html` (by default each scenario gets one self-contained
+    /// page next to its CSVs: verdicts per seed, membership over time with the fault windows
+    /// shaded for the first failing seed (else the first), latency distributions across seeds).
+    #[arg(long)]
+    no_html: bool,
     /// Refuse to run unless the scenario file has this FNV-1a hash (exact replays).
     #[arg(long, value_name = "HEX")]
     scenario_hash: Option<String>,
@@ -202,6 +211,8 @@ struct RunPlan {
     trace: Option<PathBuf>,
     threads: usize,
     quiet: bool,
+    /// Collect what the HTML report draws.
+    views: bool,
 }
 
 /// Runs scenarios; returns the rows, or every error.
@@ -236,6 +247,7 @@ fn run_scenarios(scenarios: &[LoadedScenario], plan: &RunPlan) -> Result<Vec<Run
         threads: plan.threads,
         progress: !plan.quiet && std::io::stderr().is_terminal(),
         git_rev: git_revision(),
+        views: plan.views,
     };
     let mut records = Vec::new();
     for (job, r) in jobs.iter().zip(run_batch(&jobs, &opts, crate::runner::run)) {
@@ -275,10 +287,14 @@ fn cmd_run(a: RunArgs) -> Result<Outcome, Vec<CliError>> {
         trace: a.trace,
         threads: threads(a.threads),
         quiet: a.quiet,
+        views: !a.no_html,
     };
     let records = run_scenarios(&scenarios, &plan)?;
     print!("{}", render_table(&records));
-    let files = write_reports(&a.out, &records).map_err(|e| vec![e.into()])?;
+    let mut files = write_reports(&a.out, &records).map_err(|e| vec![e.into()])?;
+    if !a.no_html {
+        files.extend(html::write_scenario_pages(&a.out, &records).map_err(|e| vec![e.into()])?);
+    }
     println!("wrote {}", files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     Ok(outcome(&records))
 }
@@ -292,6 +308,12 @@ fn cmd_compare(new: &Path, base: &Path, tolerances: &[String]) -> Result<Outcome
     let base_runs = load_runs(base).map_err(|e| vec![e.into()])?;
     let out = compare(&new_runs, &base_runs, &tol);
     print!("{}", out.render());
+    let page = compare_html_path(new);
+    html::compare_page(&new_runs, &base_runs, &tol, &out, (new, base))
+        .map_err(ReportError::from)
+        .and_then(|p| p.write(&page).map_err(ReportError::from))
+        .map_err(|e| vec![e.into()])?;
+    println!("compare: the table of every metric, with each regression marked: {}", page.display());
     Ok(if out.passed() { Outcome::Pass } else { Outcome::Fail })
 }
 
@@ -329,7 +351,14 @@ fn cmd_baseline(
             let seeds = seeds
                 .map(|s| SeedSet::parse(&s).map_err(|e| vec![CliError::Usage(format!("--seeds: {e}"))]))
                 .transpose()?;
-            let plan = RunPlan { seeds, check_determinism: true, trace: None, threads: threads(n_threads), quiet };
+            let plan = RunPlan {
+                seeds,
+                check_determinism: true,
+                trace: None,
+                threads: threads(n_threads),
+                quiet,
+                views: false,
+            };
             let records = run_scenarios(&loaded, &plan)?;
             print!("{}", render_table(&records));
             records

@@ -13,7 +13,8 @@
 //! - [`verdict`]: turns checker findings, expectations and determinism into pass/fail.
 //! - [`trace`]: JSON-lines event traces, the running trace hash, determinism comparison.
 //! - [`batch`]: many (scenario, seed) runs across threads, the determinism double-run.
-//! - [`report`]: per-run and summary CSVs, the printed table, `compare` and `baseline`.
+//! - [`report`]: per-run and summary CSVs, the HTML pages (with `pyile-plots`), the printed
+//!   table, `compare` and `baseline`.
 //! - [`cli`]: the command line.
 //! - [`hash`], [`rng`]: small shared utilities (FNV-1a, labelled seed derivation).
 //!

@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::hash::Fnv64;
+use crate::report::view::{RunView, ViewBuilder};
 
 /// A trace could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,8 @@ pub struct TraceSummary {
     pub lines: Option<Vec<String>>,
     /// The first difference from the reference run, if one was given and they differ.
     pub divergence: Option<Divergence>,
+    /// What the HTML report draws of this run, if it was collected ([`Trace::collect_view`]).
+    pub view: Option<Box<RunView>>,
 }
 
 impl TraceSummary {
@@ -106,6 +109,7 @@ pub struct Trace {
     keep: Option<Vec<String>>,
     reference: Option<Vec<String>>,
     divergence: Option<Divergence>,
+    view: Option<ViewBuilder>,
 }
 
 impl Trace {
@@ -137,6 +141,13 @@ impl Trace {
         self
     }
 
+    /// Also feeds every event to `view` (the HTML report's picture of the run; the lines and
+    /// the hash are the same with or without it).
+    pub fn collect_view(mut self, view: ViewBuilder) -> Self {
+        self.view = Some(view);
+        self
+    }
+
     /// Events recorded so far.
     pub fn events(&self) -> u64 {
         self.events
@@ -149,6 +160,9 @@ impl Trace {
 
     /// Records one event.
     pub fn record(&mut self, ev: &TraceEvent) -> Result<(), TraceError> {
+        if let Some(v) = &mut self.view {
+            v.observe(ev);
+        }
         let line = serde_json::to_string(ev)?;
         self.record_line(line)
     }
@@ -199,6 +213,7 @@ impl Trace {
             events: self.events,
             lines: self.keep,
             divergence: self.divergence,
+            view: self.view.map(|v| Box::new(v.finish())),
         })
     }
 }

@@ -58,7 +58,14 @@ min = 1
 #[test]
 fn a_partition_is_detected_recovered_and_replays_exactly() {
     let src = load(PARTITION);
-    let opts = BatchOptions { check_determinism: true, trace: None, threads: 1, progress: false, git_rev: "t".into() };
+    let opts = BatchOptions {
+        check_determinism: true,
+        trace: None,
+        threads: 1,
+        progress: false,
+        git_rev: "t".into(),
+        views: false,
+    };
     let rec = run_job(Job { scenario: &src, seed: 5 }, &opts, false, run).unwrap();
     assert_eq!(rec.failures, Vec::<String>::new());
     assert_eq!((rec.verdict.as_str(), rec.determinism.as_str()), ("pass", "ok"));
@@ -134,7 +141,14 @@ min = 6
 #[test]
 fn an_authenticator_crash_is_reported_by_every_joiner_who_then_rejoins() {
     let src = load(AUTH_CRASH);
-    let opts = BatchOptions { check_determinism: true, trace: None, threads: 1, progress: false, git_rev: "t".into() };
+    let opts = BatchOptions {
+        check_determinism: true,
+        trace: None,
+        threads: 1,
+        progress: false,
+        git_rev: "t".into(),
+        views: false,
+    };
     let rec = run_job(Job { scenario: &src, seed: 1 }, &opts, false, run).unwrap();
     assert_eq!(rec.failures, Vec::<String>::new());
     assert_eq!(rec.determinism, "ok", "crashes replay exactly");

@@ -7,11 +7,15 @@
 //!   (trace hash, scenario file and its FNV-1a hash, git revision, drawn `[random]` values)
 //!   and the failure reasons. Column names are stable: baselines and CI compare by them.
 //! - `<scenario>.summary.csv`: per metric, n/min/p50/p90/max over the seeds.
+//! - `<scenario>.html` (unless `--no-html`): the page with plots, see [`html`]; what it draws
+//!   of one seed is collected from the trace events by [`view`].
 //!
 //! `reports/baseline/` holds the same `*.runs.csv` files, refreshed deliberately with
 //! `sim baseline`.
 
 pub mod compare;
+pub mod html;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -48,6 +52,9 @@ pub enum ReportError {
         /// What is wrong.
         msg: String,
     },
+    /// An HTML page could not be drawn or written.
+    #[error(transparent)]
+    Html(#[from] pyile_plots::PlotError),
     /// No runs CSV where one was expected.
     #[error("{0}: no *.runs.csv files found")]
     Empty(String),
@@ -89,6 +96,9 @@ pub struct RunRecord {
     pub random: String,
     /// Why it failed (empty when it passed).
     pub failures: Vec<String>,
+    /// What the HTML report draws of this run (only right after running it, and only for the
+    /// seed the report shows; never read from or written to CSV).
+    pub view: Option<std::sync::Arc<view::RunView>>,
 }
 
 impl RunRecord {
@@ -221,6 +231,7 @@ pub fn read_runs_csv(path: &Path) -> Result<Vec<RunRecord>, ReportError> {
             } else {
                 failures.split(FAILURE_SEP).map(String::from).collect()
             },
+            view: None,
         });
     }
     Ok(out)

@@ -29,6 +29,7 @@ fn record(scenario: &str, seed: u64, join_p90: f64) -> RunRecord {
         git_rev: "abc123".into(),
         random: "network.max_latency=12ms".into(),
         failures: vec![],
+        view: None,
     }
 }
 
@@ -294,4 +295,41 @@ fn failed_joins_or_lost_messages_come_with_a_word_on_why() {
     let t = render_table(&[r]);
     assert!(t.contains("failed joins: up to 3 a run, up to 2 of them while a fault impaired"), "{t}");
     assert!(t.contains("lost messages: a message counts as lost"), "{t}");
+}
+
+#[test]
+fn compare_page_marks_each_regression_with_both_values_and_the_tolerance() {
+    let base = vec![record("a", 1, 0.020), record("a", 2, 0.020), record("b", 1, 0.5)];
+    // a seed 2 and b seed 1 got much slower; a seed 1 got faster.
+    let new = vec![record("a", 1, 0.010), record("a", 2, 0.400), record("b", 1, 2.0)];
+    let tol = Tolerances::new();
+    let out = compare(&new, &base, &tol);
+    let page = html::compare_page(&new, &base, &tol, &out, (Path::new("new"), Path::new("base"))).unwrap();
+    let text = page.finish();
+    assert!(text.contains("<title>sim compare: FAIL</title>"));
+    assert_eq!(text.matches("✗ worse").count(), 2, "one mark per regressed (metric, seed)");
+    assert!(text.contains("a: 2 seed(s), 1 regression(s)") && text.contains("b: 1 seed(s), 1 regression(s)"));
+    // Both values and the tolerance of the regressed metric, the new value marked.
+    assert!(
+        text.contains(
+            "<td class=\"num\">20ms</td><td class=\"num bad\">400ms</td><td class=\"bad nowrap\">✗ worse</td>"
+        )
+    );
+    assert!(text.contains("<td class=\"num nowrap\">25% + 50ms</td>"), "join_latency_p90_s tolerance");
+    assert!(text.contains(">better<"), "an improvement is shown too");
+    assert!(text.contains("--seed 2"), "failures carry the replay command");
+
+    let same = compare(&base, &base, &tol);
+    let text = html::compare_page(&base, &base, &tol, &same, (Path::new("n"), Path::new("b"))).unwrap().finish();
+    assert!(text.contains("<title>sim compare: PASS</title>"));
+    assert!(!text.contains("✗"));
+}
+
+#[test]
+fn compare_page_sits_in_the_new_directory_or_beside_the_new_file() {
+    let dir = temp_dir("compare-path");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert_eq!(html::compare_html_path(&dir), dir.join("compare.html"));
+    assert_eq!(html::compare_html_path(&dir.join("churn.runs.csv")), dir.join("churn.compare.html"));
+    std::fs::remove_dir_all(dir).unwrap();
 }
