@@ -281,7 +281,14 @@ target = "m"
 #[test]
 fn crashes_during_a_join_storm_replay_exactly_over_100_seeds() {
     let src = load(CRASH_STORM);
-    let opts = BatchOptions { check_determinism: true, trace: None, threads: 1, progress: false, git_rev: "t".into() };
+    let opts = BatchOptions {
+        check_determinism: true,
+        trace: None,
+        threads: 1,
+        progress: false,
+        git_rev: "t".into(),
+        views: false,
+    };
     let mut cut_mid_join = 0;
     for seed in 1..=100 {
         let rec = run_job(Job { scenario: &src, seed }, &opts, false, run).unwrap();
