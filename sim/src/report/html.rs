@@ -456,6 +456,17 @@ pub fn compare_page(
             .collect();
         page.table(&["scenario", "seed", "what", "replay"], &rows);
     }
+    if !outcome.changed_behaviour.is_empty() {
+        page.section("Behaviour changed");
+        for (scenario, seeds) in &outcome.changed_behaviour {
+            let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();
+            page.note(&format!(
+                "{scenario}: seed(s) {} produced a different trace than the baseline with the same scenario file: \
+                 refresh the baselines deliberately (sim baseline) and say why, or find out why",
+                seeds.join(", ")
+            ));
+        }
+    }
     if !outcome.notes.is_empty() {
         page.section("Notes");
         for n in &outcome.notes {

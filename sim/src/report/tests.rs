@@ -315,7 +315,7 @@ fn compare_page_marks_each_regression_with_both_values_and_the_tolerance() {
             "<td class=\"num\">20ms</td><td class=\"num bad\">400ms</td><td class=\"bad nowrap\">✗ worse</td>"
         )
     );
-    assert!(text.contains("<td class=\"num nowrap\">25% + 50ms</td>"), "join_latency_p90_s tolerance");
+    assert!(text.contains("<td class=\"num nowrap\">10% + 2ms</td>"), "join_latency_p90_s tolerance");
     assert!(text.contains(">better<"), "an improvement is shown too");
     assert!(text.contains("--seed 2"), "failures carry the replay command");
 
