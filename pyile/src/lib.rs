@@ -37,13 +37,14 @@
 //! | [`member_list`] | the list a distribution carries (authenticator first, versioned) |
 //! | [`authenticator`] | admits, bans, heartbeats, distributes; its rules in [`authenticator::state`] |
 //! | [`joiner`] | joins, answers heartbeats, follows distributions |
+//! | [`scram`] | protocol 2's SCRAM-SHA-256-style mutual password proof and the stored verifier |
 //! | `peer` | chat messages between members: the peer listener and the sender |
 //! | [`event`] | what happens to a node, as a typed, bounded stream |
 //! | [`error`] | the crate's error type |
 //! | [`units`] | units shared by the binaries' flags and the scenario files (see below) |
 //!
-//! Randomness comes only from the seed in [`AuthenticatorConfig::seed`] and
-//! time only from `tokio::time`, so simulations replay exactly.
+//! Randomness comes only from the seed in [`AuthenticatorConfig::seed`] (and a
+//! joiner's [`JoinerConfig::seed`], else the OS, for its SCRAM nonces) and time only from `tokio::time`, so simulations replay exactly.
 //!
 //! Besides the protocol, [`units`] is the one home of the units the binaries'
 //! flags and the simulator's scenario files share: durations (`"1m30s"`), byte
@@ -57,6 +58,7 @@ pub mod joiner;
 pub mod member_list;
 pub mod net;
 mod peer;
+pub mod scram;
 pub mod units;
 pub mod wire;
 
