@@ -37,6 +37,7 @@
 //! | [`member_list`] | the list a distribution carries (authenticator first, versioned) |
 //! | [`authenticator`] | admits, bans, heartbeats, distributes; its rules in [`authenticator::state`] |
 //! | [`joiner`] | joins, answers heartbeats, follows distributions |
+//! | [`dedup`] | the bounded duplicate filter for exactly-once broadcast (not wired in yet) |
 //! | [`scram`] | protocol 2's SCRAM-SHA-256-style mutual password proof and the stored verifier |
 //! | `peer` | chat messages between members: the peer listener and the sender |
 //! | [`event`] | what happens to a node, as a typed, bounded stream |
@@ -52,6 +53,7 @@
 //! password source.
 
 pub mod authenticator;
+pub mod dedup;
 pub mod error;
 pub mod event;
 pub mod joiner;
