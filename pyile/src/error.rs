@@ -15,6 +15,23 @@ pub enum Error {
     /// The authenticator rejected the password.
     #[error("authentication failed: the authenticator rejected the password")]
     Authentication,
+    /// The authenticator accepted this joiner's SCRAM proof without proving that it knows
+    /// the password itself: it is not the real authenticator.
+    #[error(
+        "impostor authenticator at {addr}: it accepted the join without proving it knows the password; nothing was sent in clear"
+    )]
+    ImpostorAuthenticator {
+        /// The authenticator's address.
+        addr: SocketAddr,
+    },
+    /// The joiner requires the SCRAM exchange and the authenticator does not offer it.
+    #[error(
+        "the authenticator does not offer the SCRAM password exchange (a v1 or older authenticator, or an impostor posing as one); the password was not sent"
+    )]
+    MutualAuthUnavailable,
+    /// The authenticator's SCRAM challenge is out of bounds or malformed.
+    #[error("refused the authenticator's SCRAM challenge")]
+    Scram(#[source] crate::scram::ScramError),
     /// The authenticator says this source IP is banned.
     #[error("banned: the authenticator refuses this address")]
     Banned,
@@ -97,6 +114,9 @@ impl Error {
         match self {
             Error::Authentication => "wrong_password",
             Error::Banned => "banned",
+            Error::ImpostorAuthenticator { .. } => "impostor_authenticator",
+            Error::MutualAuthUnavailable => "mutual_auth_unavailable",
+            Error::Scram(_) => "scram_refused",
             Error::Connection { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused => "refused",
             Error::Connection { .. } => "connection",
             Error::Send { .. } => "send",

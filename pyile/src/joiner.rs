@@ -28,6 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
@@ -40,6 +42,7 @@ use crate::event::{DEFAULT_EVENT_CAPACITY, EventKind, EventSink, EventStream, Ha
 use crate::member_list::MemberList;
 use crate::net::{Listener, NetStream, Network};
 use crate::peer::{BroadcastReport, Delivery, Freeze, PeerCore};
+use crate::scram::{ClientExchange, DEFAULT_MAX_ITERATIONS};
 use crate::wire::{DEFAULT_MAX_VALUE_LEN, DecodeError, Message, MessageReader, PROTOCOL_VERSION, Recipient};
 
 /// Settings of a [`Joiner`]; build with [`JoinerConfig::new`] and the
@@ -57,6 +60,9 @@ pub struct JoinerConfig {
     max_value_len: usize,
     event_capacity: usize,
     announce: bool,
+    seed: Option<u64>,
+    require_mutual_auth: bool,
+    max_iterations: u32,
 }
 
 impl JoinerConfig {
@@ -75,6 +81,9 @@ impl JoinerConfig {
             max_value_len: DEFAULT_MAX_VALUE_LEN,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             announce: true,
+            seed: None,
+            require_mutual_auth: false,
+            max_iterations: DEFAULT_MAX_ITERATIONS,
         }
     }
     /// Alias sent with chat messages.
@@ -126,6 +135,26 @@ impl JoinerConfig {
     /// Off, this joiner behaves as a plain v1 (reference) joiner on the wire.
     pub fn announce_extensions(mut self, on: bool) -> Self {
         self.announce = on;
+        self
+    }
+    /// Seed of the RNG that draws this joiner's SCRAM nonces (simulations replay exactly);
+    /// by default a fresh one from the OS.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+    /// Refuse to send the password to an authenticator that does not offer the SCRAM
+    /// exchange (a reference authenticator, an older one, or an impostor posing as one):
+    /// the join fails with [`Error::MutualAuthUnavailable`] before any password is sent.
+    /// Off by default, so a reference authenticator still gets v1's cleartext `shadow`.
+    pub fn require_mutual_auth(mut self, on: bool) -> Self {
+        self.require_mutual_auth = on;
+        self
+    }
+    /// Most PBKDF2 iterations this joiner computes for an authenticator's challenge
+    /// (default [`DEFAULT_MAX_ITERATIONS`]); a challenge asking for more fails the join.
+    pub fn max_iterations(mut self, n: u32) -> Self {
+        self.max_iterations = n;
         self
     }
 }
@@ -186,36 +215,68 @@ impl<N: Network> Joiner<N> {
         };
 
         // Banned status (and whether the authenticator speaks protocol 2).
-        let auth_v2 = match recv(
+        let (auth_v2, scram_offered) = match recv(
             "waiting for the authenticator's greeting (the port accepted the connection but sent no banned status: is it a Pyile authenticator?)",
         )(timeout_at(deadline, reader.next()).await)?
         {
-            Message::Banned { banned, version } => {
+            Message::Banned { banned, version, scram } => {
                 events.emit(EventKind::Handshake(HandshakeStage::BannedStatus { banned }));
                 if banned {
                     events.emit(EventKind::Banned { ip: my_ip });
                     return Err(Error::Banned);
                 }
-                version.is_some_and(|v| v >= PROTOCOL_VERSION)
+                (version.is_some_and(|v| v >= PROTOCOL_VERSION), scram)
             }
             other => return Err(Error::Unexpected { addr: target, expected: "banned", got: other.kind() }),
         };
         // Extension keys only between two protocol-2 peers: a reference
         // authenticator gets exactly the v1 bytes.
         let v2 = auth_v2 && cfg.announce;
-        // Password.
-        let shadow =
-            Message::Shadow { password: cfg.password.clone(), version: cfg.announce.then_some(PROTOCOL_VERSION) };
-        send(timeout_at(deadline, w.write_all(&shadow.encode())).await, "sending the password")?;
-        match recv("waiting for the password check")(timeout_at(deadline, reader.next()).await)? {
-            Message::Authenticated(ok) => {
-                events.emit(EventKind::Handshake(HandshakeStage::Authenticated { ok }));
-                if !ok {
-                    events.emit(EventKind::AuthFailed { ip: my_ip, attempts: 1 });
-                    return Err(Error::Authentication);
+        // Password: the SCRAM exchange with an authenticator that offers it (the password
+        // never crosses the wire, and the authenticator proves it knows it too), else v1's
+        // cleartext `shadow`.
+        let scram = v2 && scram_offered;
+        if cfg.require_mutual_auth && !scram {
+            return Err(Error::MutualAuthUnavailable);
+        }
+        let ok = if scram {
+            let exchange = match cfg.seed {
+                Some(seed) => ClientExchange::start(&mut ChaCha20Rng::seed_from_u64(seed)),
+                None => ClientExchange::start(&mut rand::make_rng::<ChaCha20Rng>()),
+            };
+            let start = Message::ScramStart { nonce: exchange.nonce().to_owned(), version: Some(PROTOCOL_VERSION) };
+            send(timeout_at(deadline, w.write_all(&start.encode())).await, "sending the SCRAM nonce")?;
+            let challenge = match recv("waiting for the SCRAM challenge")(timeout_at(deadline, reader.next()).await)? {
+                Message::ScramChallenge(c) => c,
+                other => {
+                    return Err(Error::Unexpected { addr: target, expected: "scram challenge", got: other.kind() });
                 }
+            };
+            let answer = exchange.answer(&cfg.password, &challenge, cfg.max_iterations).map_err(Error::Scram)?;
+            let proof = Message::ScramProof { nonce: answer.nonce.clone(), proof: answer.proof.clone() };
+            send(timeout_at(deadline, w.write_all(&proof.encode())).await, "sending the SCRAM proof")?;
+            match recv("waiting for the password check")(timeout_at(deadline, reader.next()).await)? {
+                Message::ScramAccepted { signature } if answer.verify_server(&signature) => true,
+                // Accepted without proof, or with a wrong one: it does not know the password.
+                Message::ScramAccepted { .. } | Message::Authenticated(true) => {
+                    return Err(Error::ImpostorAuthenticator { addr: target });
+                }
+                Message::Authenticated(false) => false,
+                other => return Err(Error::Unexpected { addr: target, expected: "authenticated", got: other.kind() }),
             }
-            other => return Err(Error::Unexpected { addr: target, expected: "authenticated", got: other.kind() }),
+        } else {
+            let shadow =
+                Message::Shadow { password: cfg.password.clone(), version: cfg.announce.then_some(PROTOCOL_VERSION) };
+            send(timeout_at(deadline, w.write_all(&shadow.encode())).await, "sending the password")?;
+            match recv("waiting for the password check")(timeout_at(deadline, reader.next()).await)? {
+                Message::Authenticated(ok) => ok,
+                other => return Err(Error::Unexpected { addr: target, expected: "authenticated", got: other.kind() }),
+            }
+        };
+        events.emit(EventKind::Handshake(HandshakeStage::Authenticated { ok }));
+        if !ok {
+            events.emit(EventKind::AuthFailed { ip: my_ip, attempts: 1 });
+            return Err(Error::Authentication);
         }
         // Peer address, first list, distribution address.
         send(

@@ -37,13 +37,15 @@
 //! | [`member_list`] | the list a distribution carries (authenticator first, versioned) |
 //! | [`authenticator`] | admits, bans, heartbeats, distributes; its rules in [`authenticator::state`] |
 //! | [`joiner`] | joins, answers heartbeats, follows distributions |
+//! | [`dedup`] | the bounded duplicate filter for exactly-once broadcast (not wired in yet) |
+//! | [`scram`] | protocol 2's SCRAM-SHA-256-style mutual password proof and the stored verifier |
 //! | `peer` | chat messages between members: the peer listener and the sender |
 //! | [`event`] | what happens to a node, as a typed, bounded stream |
 //! | [`error`] | the crate's error type |
 //! | [`units`] | units shared by the binaries' flags and the scenario files (see below) |
 //!
-//! Randomness comes only from the seed in [`AuthenticatorConfig::seed`] and
-//! time only from `tokio::time`, so simulations replay exactly.
+//! Randomness comes only from the seed in [`AuthenticatorConfig::seed`] (and a
+//! joiner's [`JoinerConfig::seed`], else the OS, for its SCRAM nonces) and time only from `tokio::time`, so simulations replay exactly.
 //!
 //! Besides the protocol, [`units`] is the one home of the units the binaries'
 //! flags and the simulator's scenario files share: durations (`"1m30s"`), byte
@@ -51,12 +53,14 @@
 //! password source.
 
 pub mod authenticator;
+pub mod dedup;
 pub mod error;
 pub mod event;
 pub mod joiner;
 pub mod member_list;
 pub mod net;
 mod peer;
+pub mod scram;
 pub mod units;
 pub mod wire;
 

@@ -5,6 +5,9 @@
 //! pyile auth --listen 0.0.0.0:4702 --advertise 192.0.2.10 --ban-for 1h
 //! pyile auth --heartbeat-interval 1s --distribution-budget 16MiB/s   # or "unbounded"
 //! pyile join --target 127.0.0.1:4702 --alias bob        # password from PYILE_PASSWORD
+//! pyile hash-password --password-file secret.txt > verifier.txt
+//! pyile auth --password-hash-file verifier.txt        # the password itself is not kept
+//! pyile join --require-mutual-auth                    # never send the password in clear
 //! ```
 //!
 //! Durations (`2s`, `500ms`, `1m30s`), the byte rate and the password source are read by
@@ -44,6 +47,21 @@ enum Command {
     /// Join a network and chat: plain lines are broadcast; `/peers` lists the
     /// members, `/to IP:PORT text` sends directly, `/quit` leaves.
     Join(JoinArgs),
+    /// Print the stored verifier of a password for `pyile auth --password-hash-file`: one
+    /// line `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` (base64), never the
+    /// password. The password comes from --password-file, --password or PYILE_PASSWORD,
+    /// else the first line of standard input.
+    HashPassword(HashArgs),
+}
+
+#[derive(Args, Debug)]
+struct HashArgs {
+    #[command(flatten)]
+    password: PasswordArgs,
+    /// PBKDF2-HMAC-SHA-256 iterations (4096 to 1000000); each v1 joiner's cleartext
+    /// password costs the authenticator one PBKDF2 of this many.
+    #[arg(long, default_value_t = pyile::scram::DEFAULT_ITERATIONS)]
+    iterations: u32,
 }
 
 /// Where the password comes from (first of: --password-file, --password,
@@ -81,6 +99,10 @@ struct AuthArgs {
     advertise: Option<IpAddr>,
     #[command(flatten)]
     password: PasswordArgs,
+    /// Check passwords against this stored verifier (made by `pyile hash-password`)
+    /// instead of a password: the authenticator never holds the password.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["password_file", "password"])]
+    password_hash_file: Option<PathBuf>,
     /// Wrong passwords from one IP before it is banned.
     #[arg(long, default_value_t = 3)]
     attempts: u32,
@@ -152,6 +174,10 @@ struct JoinArgs {
     /// Silence after which the authenticator is considered lost.
     #[arg(long, default_value = "7s", value_parser = parse_duration)]
     heartbeat_timeout: Duration,
+    /// Refuse an authenticator that does not offer the SCRAM exchange (a v1
+    /// authenticator, or an impostor posing as one): the password is never sent.
+    #[arg(long)]
+    require_mutual_auth: bool,
 }
 
 /// `IP:PORT`, or `HOST:PORT` resolved now (the first address, IPv4 preferred).
@@ -184,6 +210,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Auth(args) => run_auth(args).await,
             Command::Join(args) => run_join(args).await,
+            Command::HashPassword(args) => hash_password(args),
         }
     });
     // Don't wait for the blocking thread reading stdin: a joiner that lost its
@@ -213,8 +240,46 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+fn hash_password(args: HashArgs) -> anyhow::Result<()> {
+    use rand::SeedableRng;
+    let password = match args.password.resolve() {
+        Ok(p) => p,
+        Err(e) if args.password.password_file.is_some() => return Err(e),
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+            let line = line.trim_end_matches(['\r', '\n']).to_owned();
+            if line.is_empty() {
+                bail!(
+                    "no password: give --password-file FILE, set PYILE_PASSWORD, give --password, or type it on standard input"
+                );
+            }
+            line
+        }
+    };
+    let max = pyile::scram::DEFAULT_MAX_ITERATIONS;
+    if !(pyile::scram::MIN_ITERATIONS..=max).contains(&args.iterations) {
+        bail!("--iterations {}: must be {} to {max}", args.iterations, pyile::scram::MIN_ITERATIONS);
+    }
+    let mut rng = rand_chacha::ChaCha20Rng::try_from_rng(&mut rand::rngs::SysRng)
+        .map_err(|e| anyhow::anyhow!("no randomness from the OS for the salt: {e}"))?;
+    let verifier = pyile::scram::Verifier::new(&password, args.iterations, &mut rng)?;
+    println!("{verifier}");
+    Ok(())
+}
+
 async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
-    let mut cfg = AuthenticatorConfig::new(args.password.resolve()?)
+    let base = match &args.password_hash_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--password-hash-file: cannot read {}", path.display()))?;
+            let verifier = pyile::scram::Verifier::parse(&text, pyile::scram::DEFAULT_MAX_ITERATIONS)
+                .with_context(|| format!("--password-hash-file {}", path.display()))?;
+            AuthenticatorConfig::with_verifier(verifier)
+        }
+        None => AuthenticatorConfig::new(args.password.resolve()?),
+    };
+    let mut cfg = base
         .listen(args.listen)
         .password_attempts(args.attempts)
         .heartbeat_interval(args.heartbeat_interval)
@@ -274,7 +339,8 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         .alias(args.alias)
         .peer_port(args.peer_port)
         .handshake_timeout(args.handshake_timeout)
-        .heartbeat_timeout(args.heartbeat_timeout);
+        .heartbeat_timeout(args.heartbeat_timeout)
+        .require_mutual_auth(args.require_mutual_auth);
     if let Some(ip) = args.local_ip {
         cfg = cfg.local_ip(ip);
     }

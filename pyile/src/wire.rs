@@ -21,6 +21,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{Map, Value, json};
+
+use crate::scram::{Challenge, MECHANISM};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Default bound on the size of one JSON value: room for a 10,000-member list
@@ -66,12 +68,39 @@ pub struct Chat {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     /// Authenticator → joiner, first message: whether the source IP is banned.
-    /// `version` is the extension announcement (None from the reference).
-    Banned { banned: bool, version: Option<u64> },
+    /// `version` is the extension announcement (None from the reference); `scram` (key
+    /// `"scram": "SCRAM-SHA-256"`, only with a version) says the authenticator takes the
+    /// [`Message::ScramStart`] exchange instead of a cleartext `shadow`.
+    Banned { banned: bool, version: Option<u64>, scram: bool },
     /// Joiner → authenticator: the password (`{"shadow": ...}`).
     Shadow { password: String, version: Option<u64> },
     /// Authenticator → joiner: result of the password check.
     Authenticated(bool),
+    /// Joiner → authenticator, instead of `shadow`, only to an authenticator that announced
+    /// `scram` (extension, `{"scram_client_nonce": "...", "pyile": 2}`): the joiner's nonce.
+    ScramStart {
+        /// The joiner's nonce (base64).
+        nonce: String,
+        /// The joiner's protocol announcement, as in `shadow`.
+        version: Option<u64>,
+    },
+    /// Authenticator → joiner: the challenge (extension, `{"scram_nonce": "...",
+    /// "scram_salt": "...", "scram_iterations": N}`).
+    ScramChallenge(Challenge),
+    /// Joiner → authenticator: the proof (extension, `{"scram_nonce": "...", "scram_proof": "..."}`).
+    ScramProof {
+        /// The combined nonce, echoed.
+        nonce: String,
+        /// Base64 ClientProof.
+        proof: String,
+    },
+    /// Authenticator → joiner: proof accepted, and the authenticator's own proof (extension,
+    /// `{"authenticated": true, "scram_signature": "..."}`). A refusal is the plain
+    /// `{"authenticated": false}`.
+    ScramAccepted {
+        /// Base64 ServerSignature.
+        signature: String,
+    },
     /// Joiner → authenticator: where the joiner listens for chat messages.
     PeerAddress(SocketAddr),
     /// Authenticator → joiner: the whole member list, authenticator first.
@@ -163,11 +192,14 @@ impl Message {
     /// The JSON object exactly as the reference expects it.
     pub fn to_json(&self) -> Value {
         match self {
-            Message::Banned { banned, version } => {
+            Message::Banned { banned, version, scram } => {
                 let mut m = Map::new();
                 m.insert("banned".into(), Value::Bool(*banned));
                 if let Some(v) = version {
                     m.insert(EXTENSION_KEY.into(), json!(v));
+                    if *scram {
+                        m.insert("scram".into(), json!(MECHANISM));
+                    }
                 }
                 Value::Object(m)
             }
@@ -180,6 +212,19 @@ impl Message {
                 Value::Object(m)
             }
             Message::Authenticated(ok) => json!({ "authenticated": ok }),
+            Message::ScramStart { nonce, version } => {
+                let mut m = Map::new();
+                m.insert("scram_client_nonce".into(), json!(nonce));
+                if let Some(v) = version {
+                    m.insert(EXTENSION_KEY.into(), json!(v));
+                }
+                Value::Object(m)
+            }
+            Message::ScramChallenge(c) => {
+                json!({ "scram_nonce": c.nonce, "scram_salt": c.salt, "scram_iterations": c.iterations })
+            }
+            Message::ScramProof { nonce, proof } => json!({ "scram_nonce": nonce, "scram_proof": proof }),
+            Message::ScramAccepted { signature } => json!({ "authenticated": true, "scram_signature": signature }),
             Message::PeerAddress(a) => json!({ "peer_address": addr_to_json(a) }),
             Message::Distro { members, version } => {
                 let mut m = Map::new();
@@ -269,14 +314,37 @@ impl Message {
         let version = obj.get(EXTENSION_KEY).and_then(Value::as_u64);
         let bad = || DecodeError::unknown(&v);
         if let Some(b) = obj.get("banned") {
-            return Ok(Message::Banned { banned: b.as_bool().ok_or_else(bad)?, version });
+            let scram = version.is_some() && obj.get("scram").and_then(Value::as_str) == Some(MECHANISM);
+            return Ok(Message::Banned { banned: b.as_bool().ok_or_else(bad)?, version, scram });
         }
         if let Some(p) = obj.get("shadow") {
             let password = p.as_str().ok_or_else(bad)?.to_owned();
             return Ok(Message::Shadow { password, version });
         }
         if let Some(a) = obj.get("authenticated") {
-            return Ok(Message::Authenticated(a.as_bool().ok_or_else(bad)?));
+            let ok = a.as_bool().ok_or_else(bad)?;
+            if let (true, Some(sig)) = (ok, obj.get("scram_signature")) {
+                return Ok(Message::ScramAccepted { signature: sig.as_str().ok_or_else(bad)?.to_owned() });
+            }
+            return Ok(Message::Authenticated(ok));
+        }
+        let text = |key: &str| obj.get(key).and_then(Value::as_str).map(str::to_owned);
+        if obj.contains_key("scram_client_nonce") {
+            return Ok(Message::ScramStart { nonce: text("scram_client_nonce").ok_or_else(bad)?, version });
+        }
+        if obj.contains_key("scram_proof") {
+            let (Some(nonce), Some(proof)) = (text("scram_nonce"), text("scram_proof")) else {
+                return Err(bad());
+            };
+            return Ok(Message::ScramProof { nonce, proof });
+        }
+        if obj.contains_key("scram_salt") {
+            let iterations = obj.get("scram_iterations").and_then(Value::as_u64).and_then(|i| u32::try_from(i).ok());
+            let (Some(nonce), Some(salt), Some(iterations)) = (text("scram_nonce"), text("scram_salt"), iterations)
+            else {
+                return Err(bad());
+            };
+            return Ok(Message::ScramChallenge(Challenge { nonce, salt, iterations }));
         }
         if let Some(a) = obj.get("peer_address") {
             return Ok(Message::PeerAddress(addr_from_json(a).ok_or_else(bad)?));
@@ -328,7 +396,10 @@ impl Message {
         match self {
             Message::Banned { .. } => "banned",
             Message::Shadow { .. } => "shadow",
-            Message::Authenticated(_) => "authenticated",
+            Message::Authenticated(_) | Message::ScramAccepted { .. } => "authenticated",
+            Message::ScramStart { .. } => "scram_client_nonce",
+            Message::ScramChallenge(_) => "scram_challenge",
+            Message::ScramProof { .. } => "scram_proof",
             Message::PeerAddress(_) => "peer_address",
             Message::Distro { .. } => "distro",
             Message::DistAddr { .. } => "dist_addr",
@@ -540,10 +611,15 @@ mod tests {
 
     fn samples() -> Vec<Message> {
         vec![
-            Message::Banned { banned: false, version: None },
-            Message::Banned { banned: true, version: Some(2) },
+            Message::Banned { banned: false, version: None, scram: false },
+            Message::Banned { banned: true, version: Some(2), scram: false },
+            Message::Banned { banned: false, version: Some(2), scram: true },
             Message::Shadow { password: "p\"w{}\\".into(), version: Some(2) },
             Message::Authenticated(true),
+            Message::ScramStart { nonce: "abc+/=".into(), version: Some(2) },
+            Message::ScramChallenge(Challenge { nonce: "abcdef".into(), salt: "c2FsdA==".into(), iterations: 4096 }),
+            Message::ScramProof { nonce: "abcdef".into(), proof: "cHJvb2Y=".into() },
+            Message::ScramAccepted { signature: "c2ln".into() },
             Message::PeerAddress(a("127.0.0.1:49123")),
             Message::Distro { members: vec![a("127.0.0.1:1"), a("127.0.0.2:2")], version: Some(7) },
             Message::DistAddr { addr: a("127.0.0.1:50001"), token: Some(3) },
@@ -588,10 +664,10 @@ mod tests {
     fn reference_encodings() {
         assert_eq!(Message::Heartbeat.encode(), br#"{"<3":true}"#);
         assert_eq!(Message::PeerAddress(a("127.0.0.1:49123")).encode(), br#"{"peer_address":["127.0.0.1",49123]}"#);
-        assert_eq!(Message::Banned { banned: false, version: None }.encode(), br#"{"banned":false}"#);
+        assert_eq!(Message::Banned { banned: false, version: None, scram: false }.encode(), br#"{"banned":false}"#);
         // Python writes a space after the colon; any valid JSON is accepted.
         let v: Value = serde_json::from_str(r#"{"banned": false}"#).unwrap();
-        assert_eq!(Message::from_json(v).unwrap(), Message::Banned { banned: false, version: None });
+        assert_eq!(Message::from_json(v).unwrap(), Message::Banned { banned: false, version: None, scram: false });
     }
 
     #[test]
@@ -738,8 +814,17 @@ mod tests {
 
         fn arb_message() -> impl Strategy<Value = Message> {
             prop_oneof![
-                (any::<bool>(), proptest::option::of(0u64..10))
-                    .prop_map(|(banned, version)| Message::Banned { banned, version }),
+                (any::<bool>(), proptest::option::of(0u64..10), any::<bool>()).prop_map(|(banned, version, scram)| {
+                    Message::Banned { banned, version, scram: scram && version.is_some() }
+                }),
+                ("[A-Za-z0-9+/=]{0,30}", proptest::option::of(0u64..10))
+                    .prop_map(|(nonce, version)| Message::ScramStart { nonce, version }),
+                ("[A-Za-z0-9+/=]{0,30}", "[A-Za-z0-9+/=]{0,30}", any::<u32>()).prop_map(|(nonce, salt, iterations)| {
+                    Message::ScramChallenge(Challenge { nonce, salt, iterations })
+                }),
+                ("[A-Za-z0-9+/=]{0,30}", "[A-Za-z0-9+/=]{0,30}")
+                    .prop_map(|(nonce, proof)| Message::ScramProof { nonce, proof }),
+                "[A-Za-z0-9+/=]{0,30}".prop_map(|signature| Message::ScramAccepted { signature }),
                 (".{0,40}", proptest::option::of(0u64..10))
                     .prop_map(|(password, version)| Message::Shadow { password, version }),
                 any::<bool>().prop_map(Message::Authenticated),

@@ -923,3 +923,33 @@ async fn many_reference_joiners_at_once() {
     );
     auth.leave().await;
 }
+
+/// A Rust authenticator that holds only a stored SCRAM verifier (`pyile auth
+/// --password-hash-file`) still admits reference joiners, whose v1 `shadow` carries the
+/// password in clear: it recomputes the verifier's keys with the stored salt. A wrong one
+/// is refused and counted; the reference sees plain v1 bytes throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_joiner_against_a_stored_verifier() {
+    let r = require_reference!();
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);
+    let verifier = pyile::scram::Verifier::new(PW, 4096, &mut rng).unwrap();
+    let cfg = AuthenticatorConfig::with_verifier(verifier).listen("127.0.4.60:0".parse().unwrap()).password_attempts(3);
+    let mut auth = Authenticator::start(TokioNet, cfg).await.unwrap();
+    let mut auth_ev = Recorded::new("rust authenticator", auth.events().unwrap());
+
+    let mut bad = PyPeer::join(&r, "py-wrong", "127.0.4.61", auth.auth_addr(), "wrong");
+    let ready = bad.ready().await;
+    assert_eq!((&ready["authenticated"], &ready["banned"]), (&json!(false), &json!(false)), "{ready}");
+    assert_eq!(bad.wait_exit(EXIT).await, EXIT_NOT_AUTHENTICATED, "{}", bad.diagnostics());
+    let k = auth_ev.expect(DELIVERY, "AuthFailed", |k| matches!(k, EventKind::AuthFailed { .. })).await;
+    assert!(matches!(k, EventKind::AuthFailed { attempts: 1, .. }), "{k:?}");
+
+    let mut good = PyPeer::join(&r, "py-good", "127.0.4.62", auth.auth_addr(), PW);
+    let ready = good.ready().await;
+    assert_eq!(ready["authenticated"], true, "{ready}{}", good.diagnostics());
+    let p = addr_field(&ready, "peer_address");
+    assert!(eventually(DELIVERY, || auth.members().members.to_vec() == vec![auth.peer_addr(), p]).await);
+    good.leave().await;
+    assert!(eventually(REMOVAL, || auth.members().len() == 1).await, "{:?}", auth.members());
+    auth.leave().await;
+}

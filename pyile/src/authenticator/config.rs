@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::event::DEFAULT_EVENT_CAPACITY;
+use crate::scram::{DEFAULT_ITERATIONS, MIN_ITERATIONS, Verifier};
 use crate::wire::DEFAULT_MAX_VALUE_LEN;
 
 /// Default auth port.
@@ -51,6 +52,8 @@ pub struct AuthenticatorConfig {
     pub(super) ban_for: Option<Duration>,
     pub(super) foreign_peer_addresses: bool,
     pub(super) advertise: Option<IpAddr>,
+    pub(super) verifier: Option<Verifier>,
+    pub(super) scram_iterations: u32,
 }
 
 impl AuthenticatorConfig {
@@ -81,7 +84,27 @@ impl AuthenticatorConfig {
             ban_for: None,
             foreign_peer_addresses: false,
             advertise: None,
+            verifier: None,
+            scram_iterations: DEFAULT_ITERATIONS,
         }
+    }
+    /// Settings that check passwords against a stored [`Verifier`] (made by
+    /// `pyile hash-password`) instead of a cleartext password: protocol-2 joiners prove
+    /// they know the password without sending it, v1 joiners' cleartext `shadow` is
+    /// checked by recomputing the verifier's keys (one PBKDF2 at its iterations per
+    /// attempt). Otherwise the defaults of [`AuthenticatorConfig::new`].
+    pub fn with_verifier(verifier: Verifier) -> Self {
+        let mut cfg = AuthenticatorConfig::new(String::new());
+        cfg.verifier = Some(verifier);
+        cfg
+    }
+    /// PBKDF2 iterations of the verifier an authenticator with a cleartext password derives
+    /// at start (with a salt from [`AuthenticatorConfig::seed`]) for protocol-2 joiners'
+    /// proofs; at least [`MIN_ITERATIONS`], default [`DEFAULT_ITERATIONS`]. Unused with
+    /// [`AuthenticatorConfig::with_verifier`].
+    pub fn scram_iterations(mut self, n: u32) -> Self {
+        self.scram_iterations = n.max(MIN_ITERATIONS);
+        self
     }
     /// Address of the auth socket (port 0 picks one). The distribution and
     /// peer sockets bind the same IP on free ports. An unspecified IP

@@ -22,6 +22,7 @@ use super::state::{AdmitRefusal, PasswordCheck, SourceFull};
 use super::{Shared, distribution, heartbeat};
 use crate::event::{EventKind, RemovalReason};
 use crate::net::{Listener, NetStream, Network};
+use crate::scram::ServerExchange;
 use crate::wire::{Message, MessageReader, PROTOCOL_VERSION};
 
 /// Accepts auth connections; each gets a handshake slot from the state (see
@@ -202,24 +203,65 @@ async fn serve_joiner<N: Network>(
     if shared.lock().is_banned(ip, shared.now()) {
         shared.refusals.log(&source, "banned address refused");
         shared.events.emit(EventKind::BanRefused { ip });
-        let _ = write_msg(&mut w, &Message::Banned { banned: true, version: Some(PROTOCOL_VERSION) }, deadline).await;
+        let _ = write_msg(
+            &mut w,
+            &Message::Banned { banned: true, version: Some(PROTOCOL_VERSION), scram: false },
+            deadline,
+        )
+        .await;
         let _ = timeout_at(deadline, w.shutdown()).await;
         return;
     }
     if let Err(e) =
-        write_msg(&mut w, &Message::Banned { banned: false, version: Some(PROTOCOL_VERSION) }, deadline).await
+        write_msg(&mut w, &Message::Banned { banned: false, version: Some(PROTOCOL_VERSION), scram: true }, deadline)
+            .await
     {
         return fail(e);
     }
 
-    // Password.
-    let (password, v2) = match timeout_at(password_deadline, reader.next()).await {
-        Ok(Ok(Message::Shadow { password, version })) => (password, version.is_some_and(|v| v >= 2)),
+    // Password: a cleartext `shadow` (v1), or a protocol-2 joiner's SCRAM exchange.
+    let (check, v2, signature) = match timeout_at(password_deadline, reader.next()).await {
+        Ok(Ok(Message::Shadow { password, version })) => {
+            let v2 = version.is_some_and(|v| v >= 2);
+            let check = match &shared.cfg.verifier {
+                None => shared.lock().check_password(ip, &password, shared.now()),
+                Some(verifier) => {
+                    // One PBKDF2 at the stored verifier's iterations, outside the lock.
+                    let right = verifier.verify_cleartext(&password);
+                    shared.lock().record_password(ip, right, shared.now())
+                }
+            };
+            (check, v2, None)
+        }
+        Ok(Ok(Message::ScramStart { nonce, version })) => {
+            let v2 = version.is_some_and(|v| v >= 2);
+            let exchange = {
+                let mut rng = shared.scram_rng.lock().unwrap_or_else(|p| p.into_inner());
+                ServerExchange::start(&shared.verifier, &nonce, &mut *rng)
+            };
+            let exchange = match exchange {
+                Ok(x) => x,
+                Err(e) => return fail(format!("SCRAM start refused: {e}")),
+            };
+            if let Err(e) =
+                write_msg(&mut w, &Message::ScramChallenge(exchange.challenge().clone()), password_deadline).await
+            {
+                return fail(e);
+            }
+            let signature = match timeout_at(password_deadline, reader.next()).await {
+                Ok(Ok(Message::ScramProof { nonce, proof })) => exchange.finish(&nonce, &proof),
+                Ok(Ok(other)) => return fail(format!("expected scram_proof, got {}", other.kind())),
+                Ok(Err(e)) => return fail(format!("reading the SCRAM proof: {e}")),
+                Err(_) => return fail("no SCRAM proof before the password timeout".into()),
+            };
+            // A failed proof counts exactly as a wrong cleartext password.
+            let check = shared.lock().record_password(ip, signature.is_some(), shared.now());
+            (check, v2, signature)
+        }
         Ok(Ok(other)) => return fail(format!("expected shadow, got {}", other.kind())),
         Ok(Err(e)) => return fail(format!("reading the password: {e}")),
         Err(_) => return fail("no password before the password timeout".into()),
     };
-    let check = shared.lock().check_password(ip, &password, shared.now());
     match check {
         PasswordCheck::Accepted => {}
         PasswordCheck::Wrong { attempts, banned } => {
@@ -239,7 +281,11 @@ async fn serve_joiner<N: Network>(
             return fail("address was banned during the handshake".into());
         }
     }
-    if let Err(e) = write_msg(&mut w, &Message::Authenticated(true), deadline).await {
+    let accepted = match signature {
+        Some(signature) => Message::ScramAccepted { signature },
+        None => Message::Authenticated(true),
+    };
+    if let Err(e) = write_msg(&mut w, &accepted, deadline).await {
         return fail(e);
     }
 

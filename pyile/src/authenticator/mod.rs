@@ -55,6 +55,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
@@ -70,6 +72,7 @@ use crate::event::{EventKind, EventSink, EventStream, RemovalReason};
 use crate::member_list::MemberList;
 use crate::net::{Listener, Network};
 use crate::peer::{BroadcastReport, Delivery, Freeze, PeerCore};
+use crate::scram::Verifier;
 use crate::wire::{MessageReader, Recipient};
 
 /// A distribution connection, as handed from the pairing task to the handshake waiting for it.
@@ -106,6 +109,12 @@ struct Shared<N: Network> {
     cancel: CancellationToken,
     tracker: TaskTracker,
     peer: Arc<PeerCore<N>>,
+    /// What protocol-2 joiners prove they know: the configured verifier, or one derived from
+    /// the cleartext password at start.
+    verifier: Verifier,
+    /// Source of the authenticator's SCRAM nonces (seeded from the config's seed, apart from
+    /// the state's RNG so heartbeat phases do not depend on how many joiners used SCRAM).
+    scram_rng: Mutex<ChaCha8Rng>,
 }
 
 /// A running authenticator. Drop or [`Authenticator::leave`] to stop it.
@@ -146,6 +155,13 @@ impl<N: Network> Authenticator<N> {
             }
         }
 
+        let mut scram_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        scram_rng.set_stream(0x5C7A);
+        let verifier = match &cfg.verifier {
+            Some(v) => v.clone(),
+            None => Verifier::new(&cfg.password, cfg.scram_iterations, &mut scram_rng)
+                .map_err(|e| Error::Config(format!("cannot derive the SCRAM verifier: {e}")))?,
+        };
         let (events, stream) = EventSink::channel(cfg.event_capacity);
         let state = State::new(&cfg, peer_addr, Duration::ZERO);
         let first = state.list();
@@ -181,6 +197,8 @@ impl<N: Network> Authenticator<N> {
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             peer: peer.clone(),
+            verifier,
+            scram_rng: Mutex::new(scram_rng),
         });
         debug!(auth = %auth_addr, dist = %dist_addr, peer = %peer_addr, "authenticator listening");
 

@@ -305,8 +305,17 @@ impl<M, P, H> AuthState<M, P, H> {
     /// Checks a password from `ip` at `now` (in constant time for equal lengths), counting
     /// failures per source and banning it at the limit.
     pub fn check_password(&mut self, ip: IpAddr, password: &str, now: Duration) -> PasswordCheck {
+        let right = bool::from(password.as_bytes().ct_eq(self.password.as_bytes()));
+        self.record_password(ip, right, now)
+    }
+
+    /// Counts the outcome of a password check done elsewhere (a SCRAM proof, or a cleartext
+    /// password checked against a stored verifier) exactly as [`AuthState::check_password`]
+    /// counts its own: a failure counts toward the source's ban, a success forgets its
+    /// failed attempts.
+    pub fn record_password(&mut self, ip: IpAddr, right: bool, now: Duration) -> PasswordCheck {
         let key = source_key(ip);
-        if !bool::from(password.as_bytes().ct_eq(self.password.as_bytes())) {
+        if !right {
             let (attempts, banned) = self.bans.fail(key, now);
             return PasswordCheck::Wrong { attempts, banned };
         }

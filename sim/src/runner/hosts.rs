@@ -605,7 +605,9 @@ async fn run_joiner(
         .handshake_timeout(handshake)
         .heartbeat_interval(s.heartbeat_interval)
         .heartbeat_timeout(hb_timeout)
-        .event_capacity(EVENT_CAPACITY);
+        .event_capacity(EVENT_CAPACITY)
+        // SCRAM nonces from the run's seed, so traces replay exactly.
+        .seed(derive_seed(s.seed, &format!("joiner:{inst}")));
     let joined = tokio::select! {
         biased;
         _ = crashed.wait() => return,
@@ -661,7 +663,8 @@ async fn attacker(ctx: HostCtx) -> turmoil::Result {
                     .alias(format!("attacker-{host}"))
                     .local_ip(ip)
                     .handshake_timeout(s.handshake_timeout)
-                    .event_capacity(64);
+                    .event_capacity(64)
+                    .seed(derive_seed(s.seed, &format!("attacker:{host}:{attempt}")));
                 let r = Joiner::join(TurmoilNet::new(ip), shared.auth_addr, cfg).await;
                 let (admitted, refused, error) = match r {
                     Ok(j) => {

@@ -22,7 +22,7 @@ fn lossy_links_dead_distribution_streams_are_removed_and_rejoin() {
         git_rev: "t".into(),
         views: false,
     };
-    for seed in [4, 10] {
+    for seed in [2, 10] {
         let rec = run_job(Job { scenario: &src, seed }, &opts, false, run).unwrap();
         assert_eq!(rec.failures, Vec::<String>::new(), "seed {seed}");
         assert_eq!((rec.verdict.as_str(), rec.determinism.as_str()), ("pass", "ok"), "seed {seed}");
