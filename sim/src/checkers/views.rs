@@ -101,10 +101,12 @@ impl Monitor {
         if *auth == list {
             return;
         }
+        let at = list.iter().zip(auth.iter()).take_while(|(a, b)| a == b).count();
         let detail = format!(
-            "joiner instance {inst}'s last list v{v} is not the authenticator's v{v}: {:?} against {:?}",
-            list.iter().take(8).collect::<Vec<_>>(),
-            auth.iter().take(8).collect::<Vec<_>>()
+            "joiner instance {inst}'s last list v{v} is not the authenticator's v{v}: from entry {at} on it holds \
+             {:?}, the authenticator {:?}",
+            list.iter().skip(at).take(4).collect::<Vec<_>>(),
+            auth.iter().skip(at).take(4).collect::<Vec<_>>()
         );
         self.find(Severity::Safety, "view_diverged", format!("{inst}:{v}:order"), t, detail);
     }
