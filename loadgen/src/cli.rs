@@ -240,6 +240,17 @@ pub struct RunArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub handshake_timeout: Duration,
 
+    /// The protocol every joiner speaks: 2 (announces protocol 2: a whole list, then member-list
+    /// deltas, unpaced) or 1 (plain v1, what a reference joiner does: whole lists on every
+    /// change, paced by the authenticator's distribution budget).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2), conflicts_with = "protocol_mix")]
+    pub protocol: u8,
+
+    /// A mix instead: this fraction of the joiners speaks protocol 2, the rest protocol 1
+    /// (spread evenly over the slots, the same in every shard; 0.5: every second joiner).
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    pub protocol_mix: Option<f64>,
+
     /// Build and check the plan, print this shard's operations as CSV on stdout, and exit
     /// without connecting.
     #[arg(long)]
@@ -257,6 +268,11 @@ impl RunArgs {
             (Some(rate), None) => Arrival::Rate(rate.per_sec()),
             (None, None) => Arrival::Rate(DEFAULT_RATE),
         }
+    }
+
+    /// The fraction of joiners that speak protocol 2 (--protocol-mix, else --protocol).
+    pub fn protocol2_share(&self) -> f64 {
+        self.protocol_mix.unwrap_or(if self.protocol == 2 { 1.0 } else { 0.0 })
     }
 
     /// --crash-bound, or three times --heartbeat-timeout.
@@ -325,6 +341,13 @@ impl RunArgs {
 }
 
 /// Resolves HOST:PORT to one socket address (the first the resolver gives).
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{s:?} is not a fraction between 0 and 1 (e.g. 0.5)")),
+    }
+}
+
 fn parse_target(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse() {
         return Ok(addr);

@@ -63,9 +63,19 @@ pub struct DriverConfig {
     /// remove it from the member list; past it the crash counts as undetected and its sockets
     /// are closed.
     pub crash_bound: Duration,
+    /// Fraction of the joiner slots that speak protocol 2 (a whole list, then deltas); the
+    /// others speak plain v1, as a reference joiner does (whole lists, paced). 1.0: all.
+    pub protocol2_share: f64,
 }
 
 impl DriverConfig {
+    /// Whether joiner slot `slot` speaks protocol 2: slots are spread evenly by the share
+    /// (0.5: every second slot), the same in every shard.
+    pub fn speaks_protocol2(&self, slot: u32) -> bool {
+        let f = self.protocol2_share.clamp(0.0, 1.0);
+        ((f64::from(slot) + 1.0) * f).floor() > (f64::from(slot) * f).floor()
+    }
+
     /// A wrong password that is certainly not `password`.
     pub fn wrong_password_for(password: &str) -> String {
         format!("{password}-loadgen-wrong")
@@ -244,19 +254,17 @@ pub fn failure_counter(e: &pyile::Error) -> Counter {
 }
 
 fn joiner_config(cfg: &DriverConfig, password: &str, alias: String, source: Option<IpAddr>) -> JoinerConfig {
-    let c = JoinerConfig::new(password)
+    JoinerConfig::new(password)
         .alias(alias)
         .handshake_timeout(cfg.handshake_timeout)
-        .heartbeat_timeout(cfg.heartbeat_timeout);
-    match source {
-        Some(ip) => c.local_ip(ip),
-        None => c,
-    }
+        .heartbeat_timeout(cfg.heartbeat_timeout)
+        .local_ip_opt(source)
 }
 
 async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intended: Instant) {
     let m = &shared.metrics;
-    let cfg = joiner_config(&shared.cfg, &shared.cfg.password, format!("loadgen-{id}"), source);
+    let cfg = joiner_config(&shared.cfg, &shared.cfg.password, format!("loadgen-{id}"), source)
+        .announce_extensions(shared.cfg.speaks_protocol2(id.slot));
     let mut joiner = match Joiner::join(TokioNet, shared.cfg.target, cfg).await {
         Ok(j) => j,
         Err(e) => {

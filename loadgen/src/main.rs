@@ -170,6 +170,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
         start_wall: SystemTime::now(),
         drain_timeout: args.handshake_timeout + Duration::from_secs(2),
         crash_bound: args.crash_bound(),
+        protocol2_share: args.protocol2_share(),
     };
     // Before the schedule starts: a target that cannot be reached, a wrong password or a
     // banned address would otherwise turn the whole plan into a table of errors.
@@ -248,6 +249,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
         handshake_timeout_s: args.handshake_timeout.as_secs_f64(),
         heartbeat_timeout_s: args.heartbeat_timeout.as_secs_f64(),
         crash_bound_s: args.crash_bound().as_secs_f64(),
+        protocol2_share: args.protocol2_share(),
         interval_s: args.interval.as_secs_f64(),
         fail_on: rules.iter().map(|r| r.text().to_string()).collect(),
         plan: summary,

@@ -305,6 +305,8 @@ pub struct RunParams {
     pub heartbeat_timeout_s: f64,
     /// How long a crashed joiner waits to be removed before it counts as undetected, seconds.
     pub crash_bound_s: f64,
+    /// Fraction of the joiners that speak protocol 2 (deltas); the rest speak plain v1.
+    pub protocol2_share: f64,
     /// Reporting interval, seconds.
     pub interval_s: f64,
     /// `--fail-on` rules in force.

@@ -144,6 +144,7 @@ async fn run_stopping(cfg: AuthenticatorConfig, spec: &str, hold: Duration, stop
         start_wall: SystemTime::now() + Duration::from_millis(50),
         drain_timeout: Duration::from_secs(5),
         crash_bound: Duration::from_secs(6),
+        protocol2_share: 1.0,
     };
     let driving = driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new());
     let stopping = async {

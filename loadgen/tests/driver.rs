@@ -66,6 +66,7 @@ async fn joiners_bind_their_planned_source_addresses_and_attackers_get_banned() 
         start_wall: SystemTime::now() + Duration::from_millis(50),
         drain_timeout: Duration::from_secs(5),
         crash_bound: Duration::from_secs(6),
+        protocol2_share: 1.0,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
 
@@ -184,6 +185,7 @@ async fn churn_crashes_are_silent_and_the_authenticator_s_detection_is_measured(
         start_wall: SystemTime::now() + Duration::from_millis(50),
         drain_timeout: Duration::from_secs(5),
         crash_bound,
+        protocol2_share: 1.0,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
     let mut collector = Collector::new();
@@ -271,6 +273,7 @@ async fn crashes_still_listed_at_the_bound_are_undetected_errors_and_then_closed
         start_wall: SystemTime::now() + Duration::from_millis(50),
         drain_timeout: Duration::from_secs(5),
         crash_bound: Duration::from_millis(800),
+        protocol2_share: 1.0,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
     let mut collector = Collector::new();
@@ -295,5 +298,60 @@ async fn crashes_still_listed_at_the_bound_are_undetected_errors_and_then_closed
         }
     }
     assert_eq!(timeouts, 0);
+    auth.leave().await;
+}
+
+/// `--protocol-mix 0.5`: every second slot speaks protocol 2 (deltas), the others plain v1
+/// (whole lists), in every shard alike; both kinds converge on the authenticator's list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protocol_mix_loads_both_distribution_paths() {
+    let share = |f: f64| DriverConfig {
+        target: "127.0.0.1:1".parse().unwrap(),
+        password: "pw".into(),
+        wrong_password: DriverConfig::wrong_password_for("pw"),
+        handshake_timeout: Duration::from_secs(3),
+        heartbeat_timeout: Duration::from_secs(2),
+        start_wall: SystemTime::now(),
+        drain_timeout: Duration::from_secs(5),
+        crash_bound: Duration::from_secs(6),
+        protocol2_share: f,
+    };
+    let v2 = |f: f64| (0..100).filter(|&s| share(f).speaks_protocol2(s)).count();
+    assert_eq!((v2(0.0), v2(0.5), v2(0.25), v2(1.0)), (0, 50, 25, 100));
+    assert!(share(0.5).speaks_protocol2(1) && !share(0.5).speaks_protocol2(0));
+
+    let auth = Authenticator::start(
+        TokioNet,
+        AuthenticatorConfig::new("pw")
+            .listen("127.0.0.1:0".parse().unwrap())
+            .heartbeat_interval(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let cfg = PlanConfig {
+        seed: 9,
+        peers: 12,
+        arrival: Arrival::Rate(50.0),
+        hold: Duration::from_millis(1000),
+        churn_rate: 0.0,
+        broadcast_rate: 0.0,
+        wrong_password_rate: 0.0,
+        joiner_ips: addrs("127.0.7.1-127.0.7.4"),
+        attacker_ips: vec![],
+        shards: 1,
+        attacks: vec![],
+    };
+    let plan = Plan::build(&cfg).unwrap();
+    let metrics = Arc::new(Metrics::new(Instant::now() + Duration::from_millis(50)));
+    let driver_cfg = DriverConfig { target: auth.auth_addr(), ..share(0.5) };
+    driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
+    let s = auth.distribution_stats();
+    assert_eq!(s.snapshots_first, 6, "six protocol-2 joiners: {s:?}");
+    assert!(s.deltas > 0 && s.v1_lists > 0, "{s:?}");
+    let mut collector = Collector::new();
+    collector.cut(&metrics, Instant::now());
+    let t = collector.totals();
+    assert_eq!(t.counter(Counter::Joined), 12);
+    assert_eq!(t.counter(Counter::Errors), 0);
     auth.leave().await;
 }

@@ -17,6 +17,17 @@
 //! connection under a live auth connection is noticed. The joiner then sees
 //! its auth connection close and is gone, like any removed member.
 //!
+//! A protocol-2 joiner receives deltas after its first whole list (`docs/protocol-2.md`)
+//! and applies each in O(change × log n) ([`MemberList::apply`]); the resulting list is an
+//! ordinary [`MemberList`] (an O(1) clone), so [`Joiner::members`], the peer listener and
+//! `MemberListChanged` events look exactly as with whole lists. A delta for another version
+//! than the one held is skipped (the authenticator learns the held version from the next
+//! heartbeat answer and sends a whole list), and so is one that arrives while the joiner
+//! still holds only its provisional handshake list; a malformed one (removing an address not held,
+//! adding one already held, going backwards, growing the list past
+//! [`JoinerConfig::max_members`]) means a broken or hostile authenticator: the joiner
+//! leaves with a [`LostReason::Error`] naming it.
+//!
 //! [`Joiner::leave`] (or a drop) closes every socket: the authenticator sees the close and
 //! removes the member at once. [`Joiner::hang`] is the other way to go, a process that hung
 //! or died without its kernel closing anything: every task stops reading and answering, and
@@ -39,7 +50,7 @@ use tracing::{debug, warn};
 
 use crate::error::Error;
 use crate::event::{DEFAULT_EVENT_CAPACITY, EventKind, EventSink, EventStream, HandshakeStage, LostReason};
-use crate::member_list::MemberList;
+use crate::member_list::{DeltaError, MemberList};
 use crate::net::{Listener, NetStream, Network};
 use crate::peer::{BroadcastReport, Delivery, Freeze, PeerCore};
 use crate::scram::{ClientExchange, DEFAULT_MAX_ITERATIONS};
@@ -58,12 +69,16 @@ pub struct JoinerConfig {
     heartbeat_timeout: Duration,
     io_timeout: Duration,
     max_value_len: usize,
+    max_members: usize,
     event_capacity: usize,
     announce: bool,
     seed: Option<u64>,
     require_mutual_auth: bool,
     max_iterations: u32,
 }
+
+/// Default [`JoinerConfig::max_members`].
+pub const DEFAULT_MAX_MEMBERS: usize = 100_000;
 
 impl JoinerConfig {
     /// Defaults: peer port 0, 5 s handshake, authenticator lost after 7 s
@@ -79,6 +94,7 @@ impl JoinerConfig {
             heartbeat_timeout: Duration::from_secs(7),
             io_timeout: Duration::from_secs(2),
             max_value_len: DEFAULT_MAX_VALUE_LEN,
+            max_members: DEFAULT_MAX_MEMBERS,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             announce: true,
             seed: None,
@@ -94,6 +110,13 @@ impl JoinerConfig {
     /// Local IP for every outgoing connection and for the peer listener.
     pub fn local_ip(mut self, ip: IpAddr) -> Self {
         self.local_ip = Some(ip);
+        self
+    }
+    /// [`JoinerConfig::local_ip`] when given; unchanged (any local IP) when `None`.
+    pub fn local_ip_opt(mut self, ip: Option<IpAddr>) -> Self {
+        if ip.is_some() {
+            self.local_ip = ip;
+        }
         self
     }
     /// Port of the peer listener (0: any free port).
@@ -124,6 +147,12 @@ impl JoinerConfig {
     /// Bound on one incoming JSON value.
     pub fn max_value_len(mut self, n: usize) -> Self {
         self.max_value_len = n;
+        self
+    }
+    /// Bound on the length of the member list deltas may build (a whole list is bounded by
+    /// [`JoinerConfig::max_value_len`] already); past it the joiner leaves with an error.
+    pub fn max_members(mut self, n: usize) -> Self {
+        self.max_members = n;
         self
     }
     /// Capacity of the event channel.
@@ -336,6 +365,7 @@ impl<N: Network> Joiner<N> {
             events.clone(),
             lost,
             peer.freeze.clone(),
+            cfg.max_members,
         ));
 
         let (done_tx, done) = watch::channel(false);
@@ -552,6 +582,8 @@ async fn heartbeats<N: Network>(
     let _ = timeout(Duration::from_millis(100), w.shutdown()).await;
 }
 
+/// Follows the distribution connection: whole lists (taken when newer than the one held)
+/// and deltas (applied to the one held).
 async fn distribution<N: Network>(
     mut reader: MessageReader<ReadHalf<N::Stream>>,
     mut w: WriteHalf<N::Stream>,
@@ -559,6 +591,7 @@ async fn distribution<N: Network>(
     events: EventSink,
     lost: Lost,
     freeze: Freeze,
+    max_members: usize,
 ) {
     loop {
         let msg = tokio::select! {
@@ -590,6 +623,30 @@ async fn distribution<N: Network>(
                     {
                         events.emit(EventKind::StaleList { version, held });
                     }
+                }
+            }
+            Ok(Message::Delta(delta)) => {
+                let bytes = reader.last_len();
+                let applied = members.borrow().apply(&delta, max_members);
+                match applied {
+                    Ok(list) => {
+                        members.send_replace(list.clone());
+                        events.emit(EventKind::MemberListChanged { list, bytes });
+                    }
+                    Err(DeltaError::BaseMismatch { base, held }) if delta.version <= held => {
+                        debug!(base, version = delta.version, held, "ignored a delta older than the list held");
+                        events.emit(EventKind::StaleList { version: delta.version, held });
+                    }
+                    Err(DeltaError::BaseMismatch { base, held }) => {
+                        // Missed a version: the next heartbeat answer tells, a whole list follows.
+                        debug!(base, version = delta.version, held, "skipped a delta for another version");
+                    }
+                    Err(DeltaError::Unversioned) => {
+                        // Its first committed list was lost: the heartbeat answers report 0,
+                        // and a whole list follows.
+                        debug!(version = delta.version, "skipped a delta while holding no committed list");
+                    }
+                    Err(e) => return lost.lost(LostReason::Error(format!("distribution: malformed delta: {e}"))),
                 }
             }
             Ok(other) => debug!("ignored {} on the distribution connection", other.kind()),

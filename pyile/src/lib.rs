@@ -10,7 +10,9 @@
 //!
 //! An authenticator admits joiners that know the password, bans source IPs
 //! after too many wrong attempts, heartbeats every member, removes members
-//! that stop answering and distributes the full member list on every change.
+//! that stop answering and distributes the member list on every change: the
+//! full list to reference (v1) members, a full list then deltas to protocol-2
+//! members (`docs/protocol-2.md`).
 //! Members exchange chat messages directly, one connection per message.
 //! Both roles report what happens as a stream of typed [`Event`]s.
 //!
@@ -32,9 +34,9 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`wire`] | every v1 message, its exact JSON, the bounded streaming decoder |
+//! | [`wire`] | every v1 message and the protocol-2 extensions, their exact JSON, the bounded streaming decoder |
 //! | [`net`] | the abstract network: [`TokioNet`] for sockets, `TurmoilNet` for simulations |
-//! | [`member_list`] | the list a distribution carries (authenticator first, versioned) |
+//! | [`member_list`] | the list a distribution carries (authenticator first, versioned, persistent) and its deltas |
 //! | [`authenticator`] | admits, bans, heartbeats, distributes; its rules in [`authenticator::state`] |
 //! | [`joiner`] | joins, answers heartbeats, follows distributions |
 //! | [`dedup`] | the bounded duplicate filter for exactly-once broadcast (not wired in yet) |
@@ -64,11 +66,13 @@ pub mod scram;
 pub mod units;
 pub mod wire;
 
-pub use authenticator::{Authenticator, AuthenticatorConfig, DEFAULT_AUTH_PORT, DEFAULT_DISTRIBUTION_BUDGET};
+pub use authenticator::{
+    Authenticator, AuthenticatorConfig, DEFAULT_AUTH_PORT, DEFAULT_DISTRIBUTION_BUDGET, DistStats, SnapshotReason,
+};
 pub use error::Error;
 pub use event::{Event, EventKind, EventStream, HandshakeStage, LostReason, RemovalReason};
 pub use joiner::{Hung, Joiner, JoinerConfig};
-pub use member_list::MemberList;
+pub use member_list::{Delta, DeltaError, MemberList};
 #[cfg(feature = "turmoil")]
 pub use net::TurmoilNet;
 pub use net::{Listener, NetStream, Network, TokioNet};

@@ -1,53 +1,248 @@
-//! The member list: what a distribution carries.
+//! The member list: what a distribution carries, and the deltas that change it.
 //!
 //! The authenticator is itself a member: its own peer address is always the
 //! first entry. Lists from our authenticator carry a `version` (an extension
 //! key the reference ignores), strictly increasing with every change, so a
 //! joiner can refuse to regress to an older list and a simulator can tell
 //! which list each joiner holds. Lists from the reference have no version.
+//!
+//! A list is a persistent structure (`imbl`'s B-tree maps, nodes shared between
+//! versions): cloning it is O(1), and appending or removing one address is
+//! O(log n), whatever the list's size. That is what lets the authenticator
+//! publish a version per change without copying the list under its lock, and a
+//! protocol-2 joiner apply a [`Delta`] in O(change) while still handing every
+//! new [`MemberList`] to its users (events, the peer listener) at no copy
+//! cost. Entries keep list order by a key each list assigns as addresses are
+//! appended (additions always go last, removals leave the order of the rest),
+//! plus an index by address, so `contains` and removal by address are
+//! O(log n) too. Reference lists may repeat an address (the reference admits a
+//! spoofer at a member's address and keeps both); the index allows that.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+
+use imbl::{OrdMap, OrdSet};
 
 /// A member list as distributed: peer addresses, authenticator first.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub struct MemberList {
     /// Monotonic list number from our authenticator; `None` from the reference.
     pub version: Option<u64>,
-    /// Peer addresses of every member, authenticator first.
-    pub members: Arc<[SocketAddr]>,
+    /// The entries in list order, by the key each got when appended.
+    entries: OrdMap<u64, SocketAddr>,
+    /// Every entry by address (and key, so that duplicates can be told apart).
+    index: OrdSet<(SocketAddr, u64)>,
+    /// The key of the next appended entry.
+    next_key: u64,
+    /// Sum of the entries' encoded sizes (`["ip",port]`), for [`MemberList::snapshot_len`].
+    entries_len: usize,
+    /// Sum of the entries' hashes, for [`MemberList::fingerprint`].
+    sum: u64,
+}
+
+/// A fixed 64-bit hash of one address (FNV-1a over its IP octets and port, then a
+/// finaliser that spreads every bit), the same on every run and machine.
+fn addr_hash(a: &SocketAddr) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    match a.ip() {
+        IpAddr::V4(ip) => eat(&ip.octets()),
+        IpAddr::V6(ip) => eat(&ip.octets()),
+    }
+    eat(&a.port().to_be_bytes());
+    // splitmix64's finaliser.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// A change of a member list from version `base` to version `version`: remove every
+/// address of `removed` (each one entry of the list at `base`), then append `added` in
+/// order. Between two committed versions of our authenticator the result is exactly the
+/// list at `version`: additions only ever go last. The wire form is in `docs/protocol-2.md`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// The version it applies to.
+    pub base: u64,
+    /// The version it produces.
+    pub version: u64,
+    /// Addresses leaving the list.
+    pub removed: Vec<SocketAddr>,
+    /// Addresses appended to the list, in order.
+    pub added: Vec<SocketAddr>,
+}
+
+/// Why a [`Delta`] could not be applied to a held list.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeltaError {
+    /// The held list has no version (it came from a reference authenticator).
+    #[error("a delta for an unversioned list")]
+    Unversioned,
+    /// The delta applies to another version than the one held: not an error of the
+    /// sender's as such (the member missed something), it waits for a snapshot.
+    #[error("a delta from v{base} while holding v{held}")]
+    BaseMismatch {
+        /// The delta's base.
+        base: u64,
+        /// The version held.
+        held: u64,
+    },
+    /// The delta does not lead to a newer version.
+    #[error("a delta from v{base} to v{version} does not go forward")]
+    NotForward {
+        /// The delta's base.
+        base: u64,
+        /// The version it claims to produce.
+        version: u64,
+    },
+    /// It removes an address the list does not hold.
+    #[error("the delta removes {0}, which is not in the list")]
+    UnknownRemoved(SocketAddr),
+    /// It adds an address the list already holds.
+    #[error("the delta adds {0}, which is already in the list")]
+    DuplicateAdded(SocketAddr),
+    /// The result would exceed the configured bound on a list's length.
+    #[error("the delta makes the list {len} entries long, over the bound of {max}")]
+    TooLong {
+        /// The length it would reach.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+}
+
+/// Encoded size of one address as the wire writes it: `["ip",port]`.
+pub fn addr_wire_len(a: &SocketAddr) -> usize {
+    use std::fmt::Write;
+    struct Count(usize);
+    impl Write for Count {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = write!(c, "{}", a.ip());
+    let port = a.port();
+    let digits = if port >= 10_000 {
+        5
+    } else if port >= 1_000 {
+        4
+    } else if port >= 100 {
+        3
+    } else if port >= 10 {
+        2
+    } else {
+        1
+    };
+    c.0 + digits + 5 // [" ", ]
+}
+
+/// Number of decimal digits of `v`.
+fn digits(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 10 {
+        v /= 10;
+        n += 1;
+    }
+    n
 }
 
 impl MemberList {
     /// A list from its parts.
-    pub fn new(version: Option<u64>, members: impl Into<Arc<[SocketAddr]>>) -> Self {
-        MemberList { version, members: members.into() }
+    pub fn new(version: Option<u64>, members: impl IntoIterator<Item = SocketAddr>) -> Self {
+        let mut list = MemberList { version, ..MemberList::default() };
+        for m in members {
+            list.push(m);
+        }
+        list
+    }
+
+    /// Appends `addr` (list order: last); returns the key it was given.
+    pub(crate) fn push(&mut self, addr: SocketAddr) -> u64 {
+        let key = self.next_key;
+        self.next_key += 1;
+        self.entries.insert(key, addr);
+        self.index.insert((addr, key));
+        self.entries_len += addr_wire_len(&addr);
+        self.sum = self.sum.wrapping_add(addr_hash(&addr));
+        key
+    }
+
+    /// Removes the entry appended under `key`; returns its address.
+    pub(crate) fn remove_key(&mut self, key: u64) -> Option<SocketAddr> {
+        let addr = self.entries.remove(&key)?;
+        self.index.remove(&(addr, key));
+        self.entries_len -= addr_wire_len(&addr);
+        self.sum = self.sum.wrapping_sub(addr_hash(&addr));
+        Some(addr)
+    }
+
+    /// The key of the first entry at `addr`.
+    fn key_of(&self, addr: &SocketAddr) -> Option<u64> {
+        self.index.get_next(&(*addr, 0)).filter(|(a, _)| a == addr).map(|&(_, k)| k)
+    }
+
+    /// Removes the first entry at `addr`; whether there was one.
+    pub(crate) fn remove_addr(&mut self, addr: &SocketAddr) -> bool {
+        self.key_of(addr).and_then(|k| self.remove_key(k)).is_some()
     }
 
     /// Whether `addr` is a member.
     pub fn contains(&self, addr: &SocketAddr) -> bool {
-        self.members.contains(addr)
+        self.key_of(addr).is_some()
     }
 
     /// Whether some member's peer address has this IP (the reference's check
     /// for accepting an incoming message).
     pub fn contains_ip(&self, ip: IpAddr) -> bool {
-        self.members.iter().any(|m| m.ip() == ip)
+        self.index.get_next(&(SocketAddr::new(ip, 0), 0)).is_some_and(|(a, _)| a.ip() == ip)
     }
 
     /// Number of members, the authenticator included.
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.entries.len()
     }
 
     /// Whether the list is empty (never true for a list from an authenticator).
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.entries.is_empty()
     }
 
     /// The members in list order.
     pub fn iter(&self) -> impl Iterator<Item = &SocketAddr> {
-        self.members.iter()
+        self.entries.values()
+    }
+
+    /// The first member (the authenticator, in a list from one).
+    pub fn first(&self) -> Option<SocketAddr> {
+        self.entries.get_min().map(|(_, a)| *a)
+    }
+
+    /// The members in list order, copied out (O(n)).
+    pub fn to_vec(&self) -> Vec<SocketAddr> {
+        self.iter().copied().collect()
+    }
+
+    /// Size in bytes of this list encoded as a distribution message,
+    /// `{"distro":[...],"version":N}` (without `version` when unversioned), in O(1).
+    pub fn snapshot_len(&self) -> usize {
+        let entries = self.entries_len + self.len().saturating_sub(1);
+        let version = self.version.map_or(0, |v| ",\"version\":".len() + digits(v));
+        "{\"distro\":[]}".len() + entries + version
+    }
+
+    /// A 64-bit fingerprint of the list's contents, kept up to date in O(1) per change: equal
+    /// lists have equal fingerprints, and lists with different addresses almost surely do
+    /// not. It ignores order (and the version), so it is a fast first check, not a proof of
+    /// equality: a simulator compares it on every list and the lists themselves now and then.
+    pub fn fingerprint(&self) -> u64 {
+        self.sum ^ (self.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 
     /// Whether a joiner holding `self` should take `newer`: always for
@@ -57,5 +252,205 @@ impl MemberList {
             (Some(old), Some(new)) => new > old,
             _ => true,
         }
+    }
+
+    /// This list with `delta` applied, in O(change × log n): the list at `delta.version`.
+    /// `self` is left as it was on any error. `max_len` bounds the result's length.
+    pub fn apply(&self, delta: &Delta, max_len: usize) -> Result<MemberList, DeltaError> {
+        let held = self.version.ok_or(DeltaError::Unversioned)?;
+        if delta.version <= delta.base {
+            return Err(DeltaError::NotForward { base: delta.base, version: delta.version });
+        }
+        if delta.base != held {
+            return Err(DeltaError::BaseMismatch { base: delta.base, held });
+        }
+        let len = (self.len() + delta.added.len()).saturating_sub(delta.removed.len());
+        if len > max_len {
+            return Err(DeltaError::TooLong { len, max: max_len });
+        }
+        let mut next = self.clone();
+        for r in &delta.removed {
+            if !next.remove_addr(r) {
+                return Err(DeltaError::UnknownRemoved(*r));
+            }
+        }
+        for a in &delta.added {
+            if next.contains(a) {
+                return Err(DeltaError::DuplicateAdded(*a));
+            }
+            next.push(*a);
+        }
+        next.version = Some(delta.version);
+        Ok(next)
+    }
+}
+
+impl Delta {
+    /// One delta equivalent to applying `deltas` in order (each based on the previous one's
+    /// version), in O(total change): an address added and removed again within the run
+    /// vanishes; one removed and added again (a member replaced by a rejoin) stays in both,
+    /// since it moved to the end. None if `deltas` is empty or does not chain.
+    pub fn merge<'a>(deltas: impl IntoIterator<Item = &'a Delta>) -> Option<Delta> {
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut it = deltas.into_iter();
+        let first = it.next()?;
+        let base = first.base;
+        let mut version = base;
+        // Additions by their order of arrival (a sequence number), and where each is.
+        let mut added: BTreeMap<u64, SocketAddr> = BTreeMap::new();
+        let mut added_at: BTreeMap<SocketAddr, u64> = BTreeMap::new();
+        let mut removed: Vec<SocketAddr> = Vec::new();
+        let mut removed_set: BTreeSet<SocketAddr> = BTreeSet::new();
+        let mut seq = 0u64;
+        for d in std::iter::once(first).chain(it) {
+            if d.base != version {
+                return None;
+            }
+            for r in &d.removed {
+                if let Some(s) = added_at.remove(r) {
+                    added.remove(&s);
+                } else if removed_set.insert(*r) {
+                    removed.push(*r);
+                }
+            }
+            for a in &d.added {
+                added.insert(seq, *a);
+                added_at.insert(*a, seq);
+                seq += 1;
+            }
+            version = d.version;
+        }
+        Some(Delta { base, version, removed, added: added.into_values().collect() })
+    }
+
+    /// Size in bytes of its wire form (see [`crate::wire::encode_delta`]).
+    pub fn wire_len(&self) -> usize {
+        let addrs = |v: &[SocketAddr]| v.iter().map(addr_wire_len).sum::<usize>() + v.len().saturating_sub(1);
+        r#"{"delta":true,"base":,"version":,"removed":[],"added":[]}"#.len()
+            + digits(self.base)
+            + digits(self.version)
+            + addrs(&self.removed)
+            + addrs(&self.added)
+    }
+}
+
+impl PartialEq for MemberList {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version && self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for MemberList {}
+
+impl fmt::Debug for MemberList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemberList").field("version", &self.version).field("members", &self.to_vec()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a MemberList {
+    type Item = &'a SocketAddr;
+    type IntoIter = Box<dyn Iterator<Item = &'a SocketAddr> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn order_lookup_and_removal_by_address_or_key() {
+        let mut l = MemberList::new(Some(1), [a("10.0.0.1:1"), a("10.0.0.2:2"), a("10.0.0.3:3")]);
+        assert_eq!(l.first(), Some(a("10.0.0.1:1")));
+        assert!(l.contains(&a("10.0.0.2:2")) && !l.contains(&a("10.0.0.2:3")));
+        assert!(l.contains_ip("10.0.0.3".parse().unwrap()) && !l.contains_ip("10.0.0.4".parse().unwrap()));
+        assert!(l.remove_addr(&a("10.0.0.2:2")));
+        assert!(!l.remove_addr(&a("10.0.0.2:2")));
+        l.push(a("10.0.0.2:2"));
+        assert_eq!(l.to_vec(), vec![a("10.0.0.1:1"), a("10.0.0.3:3"), a("10.0.0.2:2")]);
+        assert_eq!(l.remove_key(0), Some(a("10.0.0.1:1")));
+        assert_eq!(l.first(), Some(a("10.0.0.3:3")));
+        // The fingerprint follows the contents, whatever the way there.
+        assert_eq!(l.fingerprint(), MemberList::new(Some(9), [a("10.0.0.3:3"), a("10.0.0.2:2")]).fingerprint());
+        assert_ne!(l.fingerprint(), MemberList::new(None, [a("10.0.0.3:3")]).fingerprint());
+        assert_ne!(l.fingerprint(), MemberList::new(None, [a("10.0.0.3:3"), a("10.0.0.2:3")]).fingerprint());
+        // Duplicates (reference lists): both kept, removed one at a time.
+        let mut d = MemberList::new(None, [a("10.0.0.1:1"), a("10.0.0.1:1")]);
+        assert_eq!(d.len(), 2);
+        assert!(d.remove_addr(&a("10.0.0.1:1")) && d.contains(&a("10.0.0.1:1")));
+    }
+
+    #[test]
+    fn snapshot_len_is_the_encoded_size() {
+        for version in [None, Some(0), Some(7), Some(123_456)] {
+            for n in [0usize, 1, 2, 30] {
+                let members: Vec<SocketAddr> = (0..n)
+                    .map(|i| {
+                        if i % 3 == 2 {
+                            a(&format!("[2001:db8::{i:x}]:{}", i * 977))
+                        } else {
+                            SocketAddr::from(([127, 0, (i / 7) as u8, i as u8], (i * 3001) as u16))
+                        }
+                    })
+                    .collect();
+                let l = MemberList::new(version, members.clone());
+                let wire = crate::wire::Message::Distro { members, version }.encode();
+                assert_eq!(l.snapshot_len(), wire.len(), "{}", String::from_utf8_lossy(&wire));
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_deltas_are_errors_and_leave_the_list_alone() {
+        let l = MemberList::new(Some(4), [a("10.0.0.1:1"), a("10.0.0.2:2")]);
+        let d = |base, version, removed: &[&str], added: &[&str]| Delta {
+            base,
+            version,
+            removed: removed.iter().map(|s| a(s)).collect(),
+            added: added.iter().map(|s| a(s)).collect(),
+        };
+        assert_eq!(l.apply(&d(3, 5, &[], &[]), 10), Err(DeltaError::BaseMismatch { base: 3, held: 4 }));
+        assert_eq!(l.apply(&d(4, 4, &[], &[]), 10), Err(DeltaError::NotForward { base: 4, version: 4 }));
+        assert_eq!(l.apply(&d(4, 5, &["10.0.0.9:9"], &[]), 10), Err(DeltaError::UnknownRemoved(a("10.0.0.9:9"))));
+        assert_eq!(
+            l.apply(&d(4, 5, &["10.0.0.2:2", "10.0.0.2:2"], &[]), 10),
+            Err(DeltaError::UnknownRemoved(a("10.0.0.2:2")))
+        );
+        assert_eq!(l.apply(&d(4, 5, &[], &["10.0.0.2:2"]), 10), Err(DeltaError::DuplicateAdded(a("10.0.0.2:2"))));
+        assert_eq!(
+            l.apply(&d(4, 5, &[], &["10.0.0.3:3", "10.0.0.4:4"]), 3),
+            Err(DeltaError::TooLong { len: 4, max: 3 })
+        );
+        assert_eq!(
+            MemberList::new(None, [a("10.0.0.1:1")]).apply(&d(0, 1, &[], &[]), 10),
+            Err(DeltaError::Unversioned)
+        );
+        assert_eq!(l.to_vec(), vec![a("10.0.0.1:1"), a("10.0.0.2:2")]);
+        // A replacement: removed and added again, it moves to the end.
+        let r = l.apply(&d(4, 6, &["10.0.0.1:1"], &["10.0.0.3:3", "10.0.0.1:1"]), 10).unwrap();
+        assert_eq!(r, MemberList::new(Some(6), [a("10.0.0.2:2"), a("10.0.0.3:3"), a("10.0.0.1:1")]));
+    }
+
+    #[test]
+    fn merged_deltas_cancel_and_keep_moves() {
+        let x = a("10.0.0.5:5");
+        let y = a("10.0.0.6:6");
+        let z = a("10.0.0.1:1");
+        let ds = [
+            Delta { base: 1, version: 2, removed: vec![], added: vec![x] },
+            Delta { base: 2, version: 3, removed: vec![z], added: vec![z] },
+            Delta { base: 3, version: 4, removed: vec![], added: vec![y] },
+            Delta { base: 4, version: 5, removed: vec![x], added: vec![] },
+        ];
+        let m = Delta::merge(&ds).unwrap();
+        assert_eq!(m, Delta { base: 1, version: 5, removed: vec![z], added: vec![z, y] });
+        assert_eq!(Delta::merge(&[ds[0].clone(), ds[2].clone()]), None, "a gap does not chain");
+        assert_eq!(Delta::merge(&[]), None);
     }
 }

@@ -25,6 +25,8 @@ use serde_json::{Map, Value, json};
 use crate::scram::{Challenge, MECHANISM};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::member_list::Delta;
+
 /// Default bound on the size of one JSON value: room for a 10,000-member list
 /// (about 25 bytes per member) with a wide margin.
 pub const DEFAULT_MAX_VALUE_LEN: usize = 1 << 20;
@@ -40,6 +42,8 @@ pub const EXTENSION_KEY: &str = "pyile";
 /// joiner's heartbeat answers carry the `version` of the newest list it holds
 /// ([`Message::VersionedHeartbeat`]), which lets the authenticator notice a
 /// member whose distribution connection died while its auth connection lives.
+/// After its first full list, a protocol-2 member receives [`Message::Delta`]s
+/// (`docs/protocol-2.md`, "Member-list deltas").
 pub const PROTOCOL_VERSION: u64 = 2;
 
 /// Whom a chat message is addressed to.
@@ -112,6 +116,10 @@ pub enum Message {
     /// Joiner → authenticator, first message on the distribution connection
     /// (extension; the reference never reads that socket).
     DistToken(u64),
+    /// Authenticator → protocol-2 joiner, on the distribution connection only
+    /// (extension): the change from list version `base` to `version`,
+    /// `{"delta":true,"base":B,"version":V,"removed":[...],"added":[...]}`.
+    Delta(Delta),
     /// Heartbeat, both directions (`{"<3": true}`): exactly what the
     /// reference sends and what is sent to it.
     Heartbeat,
@@ -243,6 +251,13 @@ impl Message {
                 Value::Object(m)
             }
             Message::DistToken(t) => json!({ "dist_token": t }),
+            Message::Delta(d) => json!({
+                "delta": true,
+                "base": d.base,
+                "version": d.version,
+                "removed": d.removed.iter().map(addr_to_json).collect::<Vec<_>>(),
+                "added": d.added.iter().map(addr_to_json).collect::<Vec<_>>(),
+            }),
             Message::Heartbeat => json!({ "<3": true }),
             Message::VersionedHeartbeat { version } => json!({ "<3": true, "version": version }),
             Message::Chat(c) => json!({
@@ -278,8 +293,12 @@ impl Message {
 
     /// Encodes the message as the bytes of one `send()`.
     pub fn encode(&self) -> Vec<u8> {
-        // Serializing a `Value` cannot fail: its keys are strings.
-        serde_json::to_vec(&self.to_json()).unwrap_or_default()
+        match self {
+            Message::Distro { members, version } => encode_distro(members.iter(), *version),
+            Message::Delta(d) => encode_delta(d),
+            // Serializing a `Value` cannot fail: its keys are strings.
+            _ => serde_json::to_vec(&self.to_json()).unwrap_or_default(),
+        }
     }
 
     /// Decodes one JSON value's bytes.
@@ -298,9 +317,24 @@ impl Message {
             #[serde(default)]
             version: Option<u64>,
         }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct PlainDelta {
+            delta: bool,
+            base: u64,
+            version: u64,
+            removed: Vec<(IpAddr, u16)>,
+            added: Vec<(IpAddr, u16)>,
+        }
+        let addrs = |v: Vec<(IpAddr, u16)>| v.into_iter().map(|(ip, port)| SocketAddr::new(ip, port)).collect();
         if let Ok(d) = serde_json::from_slice::<PlainDistro>(bytes) {
-            let members = d.distro.into_iter().map(|(ip, port)| SocketAddr::new(ip, port)).collect();
-            return Ok(Message::Distro { members, version: d.version });
+            return Ok(Message::Distro { members: addrs(d.distro), version: d.version });
+        }
+        if let Ok(d) = serde_json::from_slice::<PlainDelta>(bytes)
+            && d.delta
+        {
+            let (removed, added) = (addrs(d.removed), addrs(d.added));
+            return Ok(Message::Delta(Delta { base: d.base, version: d.version, removed, added }));
         }
         let value = serde_json::from_slice::<Value>(bytes).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
         Message::from_json(value)
@@ -368,6 +402,21 @@ impl Message {
         if let Some(t) = obj.get("dist_token") {
             return Ok(Message::DistToken(t.as_u64().ok_or_else(bad)?));
         }
+        if obj.get("delta") == Some(&Value::Bool(true)) {
+            let num = |k: &str| obj.get(k).and_then(Value::as_u64).ok_or_else(bad);
+            let list = |k: &str| {
+                obj.get(k)
+                    .and_then(Value::as_array)
+                    .and_then(|l| l.iter().map(addr_from_json).collect::<Option<Vec<_>>>())
+                    .ok_or_else(bad)
+            };
+            return Ok(Message::Delta(Delta {
+                base: num("base")?,
+                version: num("version")?,
+                removed: list("removed")?,
+                added: list("added")?,
+            }));
+        }
         if obj.contains_key("<3") {
             return Ok(match obj.get("version").and_then(Value::as_u64) {
                 Some(version) => Message::VersionedHeartbeat { version },
@@ -404,11 +453,60 @@ impl Message {
             Message::Distro { .. } => "distro",
             Message::DistAddr { .. } => "dist_addr",
             Message::DistToken(_) => "dist_token",
+            Message::Delta(_) => "delta",
             Message::Heartbeat | Message::VersionedHeartbeat { .. } => "heartbeat",
             Message::Chat(_) => "chat",
             Message::Echo { .. } => "echo",
         }
     }
+}
+
+/// Appends `["ip",port]` to `out`.
+fn push_addr(out: &mut Vec<u8>, a: &SocketAddr) {
+    use std::io::Write;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "[\"{}\",{}]", a.ip(), a.port());
+}
+
+/// Appends a JSON array of addresses to `out`.
+fn push_addrs<'a>(out: &mut Vec<u8>, addrs: impl IntoIterator<Item = &'a SocketAddr>) {
+    out.push(b'[');
+    for (i, a) in addrs.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_addr(out, a);
+    }
+    out.push(b']');
+}
+
+/// A whole member list as it goes on the wire, `{"distro":[[ip,port],...],"version":N}`
+/// (`version` only when given): byte for byte what [`Message::Distro`] encodes to, written
+/// straight from the addresses (no intermediate `Value`).
+pub fn encode_distro<'a>(members: impl IntoIterator<Item = &'a SocketAddr>, version: Option<u64>) -> Vec<u8> {
+    let members = members.into_iter();
+    let mut out = Vec::with_capacity(16 + 24 * members.size_hint().0);
+    out.extend_from_slice(b"{\"distro\":");
+    push_addrs(&mut out, members);
+    if let Some(v) = version {
+        out.extend_from_slice(format!(",\"version\":{v}").as_bytes());
+    }
+    out.push(b'}');
+    out
+}
+
+/// A delta as it goes on the wire (protocol 2, distribution connection only), keys in this
+/// order: `{"delta":true,"base":B,"version":V,"removed":[...],"added":[...]}`.
+pub fn encode_delta(d: &Delta) -> Vec<u8> {
+    let mut out = Vec::with_capacity(d.wire_len());
+    out.extend_from_slice(
+        format!("{{\"delta\":true,\"base\":{},\"version\":{},\"removed\":", d.base, d.version).as_bytes(),
+    );
+    push_addrs(&mut out, &d.removed);
+    out.extend_from_slice(b",\"added\":");
+    push_addrs(&mut out, &d.added);
+    out.push(b'}');
+    out
 }
 
 /// Incremental scanner that finds where one top-level JSON object ends.
@@ -624,6 +722,12 @@ mod tests {
             Message::Distro { members: vec![a("127.0.0.1:1"), a("127.0.0.2:2")], version: Some(7) },
             Message::DistAddr { addr: a("127.0.0.1:50001"), token: Some(3) },
             Message::DistToken(3),
+            Message::Delta(Delta {
+                base: 4,
+                version: 6,
+                removed: vec![a("127.0.0.1:1")],
+                added: vec![a("[::1]:9"), a("127.0.0.1:1")],
+            }),
             Message::Heartbeat,
             Message::VersionedHeartbeat { version: 12 },
             Message::Chat(Chat {
@@ -785,6 +889,35 @@ mod tests {
     }
 
     #[test]
+    fn delta_wire_form_and_tolerant_classification() {
+        let d = Delta { base: 41, version: 43, removed: vec![a("127.0.0.1:49002")], added: vec![a("127.0.0.1:49001")] };
+        assert_eq!(
+            String::from_utf8(Message::Delta(d.clone()).encode()).unwrap(),
+            r#"{"delta":true,"base":41,"version":43,"removed":[["127.0.0.1",49002]],"added":[["127.0.0.1",49001]]}"#
+        );
+        let general = |s: &str| Message::from_json(serde_json::from_str(s).unwrap());
+        // Any key order and spacing; the fast path and the general one agree.
+        for s in [
+            r#"{"added": [["127.0.0.1", 49001]], "removed": [["127.0.0.1", 49002]], "version": 43, "base": 41, "delta": true}"#,
+            r#"{"delta": true, "base": 41, "version": 43, "removed": [["127.0.0.1", 49002]], "added": [["127.0.0.1", 49001]], "x": 1}"#,
+        ] {
+            assert_eq!(Message::decode(s.as_bytes()).unwrap(), Message::Delta(d.clone()), "{s}");
+            assert_eq!(general(s).unwrap(), Message::Delta(d.clone()), "{s}");
+        }
+        // Malformed: errors, never a panic, on both paths.
+        for s in [
+            r#"{"delta": true, "base": -1, "version": 43, "removed": [], "added": []}"#,
+            r#"{"delta": true, "base": 41, "removed": [], "added": []}"#,
+            r#"{"delta": true, "base": 41, "version": 43, "removed": [["x", 1]], "added": []}"#,
+            r#"{"delta": true, "base": 41, "version": 43, "removed": [], "added": {"a": 1}}"#,
+            r#"{"delta": true, "base": 41, "version": 43, "removed": []}"#,
+            r#"{"delta": "yes", "base": 41, "version": 43, "removed": [], "added": []}"#,
+        ] {
+            assert!(matches!(Message::decode(s.as_bytes()), Err(DecodeError::Unknown(_))), "{s}");
+        }
+    }
+
+    #[test]
     fn member_list_fast_path_classifies_like_the_general_path() {
         let general = |s: &str| Message::from_json(serde_json::from_str(s).unwrap());
         for s in [
@@ -834,6 +967,18 @@ mod tests {
                 (arb_addr(), proptest::option::of(any::<u64>()))
                     .prop_map(|(addr, token)| Message::DistAddr { addr, token }),
                 any::<u64>().prop_map(Message::DistToken),
+                (
+                    any::<u64>(),
+                    any::<u64>(),
+                    proptest::collection::vec(arb_addr(), 0..5),
+                    proptest::collection::vec(arb_addr(), 0..5)
+                )
+                    .prop_map(|(base, version, removed, added)| Message::Delta(Delta {
+                        base,
+                        version,
+                        removed,
+                        added
+                    })),
                 Just(Message::Heartbeat),
                 any::<u64>().prop_map(|version| Message::VersionedHeartbeat { version }),
                 (".{0,60}", "[a-z{}\\[\\]\"]{0,10}", proptest::option::of(arb_addr()), arb_addr()).prop_map(
@@ -854,6 +999,22 @@ mod tests {
                 let bytes = m.encode();
                 let general = Message::from_json(serde_json::from_slice(&bytes).unwrap()).unwrap();
                 prop_assert_eq!(Message::decode(&bytes).unwrap(), general);
+            }
+
+            #[test]
+            fn hand_written_encodings_are_the_json_of_the_message(m in arb_message()) {
+                // Same value as the generic path, so every reader sees the same thing, and for
+                // lists the very bytes the generic path wrote before (v1 members: unchanged).
+                let bytes = m.encode();
+                let via_value = serde_json::to_vec(&m.to_json()).unwrap();
+                let parsed: Value = serde_json::from_slice(&bytes).unwrap();
+                prop_assert_eq!(&parsed, &m.to_json());
+                if let Message::Distro { .. } = m {
+                    prop_assert_eq!(&bytes, &via_value);
+                }
+                if let Message::Delta(d) = &m {
+                    prop_assert_eq!(bytes.len(), d.wire_len());
+                }
             }
 
             #[test]

@@ -558,7 +558,7 @@ async fn reference_joiner_in_a_rust_network() {
         matches!(joined, EventKind::MemberJoined { member, source } if member == p && source == p.ip()),
         "{joined:?}"
     );
-    assert!(eventually(DELIVERY, || auth.members().members.to_vec() == vec![a, p]).await, "{:?}", auth.members());
+    assert!(eventually(DELIVERY, || auth.members().to_vec() == vec![a, p]).await, "{:?}", auth.members());
 
     // Our joiner joins too; everyone converges on [auth, py, rust].
     let mut rj = Joiner::join(
@@ -573,16 +573,8 @@ async fn reference_joiner_in_a_rust_network() {
     let all = vec![a, p, j];
     // `join` returns once our joiner's distribution connection is up; the
     // authenticator commits the member a moment later.
-    assert!(
-        eventually(DELIVERY, || auth.members().members.to_vec() == all).await,
-        "authenticator holds {:?}",
-        auth.members()
-    );
-    assert!(
-        eventually(DELIVERY, || rj.members().members.to_vec() == all).await,
-        "rust joiner holds {:?}",
-        rj.members()
-    );
+    assert!(eventually(DELIVERY, || auth.members().to_vec() == all).await, "authenticator holds {:?}", auth.members());
+    assert!(eventually(DELIVERY, || rj.members().to_vec() == all).await, "rust joiner holds {:?}", rj.members());
     py.wait_peers(&all, DELIVERY).await;
 
     // Our joiner broadcasts: the reference joiner reports it and echoes.
@@ -621,7 +613,7 @@ async fn reference_joiner_in_a_rust_network() {
         "a member was removed while the reference joiner kept answering heartbeats{}",
         auth_ev.diagnostics()
     );
-    assert_eq!(auth.members().members.to_vec(), all, "members after {:?}", joined_at.elapsed());
+    assert_eq!(auth.members().to_vec(), all, "members after {:?}", joined_at.elapsed());
     assert!(
         !py.saw(|v| matches!(event(v), "exit") || (event(v) == "log" && v["state"] == "ERROR")),
         "the reference joiner had heartbeat trouble{}",
@@ -638,11 +630,7 @@ async fn reference_joiner_in_a_rust_network() {
         matches!(removed, EventKind::MemberRemoved { member, reason: RemovalReason::Closed } if member == p),
         "{removed:?}"
     );
-    assert!(
-        eventually(DELIVERY, || rj.members().members.to_vec() == vec![a, j]).await,
-        "rust joiner holds {:?}",
-        rj.members()
-    );
+    assert!(eventually(DELIVERY, || rj.members().to_vec() == vec![a, j]).await, "rust joiner holds {:?}", rj.members());
     assert!(!rj_ev.saw(|k| matches!(k, EventKind::AuthenticatorLost { .. })), "{}", rj_ev.diagnostics());
     rj.leave().await;
     auth.leave().await;
@@ -683,7 +671,7 @@ async fn rust_joiner_in_a_reference_network() {
     let mut rj_ev = Recorded::new("rust joiner", rj.events().unwrap());
     let j = rj.peer_addr();
     let all = vec![a, p, j];
-    assert_eq!(rj.members().members.to_vec(), all, "rust joiner's first list");
+    assert_eq!(rj.members().to_vec(), all, "rust joiner's first list");
     assert_eq!(rj.members().version, None, "the reference sends unversioned lists");
     pa.wait_peers(&all, DELIVERY).await;
     pj.wait_peers(&all, DELIVERY).await;
@@ -692,7 +680,7 @@ async fn rust_joiner_in_a_reference_network() {
         .expect(
             DELIVERY,
             "a list on the distribution connection",
-            |k| matches!(k, EventKind::MemberListChanged { list, .. } if list.members.to_vec() == all),
+            |k| matches!(k, EventKind::MemberListChanged { list, .. } if list.to_vec() == all),
         )
         .await;
 
@@ -748,7 +736,7 @@ async fn rust_joiner_in_a_reference_network() {
     if pa.peers.as_deref() != Some(&all[..]) {
         pa.fail("the reference authenticator dropped us");
     }
-    assert_eq!(rj.members().members.to_vec(), all);
+    assert_eq!(rj.members().to_vec(), all);
 
     // We leave: the reference authenticator removes us and redistributes.
     rj.leave().await;
@@ -852,7 +840,7 @@ async fn reference_joiner_wrong_password_against_rust() {
     let ready = good.ready().await;
     assert_eq!(ready["authenticated"], true, "{ready}{}", good.diagnostics());
     let p = addr_field(&ready, "peer_address");
-    assert!(eventually(DELIVERY, || auth.members().members.to_vec() == vec![auth.peer_addr(), p]).await);
+    assert!(eventually(DELIVERY, || auth.members().to_vec() == vec![auth.peer_addr(), p]).await);
     good.leave().await;
     assert!(eventually(REMOVAL, || auth.members().len() == 1).await, "{:?}", auth.members());
     auth.leave().await;
@@ -898,7 +886,7 @@ async fn many_reference_joiners_at_once() {
         "authenticator holds {:?}",
         auth.members()
     );
-    let all = auth.members().members.to_vec();
+    let all = auth.members().to_vec();
     let mut expected: Vec<SocketAddr> = std::iter::once(a).chain(peer_addrs.iter().copied()).collect();
     expected.sort();
     let mut sorted = all.clone();
@@ -917,7 +905,7 @@ async fn many_reference_joiners_at_once() {
         assert_eq!(code, 0, "{}", py.diagnostics());
     }
     assert!(
-        eventually(REMOVAL, || auth.members().members.to_vec() == vec![a]).await,
+        eventually(REMOVAL, || auth.members().to_vec() == vec![a]).await,
         "authenticator holds {:?} after every joiner left",
         auth.members()
     );
@@ -948,7 +936,7 @@ async fn reference_joiner_against_a_stored_verifier() {
     let ready = good.ready().await;
     assert_eq!(ready["authenticated"], true, "{ready}{}", good.diagnostics());
     let p = addr_field(&ready, "peer_address");
-    assert!(eventually(DELIVERY, || auth.members().members.to_vec() == vec![auth.peer_addr(), p]).await);
+    assert!(eventually(DELIVERY, || auth.members().to_vec() == vec![auth.peer_addr(), p]).await);
     good.leave().await;
     assert!(eventually(REMOVAL, || auth.members().len() == 1).await, "{:?}", auth.members());
     auth.leave().await;

@@ -19,11 +19,11 @@ async fn join_heartbeat_message_and_leave() {
     // Everyone converges on [auth, alice, bob].
     let expected = vec![auth.peer_addr(), alice.peer_addr(), bob.peer_addr()];
     assert!(
-        eventually(Duration::from_secs(3), || alice.members().members.to_vec() == expected
-            && bob.members().members.to_vec() == expected)
+        eventually(Duration::from_secs(3), || alice.members().to_vec() == expected
+            && bob.members().to_vec() == expected)
         .await
     );
-    assert_eq!(auth.members().members.to_vec(), expected);
+    assert_eq!(auth.members().to_vec(), expected);
 
     // Heartbeats flow for several intervals and nobody is removed.
     let mut beats = 0;
@@ -75,9 +75,8 @@ async fn join_heartbeat_message_and_leave() {
         matches!(removed.map(|e| e.kind), Some(EventKind::MemberRemoved { member, reason: RemovalReason::Closed }) if member == bob_peer)
     );
     assert!(
-        eventually(Duration::from_secs(2), || alice.members().members.to_vec()
-            == vec![auth.peer_addr(), alice.peer_addr()])
-        .await
+        eventually(Duration::from_secs(2), || alice.members().to_vec() == vec![auth.peer_addr(), alice.peer_addr()])
+            .await
     );
 
     // The authenticator leaves: alice notices and ends by herself.
@@ -138,9 +137,11 @@ async fn attempts_of_one_bans_on_first_failure() {
     auth.leave().await;
 }
 
-/// Under a burst of changes a member's lists are spaced by the distribution
-/// budget (so a join storm coalesces instead of flooding every member), while
-/// a change after a quiet spell is still sent at once.
+/// Under a burst of changes a reference (v1) member's lists are spaced by the
+/// distribution budget (so a join storm coalesces instead of flooding every
+/// member), while a change after a quiet spell is still sent at once. A
+/// protocol-2 member in the same burst gets deltas, unpaced by the budget:
+/// every change within the distribution interval.
 #[tokio::test]
 async fn a_burst_of_changes_coalesces_within_the_distribution_budget() {
     let interval = Duration::from_secs(1);
@@ -151,11 +152,16 @@ async fn a_burst_of_changes_coalesces_within_the_distribution_budget() {
     let auth = Authenticator::start(TokioNet, cfg).await.unwrap();
     let joiner_cfg =
         |alias: &str| joiner_config("pw", alias).heartbeat_interval(interval).heartbeat_timeout(interval * 5);
-    let mut alice = Joiner::join(TokioNet, auth.auth_addr(), joiner_cfg("alice")).await.unwrap();
+    let mut alice =
+        Joiner::join(TokioNet, auth.auth_addr(), joiner_cfg("alice").announce_extensions(false)).await.unwrap();
     let mut lists = alice.events().unwrap();
-    assert!(eventually(Duration::from_secs(2), || alice.members().len() == 2).await);
+    let mut bob = Joiner::join(TokioNet, auth.auth_addr(), joiner_cfg("bob")).await.unwrap();
+    let mut bob_lists = bob.events().unwrap();
+    assert!(eventually(gap * 2, || alice.members().len() == 3 && bob.members().len() == 3).await);
     tokio::time::sleep(gap + interval / 2).await; // quiet: alice's writer is idle again
     while lists.try_recv().is_some() {}
+    while bob_lists.try_recv().is_some() {}
+    let before = auth.distribution_stats();
 
     // A burst of 12 joins, 30 ms apart: wider than the 10 ms distribution
     // interval, well inside the budget's gap.
@@ -165,24 +171,39 @@ async fn a_burst_of_changes_coalesces_within_the_distribution_budget() {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     let burst: Vec<Joiner> = joins.join_all().await.into_iter().map(Result::unwrap).collect();
-    assert!(eventually(gap * 2, || alice.members().len() == 14).await, "alice never saw the whole burst");
+    // Bob, protocol 2, has the whole burst as soon as the last join is done.
+    assert!(eventually(interval / 4, || bob.members() == auth.members()).await, "bob lags: {:?}", bob.members());
+    assert!(eventually(gap * 2, || alice.members().len() == 15).await, "alice never saw the whole burst");
     let mut received = 0;
     while let Some(ev) = lists.try_recv() {
         received += matches!(ev.kind, EventKind::MemberListChanged { .. }) as usize;
     }
     // 12 changes; the first goes out at once, the rest coalesce once per gap.
     assert!(received <= 4, "alice received {received} lists for a burst of 12 changes");
+    let mut bob_received = 0;
+    while let Some(ev) = bob_lists.try_recv() {
+        bob_received += matches!(ev.kind, EventKind::MemberListChanged { .. }) as usize;
+    }
+    assert!(bob_received >= 8, "bob received {bob_received} lists for a burst of 12 changes 30 ms apart");
+    // Bob's came as deltas (no snapshot in the burst), alice's as whole lists.
+    let after = auth.distribution_stats();
+    assert!(after.deltas >= before.deltas + bob_received as u64 - 1, "{before:?} → {after:?}");
+    assert_eq!(after.snapshots_first - before.snapshots_first, 12, "one first list per joiner of the burst");
+    assert_eq!(after.snapshots_behind + after.snapshots_reported + after.snapshots_smaller, 0, "{after:?}");
+    assert!(after.v1_lists - before.v1_lists <= 4, "{after:?}");
 
     // Quiet again, then one change: it is sent at once, not after a gap.
     tokio::time::sleep(gap + interval / 2).await;
     let start = tokio::time::Instant::now();
     let late = Joiner::join(TokioNet, auth.auth_addr(), joiner_cfg("late")).await.unwrap();
-    assert!(eventually(Duration::from_secs(3), || alice.members().len() == 15).await);
+    assert!(eventually(Duration::from_secs(3), || alice.members().len() == 16).await);
     assert!(start.elapsed() < interval / 2, "a lone change took {:?}", start.elapsed());
+    assert!(eventually(Duration::from_secs(1), || bob.members() == auth.members()).await);
 
     for j in burst.into_iter().chain([late]) {
         j.leave().await;
     }
+    bob.leave().await;
     alice.leave().await;
     auth.leave().await;
 }

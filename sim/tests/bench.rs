@@ -107,7 +107,7 @@ fn peer(log: &Log, inst: u64) -> Option<SocketAddr> {
 /// The authenticator's list: the last it published (itself alone before any).
 fn auth_list(log: &Log) -> Vec<SocketAddr> {
     let last = auth_events(log).filter_map(|(_, k)| match k {
-        EventKind::MemberListChanged { list, .. } => Some(list.members.to_vec()),
+        EventKind::MemberListChanged { list, .. } => Some(list.to_vec()),
         _ => None,
     });
     last.last().unwrap_or_else(|| auth_peer(log).into_iter().collect())
@@ -116,7 +116,7 @@ fn auth_list(log: &Log) -> Vec<SocketAddr> {
 /// The list instance `inst` holds.
 fn held(log: &Log, inst: u64) -> Vec<SocketAddr> {
     let lists = events_of(log, inst).filter_map(|(_, k)| match k {
-        EventKind::Joined { list, .. } | EventKind::MemberListChanged { list, .. } => Some(list.members.to_vec()),
+        EventKind::Joined { list, .. } | EventKind::MemberListChanged { list, .. } => Some(list.to_vec()),
         _ => None,
     });
     lists.last().unwrap_or_default()
@@ -230,7 +230,7 @@ fn dead_distribution_stream(seed: u64, settle: Duration) -> DeadDistRun {
     b.leave(i2);
     let published = |log: &Log| {
         auth_events(log).find_map(|(at, k)| match k {
-            EventKind::MemberListChanged { list, .. } if at >= cut_at && *list.members == *without_j2 => Some(at),
+            EventKind::MemberListChanged { list, .. } if at >= cut_at && list.to_vec() == *without_j2 => Some(at),
             _ => None,
         })
     };

@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
-use sim::hash::Fnv64;
 use sim::metrics::MetricId;
 use sim::runner::{RunOutput, run};
 use sim::scenario::{LoadedScenario, Resolved};
@@ -191,14 +190,10 @@ fn run_kept(resolved: &Resolved) -> Run {
     run
 }
 
-/// The hash the runner records for a list (`list.h`): FNV-1a 64 of each member and a comma.
+/// The hash the runner records for a list (`list.h`): its contents fingerprint
+/// (`pyile::MemberList::fingerprint`, 16 hex digits); order is the view checker's business.
 fn list_hash(members: &[SocketAddr]) -> String {
-    let mut h = Fnv64::new();
-    for m in members {
-        h.update(m.to_string().as_bytes());
-        h.update(b",");
-    }
-    h.hex()
+    format!("{:016x}", pyile::MemberList::new(None, members.iter().copied()).fingerprint())
 }
 
 /// A joiner slot's current instance.

@@ -221,23 +221,34 @@ min = 60
 "#;
 
 #[test]
-fn the_distribution_budget_reaches_the_authenticator_and_coalesces_a_join_storm() {
-    // Lists delivered to joiners over the run (messages per change × changes).
-    let lists = |budget: &str| {
+fn a_join_storm_reaches_protocol_2_joiners_as_deltas_whatever_the_budget() {
+    // The sim's joiners speak protocol 2: after one whole list each, every change reaches
+    // them as a delta, and the distribution budget (which paces whole lists to v1 members)
+    // does not slow them down: the same run, byte for byte, at any budget.
+    let run_with = |budget: &str| {
         let out = run(&load(&STORM.replace("BUDGET", budget)).resolve(1).unwrap(), Trace::new()).unwrap();
         assert!(out.findings.is_empty(), "{budget}: {:?}", out.findings);
-        let m = &out.metrics;
+        let m = out.metrics;
         assert_eq!(m.get(MetricId::JoinsOk), Some(60.0), "{budget}");
         assert_eq!(m.get(MetricId::Converged), Some(1.0), "{budget}");
         assert_eq!(m.get(MetricId::ListChanges), Some(60.0), "{budget}");
-        m.get(MetricId::DistMsgsPerChange).unwrap() * 60.0
+        (m, out.trace.hash)
     };
-    let unbounded = lists("unbounded");
-    let paced = lists("50KB/s"); // 60 members: a ~86 KB round, ~1.7 s between lists
-    let default = lists("64MiB/s");
-    assert!(paced * 2.0 < unbounded, "50KB/s: {paced} lists, unbounded: {unbounded}");
-    // 64 MiB/s keeps rounds of 60 members under the 10 ms interval: like unbounded.
-    assert_eq!(default, unbounded);
+    let (unbounded, h_unbounded) = run_with("unbounded");
+    let (paced, h_paced) = run_with("50KB/s");
+    let (_, h_default) = run_with("64MiB/s");
+    assert_eq!((h_paced, h_default), (h_unbounded, h_unbounded), "the budget changed what protocol-2 joiners got");
+    assert_eq!(paced.get(MetricId::DistMsgsPerChange), unbounded.get(MetricId::DistMsgsPerChange));
+    // One whole list per joiner (its first), the rest deltas.
+    assert_eq!(unbounded.get(MetricId::DistSnapshotsFirst), Some(60.0));
+    assert_eq!(unbounded.get(MetricId::DistSnapshotsReported), Some(0.0));
+    assert_eq!(unbounded.get(MetricId::DistSnapshotsBehind), Some(0.0));
+    let deltas = unbounded.get(MetricId::DistDeltas).unwrap();
+    assert!(deltas > 600.0, "{deltas} deltas for 60 joins to up to 60 members (some merged)");
+    // Whole lists to every member would cost ~members × 23 bytes a message; a delta ~85.
+    let per_msg =
+        unbounded.get(MetricId::DistBytesPerChange).unwrap() / unbounded.get(MetricId::DistMsgsPerChange).unwrap();
+    assert!(per_msg < 200.0, "{per_msg} bytes per list message");
 }
 
 /// Two hosts of joiners arriving 10 ms apart; the first host crashes in the middle of the

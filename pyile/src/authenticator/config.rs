@@ -54,7 +54,11 @@ pub struct AuthenticatorConfig {
     pub(super) advertise: Option<IpAddr>,
     pub(super) verifier: Option<Verifier>,
     pub(super) scram_iterations: u32,
+    pub(super) delta_history: usize,
 }
+
+/// Default [`AuthenticatorConfig::delta_history`].
+pub const DEFAULT_DELTA_HISTORY: usize = 4096;
 
 impl AuthenticatorConfig {
     /// Defaults: listen on `127.0.0.1:4702`, 3 attempts, 2 s heartbeats,
@@ -86,6 +90,7 @@ impl AuthenticatorConfig {
             advertise: None,
             verifier: None,
             scram_iterations: DEFAULT_ITERATIONS,
+            delta_history: DEFAULT_DELTA_HISTORY,
         }
     }
     /// Settings that check passwords against a stored [`Verifier`] (made by
@@ -104,6 +109,13 @@ impl AuthenticatorConfig {
     /// [`AuthenticatorConfig::with_verifier`].
     pub fn scram_iterations(mut self, n: u32) -> Self {
         self.scram_iterations = n.max(MIN_ITERATIONS);
+        self
+    }
+    /// How many recent deltas the authenticator keeps for protocol-2 members whose writer
+    /// fell behind (at least 1; about 100 bytes each). A writer that missed more versions
+    /// than this sends a snapshot instead of merging (see `docs/protocol-2.md`).
+    pub fn delta_history(mut self, n: usize) -> Self {
+        self.delta_history = n.max(1);
         self
     }
     /// Address of the auth socket (port 0 picks one). The distribution and
@@ -143,13 +155,15 @@ impl AuthenticatorConfig {
         self.v1_pacing = d;
         self
     }
-    /// Minimum gap between two lists to one protocol-2 member (coalescing window).
+    /// Minimum gap between two lists to one protocol-2 member (coalescing window): changes
+    /// within it reach the member as one (merged) delta.
     pub fn distribution_interval(mut self, d: Duration) -> Self {
         self.distribution_interval = d;
         self
     }
     /// Bytes per second that one full distribution round (the list to every
-    /// member) may cost the authenticator; 0 = unbounded. Every change sends
+    /// reference (v1) member) may cost the authenticator; 0 = unbounded. Protocol-2
+    /// members receive deltas and are not paced by it. Every change sends
     /// the whole list to every member, so a round costs members × list size
     /// (O(n²): 2,000 members, ~90 MB). While changes keep coming, each
     /// member's writer waits `members × list bytes / budget` (at least the

@@ -1,95 +1,399 @@
-//! Member-list distribution: publishing each new list once, and one writer per member that
-//! sends it the newest list over its distribution connection.
+//! Member-list distribution: publishing each new version once, and one writer per member
+//! that brings it up to the newest version over its distribution connection.
 //!
-//! Distribution never blocks on a slow member: the current list lives in a `watch` channel
-//! (a one-slot queue that always holds the newest list), and each member's writer sends
-//! whatever is newest when it gets to it, then waits the gap [`Pacing`] gives it, so a burst
-//! of changes coalesces into one list instead of queueing stale ones. The writer also watches
-//! the connection for its end, since a member's distribution connection can close while its
-//! auth connection lives; anything a member writes there is dropped (one value of at most
-//! the handshake value limit at a time), so writing cannot make the authenticator resend.
+//! Publishing ([`Shared::announce`], under the state lock) costs O(change), whatever the
+//! list's size: the version's delta is encoded once into shared bytes and appended to a
+//! bounded history, the list itself is an O(1) clone of a persistent structure, and its full
+//! encoding (a *snapshot*) is made lazily, once per version, by the first writer that needs
+//! it, outside the state lock.
+//!
+//! Each member's writer sends whatever brings its member to the newest version when it gets
+//! to it, then waits its gap ([`Pacing`]), so a burst of changes coalesces instead of
+//! queueing stale lists:
+//!
+//! - a reference (v1) member always gets the newest snapshot, paced by the v1 pacing and the
+//!   distribution budget, exactly as before deltas existed;
+//! - a protocol-2 member gets a snapshot first (its new distribution connection), then the
+//!   deltas from the version it holds: the one delta's shared bytes, or the deltas it missed
+//!   merged into one (shared between writers behind by the same versions), or a snapshot
+//!   when that is no bigger, when the missed deltas left the history, or when its heartbeat
+//!   answers show it lacks a version written long ago ([`DistProgress::request_snapshot`]).
+//!   The budget does not pace it; the distribution interval is its coalescing window.
+//!
+//! The writer also watches the connection for its end, since a member's distribution
+//! connection can close while its auth connection lives; anything a member writes there is
+//! dropped (one value of at most the handshake value limit at a time), so writing cannot
+//! make the authenticator resend. Counters of what was sent and why are in [`DistStats`].
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::Notify;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::state::Pacing;
+use super::state::{Pacing, Publication};
 use crate::event::{EventKind, RemovalReason};
-use crate::member_list::MemberList;
+use crate::member_list::{Delta, MemberList};
 use crate::net::Network;
-use crate::wire::{DecodeError, Message, MessageReader};
+use crate::wire::{DecodeError, MessageReader, encode_delta, encode_distro};
 
-/// A list as it goes on the wire, encoded once per version and shared by every writer.
-pub(super) fn encode(list: &MemberList) -> Arc<[u8]> {
-    Message::Distro { members: list.members.to_vec(), version: list.version }.encode().into()
+/// One published version, as the writers need it: the list, and its snapshot bytes once a
+/// writer asked for them.
+pub(super) struct Version {
+    list: MemberList,
+    snapshot: OnceLock<Arc<[u8]>>,
+}
+
+impl Version {
+    pub(super) fn new(list: MemberList) -> Arc<Self> {
+        Arc::new(Version { list, snapshot: OnceLock::new() })
+    }
+
+    fn number(&self) -> u64 {
+        self.list.version.unwrap_or(0)
+    }
+
+    /// The whole list as it goes on the wire, encoded once per version (by the first writer
+    /// that needs it; the others wait for that encoding or reuse it).
+    fn snapshot(&self) -> Arc<[u8]> {
+        self.snapshot.get_or_init(|| encode_distro(self.list.iter(), self.list.version).into()).clone()
+    }
+}
+
+/// One version's change and its wire bytes, encoded once and shared by every writer.
+pub(super) struct DeltaEntry {
+    delta: Delta,
+    bytes: Arc<[u8]>,
+}
+
+/// The recent deltas, oldest first, bounded by [`AuthenticatorConfig::delta_history`]
+/// (`super::AuthenticatorConfig`), and the last merge a writer made (writers woken by one
+/// change are usually behind by the same versions: the first merges, the others reuse it).
+pub(super) struct History {
+    deltas: VecDeque<Arc<DeltaEntry>>,
+    limit: usize,
+    merged: Option<(u64, u64, Arc<[u8]>)>,
+}
+
+impl History {
+    pub(super) fn new(limit: usize) -> Self {
+        History { deltas: VecDeque::new(), limit: limit.max(1), merged: None }
+    }
+
+    fn push(&mut self, entry: Arc<DeltaEntry>) {
+        if self.deltas.len() >= self.limit {
+            self.deltas.pop_front();
+        }
+        self.deltas.push_back(entry);
+    }
+
+    /// The deltas from `held` to `to`, if the history still has all of them.
+    fn between(&self, held: u64, to: u64) -> Option<Vec<Arc<DeltaEntry>>> {
+        let first = self.deltas.front()?.delta.base;
+        if held < first || to <= held {
+            return None;
+        }
+        let start = usize::try_from(held - first).ok()?;
+        let n = usize::try_from(to - held).ok()?;
+        let out: Vec<_> = self.deltas.iter().skip(start).take(n).cloned().collect();
+        (out.len() == n && out.last().is_some_and(|e| e.delta.version == to)).then_some(out)
+    }
+}
+
+/// Why a protocol-2 member was sent a whole list instead of a delta.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotReason {
+    /// Its first list on a new distribution connection (a join, or a rejoin after a
+    /// reconnect): it holds no committed version to apply a delta to.
+    First,
+    /// It missed more versions than the delta history keeps.
+    Behind,
+    /// The delta that would bring it up to date is no smaller than the list.
+    Smaller,
+    /// Its heartbeat answers reported a version older than one written to it at least a
+    /// heartbeat interval before: it missed or refused something, so only a whole list can
+    /// put it right.
+    Reported,
+}
+
+/// What the distribution writers have sent since the authenticator started (counts and
+/// bytes; deterministic under simulation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DistStats {
+    /// Deltas written to protocol-2 members (single and merged).
+    pub deltas: u64,
+    /// Of those, deltas merged from two or more versions.
+    pub merged: u64,
+    /// Bytes of those deltas.
+    pub delta_bytes: u64,
+    /// Snapshots written to protocol-2 members, by reason.
+    pub snapshots_first: u64,
+    /// See [`SnapshotReason::Behind`].
+    pub snapshots_behind: u64,
+    /// See [`SnapshotReason::Smaller`].
+    pub snapshots_smaller: u64,
+    /// See [`SnapshotReason::Reported`].
+    pub snapshots_reported: u64,
+    /// Bytes of the snapshots written to protocol-2 members.
+    pub snapshot_bytes: u64,
+    /// Lists written to reference (v1) members (always whole).
+    pub v1_lists: u64,
+    /// Bytes of those.
+    pub v1_bytes: u64,
+}
+
+impl DistStats {
+    /// Adds `other`'s counts to these (the totals of several authenticators, or incarnations).
+    pub fn add(&mut self, other: &DistStats) {
+        self.deltas += other.deltas;
+        self.merged += other.merged;
+        self.delta_bytes += other.delta_bytes;
+        self.snapshots_first += other.snapshots_first;
+        self.snapshots_behind += other.snapshots_behind;
+        self.snapshots_smaller += other.snapshots_smaller;
+        self.snapshots_reported += other.snapshots_reported;
+        self.snapshot_bytes += other.snapshot_bytes;
+        self.v1_lists += other.v1_lists;
+        self.v1_bytes += other.v1_bytes;
+    }
+}
+
+/// The counters behind [`DistStats`].
+#[derive(Default)]
+pub(super) struct DistCounters {
+    deltas: AtomicU64,
+    merged: AtomicU64,
+    delta_bytes: AtomicU64,
+    snapshots: [AtomicU64; 4],
+    snapshot_bytes: AtomicU64,
+    v1_lists: AtomicU64,
+    v1_bytes: AtomicU64,
+}
+
+impl DistCounters {
+    pub(super) fn stats(&self) -> DistStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DistStats {
+            deltas: g(&self.deltas),
+            merged: g(&self.merged),
+            delta_bytes: g(&self.delta_bytes),
+            snapshots_first: g(&self.snapshots[0]),
+            snapshots_behind: g(&self.snapshots[1]),
+            snapshots_smaller: g(&self.snapshots[2]),
+            snapshots_reported: g(&self.snapshots[3]),
+            snapshot_bytes: g(&self.snapshot_bytes),
+            v1_lists: g(&self.v1_lists),
+            v1_bytes: g(&self.v1_bytes),
+        }
+    }
+
+    fn count(&self, sent: &Sent, bytes: usize) {
+        let add = |a: &AtomicU64, n: u64| {
+            a.fetch_add(n, Ordering::Relaxed);
+        };
+        match sent {
+            Sent::V1 => {
+                add(&self.v1_lists, 1);
+                add(&self.v1_bytes, bytes as u64);
+            }
+            Sent::Delta { merged } => {
+                add(&self.deltas, 1);
+                add(&self.merged, u64::from(*merged));
+                add(&self.delta_bytes, bytes as u64);
+            }
+            Sent::Snapshot(reason) => {
+                let i = match reason {
+                    SnapshotReason::First => 0,
+                    SnapshotReason::Behind => 1,
+                    SnapshotReason::Smaller => 2,
+                    SnapshotReason::Reported => 3,
+                };
+                add(&self.snapshots[i], 1);
+                add(&self.snapshot_bytes, bytes as u64);
+            }
+        }
+    }
+}
+
+/// What one write was.
+enum Sent {
+    V1,
+    Delta { merged: bool },
+    Snapshot(SnapshotReason),
+}
+
+/// A protocol-2 member's distribution progress, shared by its writer and its heartbeat task:
+/// the version its writer last wrote completely, and the heartbeat task's request for a
+/// snapshot.
+#[derive(Default)]
+pub(super) struct DistProgress {
+    /// Version last written completely, plus one (0: nothing written yet).
+    written: AtomicU64,
+    resend: AtomicBool,
+    wake: Notify,
+}
+
+impl DistProgress {
+    /// The version last written completely to the member, if any.
+    pub(super) fn written(&self) -> Option<u64> {
+        self.written.load(Ordering::Acquire).checked_sub(1)
+    }
+
+    /// Asks the writer to send a whole list next, whatever the member is thought to hold.
+    pub(super) fn request_snapshot(&self) {
+        self.resend.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
 }
 
 impl<N: Network> Shared<N> {
-    /// Publishes a committed list to the writers, the peer listener and the events. Call it
-    /// with the state lock held, so that versions and events come out in one order.
-    pub(super) fn announce(&self, list: MemberList) {
-        let encoded = encode(&list);
-        let bytes = encoded.len();
-        self.dist_tx.send_replace(encoded);
+    /// Publishes a committed version to the writers, the peer listener and the events, in
+    /// O(change): the delta is encoded here, once; the snapshot only when a writer needs it.
+    /// Call it with the state lock held, so that versions and events come out in one order.
+    pub(super) fn announce(&self, published: Publication) {
+        let Publication { list, delta } = published;
+        let bytes = list.snapshot_len();
+        let entry = Arc::new(DeltaEntry { bytes: encode_delta(&delta).into(), delta });
+        self.history.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+        self.dist_tx.send_replace(Version::new(list.clone()));
         self.dist_changed.notify_waiters();
         self.members_tx.send_replace(list.clone());
         self.events.emit(EventKind::MemberListChanged { list, bytes });
     }
+
+    /// See [`catch_up`].
+    fn next_for_v2(&self, held: Option<u64>, cur: &Version, requested: bool) -> Option<(Arc<[u8]>, Sent)> {
+        catch_up(&self.history, held, cur, requested)
+    }
+}
+
+/// What to write to bring a protocol-2 member whose writer last wrote version `held` (None:
+/// nothing yet) up to `cur`, a snapshot if `requested`: None if it is up to date. Locks
+/// `history` only to look the missed deltas up (and to share a merge).
+fn catch_up(
+    history_lock: &Mutex<History>,
+    held: Option<u64>,
+    cur: &Version,
+    requested: bool,
+) -> Option<(Arc<[u8]>, Sent)> {
+    {
+        let to = cur.number();
+        let snapshot = |reason| Some((cur.snapshot(), Sent::Snapshot(reason)));
+        let held = match (held, requested) {
+            (_, true) => return snapshot(SnapshotReason::Reported),
+            (None, false) => return snapshot(SnapshotReason::First),
+            (Some(h), false) if h >= to => return None,
+            (Some(h), false) => h,
+        };
+        let history = history_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((from, until, bytes)) = &history.merged
+            && (*from, *until) == (held, to)
+        {
+            return Some((bytes.clone(), Sent::Delta { merged: true }));
+        }
+        let Some(missed) = history.between(held, to) else {
+            return snapshot(SnapshotReason::Behind);
+        };
+        drop(history);
+        let limit = cur.list.snapshot_len();
+        if let [one] = missed.as_slice() {
+            return if one.bytes.len() < limit {
+                Some((one.bytes.clone(), Sent::Delta { merged: false }))
+            } else {
+                snapshot(SnapshotReason::Smaller)
+            };
+        }
+        // Merge outside the lock, in O(missed changes); give up early if it cannot win.
+        let Some(merged) = Delta::merge(missed.iter().map(|e| &e.delta)) else {
+            return snapshot(SnapshotReason::Behind);
+        };
+        if merged.wire_len() >= limit {
+            return snapshot(SnapshotReason::Smaller);
+        }
+        let bytes: Arc<[u8]> = encode_delta(&merged).into();
+        history_lock.lock().unwrap_or_else(|p| p.into_inner()).merged = Some((held, to, bytes.clone()));
+        Some((bytes, Sent::Delta { merged: true }))
+    }
 }
 
 /// Starts member `id`'s distribution writer; it removes the member when its connection
-/// closes, stalls or misbehaves, and ends quietly when `cancel` fires.
+/// closes, stalls or misbehaves, and ends quietly when `cancel` fires. `progress` is given
+/// for a protocol-2 member (deltas), None for a reference one (whole lists).
 pub(super) fn spawn_writer<N: Network>(
     shared: &Arc<Shared<N>>,
     id: u64,
-    v2: bool,
+    progress: Option<Arc<DistProgress>>,
     mut dist_reader: MessageReader<ReadHalf<N::Stream>>,
     mut dist_w: WriteHalf<N::Stream>,
     cancel: CancellationToken,
 ) {
-    let pacing = Pacing::of(&shared.cfg, v2);
+    let pacing = Pacing::of(&shared.cfg, progress.is_some());
     let mut lists = shared.dist_tx.subscribe();
     let shared = shared.clone();
     shared.tracker.clone().spawn(async move {
+        let mut held: Option<u64> = None;
         let reason = loop {
-            let bytes = lists.borrow_and_update().clone();
-            let write = timeout(shared.heartbeat_timeout, dist_w.write_all(&bytes));
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                r = write => match r {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break RemovalReason::Closed,
-                    Err(_) => break RemovalReason::DistributionStalled,
-                },
+            let cur = lists.borrow_and_update().clone();
+            let next = match &progress {
+                None => Some((cur.snapshot(), Sent::V1)),
+                Some(p) => shared.next_for_v2(held, &cur, p.resend.swap(false, Ordering::AcqRel)),
+            };
+            if let Some((bytes, sent)) = next {
+                let write = timeout(shared.heartbeat_timeout, dist_w.write_all(&bytes));
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return,
+                    r = write => match r {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break RemovalReason::Closed,
+                        Err(_) => break RemovalReason::DistributionStalled,
+                    },
+                }
+                shared.dist_counters.count(&sent, bytes.len());
+                held = Some(cur.number());
+                if let Some(p) = &progress {
+                    p.written.store(cur.number() + 1, Ordering::Release);
+                }
+                let gap = pacing.gap(bytes.len(), cur.list.len());
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => {}
+                    _ = sleep(gap) => {}
+                }
             }
-            let gap = pacing.gap(bytes.len(), shared.members_tx.borrow().len());
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => {}
-                _ = sleep(gap) => {}
-            }
-            // Wait for the next change (deterministically: see `Shared::dist_changed`);
-            // meanwhile watch the socket for EOF. The `Notified` future receives
-            // `notify_waiters` from its creation on, so a change published between the
-            // check and the wait is not missed.
+            // Wait for the next change (deterministically: see `Shared::dist_changed`) or a
+            // snapshot request; meanwhile watch the socket for EOF. The `Notified` future
+            // receives `notify_waiters` from its creation on, so a change published between
+            // the check and the wait is not missed.
             let changed = shared.dist_changed.notified();
             match lists.has_changed() {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(_) => return,
             }
+            if progress.as_ref().is_some_and(|p| p.resend.load(Ordering::Acquire)) {
+                continue;
+            }
+            let resend = async {
+                match &progress {
+                    Some(p) => p.wake.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             // The connection is one-way: what a member writes on it is read (so its end is
             // seen) and dropped, and never causes a resend.
             tokio::pin!(changed);
+            tokio::pin!(resend);
             let ended = loop {
                 tokio::select! {
                     biased;
                     _ = cancel.cancelled() => return,
                     _ = &mut changed => break None,
+                    _ = &mut resend => break None,
                     r = dist_reader.next() => match r {
                         Err(DecodeError::Eof { .. }) | Err(DecodeError::Io(_)) => break Some(RemovalReason::Closed),
                         Err(e) => {
@@ -105,4 +409,171 @@ pub(super) fn spawn_writer<N: Network>(
         };
         shared.remove_member(id, reason);
     });
+}
+
+/// The history and writers' shared state an authenticator starts with.
+pub(super) fn history(limit: usize) -> Mutex<History> {
+    Mutex::new(History::new(limit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn entry(base: u64, added: u16) -> Arc<DeltaEntry> {
+        let delta =
+            Delta { base, version: base + 1, removed: vec![], added: vec![SocketAddr::from(([10, 0, 0, 1], added))] };
+        Arc::new(DeltaEntry { bytes: encode_delta(&delta).into(), delta })
+    }
+
+    #[test]
+    fn the_history_is_bounded_and_finds_only_whole_runs() {
+        let mut h = History::new(3);
+        for v in 0..5 {
+            h.push(entry(v, v as u16 + 1));
+        }
+        // Keeps deltas 2→3, 3→4, 4→5.
+        assert_eq!(h.deltas.len(), 3);
+        assert!(h.between(1, 5).is_none(), "1→2 was dropped");
+        let run = h.between(2, 5).unwrap();
+        assert_eq!(run.iter().map(|e| e.delta.version).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(h.between(3, 4).unwrap().len(), 1);
+        assert!(h.between(4, 6).is_none(), "6 is not published");
+        assert!(h.between(5, 5).is_none());
+    }
+
+    mod prop {
+        use super::*;
+        use crate::authenticator::AuthenticatorConfig;
+        use crate::authenticator::state::AuthState;
+        use crate::wire::Message;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+        use std::net::IpAddr;
+        use std::time::Duration;
+
+        /// One step: a change, then maybe the writer wakes, maybe its write is lost, maybe a
+        /// heartbeat answer lets the authenticator see what the member holds.
+        #[derive(Clone, Debug)]
+        struct Step {
+            join: Option<(u8, u16)>,
+            remove: usize,
+            wake: bool,
+            lose: bool,
+            beat: bool,
+        }
+
+        fn arb_step() -> impl Strategy<Value = Step> {
+            (
+                proptest::option::weighted(0.6, (0u8..6, 1u16..5)),
+                any::<usize>(),
+                any::<bool>(),
+                proptest::bool::weighted(0.1),
+                any::<bool>(),
+            )
+                .prop_map(|(join, remove, wake, lose, beat)| Step { join, remove, wake, lose, beat })
+        }
+
+        /// The writer wakes: what it sends, and what the member does with it.
+        fn wake(
+            history: &Mutex<History>,
+            versions: &BTreeMap<u64, MemberList>,
+            cur: &Version,
+            written: &mut Option<u64>,
+            member: &mut Option<MemberList>,
+            requested: &mut bool,
+            lose: bool,
+        ) -> Result<(), TestCaseError> {
+            let Some((bytes, _)) = catch_up(history, *written, cur, std::mem::take(requested)) else { return Ok(()) };
+            *written = Some(cur.number());
+            if lose {
+                return Ok(());
+            }
+            match Message::decode(&bytes).unwrap() {
+                Message::Distro { members, version } => {
+                    let list = MemberList::new(version, members);
+                    if member.as_ref().is_none_or(|m| m.is_superseded_by(&list)) {
+                        *member = Some(list);
+                    }
+                }
+                Message::Delta(d) => {
+                    // Its first list was lost: it waits for a whole list, as the joiner does.
+                    let Some(held) = member.as_ref() else { return Ok(()) };
+                    match held.apply(&d, usize::MAX) {
+                        Ok(next) => *member = Some(next),
+                        Err(crate::member_list::DeltaError::BaseMismatch { .. }) => {}
+                        Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
+                    }
+                }
+                other => return Err(TestCaseError::fail(format!("{other:?}"))),
+            }
+            let m = member.as_ref().unwrap();
+            prop_assert_eq!(m, &versions[&m.version.unwrap()]);
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+            /// Any sequence of changes (joins, replacements, removals), a writer that wakes at
+            /// any moment (so it is any number of versions behind: one delta, a merge, or a
+            /// snapshot past a tiny history), writes that get lost, and heartbeat answers that
+            /// bring a snapshot: every list the member takes is the authenticator's list of
+            /// that version, and once the writer catches up it holds the newest.
+            #[test]
+            fn a_member_fed_deltas_and_snapshots_holds_the_authenticators_list(
+                steps in proptest::collection::vec(arb_step(), 1..80),
+                limit in 1usize..6,
+            ) {
+                let own: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+                let cfg = AuthenticatorConfig::new("pw");
+                let mut st: AuthState<(), (), ()> = AuthState::new(&cfg, own, Duration::ZERO);
+                let history = Mutex::new(History::new(limit));
+                let mut versions = BTreeMap::from([(0u64, st.list())]);
+                let mut ids: Vec<u64> = Vec::new();
+                let mut cur = Version::new(st.list());
+                let mut written: Option<u64> = None;
+                let mut member: Option<MemberList> = None;
+                let mut requested = false;
+                for s in steps {
+                    let published = match s.join {
+                        Some((host, port)) => {
+                            let peer = SocketAddr::new(IpAddr::from([10, 0, 1, host]), port);
+                            st.admit(peer.ip(), peer, (), Duration::ZERO).ok().map(|a| {
+                                ids.push(a.id);
+                                a.published
+                            })
+                        }
+                        None if !ids.is_empty() => {
+                            let id = ids.remove(s.remove % ids.len());
+                            st.remove(id, Duration::ZERO).map(|(_, p)| p)
+                        }
+                        None => None,
+                    };
+                    if let Some(p) = published {
+                        let entry = Arc::new(DeltaEntry { bytes: encode_delta(&p.delta).into(), delta: p.delta });
+                        history.lock().unwrap().push(entry);
+                        versions.insert(p.list.version.unwrap(), p.list.clone());
+                        cur = Version::new(p.list);
+                    }
+                    if s.wake {
+                        wake(&history, &versions, &cur, &mut written, &mut member, &mut requested, s.lose)?;
+                    }
+                    // The heartbeat rule: a member reporting less than was written asks for a
+                    // snapshot (the real rule waits an interval; here writes arrive at once).
+                    if s.beat && written.is_some() && member.as_ref().and_then(|m| m.version) < written {
+                        requested = true;
+                    }
+                }
+                // Quiet: beats and wakes until the member has the newest list.
+                for _ in 0..3 {
+                    if member.as_ref().and_then(|m| m.version) < written {
+                        requested = true;
+                    }
+                    wake(&history, &versions, &cur, &mut written, &mut member, &mut requested, false)?;
+                }
+                prop_assert_eq!(member.as_ref(), Some(&st.list()));
+            }
+        }
+    }
 }

@@ -23,7 +23,7 @@ use super::{Shared, distribution, heartbeat};
 use crate::event::{EventKind, RemovalReason};
 use crate::net::{Listener, NetStream, Network};
 use crate::scram::ServerExchange;
-use crate::wire::{Message, MessageReader, PROTOCOL_VERSION};
+use crate::wire::{Message, MessageReader, PROTOCOL_VERSION, encode_distro};
 
 /// Accepts auth connections; each gets a handshake slot from the state (see
 /// [`AuthState::begin_handshake`](super::state::AuthState::begin_handshake)) or is closed.
@@ -308,9 +308,13 @@ async fn serve_joiner<N: Network>(
     let (token, provisional) = shared.lock().add_pending(ip, v2, peer_addr, tx);
     let guard = PendingGuard { shared: &shared, token };
     // The joiner's own first list includes itself, as the reference sends it;
-    // unversioned, because it is not a committed list.
-    if let Err(e) = write_msg(&mut w, &Message::Distro { members: provisional, version: None }, deadline).await {
-        return fail(e);
+    // unversioned, because it is not a committed list. Encoded here, outside the lock.
+    let first = encode_distro(provisional.iter(), None);
+    drop(provisional);
+    match timeout_at(deadline, w.write_all(&first)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return fail(format!("write failed: {e}")),
+        Err(_) => return fail("write not done by the handshake deadline".into()),
     }
     if !v2 {
         sleep(shared.cfg.v1_pacing).await;
@@ -333,7 +337,7 @@ async fn serve_joiner<N: Network>(
 
     // Commit: only now does the joiner become a member.
     let member_cancel = shared.cancel.child_token();
-    let admission = {
+    let (id, phase, joined_version) = {
         let mut st = shared.lock();
         let adm = match st.admit(ip, peer_addr, member_cancel.clone(), shared.now()) {
             Ok(adm) => adm,
@@ -352,19 +356,21 @@ async fn serve_joiner<N: Network>(
         info!(member = %peer_addr, %ip, v2, "member joined");
         shared.events.emit(EventKind::MemberJoined { member: peer_addr, source: ip });
         // Still under the lock, so that versions and events come out in one order.
-        shared.announce(adm.list.clone());
-        adm
+        let admitted = (adm.id, adm.phase, adm.published.delta.version);
+        shared.announce(adm.published);
+        admitted
     };
     slot.finish();
 
-    distribution::spawn_writer(&shared, admission.id, v2, dist_reader, dist_w, member_cancel.clone());
+    let progress = v2.then(|| Arc::new(distribution::DistProgress::default()));
+    distribution::spawn_writer(&shared, id, progress.clone(), dist_reader, dist_w, member_cancel.clone());
 
     // A protocol-2 member must report (at least) the list that admitted it.
-    let joined_version = admission.list.version.unwrap_or(0);
     let floor = v2.then_some(joined_version - 1);
-    let reason = heartbeat::run(&shared, &mut reader, &mut w, peer_addr, admission.phase, floor, &member_cancel).await;
+    let session = heartbeat::Session { member: peer_addr, phase, floor, progress };
+    let reason = heartbeat::run(&shared, &mut reader, &mut w, session, &member_cancel).await;
     if let Some(reason) = reason {
-        shared.remove_member(admission.id, reason);
+        shared.remove_member(id, reason);
     }
     let _ = timeout(Duration::from_millis(100), w.shutdown()).await;
 }

@@ -10,12 +10,16 @@
 //! `heartbeat_timeout`: a member that stops answering — crashed, partitioned
 //! or half-open — is removed and the new list distributed.
 //!
-//! Distribution never blocks on a slow member: the current list lives in a
-//! `watch` channel (a one-slot queue that always holds the newest list), and
-//! each member has its own writer that sends whatever is newest when it gets
-//! to it, so a burst of changes coalesces into one list instead of queueing
-//! stale ones. Reference joiners need their lists spaced (see the interop
-//! hazard in the wire notes); joiners that announce protocol 2 do not.
+//! Distribution never blocks on a slow member: the current version lives in a
+//! `watch` channel (a one-slot queue that always holds the newest one), and
+//! each member has its own writer that sends what brings its member up to the
+//! newest version when it gets to it, so a burst of changes coalesces instead
+//! of queueing stale lists. Reference joiners get whole lists, spaced (see the
+//! interop hazard in the wire notes); joiners that announce protocol 2 get a
+//! whole list first, then deltas (`docs/protocol-2.md`), unpaced by the budget.
+//! No change costs O(members) under the state lock: the list is a persistent
+//! structure, members are found by address through an index, and only the
+//! change is encoded there.
 //!
 //! A member's distribution connection can die while its auth connection
 //! lives (a lost segment under turmoil, which never retransmits; a middlebox
@@ -64,7 +68,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
-pub use config::{AuthenticatorConfig, DEFAULT_AUTH_PORT, DEFAULT_DISTRIBUTION_BUDGET};
+pub use config::{AuthenticatorConfig, DEFAULT_AUTH_PORT, DEFAULT_DELTA_HISTORY, DEFAULT_DISTRIBUTION_BUDGET};
+pub use distribution::{DistStats, SnapshotReason};
 use state::AuthState;
 
 use crate::error::Error;
@@ -94,8 +99,12 @@ struct Shared<N: Network> {
     state: Mutex<State<N::Stream>>,
     /// Current committed list (also read by the peer listener).
     members_tx: watch::Sender<MemberList>,
-    /// Current committed list, encoded once per version for distribution.
-    dist_tx: watch::Sender<Arc<[u8]>>,
+    /// Current committed version, as the distribution writers need it.
+    dist_tx: watch::Sender<Arc<distribution::Version>>,
+    /// Recent deltas, encoded once each, for writers that fell behind.
+    history: Mutex<distribution::History>,
+    /// What the writers sent.
+    dist_counters: distribution::DistCounters,
     /// Wakes the distribution writers when `dist_tx` changes. Writers wait
     /// on this rather than on `watch::Receiver::changed`, because a watch
     /// channel wakes its receivers in an order drawn from tokio's unseeded
@@ -166,7 +175,7 @@ impl<N: Network> Authenticator<N> {
         let state = State::new(&cfg, peer_addr, Duration::ZERO);
         let first = state.list();
         let (members_tx, members_rx) = watch::channel(first.clone());
-        let (dist_tx, _) = watch::channel(distribution::encode(&first));
+        let (dist_tx, _) = watch::channel(distribution::Version::new(first.clone()));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let local_ip = (!cfg.listen.ip().is_unspecified()).then_some(cfg.listen.ip());
@@ -182,6 +191,7 @@ impl<N: Network> Authenticator<N> {
             cancel: cancel.clone(),
             freeze: Freeze::default(),
         });
+        let history = distribution::history(cfg.delta_history);
         let shared = Arc::new(Shared {
             heartbeat_timeout: cfg.effective_heartbeat_timeout(),
             epoch: Instant::now(),
@@ -191,6 +201,8 @@ impl<N: Network> Authenticator<N> {
             dist_addr,
             members_tx,
             dist_tx,
+            history,
+            dist_counters: distribution::DistCounters::default(),
             dist_changed: Notify::new(),
             events,
             refusals: refusals::RefusalLog::new(),
@@ -250,6 +262,11 @@ impl<N: Network> Authenticator<N> {
     pub fn handshakes_in_progress(&self) -> usize {
         self.shared.lock().handshake_count()
     }
+    /// What the distribution writers have sent so far: deltas, snapshots and why, whole
+    /// lists to reference members, and their bytes.
+    pub fn distribution_stats(&self) -> DistStats {
+        self.shared.dist_counters.stats()
+    }
     /// Tasks still running (0 once left).
     pub fn task_count(&self) -> usize {
         self.shared.tracker.len()
@@ -298,14 +315,14 @@ impl<N: Network> Shared<N> {
     /// Removes member `id` if it is still a member; returns whether it was.
     fn remove_member(&self, id: u64, reason: RemovalReason) -> bool {
         let mut st = self.lock();
-        let Some((gone, list)) = st.remove(id, self.now()) else {
+        let Some((gone, published)) = st.remove(id, self.now()) else {
             return false;
         };
         gone.attached.cancel();
         info!(member = %gone.peer_addr, ?reason, "member removed");
         self.events.emit(EventKind::MemberRemoved { member: gone.peer_addr, reason });
         // Still under the lock, so that versions and events come out in one order.
-        self.announce(list);
+        self.announce(published);
         true
     }
 }

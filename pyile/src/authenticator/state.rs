@@ -15,7 +15,7 @@
 //! address or one IPv6 /64 ([`source_key`]): one host usually holds a whole /64, so
 //! counting IPv6 per address would let it take 2^64 slots.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use subtle::ConstantTimeEq;
 
 use super::config::AuthenticatorConfig;
-use crate::member_list::MemberList;
+use crate::member_list::{Delta, MemberList};
 
 /// How long a member's distribution writer waits after sending a list before it sends the
 /// newest one again: the coalescing window of a member's protocol (the distribution interval
@@ -40,10 +40,12 @@ pub struct Pacing {
 
 impl Pacing {
     /// The pacing an authenticator configured with `cfg` applies to a protocol-2 member
-    /// (`v2`) or to a reference (v1) member.
+    /// (`v2`) or to a reference (v1) member. Protocol-2 members receive deltas, which cost
+    /// O(change) whatever the list's size, so the budget does not pace them: they get the
+    /// distribution interval alone.
     pub fn of(cfg: &AuthenticatorConfig, v2: bool) -> Self {
         Pacing {
-            budget: cfg.distribution_budget,
+            budget: if v2 { 0 } else { cfg.distribution_budget },
             min_gap: if v2 { cfg.distribution_interval } else { cfg.v1_pacing },
             max_gap: cfg.max_distribution_gap(),
         }
@@ -121,9 +123,10 @@ pub enum PasswordCheck {
 /// A member, with what the tasks attached to it.
 #[derive(Clone, Debug)]
 struct Member<M> {
-    id: u64,
     source: IpAddr,
     peer_addr: SocketAddr,
+    /// Its entry's key in the published [`MemberList`].
+    key: u64,
     attached: M,
 }
 
@@ -153,8 +156,19 @@ pub struct Admission<M> {
     pub phase: Duration,
     /// Members with the same peer address, replaced by it (in list order).
     pub replaced: Vec<Removed<M>>,
-    /// The list that admitted it (already published).
+    /// The list that admitted it, and the change from the previous version.
+    pub published: Publication,
+}
+
+/// A version of the list, as [`AuthState`] publishes it on every change: the list (an
+/// O(1) clone of the state's own) and the change from the version before, both built in
+/// O(change × log members).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publication {
+    /// The new list.
     pub list: MemberList,
+    /// The change from the previous version to this one.
+    pub delta: Delta,
 }
 
 /// A connection in its handshake (from accept to admission).
@@ -227,7 +241,12 @@ pub struct AuthState<M, P, H = ()> {
     /// When recent versions were published, oldest first (see
     /// [`AuthState::distribution_overdue`]); always holds the current version.
     published: VecDeque<(u64, Duration)>,
-    members: Vec<Member<M>>,
+    /// Members by id (ids grow with admissions, so this is list order).
+    members: BTreeMap<u64, Member<M>>,
+    /// Member ids by peer address (looked up, never iterated: no order reaches output).
+    by_addr: HashMap<SocketAddr, u64>,
+    /// The current list, kept up to date change by change (O(log n) each).
+    list: MemberList,
     pending: BTreeMap<u64, Pending<P>>,
     handshakes: BTreeMap<u64, Handshake<H>>,
     per_source: BTreeMap<IpAddr, usize>,
@@ -252,7 +271,9 @@ impl<M, P, H> AuthState<M, P, H> {
             own_addr,
             version: 0,
             published: VecDeque::from([(0, now)]),
-            members: Vec::new(),
+            members: BTreeMap::new(),
+            by_addr: HashMap::new(),
+            list: MemberList::new(Some(0), [own_addr]),
             pending: BTreeMap::new(),
             handshakes: BTreeMap::new(),
             per_source: BTreeMap::new(),
@@ -273,13 +294,10 @@ impl<M, P, H> AuthState<M, P, H> {
         }
     }
 
-    /// The current list: the authenticator first, then the members in admission order.
+    /// The current list: the authenticator first, then the members in admission order
+    /// (an O(1) clone).
     pub fn list(&self) -> MemberList {
-        MemberList::new(Some(self.version), self.addrs())
-    }
-
-    fn addrs(&self) -> Vec<SocketAddr> {
-        std::iter::once(self.own_addr).chain(self.members.iter().map(|m| m.peer_addr)).collect()
+        self.list.clone()
     }
 
     /// The current list's version.
@@ -376,13 +394,15 @@ impl<M, P, H> AuthState<M, P, H> {
     /// Records a handshake from `ip` that sent `peer_addr` and now waits for its distribution
     /// connection. Returns its token (sent to protocol-2 joiners in `dist_addr`) and the
     /// joiner's first, provisional list: the current list without `peer_addr`, then
-    /// `peer_addr` last (the reference sends the joiner itself too).
-    pub fn add_pending(&mut self, ip: IpAddr, v2: bool, peer_addr: SocketAddr, attached: P) -> (u64, Vec<SocketAddr>) {
+    /// `peer_addr` last (the reference sends the joiner itself too), unversioned. O(log n):
+    /// the caller encodes it after letting go of the state.
+    pub fn add_pending(&mut self, ip: IpAddr, v2: bool, peer_addr: SocketAddr, attached: P) -> (u64, MemberList) {
         let token = self.next_token;
         self.next_token += 1;
         self.pending.insert(token, Pending { ip, v2, attached });
-        let mut list = self.addrs();
-        list.retain(|m| *m != peer_addr);
+        let mut list = self.list.clone();
+        list.version = None;
+        while list.remove_addr(&peer_addr) {}
         list.push(peer_addr);
         (token, list)
     }
@@ -429,34 +449,51 @@ impl<M, P, H> AuthState<M, P, H> {
         if self.bans.is_banned(key, now) {
             return Err(AdmitRefusal::Banned);
         }
-        if self.members.iter().any(|m| m.peer_addr == peer_addr && source_key(m.source) != key) {
+        // The authenticator's own address is never a member's: lists never repeat an
+        // address, so a delta's removal by address is unambiguous.
+        let existing = self.by_addr.get(&peer_addr).copied();
+        if peer_addr == self.own_addr
+            || existing.is_some_and(|id| self.members.get(&id).is_some_and(|m| source_key(m.source) != key))
+        {
             return Err(AdmitRefusal::AddressTaken);
         }
         let mut replaced = Vec::new();
-        while let Some(pos) = self.members.iter().position(|m| m.peer_addr == peer_addr) {
-            let m = self.members.remove(pos);
+        let mut removed = Vec::new();
+        if let Some(m) = existing.and_then(|id| self.take_member(id)) {
+            removed.push(m.peer_addr);
             replaced.push(Removed { peer_addr: m.peer_addr, attached: m.attached });
         }
         let id = self.next_member;
         self.next_member += 1;
-        self.members.push(Member { id, source: ip, peer_addr, attached });
+        let list_key = self.list.push(peer_addr);
+        self.members.insert(id, Member { source: ip, peer_addr, key: list_key, attached });
+        self.by_addr.insert(peer_addr, id);
         let interval_ms = self.heartbeat_interval.as_millis().max(1) as u64;
         let phase = Duration::from_millis(self.rng.random_range(0..interval_ms));
-        let list = self.publish(now);
-        Ok(Admission { id, phase, replaced, list })
+        let published = self.publish(now, removed, vec![peer_addr]);
+        Ok(Admission { id, phase, replaced, published })
+    }
+
+    /// Takes member `id` out of the tables and the list (not yet published).
+    fn take_member(&mut self, id: u64) -> Option<Member<M>> {
+        let m = self.members.remove(&id)?;
+        self.by_addr.remove(&m.peer_addr);
+        self.list.remove_key(m.key);
+        Some(m)
     }
 
     /// Removes member `id` and publishes the new list at `now`; None if it is no longer a
     /// member (removed meanwhile).
-    pub fn remove(&mut self, id: u64, now: Duration) -> Option<(Removed<M>, MemberList)> {
-        let pos = self.members.iter().position(|m| m.id == id)?;
-        let m = self.members.remove(pos);
-        let list = self.publish(now);
-        Some((Removed { peer_addr: m.peer_addr, attached: m.attached }, list))
+    pub fn remove(&mut self, id: u64, now: Duration) -> Option<(Removed<M>, Publication)> {
+        let m = self.take_member(id)?;
+        let published = self.publish(now, vec![m.peer_addr], Vec::new());
+        Some((Removed { peer_addr: m.peer_addr, attached: m.attached }, published))
     }
 
-    /// Bumps the version and records its publication time.
-    fn publish(&mut self, now: Duration) -> MemberList {
+    /// Bumps the version, records its publication time, and returns the new list with the
+    /// change that made it.
+    fn publish(&mut self, now: Duration, removed: Vec<SocketAddr>, added: Vec<SocketAddr>) -> Publication {
+        let base = self.version;
         self.version += 1;
         self.published.push_back((self.version, now));
         // Keep what `distribution_overdue` can need: versions published in the last two
@@ -466,7 +503,8 @@ impl<M, P, H> AuthState<M, P, H> {
         {
             self.published.pop_front();
         }
-        self.list()
+        self.list.version = Some(self.version);
+        Publication { list: self.list(), delta: Delta { base, version: self.version, removed, added } }
     }
 
     /// For a protocol-2 member whose newest list is version `held`: the oldest version it
@@ -610,18 +648,19 @@ mod tests {
         let j = addr("10.0.0.2:6000");
         let (token, first) = st.add_pending(ip("10.0.0.2"), true, j, 7);
         // The provisional list holds the joiner itself, last, but nothing is published.
-        assert_eq!(first, vec![addr(AUTH), j]);
-        assert_eq!(st.list().members.to_vec(), vec![addr(AUTH)]);
+        assert_eq!(first, MemberList::new(None, vec![addr(AUTH), j]));
+        assert_eq!(st.list().to_vec(), vec![addr(AUTH)]);
         assert_eq!(st.version(), 0);
         // A failed handshake leaves no trace.
         assert!(st.drop_pending(token));
         assert_eq!(st.pending_count(), 0);
         assert_eq!(st.version(), 0);
         let adm = st.admit(ip("10.0.0.2"), j, "j", secs(1)).unwrap();
-        assert_eq!(adm.list, MemberList::new(Some(1), vec![addr(AUTH), j]));
+        assert_eq!(adm.published.list, MemberList::new(Some(1), vec![addr(AUTH), j]));
+        assert_eq!(adm.published.delta, Delta { base: 0, version: 1, removed: vec![], added: vec![j] });
         assert!(adm.replaced.is_empty());
         assert!(adm.phase < secs(2));
-        assert_eq!(st.list(), adm.list);
+        assert_eq!(st.list(), adm.published.list);
     }
 
     #[test]
@@ -664,12 +703,15 @@ mod tests {
         let again = st.admit(ip("10.0.0.2"), a, "a2", secs(2)).unwrap();
         assert_eq!(again.replaced.len(), 1);
         assert_eq!((again.replaced[0].peer_addr, again.replaced[0].attached), (a, "a1"));
-        assert_eq!(again.list, MemberList::new(Some(3), vec![addr(AUTH), b, a]));
+        assert_eq!(again.published.list, MemberList::new(Some(3), vec![addr(AUTH), b, a]));
+        // A replacement is one change: the old entry out, the new one last.
+        assert_eq!(again.published.delta, Delta { base: 2, version: 3, removed: vec![a], added: vec![a] });
         // The replaced member's id is gone; removing it again is a no-op.
         assert!(st.remove(first.id, secs(3)).is_none());
-        let (gone, list) = st.remove(again.id, secs(3)).unwrap();
+        let (gone, published) = st.remove(again.id, secs(3)).unwrap();
         assert_eq!((gone.peer_addr, gone.attached), (a, "a2"));
-        assert_eq!(list, MemberList::new(Some(4), vec![addr(AUTH), b]));
+        assert_eq!(published.list, MemberList::new(Some(4), vec![addr(AUTH), b]));
+        assert_eq!(published.delta, Delta { base: 3, version: 4, removed: vec![a], added: vec![] });
         assert!(again.id > first.id);
     }
 
@@ -734,15 +776,17 @@ mod tests {
         // Small lists: the coalescing window of the member's protocol.
         assert_eq!(v2.gap(100, 4), Duration::from_millis(10));
         assert_eq!(v1.gap(100, 4), Duration::from_millis(50));
-        // 100 entries of 23 bytes to 100 members at 1 MB/s: 230 ms, for either protocol.
-        assert_eq!(v2.gap(2_300, 100), Duration::from_millis(230));
+        // 100 entries of 23 bytes to 100 members at 1 MB/s: 230 ms for reference members;
+        // protocol-2 members get deltas and only their window, whatever the size.
         assert_eq!(v1.gap(2_300, 100), Duration::from_millis(230));
+        assert_eq!(v2.gap(2_300, 100), Duration::from_millis(10));
+        assert_eq!(v2.gap(230_000, 10_000), Duration::from_millis(10));
         // Capped at the longest gap, the heartbeat timeout (3 s).
-        assert_eq!(v2.gap(230_000, 10_000), c.max_distribution_gap());
+        assert_eq!(v1.gap(230_000, 10_000), c.max_distribution_gap());
         assert_eq!(c.max_distribution_gap(), Duration::from_secs(3));
         // Unbounded: only the window, whatever the size.
-        let free = Pacing::of(&c.clone().distribution_budget(0), true);
-        assert_eq!(free.gap(230_000, 10_000), Duration::from_millis(10));
+        let free = Pacing::of(&c.clone().distribution_budget(0), false);
+        assert_eq!(free.gap(230_000, 10_000), Duration::from_millis(50));
     }
 
     #[test]
@@ -850,6 +894,43 @@ mod tests {
         // Even where foreign addresses are allowed, a member is only replaced from its source.
         st.admit(ip("10.0.0.2"), a, "a", secs(1)).unwrap();
         assert_eq!(st.admit(ip("10.0.0.9"), a, "spoof", secs(2)).unwrap_err(), AdmitRefusal::AddressTaken);
-        assert_eq!(st.list().members.to_vec(), vec![addr(AUTH), a]);
+        assert_eq!(st.list().to_vec(), vec![addr(AUTH), a]);
+        // Nor is the authenticator's own address anyone's.
+        let own = addr(AUTH);
+        assert_eq!(st.admit(own.ip(), own, "me", secs(2)).unwrap_err(), AdmitRefusal::AddressTaken);
+        assert_eq!(st.list().to_vec(), vec![addr(AUTH), a]);
+    }
+
+    #[test]
+    fn every_publication_carries_the_delta_that_leads_to_it() {
+        // Any sequence of admissions (replacements included) and removals: each version's
+        // list is the previous one with its delta applied, and the list is the members in
+        // admission order behind the authenticator.
+        let mut st = state();
+        let mut held = st.list();
+        let mut ids = Vec::new();
+        for step in 0..200u32 {
+            let published = if step % 3 == 2 && !ids.is_empty() {
+                let id = ids.remove((step as usize * 7) % ids.len());
+                st.remove(id, secs(1)).map(|(_, p)| p)
+            } else {
+                let host = step % 5;
+                let port = 1 + (step * 13) % 7;
+                let peer = SocketAddr::new(IpAddr::from([10, 0, 1, host as u8]), port as u16);
+                st.admit(peer.ip(), peer, "m", secs(1)).ok().map(|adm| {
+                    ids.push(adm.id);
+                    adm.published
+                })
+            };
+            let Some(p) = published else { continue };
+            assert_eq!(p.delta.base, held.version.unwrap());
+            held = held.apply(&p.delta, usize::MAX).unwrap();
+            assert_eq!(held, p.list, "step {step}");
+            assert_eq!(held, st.list());
+        }
+        let expected: Vec<SocketAddr> =
+            std::iter::once(addr(AUTH)).chain(st.members.values().map(|m| m.peer_addr)).collect();
+        assert_eq!(st.list().to_vec(), expected);
+        assert_eq!(st.by_addr.len(), st.members.len());
     }
 }

@@ -81,6 +81,7 @@ impl Monitor {
     /// by design.
     pub fn hostile_hosts(&mut self, hostile: &[usize], insiders: &[usize]) {
         self.attacks.hostile_ips.extend(hostile.iter().map(|&h| self.host_ips[h]));
+        self.views.changed();
         self.attacks.insider_ips.extend(insiders.iter().map(|&h| self.host_ips[h]));
     }
 
@@ -156,6 +157,7 @@ impl Monitor {
         let hostile = self.attacks.hostile_ips.contains(&source) || self.attacks.hostile_ips.contains(&member.ip());
         if hostile || member.ip() != source {
             self.attacks.tainted.insert(member);
+            self.views.changed();
             self.count(MetricId::AttackAdmissions, 1.0);
             self.find(
                 Severity::Safety,
@@ -168,7 +170,7 @@ impl Monitor {
     }
 
     /// `attacker_member` on a list held by the authenticator (`holder` "a") or a joiner ("j").
-    pub(super) fn check_list_for_attackers(&mut self, t: Duration, holder: &str, members: &[SocketAddr]) {
+    pub(super) fn check_list_for_attackers(&mut self, t: Duration, holder: &str, members: &pyile::MemberList) {
         if !self.attacks.any() && self.attacks.tainted.is_empty() {
             return;
         }

@@ -38,6 +38,7 @@ impl Monitor {
 
     /// The authenticator banned `ip`.
     pub fn banned(&mut self, t: Duration, ip: IpAddr) {
+        self.views.changed();
         if !self.banned.insert(ip) {
             return;
         }

@@ -48,7 +48,7 @@ impl Monitor {
 
     /// `ghost_member` on a list held at `t` by the authenticator (`holder` = `None`) or by
     /// joiner instance `holder`.
-    pub(super) fn check_list_for_ghosts(&mut self, t: Duration, holder: Option<u64>, members: &[SocketAddr]) {
+    pub(super) fn check_list_for_ghosts(&mut self, t: Duration, holder: Option<u64>, members: &pyile::MemberList) {
         let who = if holder.is_some() { "a joiner's list" } else { "the authenticator's list" };
         for m in members {
             let Some(&inst) = self.ghosts.peers.get(m) else { continue };
@@ -143,7 +143,7 @@ impl Monitor {
             self.find(Severity::Safety, "ghost_member", format!("inst:{inst}"), at, detail);
         }
         if self.auth_running {
-            let members: Vec<SocketAddr> = self.auth_members.iter().copied().collect();
+            let members = pyile::MemberList::new(None, self.auth_members.iter().copied());
             self.check_list_for_ghosts(end, None, &members);
         }
     }

@@ -23,7 +23,9 @@ impl Monitor {
             self.count(MetricId::Rejoins, 1.0);
         }
         let honest = !self.attacker_ips.contains(&self.host_ips[host]);
-        self.instances.insert(inst, Instance { joiner, host, honest, join_started: t, ..Default::default() });
+        let incarnation = self.auth_incarnation;
+        self.instances
+            .insert(inst, Instance { joiner, host, honest, join_started: t, incarnation, ..Default::default() });
         self.note_peer(inst, peer);
     }
 
@@ -86,6 +88,7 @@ impl Monitor {
         if self.instances.get(&inst).is_some_and(|i| i.joined_at.is_none()) {
             self.ghost_failed(t, inst);
         }
+        self.view_final(t, inst);
         if let Some(i) = self.instances.get_mut(&inst) {
             i.ended.get_or_insert(t);
             i.stopped_at.get_or_insert(t);
@@ -115,6 +118,7 @@ impl Monitor {
     /// An authenticator incarnation started; its own peer address is `peer`.
     pub fn auth_started(&mut self, _t: Duration, peer: SocketAddr) {
         self.auth_incarnation += 1;
+        self.views_restart();
         self.auth_running = true;
         self.auth_peers.insert(peer);
         self.auth_members.clear();

@@ -11,6 +11,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use pyile::MemberList;
+
 use super::monitor::Monitor;
 use crate::metrics::MetricId;
 use crate::verdict::Severity;
@@ -20,8 +22,8 @@ use crate::verdict::Severity;
 pub struct ListView {
     /// Version (our authenticator's extension; None from the reference).
     pub version: Option<u64>,
-    /// The members, authenticator first.
-    pub members: Vec<SocketAddr>,
+    /// The members, authenticator first (an O(1) clone of the node's own list).
+    pub members: MemberList,
     /// Encoded size.
     pub bytes: usize,
 }
@@ -45,7 +47,11 @@ impl Monitor {
     /// The authenticator published `list`.
     pub fn auth_list(&mut self, t: Duration, list: &ListView) {
         self.count(MetricId::ListChanges, 1.0);
-        for m in &list.members {
+        let finds = self.finds;
+        // A list holding an address never admitted is no finding of its own (a joiner that
+        // holds it is), but joiners' copies of it are then checked one by one.
+        let mut unknown = false;
+        for m in list.members.iter() {
             if self.banned.contains(&m.ip()) || self.attacker_ips.contains(&m.ip()) {
                 self.find(
                     Severity::Safety,
@@ -55,9 +61,12 @@ impl Monitor {
                     format!("authenticator list v{:?} holds {m}, a banned/attacker IP", list.version),
                 );
             }
+            unknown |= !self.admitted.contains(m) && !self.auth_peers.contains(m);
         }
         self.check_list_for_attackers(t, "a", &list.members);
         self.check_list_for_ghosts(t, None, &list.members);
+        let clean = self.finds == finds && !unknown;
+        self.view_published(&list.members, clean);
         self.count_chatter_publication();
         self.auth_members = list.members.iter().copied().collect();
         self.auth_versions.push((t, list.version));
@@ -85,6 +94,7 @@ impl Monitor {
         let Some(i) = self.instances.get(&inst) else { return };
         let own = i.addr;
         let who = format!("joiner instance {inst}");
+        let regressed = matches!((i.last_version, list.version), (Some(prev), Some(v)) if v < prev);
         if let (Some(prev), Some(v)) = (i.last_version, list.version)
             && v < prev
         {
@@ -96,7 +106,12 @@ impl Monitor {
                 format!("{who} received list v{v} after v{prev}"),
             );
         }
-        for m in &list.members {
+        // A list equal to the authenticator's of its version was judged when that was
+        // published (see `views`): only its version bookkeeping is left.
+        if !regressed && self.view_taken(t, inst, &list.members) {
+            return self.joiner_list_taken(t, inst, list);
+        }
+        for m in list.members.iter() {
             if self.banned.contains(&m.ip()) || self.attacker_ips.contains(&m.ip()) {
                 self.find(
                     Severity::Safety,
@@ -118,7 +133,12 @@ impl Monitor {
         }
         self.check_list_for_attackers(t, "j", &list.members);
         self.check_list_for_ghosts(t, Some(inst), &list.members);
-        let i = self.instances.get_mut(&inst).unwrap();
+        self.joiner_list_taken(t, inst, list);
+    }
+
+    /// The version bookkeeping of a list joiner `inst` took (after its checks).
+    fn joiner_list_taken(&mut self, t: Duration, inst: u64, list: &ListView) {
+        let Some(i) = self.instances.get_mut(&inst) else { return };
         if let Some(v) = list.version {
             i.last_version = Some(i.last_version.map_or(v, |p| p.max(v)));
             i.version_seen = i.last_version;

@@ -7,7 +7,6 @@
 //! published a grace period before the end (later changes may still be in flight).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use pyile::units::Dur;
@@ -26,7 +25,7 @@ pub(super) struct Pending {
 impl Monitor {
     /// The authenticator published version `v` listing `members`: every joined, healthy
     /// instance it lists that is not leaving must receive it.
-    pub(super) fn await_convergence(&mut self, t: Duration, v: u64, members: &[SocketAddr]) {
+    pub(super) fn await_convergence(&mut self, t: Duration, v: u64, members: &pyile::MemberList) {
         let waiting: BTreeSet<u64> = self
             .instances
             .iter()

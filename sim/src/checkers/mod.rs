@@ -44,6 +44,8 @@
 //! - `bans`: bans and attackers: `honest_banned`, `banned_admitted`.
 //! - `ghosts`: membership from the joiners' side: `ghost_member`.
 //! - `liveness`: convergence samples and `not_converged`.
+//! - `views`: every joiner's list equals the authenticator's of the same version:
+//!   `view_diverged` (and what lets the per-member list checks skip joiners' lists).
 //! - `attacks`: hostile traffic ([`AttackEnd`]): `attacker_member`, `member_evicted`,
 //!   `chatter_resent`, and the attack metrics.
 
@@ -56,6 +58,7 @@ mod lists;
 mod liveness;
 mod monitor;
 mod removals;
+mod views;
 
 pub use attacks::AttackEnd;
 pub use impairments::Impairment;

@@ -15,6 +15,7 @@ use super::ghosts::GhostState;
 use super::impairments::HostState;
 use super::liveness::Pending;
 use super::removals::{Deadline, DistLoss};
+use super::views::ViewState;
 use crate::metrics::{MetricId, Metrics};
 use crate::verdict::{Finding, Severity};
 
@@ -68,6 +69,8 @@ pub(super) struct Instance {
     pub(super) version_seen: Option<u64>,
     /// Local address of its distribution connection (where the list writes go).
     pub(super) dist: Option<SocketAddr>,
+    /// The authenticator incarnation it joined (its lists are numbered by that one).
+    pub(super) incarnation: u64,
 }
 
 /// Collects truth and observations; produces findings and metrics.
@@ -99,6 +102,10 @@ pub struct Monitor {
     pub(super) dist_losses: Vec<DistLoss>,
     pub(super) attacks: AttackState,
     pub(super) ghosts: GhostState,
+    pub(super) views: ViewState,
+    /// Calls of [`Monitor::find`], reported or not (a check that found something, even a
+    /// repeat, moves it).
+    pub(super) finds: u64,
     // samples and counters
     pub(super) join_latency: Vec<f64>,
     pub(super) honest_flood_latency: Vec<f64>,
@@ -142,6 +149,8 @@ impl Monitor {
             dist_losses: Vec::new(),
             attacks: AttackState::default(),
             ghosts: GhostState::default(),
+            views: ViewState::default(),
+            finds: 0,
             join_latency: Vec::new(),
             honest_flood_latency: Vec::new(),
             detection: Vec::new(),
@@ -160,6 +169,7 @@ impl Monitor {
 
     /// Records a finding once per (check, key).
     pub(super) fn find(&mut self, severity: Severity, check: &'static str, key: String, at: Duration, detail: String) {
+        self.finds += 1;
         if self.reported.insert((check, key)) {
             self.findings.push(Finding { severity, check, at, detail });
         }
@@ -203,6 +213,18 @@ impl Monitor {
         self.count(MetricId::SegmentsHeld, held as f64);
     }
 
+    /// What the authenticator's distribution writers sent over the run (every incarnation).
+    pub fn dist_stats(&mut self, s: &pyile::DistStats) {
+        self.count(MetricId::DistDeltas, s.deltas as f64);
+        self.count(MetricId::DistDeltasMerged, s.merged as f64);
+        self.count(MetricId::DistDeltaBytes, s.delta_bytes as f64);
+        self.count(MetricId::DistSnapshotsFirst, s.snapshots_first as f64);
+        self.count(MetricId::DistSnapshotsBehind, s.snapshots_behind as f64);
+        self.count(MetricId::DistSnapshotsSmaller, s.snapshots_smaller as f64);
+        self.count(MetricId::DistSnapshotsReported, s.snapshots_reported as f64);
+        self.count(MetricId::DistSnapshotBytes, s.snapshot_bytes as f64);
+    }
+
     // ---------------------------------------------------------------- the end
 
     /// Final checks at `end`; returns the metrics and every finding.
@@ -211,6 +233,7 @@ impl Monitor {
         self.judge_distribution_losses(|_| None);
         let attack_metrics = self.finish_attacks(end);
         self.finish_ghosts(end);
+        self.finish_views(end);
         self.finish_bans();
         let mut m = Metrics::new();
         if self.cfg.settle > Duration::ZERO {

@@ -48,7 +48,11 @@ impl World {
     }
 
     fn list(&self) -> ListView {
-        ListView { version: Some(self.version), members: self.members.clone(), bytes: 30 * self.members.len() }
+        ListView {
+            version: Some(self.version),
+            members: pyile::MemberList::new(Some(self.version), self.members.clone()),
+            bytes: 30 * self.members.len(),
+        }
     }
 
     /// The authenticator publishes its current list and every given instance receives it
@@ -67,7 +71,8 @@ impl World {
         let a = addr(host as u8 + 1, port);
         self.m.join_started(s(t), inst, inst as usize, host, false, a);
         self.members.push(a);
-        let first = ListView { version: Some(self.version), members: self.members.clone(), bytes: 0 };
+        // The provisional first list: the joiner included, unversioned (as pyile sends it).
+        let first = ListView { version: None, members: pyile::MemberList::new(None, self.members.clone()), bytes: 0 };
         self.m.joined(s(t + 0.05), inst, a, &first);
         self.m.member_joined(s(t + 0.05), a, ip(host as u8 + 1));
         self.publish(t + 0.06, &[others, &[inst]].concat(), 0.01);
@@ -223,8 +228,11 @@ fn unknown_member_fires_on_ghosts_but_not_on_the_joiners_own_first_list() {
     assert!(w.checks().is_empty(), "its own address before admission is fine");
     // A distribution that carries an address the authenticator never admitted (a ghost of
     // a half-finished handshake, as the reference leaves behind).
-    let ghost =
-        ListView { version: Some(99), members: vec![addr(1, AUTH_PEER), addr(2, 50000), addr(3, 41000)], bytes: 90 };
+    let ghost = ListView {
+        version: Some(99),
+        members: pyile::MemberList::new(Some(99), vec![addr(1, AUTH_PEER), addr(2, 50000), addr(3, 41000)]),
+        bytes: 90,
+    };
     w.m.joiner_list(s(5.0), 1, &ghost);
     assert_eq!(w.checks(), ["unknown_member"]);
 }
@@ -233,7 +241,11 @@ fn unknown_member_fires_on_ghosts_but_not_on_the_joiners_own_first_list() {
 fn view_regressed_fires_on_an_older_list() {
     let mut w = World::new(0.0);
     w.join(1.0, 1, 1, 50000, &[]);
-    let l = |v| ListView { version: Some(v), members: vec![addr(1, AUTH_PEER), addr(2, 50000)], bytes: 60 };
+    let l = |v| ListView {
+        version: Some(v),
+        members: pyile::MemberList::new(Some(v), vec![addr(1, AUTH_PEER), addr(2, 50000)]),
+        bytes: 60,
+    };
     w.m.joiner_list(s(2.0), 1, &l(5));
     w.m.joiner_list(s(2.1), 1, &l(5));
     assert!(w.checks().is_empty(), "the same version again is not a regression");
@@ -563,4 +575,35 @@ fn a_stale_list_the_joiner_dropped_is_still_a_regression_of_the_authenticator() 
     w.m.stale_list(s(2.0), 1, 1, 2);
     assert_eq!(w.checks(), ["view_regressed"]);
     assert!(w.m.findings()[0].detail.contains("sent list v1 after v2"));
+}
+
+#[test]
+fn view_diverged_fires_on_other_members_or_another_order_at_the_same_version() {
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.join(2.0, 2, 2, 50001, &[1]);
+    assert!(w.checks().is_empty(), "{:?}", w.m.findings());
+    // The authenticator's v2 is [auth, j1, j2]; a joiner that applied a delta wrongly holds
+    // v2 without j1 (caught at once by contents)...
+    let wrong = ListView {
+        version: Some(2),
+        members: pyile::MemberList::new(Some(2), vec![addr(1, AUTH_PEER), addr(3, 50001)]),
+        bytes: 60,
+    };
+    w.m.joiner_list(s(2.5), 1, &wrong);
+    assert_eq!(w.checks(), ["view_diverged"]);
+    // ...or with the right members in another order (caught when its view is final).
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.join(2.0, 2, 2, 50001, &[1]);
+    let swapped = ListView {
+        version: Some(2),
+        members: pyile::MemberList::new(Some(2), vec![addr(1, AUTH_PEER), addr(3, 50001), addr(2, 50000)]),
+        bytes: 90,
+    };
+    w.m.joiner_list(s(2.5), 1, &swapped);
+    assert!(w.checks().is_empty(), "contents match");
+    let (_, findings) = w.m.finish(s(10.0));
+    assert_eq!(findings.iter().map(|f| f.check).collect::<Vec<_>>(), ["view_diverged"], "{findings:?}");
+    assert!(findings[0].detail.contains("last list v2"), "{findings:?}");
 }

@@ -10,13 +10,13 @@
 //! name or a new one), sends commands, steps, applies turmoil faults itself, and reads every
 //! observation so far, in order.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::hosts::{Cmd, HostCtx, Inbox, Obs, Role, Settings, Shared, build_sim, software};
+use super::hosts::{Cmd, HostCtx, Obs, Role, Settings, Shared, build_sim, software};
 use crate::layout::{AUTH_HOST, Layout};
 use crate::scenario::Resolved;
 
@@ -42,12 +42,8 @@ impl Bench {
         let layout = Layout::new(sc);
         let sim = build_sim(sc, resolved.seed);
         let ips: Vec<IpAddr> = layout.hosts.iter().map(|h| sim.lookup(h.name.as_str())).collect();
-        let shared = Rc::new(Shared {
-            obs: RefCell::new(Vec::new()),
-            inboxes: layout.hosts.iter().map(|_| Inbox::default()).collect(),
-            auth_addr: SocketAddr::new(ips[AUTH_HOST], sc.authenticator.port),
-            settings: Settings::new(sc, &layout, resolved.seed),
-        });
+        let auth_addr = SocketAddr::new(ips[AUTH_HOST], sc.authenticator.port);
+        let shared = Rc::new(Shared::new(layout.hosts.len(), auth_addr, Settings::new(sc, &layout, resolved.seed)));
         Bench { sim, layout, ips, shared, log: Vec::new(), insts: BTreeMap::new() }
     }
 

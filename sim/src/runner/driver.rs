@@ -7,7 +7,7 @@
 //! drained after each step by [`observe`](super::observe). Its fields are `pub(super)` for
 //! those two sibling modules.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -97,12 +97,7 @@ impl<'a> Driver<'a> {
         settings.max_handshakes = sabotage.auth_max_handshakes;
         // Register in layout order: turmoil assigns 192.168.0.1, .2, ... in this order.
         let ips: Vec<IpAddr> = layout.hosts.iter().map(|h| sim.lookup(h.name.as_str())).collect();
-        let shared = Rc::new(Shared {
-            obs: RefCell::new(Vec::new()),
-            inboxes: layout.hosts.iter().map(|_| hosts::Inbox::default()).collect(),
-            auth_addr: SocketAddr::new(ips[AUTH_HOST], a.port),
-            settings,
-        });
+        let shared = Rc::new(Shared::new(layout.hosts.len(), SocketAddr::new(ips[AUTH_HOST], a.port), settings));
         for (i, h) in layout.hosts.iter().enumerate() {
             let ctx = HostCtx {
                 shared: shared.clone(),
@@ -216,6 +211,7 @@ impl<'a> Driver<'a> {
         self.record(sim_end, "sim", "end", Value::Null)?;
         self.monitor.events(self.events);
         self.monitor.network_evidence(self.evidence.dropped(), self.evidence.held());
+        self.monitor.dist_stats(&self.shared.dist_stats());
         let evidence = self.evidence;
         self.monitor.judge_distribution_losses(|dist| evidence.undelivered(dist).map(|n| n > 0));
         let (mut metrics, findings) = self.monitor.finish(sim_end);

@@ -238,8 +238,8 @@ async fn handshake_to_dist_addr(
 }
 
 /// A protocol-2 member (its distribution connection paired by token, so two from one IP
-/// are never crossed): answers heartbeats with the version of the newest list it holds,
-/// counts lists, and (dist_chatter) writes a known message on the distribution socket every
+/// are never crossed): answers heartbeats with the version of the newest list it holds
+/// (whole lists and deltas alike: it follows versions, not contents), counts lists, and (dist_chatter) writes a known message on the distribution socket every
 /// `interval`, which the authenticator must drop; hangs up at `until`.
 async fn member(c: &mut Conn, s: &AttackScript, password: &str, clock: Clock, conn: u64) -> Result<Outcome, Outcome> {
     let (dist_to, token) = handshake_to_dist_addr(c, s, password, true).await?;
@@ -281,7 +281,7 @@ async fn member(c: &mut Conn, s: &AttackScript, password: &str, clock: Clock, co
                 Err(e) => break Outcome::closed(format!("member: auth connection: {e}")),
             },
             v = d.rd.next_value() => match v {
-                Ok(v) => if v.get("distro").is_some() {
+                Ok(v) => if v.get("distro").is_some() || v.get("delta").is_some() {
                     out.lists += 1;
                     out.list_bytes += d.rd.last_len() as u64;
                     held = held.max(v["version"].as_u64().unwrap_or(0));

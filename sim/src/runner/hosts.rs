@@ -332,9 +332,34 @@ pub struct Shared {
     pub auth_addr: SocketAddr,
     /// Settings.
     pub settings: Settings,
+    /// The running authenticator incarnation, for its distribution counters at the end.
+    pub auth_live: RefCell<Option<Rc<Authenticator<TurmoilNet>>>>,
+    /// Distribution counters of the incarnations that crashed.
+    pub dist_stats: RefCell<pyile::DistStats>,
 }
 
 impl Shared {
+    /// A fresh state for `hosts` hosts.
+    pub fn new(hosts: usize, auth_addr: SocketAddr, settings: Settings) -> Self {
+        Shared {
+            obs: RefCell::new(Vec::new()),
+            inboxes: (0..hosts).map(|_| Inbox::default()).collect(),
+            auth_addr,
+            settings,
+            auth_live: RefCell::new(None),
+            dist_stats: RefCell::new(pyile::DistStats::default()),
+        }
+    }
+
+    /// What every authenticator incarnation's distribution writers sent so far.
+    pub fn dist_stats(&self) -> pyile::DistStats {
+        let mut s = *self.dist_stats.borrow();
+        if let Some(a) = self.auth_live.borrow().as_ref() {
+            s.add(&a.distribution_stats());
+        }
+        s
+    }
+
     pub(super) fn push(&self, host: usize, o: Obs) {
         self.obs.borrow_mut().push((host, o));
     }
@@ -442,6 +467,7 @@ async fn authenticator(ctx: HostCtx) -> turmoil::Result {
     ctx.shared.push(ctx.host, Obs::AuthStarted { at: clock.now(), peer: auth.peer_addr() });
     let mut events = auth.events().expect("events taken once");
     let auth = Rc::new(auth);
+    *ctx.shared.auth_live.borrow_mut() = Some(auth.clone());
     let inbox = &ctx.shared.inboxes[ctx.host];
     let host = ctx.host;
     'serve: loop {
@@ -477,6 +503,9 @@ async fn authenticator(ctx: HostCtx) -> turmoil::Result {
     }
     // Crash: end every task now (deterministically), then wait to be killed.
     drop(events);
+    if let Some(a) = ctx.shared.auth_live.borrow_mut().take() {
+        ctx.shared.dist_stats.borrow_mut().add(&a.distribution_stats());
+    }
     auth.leave().await;
     std::future::pending::<()>().await;
     Ok(())
