@@ -5,6 +5,12 @@
 #   scripts/bench-auth.sh                 # the README table: 100, 500, 2000 peers, both sides
 #   PEERS="100 500" SIDES=ours scripts/bench-auth.sh
 #   MAX_SEARCH=1 scripts/bench-auth.sh    # also: the largest --peers with join p99 < 100 ms
+#   SIDES=ours PEERS=9000 RATE=1000 SHARDS=2 PROTOCOL=2 scripts/bench-auth.sh
+#                                         # two loadgen shards on one timetable, merged
+#
+# PROTOCOL (default 2) is loadgen's --protocol: 2 loads the delta path, 1 the v1 path (what a
+# reference joiner does); PROTOCOL_MIX=0.5 gives loadgen --protocol-mix instead. AUTH_ARGS
+# adds flags to `pyile auth`. The last column is the authenticator's peak RSS (VmHWM).
 #
 # Every run starts a fresh authenticator, runs
 #   loadgen --peers N --rate $RATE --hold $HOLD --target ... --out reports/bench/<side>-<N>.csv
@@ -21,6 +27,10 @@ RATE="${RATE:-100}"          # joins per second
 HOLD="${HOLD:-10s}"          # every joiner alive and heartbeating this long
 MAX_SEARCH="${MAX_SEARCH:-0}"
 MAX_RATE="${MAX_RATE:-$RATE}"
+SHARDS="${SHARDS:-1}"
+PROTOCOL="${PROTOCOL:-2}"
+PROTOCOL_MIX="${PROTOCOL_MIX:-}"
+AUTH_ARGS="${AUTH_ARGS:-}"
 OUT="$ROOT/reports/bench"
 PW_FILE="$OUT/password"
 mkdir -p "$OUT"
@@ -33,33 +43,53 @@ LOG_PREFIX=""
 
 # run SIDE N RATE: one benchmark run; prints a Markdown row; returns loadgen's status.
 run() {
-    local side="$1" n="$2" rate="$3" csv="$OUT/$1-$2.csv" status=0 t0 t1
+    local side="$1" n="$2" rate="$3" csv="$OUT/$1-$2.csv" status=0 t0 t1 rss i start
+    local proto=(--protocol "$PROTOCOL")
+    [ -z "$PROTOCOL_MIX" ] || proto=(--protocol-mix "$PROTOCOL_MIX")
     stop_auth
     "start_$side"
     t0=$(date +%s.%N)
-    "$LOADGEN" --peers "$n" --rate "$rate" --hold "$HOLD" --target "$TARGET" \
-        --password-file "$PW_FILE" --out "$csv" --quiet --fail-on none \
-        --fail-on 'errors>0' --fail-on 'join_complete.p99>100ms' >/dev/null || status=$?
+    if [ "$SHARDS" -le 1 ]; then
+        "$LOADGEN" --peers "$n" --rate "$rate" --hold "$HOLD" --target "$TARGET" "${proto[@]}" \
+            --password-file "$PW_FILE" --out "$csv" --quiet --fail-on none \
+            --fail-on 'errors>0' --fail-on 'join_complete.p99>100ms' >/dev/null || status=$?
+    else
+        # Every shard on one timetable (--start-at), their histograms merged exactly.
+        start=$(($(date +%s) + 3))
+        local pids=() logs=()
+        for i in $(seq 0 $((SHARDS - 1))); do
+            "$LOADGEN" --peers "$n" --rate "$rate" --hold "$HOLD" --target "$TARGET" "${proto[@]}" \
+                --password-file "$PW_FILE" --shard "$i/$SHARDS" --start-at "$start" --quiet --fail-on none \
+                --hdr-log "$OUT/$side-$n.shard$i.hlog" --out "$OUT/$side-$n.shard$i.csv" \
+                >"$OUT/$side-$n.shard$i.out" 2>&1 &
+            pids+=($!)
+            logs+=("$OUT/$side-$n.shard$i.hlog")
+        done
+        for i in "${pids[@]}"; do wait "$i" || true; done
+        "$LOADGEN" merge "${logs[@]}" --out "$csv" --fail-on 'errors>0' --fail-on 'join_complete.p99>100ms' \
+            >/dev/null || status=$?
+    fi
     t1=$(date +%s.%N)
+    rss=$(awk '/VmHWM/{printf "%.0f MiB", $2/1024}' "/proc/$AUTH_PID/status" 2>/dev/null || echo -)
     stop_auth
     if [ ! -f "$csv" ]; then
         printf '| %s | %s | %s/s | loadgen wrote no report (exit %s) |\n' "$side" "$n" "$rate" "$status"
         return 2
     fi
-    printf '| %s | %s | %s/s | %s | %s | %s | %s | %s | %s | %s | %.0f s |\n' \
+    printf '| %s | %s | %s/s | %s | %s | %s | %s | %s | %s | %s | %.0f s | %s |\n' \
         "$side" "$n" "$rate" \
         "$(stat joined count "$csv")" "$(stat errors count "$csv")" \
         "$(stat timed_out count "$csv")/$(stat protocol_error count "$csv")/$(stat refused count "$csv")" \
         "$(ms "$(stat join_complete p50_us "$csv")")" "$(ms "$(stat join_complete p99_us "$csv")")" \
         "$(ms "$(stat join_complete max_us "$csv")")" "$(ms "$(stat convergence p99_us "$csv")")" \
-        "$(echo "$t1 - $t0" | bc)"
+        "$(echo "$t1 - $t0" | bc)" "$rss"
     return "$status"
 }
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); rate $RATE joins/s, hold $HOLD"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); rate $RATE joins/s, hold $HOLD, $SHARDS loadgen shard(s), protocol ${PROTOCOL_MIX:+mix $PROTOCOL_MIX}${PROTOCOL_MIX:-$PROTOCOL}"
 echo
-echo '| authenticator | peers | join rate | joined | errors | timed out / protocol / refused | join p50 ms | join p99 ms | join max ms | convergence p99 ms | wall |'
-echo '|---|---|---|---|---|---|---|---|---|---|---|'
+echo '| authenticator | peers | join rate | joined | errors | timed out / protocol / refused | join p50 ms | join p99 ms | join max ms | convergence p99 ms | wall | auth peak RSS |'
+echo '|---|---|---|---|---|---|---|---|---|---|---|---|'
 for side in $SIDES; do
     for n in $PEERS; do
         run "$side" "$n" "$RATE" || true

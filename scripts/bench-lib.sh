@@ -33,7 +33,8 @@ wait_port() {
 
 # Our authenticator with its defaults on 127.0.0.1:$PORT; sets AUTH_PID and TARGET.
 start_ours() {
-    "$PYILE" auth --listen "127.0.0.1:$PORT" --password-file "$PW_FILE" --log warn \
+    # shellcheck disable=SC2086
+    "$PYILE" auth --listen "127.0.0.1:$PORT" --password-file "$PW_FILE" --log warn ${AUTH_ARGS:-} \
         >"$OUT/${LOG_PREFIX}ours-auth.log" 2>&1 &
     AUTH_PID=$!
     wait_port 127.0.0.1 "$PORT"

@@ -118,11 +118,20 @@ struct AuthArgs {
     /// Gap between back-to-back writes to reference (v1) joiners.
     #[arg(long, default_value = "50ms", value_parser = parse_duration)]
     v1_pacing: Duration,
-    /// Bandwidth one full distribution round (the list to every member) may
-    /// use, e.g. 64MiB/s, 500KB/s, or unbounded; under churn, lists to each
-    /// member are spaced to fit.
+    /// Bandwidth one full distribution round to reference (v1) members (the
+    /// whole list to every one) may use, e.g. 64MiB/s, 500KB/s, or unbounded;
+    /// under churn, lists to each are spaced to fit. Protocol-2 members get
+    /// deltas and are not paced by it.
     #[arg(long, value_name = "RATE", default_value_t = ByteRate(pyile::DEFAULT_DISTRIBUTION_BUDGET))]
     distribution_budget: ByteRate,
+    /// Least gap between two writes to one protocol-2 member: changes within it
+    /// reach the member as one merged delta.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
+    distribution_interval: Duration,
+    /// Recent deltas kept for protocol-2 members whose writer fell behind; one
+    /// that missed more gets the whole list.
+    #[arg(long, value_name = "N", default_value_t = pyile::authenticator::DEFAULT_DELTA_HISTORY)]
+    delta_history: usize,
     /// Seconds a new connection has to send its password.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     password_timeout: Duration,
@@ -286,6 +295,8 @@ async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
         .handshake_timeout(args.handshake_timeout)
         .v1_pacing(args.v1_pacing)
         .distribution_budget(args.distribution_budget.bytes_per_sec())
+        .distribution_interval(args.distribution_interval)
+        .delta_history(args.delta_history)
         .password_timeout(args.password_timeout)
         .max_handshakes(args.max_handshakes)
         .max_handshakes_per_source(args.max_handshakes_per_source)

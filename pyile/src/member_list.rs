@@ -17,9 +17,15 @@
 //! plus an index by address, so `contains` and removal by address are
 //! O(log n) too. Reference lists may repeat an address (the reference admits a
 //! spoofer at a member's address and keeps both); the index allows that.
+//!
+//! A list received whole (a snapshot, a reference list) stays flat, one `Arc<[SocketAddr]>`
+//! as cheap to build as a copy, until it first changes: a joiner following whole lists (a
+//! reference authenticator, a v1 joiner of ours) never pays for the persistent form.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+
+use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 
@@ -28,6 +34,10 @@ use imbl::{OrdMap, OrdSet};
 pub struct MemberList {
     /// Monotonic list number from our authenticator; `None` from the reference.
     pub version: Option<u64>,
+    /// A list received whole and not changed since, kept as it came (one allocation, 32
+    /// bytes an entry, as cheap to build as a copy); the persistent form below is empty
+    /// then, and is built from it on the first change (a delta applied, an address pushed).
+    flat: Option<Arc<[SocketAddr]>>,
     /// The entries in list order, by the key each got when appended.
     entries: OrdMap<u64, SocketAddr>,
     /// Every entry by address (and key, so that duplicates can be told apart).
@@ -155,16 +165,23 @@ fn digits(mut v: u64) -> usize {
 
 impl MemberList {
     /// A list from its parts.
+    /// A list from its parts (kept flat until it first changes).
     pub fn new(version: Option<u64>, members: impl IntoIterator<Item = SocketAddr>) -> Self {
-        let mut list = MemberList { version, ..MemberList::default() };
-        for m in members {
-            list.push(m);
+        MemberList { version, flat: Some(members.into_iter().collect()), ..MemberList::default() }
+    }
+
+    /// Builds the persistent form from the flat one, once (O(n log n)).
+    fn make_tree(&mut self) {
+        if let Some(flat) = self.flat.take() {
+            for a in flat.iter() {
+                self.push(*a);
+            }
         }
-        list
     }
 
     /// Appends `addr` (list order: last); returns the key it was given.
     pub(crate) fn push(&mut self, addr: SocketAddr) -> u64 {
+        self.make_tree();
         let key = self.next_key;
         self.next_key += 1;
         self.entries.insert(key, addr);
@@ -176,6 +193,7 @@ impl MemberList {
 
     /// Removes the entry appended under `key`; returns its address.
     pub(crate) fn remove_key(&mut self, key: u64) -> Option<SocketAddr> {
+        self.make_tree();
         let addr = self.entries.remove(&key)?;
         self.index.remove(&(addr, key));
         self.entries_len -= addr_wire_len(&addr);
@@ -190,37 +208,48 @@ impl MemberList {
 
     /// Removes the first entry at `addr`; whether there was one.
     pub(crate) fn remove_addr(&mut self, addr: &SocketAddr) -> bool {
+        self.make_tree();
         self.key_of(addr).and_then(|k| self.remove_key(k)).is_some()
     }
 
     /// Whether `addr` is a member.
     pub fn contains(&self, addr: &SocketAddr) -> bool {
+        if let Some(f) = &self.flat {
+            return f.contains(addr);
+        }
         self.key_of(addr).is_some()
     }
 
     /// Whether some member's peer address has this IP (the reference's check
     /// for accepting an incoming message).
     pub fn contains_ip(&self, ip: IpAddr) -> bool {
+        if let Some(f) = &self.flat {
+            return f.iter().any(|m| m.ip() == ip);
+        }
         self.index.get_next(&(SocketAddr::new(ip, 0), 0)).is_some_and(|(a, _)| a.ip() == ip)
     }
 
     /// Number of members, the authenticator included.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.flat.as_ref().map_or(self.entries.len(), |f| f.len())
     }
 
     /// Whether the list is empty (never true for a list from an authenticator).
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// The members in list order.
     pub fn iter(&self) -> impl Iterator<Item = &SocketAddr> {
-        self.entries.values()
+        // At most one of the two is non-empty.
+        self.flat.iter().flat_map(|f| f.iter()).chain(self.entries.values())
     }
 
     /// The first member (the authenticator, in a list from one).
     pub fn first(&self) -> Option<SocketAddr> {
+        if let Some(f) = &self.flat {
+            return f.first().copied();
+        }
         self.entries.get_min().map(|(_, a)| *a)
     }
 
@@ -230,9 +259,14 @@ impl MemberList {
     }
 
     /// Size in bytes of this list encoded as a distribution message,
-    /// `{"distro":[...],"version":N}` (without `version` when unversioned), in O(1).
+    /// `{"distro":[...],"version":N}` (without `version` when unversioned), in O(1) (O(n)
+    /// for a list received whole and never changed).
     pub fn snapshot_len(&self) -> usize {
-        let entries = self.entries_len + self.len().saturating_sub(1);
+        let sum = match &self.flat {
+            Some(f) => f.iter().map(addr_wire_len).sum(),
+            None => self.entries_len,
+        };
+        let entries = sum + self.len().saturating_sub(1);
         let version = self.version.map_or(0, |v| ",\"version\":".len() + digits(v));
         "{\"distro\":[]}".len() + entries + version
     }
@@ -242,7 +276,11 @@ impl MemberList {
     /// not. It ignores order (and the version), so it is a fast first check, not a proof of
     /// equality: a simulator compares it on every list and the lists themselves now and then.
     pub fn fingerprint(&self) -> u64 {
-        self.sum ^ (self.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        let sum = match &self.flat {
+            Some(f) => f.iter().fold(0u64, |s, a| s.wrapping_add(addr_hash(a))),
+            None => self.sum,
+        };
+        sum ^ (self.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 
     /// Whether a joiner holding `self` should take `newer`: always for
@@ -269,6 +307,7 @@ impl MemberList {
             return Err(DeltaError::TooLong { len, max: max_len });
         }
         let mut next = self.clone();
+        next.make_tree();
         for r in &delta.removed {
             if !next.remove_addr(r) {
                 return Err(DeltaError::UnknownRemoved(*r));

@@ -99,8 +99,10 @@ impl History {
         }
         let start = usize::try_from(held - first).ok()?;
         let n = usize::try_from(to - held).ok()?;
-        let out: Vec<_> = self.deltas.iter().skip(start).take(n).cloned().collect();
-        (out.len() == n && out.last().is_some_and(|e| e.delta.version == to)).then_some(out)
+        // `range` starts in O(1): a writer one version behind costs O(1), not O(history).
+        let end = start.checked_add(n).filter(|&e| e <= self.deltas.len())?;
+        let out: Vec<_> = self.deltas.range(start..end).cloned().collect();
+        out.last().is_some_and(|e| e.delta.version == to).then_some(out)
     }
 }
 
