@@ -509,23 +509,11 @@ impl LoadReport {
             page.note("No latency samples.");
             return Ok(());
         }
-        let max = honest.iter().flat_map(|(_, p)| p.iter().map(|x| x.1)).fold(0.0, f64::max) / 1e6;
-        let scale = time_scale(max);
+        let (scale, series) = percentile_series(&honest);
         let c = PercentileChart {
             title: "latency by percentile, whole run".into(),
             y_label: format!("latency ({})", scale.name),
-            series: honest
-                .iter()
-                .enumerate()
-                .map(|(i, (n, p))| {
-                    Series::new(
-                        n.clone(),
-                        SeriesKind::Line,
-                        p.iter().map(|&(q, v)| (q, scale.apply(v / 1e6))).collect(),
-                    )
-                    .color(color(i))
-                })
-                .collect(),
+            series,
             refs: Vec::new(),
             caption: Some(if self.exact_distributions {
                 "As HdrHistogram's plotter draws it: the x axis is 1/(1-q) on a log scale, so each decade of \
@@ -622,23 +610,11 @@ impl LoadReport {
         let closed: Vec<&(String, Vec<(f64, f64)>)> =
             self.distributions.iter().filter(|(n, _)| n.starts_with("attack.")).collect();
         if !closed.is_empty() {
-            let max = closed.iter().flat_map(|(_, p)| p.iter().map(|x| x.1)).fold(0.0, f64::max) / 1e6;
-            let scale = time_scale(max);
+            let (scale, series) = percentile_series(&closed);
             let c = PercentileChart {
                 title: "hostile connection open to closed by the authenticator".into(),
                 y_label: format!("time to close ({})", scale.name),
-                series: closed
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (n, p))| {
-                        Series::new(
-                            n.clone(),
-                            SeriesKind::Line,
-                            p.iter().map(|&(q, v)| (q, scale.apply(v / 1e6))).collect(),
-                        )
-                        .color(color(i))
-                    })
-                    .collect(),
+                series,
                 refs: Vec::new(),
                 caption: None,
             };
@@ -754,6 +730,21 @@ pub fn log_intervals(logs: &[PathBuf]) -> Result<Vec<IntervalRows>> {
     Ok(out)
 }
 
+/// The percentile curves of named distributions (quantile, nanoseconds), one colour each, in
+/// the time unit their largest value calls for.
+fn percentile_series(dists: &[&(String, Vec<(f64, f64)>)]) -> (Scale, Vec<Series>) {
+    let max = dists.iter().flat_map(|(_, p)| p.iter().map(|x| x.1)).fold(0.0, f64::max) / 1e6;
+    let scale = time_scale(max);
+    let series = dists
+        .iter()
+        .enumerate()
+        .map(|(i, (n, p))| {
+            Series::new(n.clone(), SeriesKind::Line, p.iter().map(|&(q, v)| (q, scale.apply(v / 1e6))).collect())
+                .color(color(i))
+        })
+        .collect();
+    (scale, series)
+}
 #[cfg(test)]
 mod tests {
     use super::*;
