@@ -31,7 +31,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pyile::{EventKind, EventStream, HandshakeStage, Joiner, JoinerConfig, LostReason, MemberList, TokioNet};
+use pyile::{EventKind, EventStream, HandshakeStage, Joiner, JoinerConfig, LostReason, MemberList, SharedLists, TokioNet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -116,6 +116,10 @@ struct Shared {
     ending: CancellationToken,
     /// The run was stopped (interrupted or given up): crashes still watched are unobserved.
     stop: CancellationToken,
+    /// The member lists every joiner of this process builds, built once and shared: the
+    /// generator's own cost per change stays O(change), not O(change × joiners), so what it
+    /// measures is the authenticator.
+    lists: SharedLists,
 }
 
 /// Runs `plan` to its end (or until `stop` is cancelled), then makes every joiner leave and
@@ -151,6 +155,7 @@ pub async fn run(plan: &Plan, cfg: DriverConfig, metrics: Arc<Metrics>, stop: Ca
         crash_watches: TaskTracker::new(),
         ending,
         stop: stop.clone(),
+        lists: SharedLists::new(),
     });
     for op in &plan.ops {
         let intended = start + op.at;
@@ -264,7 +269,8 @@ fn joiner_config(cfg: &DriverConfig, password: &str, alias: String, source: Opti
 async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intended: Instant) {
     let m = &shared.metrics;
     let cfg = joiner_config(&shared.cfg, &shared.cfg.password, format!("loadgen-{id}"), source)
-        .announce_extensions(shared.cfg.speaks_protocol2(id.slot));
+        .announce_extensions(shared.cfg.speaks_protocol2(id.slot))
+        .shared_lists(shared.lists.clone());
     let mut joiner = match Joiner::join(TokioNet, shared.cfg.target, cfg).await {
         Ok(j) => j,
         Err(e) => {

@@ -50,7 +50,7 @@ use tracing::{debug, warn};
 
 use crate::error::Error;
 use crate::event::{DEFAULT_EVENT_CAPACITY, EventKind, EventSink, EventStream, HandshakeStage, LostReason};
-use crate::member_list::{DeltaError, MemberList};
+use crate::member_list::{DeltaError, MemberList, SharedLists};
 use crate::net::{Listener, NetStream, Network};
 use crate::peer::{BroadcastReport, Delivery, Freeze, PeerCore};
 use crate::scram::{ClientExchange, DEFAULT_MAX_ITERATIONS};
@@ -75,6 +75,7 @@ pub struct JoinerConfig {
     seed: Option<u64>,
     require_mutual_auth: bool,
     max_iterations: u32,
+    shared_lists: Option<SharedLists>,
 }
 
 /// Default [`JoinerConfig::max_members`].
@@ -100,6 +101,7 @@ impl JoinerConfig {
             seed: None,
             require_mutual_auth: false,
             max_iterations: DEFAULT_MAX_ITERATIONS,
+            shared_lists: None,
         }
     }
     /// Alias sent with chat messages.
@@ -184,6 +186,13 @@ impl JoinerConfig {
     /// (default [`DEFAULT_MAX_ITERATIONS`]); a challenge asking for more fails the join.
     pub fn max_iterations(mut self, n: u32) -> Self {
         self.max_iterations = n;
+        self
+    }
+    /// Lists to share with the other joiners of this process that follow the same
+    /// authenticator (a load generator's, a simulation's): what one builds from a snapshot or
+    /// a delta, the others take instead of building a copy. See [`SharedLists`].
+    pub fn shared_lists(mut self, lists: SharedLists) -> Self {
+        self.shared_lists = Some(lists);
         self
     }
 }
@@ -366,6 +375,7 @@ impl<N: Network> Joiner<N> {
             lost,
             peer.freeze.clone(),
             cfg.max_members,
+            cfg.shared_lists.clone(),
         ));
 
         let (done_tx, done) = watch::channel(false);
@@ -592,6 +602,7 @@ async fn distribution<N: Network>(
     lost: Lost,
     freeze: Freeze,
     max_members: usize,
+    shared: Option<SharedLists>,
 ) {
     loop {
         let msg = tokio::select! {
@@ -602,7 +613,10 @@ async fn distribution<N: Network>(
         };
         match msg {
             Ok(Message::Distro { members: list, version }) => {
-                let list = MemberList::new(version, list);
+                let list = match &shared {
+                    Some(s) => s.snapshot(version, list),
+                    None => MemberList::new(version, list),
+                };
                 let bytes = reader.last_len();
                 let mut held_version = None;
                 let taken = members.send_if_modified(|held| {
@@ -627,7 +641,13 @@ async fn distribution<N: Network>(
             }
             Ok(Message::Delta(delta)) => {
                 let bytes = reader.last_len();
-                let applied = members.borrow().apply(&delta, max_members);
+                let applied = {
+                    let held = members.borrow();
+                    match &shared {
+                        Some(s) => s.apply(&held, &delta, max_members),
+                        None => held.apply(&delta, max_members),
+                    }
+                };
                 match applied {
                     Ok(list) => {
                         members.send_replace(list.clone());

@@ -46,7 +46,7 @@ pub struct MemberList {
     next_key: u64,
     /// Sum of the entries' encoded sizes (`["ip",port]`), for [`MemberList::snapshot_len`].
     entries_len: usize,
-    /// Sum of the entries' hashes, for [`MemberList::fingerprint`].
+    /// Sum of the entries' hashes, for [`MemberList::fingerprint`] (kept for both forms).
     sum: u64,
 }
 
@@ -167,12 +167,15 @@ impl MemberList {
     /// A list from its parts.
     /// A list from its parts (kept flat until it first changes).
     pub fn new(version: Option<u64>, members: impl IntoIterator<Item = SocketAddr>) -> Self {
-        MemberList { version, flat: Some(members.into_iter().collect()), ..MemberList::default() }
+        let flat: Arc<[SocketAddr]> = members.into_iter().collect();
+        let sum = flat.iter().fold(0u64, |s, a| s.wrapping_add(addr_hash(a)));
+        MemberList { version, flat: Some(flat), sum, ..MemberList::default() }
     }
 
     /// Builds the persistent form from the flat one, once (O(n log n)).
     fn make_tree(&mut self) {
         if let Some(flat) = self.flat.take() {
+            self.sum = 0;
             for a in flat.iter() {
                 self.push(*a);
             }
@@ -276,11 +279,7 @@ impl MemberList {
     /// not. It ignores order (and the version), so it is a fast first check, not a proof of
     /// equality: a simulator compares it on every list and the lists themselves now and then.
     pub fn fingerprint(&self) -> u64 {
-        let sum = match &self.flat {
-            Some(f) => f.iter().fold(0u64, |s, a| s.wrapping_add(addr_hash(a))),
-            None => self.sum,
-        };
-        sum ^ (self.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        self.sum ^ (self.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 
     /// Whether a joiner holding `self` should take `newer`: always for
@@ -370,6 +369,178 @@ impl Delta {
             + digits(self.version)
             + addrs(&self.removed)
             + addrs(&self.added)
+    }
+}
+
+/// How many versions a [`SharedLists`] keeps (each an O(1) clone of a list).
+const SHARED_VERSIONS: usize = 256;
+
+/// Lists shared by the joiners of one process (a load generator's thousands, a
+/// simulation's): every joiner following one authenticator builds the same list at each
+/// version, so the process keeps one list per version and its joiners take that one instead
+/// of each building (and holding) its own copy. Memory and work then grow with the changes,
+/// not with changes × joiners.
+///
+/// Nothing is taken on trust. A snapshot is taken from the kept list only when its addresses
+/// equal the kept ones (an O(n) comparison instead of an O(n) list). A delta applied to the
+/// kept list of its base gives the kept list of its version only after a check, in
+/// O(change × log n) and without allocating, that the kept list is exactly the base with
+/// the delta applied: its length, every removed address gone, every added one present and
+/// last, in order. A list built apart (a joiner that got there another way) is swapped for
+/// the kept one when their contents are equal (an O(n) comparison, done once, when their
+/// fingerprints agree). So a lying or restarted authenticator changes only the share rate:
+/// a joiner whose delta does not check out applies it to its own copy, exactly as without
+/// sharing. A joiner alone in its process gains nothing; [`crate::JoinerConfig::shared_lists`]
+/// is how a process hands one to its joiners.
+#[derive(Clone, Default)]
+pub struct SharedLists {
+    inner: Arc<std::sync::Mutex<SharedInner>>,
+}
+
+#[derive(Default)]
+struct SharedInner {
+    by_version: std::collections::BTreeMap<u64, MemberList>,
+    shared: u64,
+    built: u64,
+}
+
+impl SharedInner {
+    fn keep(&mut self, list: &MemberList) {
+        let Some(v) = list.version else { return };
+        if self.by_version.contains_key(&v) {
+            return;
+        }
+        if self.by_version.len() >= SHARED_VERSIONS {
+            // The oldest go first: joiners move forward.
+            if self.by_version.first_key_value().is_some_and(|(&oldest, _)| oldest > v) {
+                return;
+            }
+            self.by_version.pop_first();
+        }
+        self.by_version.insert(v, list.clone());
+    }
+}
+
+impl fmt::Debug for SharedLists {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (shared, built) = self.counts();
+        f.debug_struct("SharedLists").field("shared", &shared).field("built", &built).finish()
+    }
+}
+
+impl SharedLists {
+    /// An empty set of shared lists.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharedInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The list of `members` at `version`: the kept one when its addresses are these, else a
+    /// new one (kept if none is).
+    pub fn snapshot(&self, version: Option<u64>, members: Vec<SocketAddr>) -> MemberList {
+        let Some(v) = version else { return MemberList::new(None, members) };
+        let mut g = self.lock();
+        if let Some(kept) = g.by_version.get(&v)
+            && kept.len() == members.len()
+            && kept.iter().eq(members.iter())
+        {
+            let kept = kept.clone();
+            g.shared += 1;
+            return kept;
+        }
+        let list = MemberList::new(version, members);
+        g.built += 1;
+        g.keep(&list);
+        list
+    }
+
+    /// `held.apply(delta, max_len)`: the kept list at `delta.version` when `held` is (or
+    /// equals) the kept list at `delta.base` and the kept result checks out against `delta`;
+    /// else `held` with `delta` applied (kept if no list at that version is).
+    pub fn apply(&self, held: &MemberList, delta: &Delta, max_len: usize) -> Result<MemberList, DeltaError> {
+        let mut g = self.lock();
+        if let (Some(base), Some(result)) = (g.by_version.get(&delta.base), g.by_version.get(&delta.version))
+            && held.version == Some(delta.base)
+            && delta.version > delta.base
+            && result.len() <= max_len
+            && (base.same_as(held)
+                || (base.len() == held.len()
+                    && base.fingerprint() == held.fingerprint()
+                    && base.iter().eq(held.iter())))
+            && result.is_result_of(base, delta)
+        {
+            let result = result.clone();
+            g.shared += 1;
+            return Ok(result);
+        }
+        drop(g);
+        let r = held.apply(delta, max_len)?;
+        let mut g = self.lock();
+        g.built += 1;
+        g.keep(&r);
+        Ok(r)
+    }
+
+    /// How many lists joiners took from the kept ones, and how many they built themselves.
+    pub fn counts(&self) -> (u64, u64) {
+        let g = self.lock();
+        (g.shared, g.built)
+    }
+}
+
+impl MemberList {
+    /// Whether `other` is this very list: the same version and the same shared structure
+    /// (O(1); equal lists built separately are not the same).
+    pub fn same_as(&self, other: &MemberList) -> bool {
+        self.version == other.version
+            && match (&self.flat, &other.flat) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => {
+                    self.next_key == other.next_key
+                        && self.entries.ptr_eq(&other.entries)
+                        && self.index.ptr_eq(&other.index)
+                }
+                _ => false,
+            }
+    }
+
+    /// Whether this list is exactly `base` with `delta` applied (its version included), in
+    /// O(change × log n) without allocating: the length adds up, every removed address that
+    /// is not added again is gone, and the last entries are the added ones, in order. The
+    /// members that stay are not compared one by one: with the length and both ends checked,
+    /// a list that differs there would have to reorder them, which neither an honest
+    /// authenticator nor [`MemberList::apply`] ever does.
+    fn is_result_of(&self, base: &MemberList, delta: &Delta) -> bool {
+        if self.version != Some(delta.version) || base.version != Some(delta.base) {
+            return false;
+        }
+        let len = (base.len() + delta.added.len()).checked_sub(delta.removed.len());
+        if len != Some(self.len()) {
+            return false;
+        }
+        let readded = |a: &SocketAddr| delta.added.contains(a);
+        let removed_ok = delta.removed.iter().all(|r| base.contains(r) && (readded(r) || !self.contains(r)));
+        let added_ok = delta.added.iter().all(|a| !base.contains(a) || delta.removed.contains(a));
+        // The tail, newest last, is `added` in order.
+        let tail_ok = if let Some(f) = &self.flat {
+            f.len() >= delta.added.len() && f[f.len() - delta.added.len()..] == delta.added[..]
+        } else {
+            self.entries.values().rev().take(delta.added.len()).eq(delta.added.iter().rev())
+        };
+        removed_ok && added_ok && tail_ok && self.fingerprint() == base.fingerprint_after(delta)
+    }
+
+    /// The fingerprint this list would have with `delta` applied (O(change)).
+    fn fingerprint_after(&self, delta: &Delta) -> u64 {
+        let sum = delta.added.iter().fold(
+            delta.removed.iter().fold(self.sum, |s, a| s.wrapping_sub(addr_hash(a))),
+            |s, a| s.wrapping_add(addr_hash(a)),
+        );
+        let len = (self.len() + delta.added.len()).saturating_sub(delta.removed.len());
+        sum ^ (len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 }
 
@@ -491,5 +662,119 @@ mod tests {
         assert_eq!(m, Delta { base: 1, version: 5, removed: vec![z], added: vec![z, y] });
         assert_eq!(Delta::merge(&[ds[0].clone(), ds[2].clone()]), None, "a gap does not chain");
         assert_eq!(Delta::merge(&[]), None);
+    }
+
+    #[test]
+    fn shared_lists_give_every_joiner_the_one_list_of_a_version() {
+        let lists = SharedLists::new();
+        let members = vec![a("10.0.0.1:1"), a("10.0.0.2:2")];
+        let one = lists.snapshot(Some(3), members.clone());
+        let two = lists.snapshot(Some(3), members.clone());
+        assert!(one.same_as(&two), "an equal snapshot is the kept one");
+        let other = lists.snapshot(Some(3), vec![a("10.0.0.1:1")]);
+        assert!(!other.same_as(&one) && other.len() == 1, "different addresses are not taken");
+        let d = Delta { base: 3, version: 4, removed: vec![a("10.0.0.1:1")], added: vec![a("10.0.0.3:3")] };
+        let r1 = lists.apply(&one, &d, 10).unwrap();
+        let r2 = lists.apply(&two, &d, 10).unwrap();
+        assert!(r1.same_as(&r2), "the second joiner takes the first's result");
+        assert_eq!(r2, one.apply(&d, 10).unwrap());
+        // A list built apart but equal is swapped for the kept one.
+        let apart = MemberList::new(Some(3), members.clone());
+        assert!(lists.apply(&apart, &d, 10).unwrap().same_as(&r1));
+        // A delta to the same version that says something else is applied, not shared.
+        let lie = Delta { base: 3, version: 4, removed: vec![], added: vec![a("10.0.0.9:9")] };
+        let own = lists.apply(&one, &lie, 10).unwrap();
+        assert!(!own.same_as(&r1));
+        assert_eq!(own, one.apply(&lie, 10).unwrap());
+        // Errors stay errors, and bounds hold for shared results too.
+        assert_eq!(lists.apply(&one, &d, 1), Err(DeltaError::TooLong { len: 2, max: 1 }));
+        let bad = Delta { base: 3, version: 4, removed: vec![a("10.0.0.7:7")], added: vec![] };
+        assert_eq!(lists.apply(&one, &bad, 10), Err(DeltaError::UnknownRemoved(a("10.0.0.7:7"))));
+        let (shared, built) = lists.counts();
+        assert!(shared >= 3 && built >= 3, "{shared} shared, {built} built");
+    }
+
+    mod shared_props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn addr(i: u16) -> SocketAddr {
+            SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 1000 + i))
+        }
+
+        /// One step of an authenticator's history: add `add` new members, remove the ones
+        /// at these positions (mod len).
+        fn history(steps: &[(u8, Vec<u16>)]) -> Vec<Delta> {
+            let mut list: Vec<SocketAddr> = (0..4).map(addr).collect();
+            let mut next = 4u16;
+            let mut out = Vec::new();
+            for (v, (add, removes)) in steps.iter().enumerate() {
+                let mut removed = Vec::new();
+                for r in removes {
+                    if list.len() > 1 {
+                        removed.push(list.remove(usize::from(*r) % list.len()));
+                    }
+                }
+                // Sometimes a removed member comes back at once (a replacement).
+                let mut added: Vec<SocketAddr> = Vec::new();
+                if add % 5 == 4
+                    && let Some(r) = removed.first()
+                {
+                    added.push(*r);
+                }
+                for _ in 0..(add % 4) {
+                    added.push(addr(next));
+                    next += 1;
+                }
+                list.extend(&added);
+                out.push(Delta { base: v as u64, version: v as u64 + 1, removed, added });
+            }
+            out
+        }
+
+        proptest! {
+            /// Joiners following one history by different paths (single deltas, merged
+            /// jumps, lies now and then), through one `SharedLists`: every list a joiner gets
+            /// equals what it would have built alone.
+            #[test]
+            fn shared_results_equal_own_results(
+                steps in proptest::collection::vec((any::<u8>(), proptest::collection::vec(any::<u16>(), 0..3)), 1..40),
+                paths in proptest::collection::vec(proptest::collection::vec((1u8..4, any::<bool>()), 1..40), 1..5),
+            ) {
+                let deltas = history(&steps);
+                let lists = SharedLists::new();
+                let start: Vec<SocketAddr> = (0..4).map(addr).collect();
+                for path in &paths {
+                    let mut held = lists.snapshot(Some(0), start.clone());
+                    let mut alone = MemberList::new(Some(0), start.clone());
+                    let mut v = 0usize;
+                    for &(jump, lie) in path {
+                        if v >= deltas.len() { break; }
+                        let to = (v + usize::from(jump)).min(deltas.len());
+                        let mut d = Delta::merge(&deltas[v..to]).unwrap();
+                        // A lie that changes the length, and one that keeps it.
+                        let lie = lie && match (jump % 2, d.added.last_mut()) {
+                            (0, Some(last)) => {
+                                *last = addr(60_001);
+                                true
+                            }
+                            _ => {
+                                d.added.push(addr(60_000));
+                                true
+                            }
+                        };
+                        let shared = lists.apply(&held, &d, 1000);
+                        let own = alone.apply(&d, 1000);
+                        prop_assert_eq!(&shared, &own);
+                        if lie {
+                            break;
+                        }
+                        held = shared.unwrap();
+                        alone = own.unwrap();
+                        v = to;
+                    }
+                }
+            }
+        }
     }
 }
