@@ -128,6 +128,11 @@ struct AuthArgs {
     /// reach the member as one merged delta.
     #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     distribution_interval: Duration,
+    /// Writes a second one round of deltas (one to every protocol-2 member) may
+    /// cost, or 0 for unbounded; under churn, writes to each are spaced to fit
+    /// (10,000 members at 100000: a merged delta every 100 ms).
+    #[arg(long, value_name = "N", default_value_t = pyile::authenticator::DEFAULT_DELTA_RATE)]
+    delta_rate: u64,
     /// Recent deltas kept for protocol-2 members whose writer fell behind; one
     /// that missed more gets the whole list.
     #[arg(long, value_name = "N", default_value_t = pyile::authenticator::DEFAULT_DELTA_HISTORY)]
@@ -296,6 +301,7 @@ async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
         .v1_pacing(args.v1_pacing)
         .distribution_budget(args.distribution_budget.bytes_per_sec())
         .distribution_interval(args.distribution_interval)
+        .delta_rate(args.delta_rate)
         .delta_history(args.delta_history)
         .password_timeout(args.password_timeout)
         .max_handshakes(args.max_handshakes)

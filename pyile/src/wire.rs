@@ -463,9 +463,43 @@ impl Message {
 
 /// Appends `["ip",port]` to `out`.
 fn push_addr(out: &mut Vec<u8>, a: &SocketAddr) {
-    use std::io::Write;
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "[\"{}\",{}]", a.ip(), a.port());
+    // Whole lists are 10,000 of these: IPv4 (every list of a real network) is written digit
+    // by digit, as `fmt` would but several times faster; IPv6 through `fmt`.
+    match a {
+        SocketAddr::V4(v4) => {
+            out.extend_from_slice(b"[\"");
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_decimal(out, u32::from(octet));
+            }
+            out.extend_from_slice(b"\",");
+            push_decimal(out, u32::from(a.port()));
+            out.push(b']');
+        }
+        SocketAddr::V6(_) => {
+            use std::io::Write;
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "[\"{}\",{}]", a.ip(), a.port());
+        }
+    }
+}
+
+/// Appends `v` in decimal, as `fmt` writes it.
+fn push_decimal(out: &mut Vec<u8>, v: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// Appends a JSON array of addresses to `out`.

@@ -34,6 +34,8 @@ use crate::member_list::{Delta, MemberList};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pacing {
     budget: u64,
+    /// Writes per second one round may cost (protocol 2; 0 = unbounded).
+    writes: u64,
     min_gap: Duration,
     max_gap: Duration,
 }
@@ -41,11 +43,12 @@ pub struct Pacing {
 impl Pacing {
     /// The pacing an authenticator configured with `cfg` applies to a protocol-2 member
     /// (`v2`) or to a reference (v1) member. Protocol-2 members receive deltas, which cost
-    /// O(change) whatever the list's size, so the budget does not pace them: they get the
-    /// distribution interval alone.
+    /// O(change) bytes whatever the list's size, so the byte budget does not pace them; the
+    /// delta rate does, by writes: a round is one write per member.
     pub fn of(cfg: &AuthenticatorConfig, v2: bool) -> Self {
         Pacing {
             budget: if v2 { 0 } else { cfg.distribution_budget },
+            writes: if v2 { cfg.delta_rate } else { 0 },
             min_gap: if v2 { cfg.distribution_interval } else { cfg.v1_pacing },
             max_gap: cfg.max_distribution_gap(),
         }
@@ -60,11 +63,12 @@ impl Pacing {
 
     /// One round of the list at the budget, capped at the longest gap (zero without budget).
     fn round_gap(&self, list_bytes: usize, list_len: usize) -> Duration {
-        if self.budget == 0 {
-            return Duration::ZERO;
-        }
-        let round = list_bytes as u128 * list_len as u128;
-        let nanos = u64::try_from(round * 1_000_000_000 / self.budget as u128).unwrap_or(u64::MAX);
+        let (round, rate) = match (self.budget, self.writes) {
+            (0, 0) => return Duration::ZERO,
+            (0, writes) => (list_len as u128, writes),
+            (budget, _) => (list_bytes as u128 * list_len as u128, budget),
+        };
+        let nanos = u64::try_from(round * 1_000_000_000 / rate as u128).unwrap_or(u64::MAX);
         Duration::from_nanos(nanos).min(self.max_gap)
     }
 }
@@ -779,8 +783,14 @@ mod tests {
         // 100 entries of 23 bytes to 100 members at 1 MB/s: 230 ms for reference members;
         // protocol-2 members get deltas and only their window, whatever the size.
         assert_eq!(v1.gap(2_300, 100), Duration::from_millis(230));
+        // Protocol-2 members are paced by writes, not bytes: at the default 100,000 writes a
+        // second, 1,000 members keep the window; 10,000 members get a delta every 100 ms.
         assert_eq!(v2.gap(2_300, 100), Duration::from_millis(10));
-        assert_eq!(v2.gap(230_000, 10_000), Duration::from_millis(10));
+        assert_eq!(v2.gap(23_000, 1_000), Duration::from_millis(10));
+        assert_eq!(v2.gap(230_000, 10_000), Duration::from_millis(100));
+        assert_eq!(v2.gap(2_300_000, 1_000_000), c.max_distribution_gap());
+        let unpaced = Pacing::of(&c.clone().delta_rate(0), true);
+        assert_eq!(unpaced.gap(230_000, 10_000), Duration::from_millis(10));
         // Capped at the longest gap, the heartbeat timeout (3 s).
         assert_eq!(v1.gap(230_000, 10_000), c.max_distribution_gap());
         assert_eq!(c.max_distribution_gap(), Duration::from_secs(3));
