@@ -31,6 +31,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use pyile::scram::KeyCache;
 use pyile::{EventKind, EventStream, HandshakeStage, Joiner, JoinerConfig, LostReason, MemberList, SharedLists, TokioNet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -120,6 +121,10 @@ struct Shared {
     /// generator's own cost per change stays O(change), not O(change × joiners), so what it
     /// measures is the authenticator.
     lists: SharedLists,
+    /// SCRAM client keys, computed once for the run's password (RFC 5802 allows a client
+    /// to cache them): one PBKDF2 per join would make 100 joiners at once wait for the
+    /// generator's own CPU.
+    scram_keys: KeyCache,
 }
 
 /// Runs `plan` to its end (or until `stop` is cancelled), then makes every joiner leave and
@@ -156,6 +161,7 @@ pub async fn run(plan: &Plan, cfg: DriverConfig, metrics: Arc<Metrics>, stop: Ca
         ending,
         stop: stop.clone(),
         lists: SharedLists::new(),
+        scram_keys: KeyCache::new(),
     });
     for op in &plan.ops {
         let intended = start + op.at;
@@ -270,7 +276,8 @@ async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intende
     let m = &shared.metrics;
     let cfg = joiner_config(&shared.cfg, &shared.cfg.password, format!("loadgen-{id}"), source)
         .announce_extensions(shared.cfg.speaks_protocol2(id.slot))
-        .shared_lists(shared.lists.clone());
+        .shared_lists(shared.lists.clone())
+        .scram_key_cache(shared.scram_keys.clone());
     let mut joiner = match Joiner::join(TokioNet, shared.cfg.target, cfg).await {
         Ok(j) => j,
         Err(e) => {

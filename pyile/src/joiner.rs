@@ -53,7 +53,7 @@ use crate::event::{DEFAULT_EVENT_CAPACITY, EventKind, EventSink, EventStream, Ha
 use crate::member_list::{DeltaError, MemberList, SharedLists};
 use crate::net::{Listener, NetStream, Network};
 use crate::peer::{BroadcastReport, Delivery, Freeze, PeerCore};
-use crate::scram::{ClientExchange, DEFAULT_MAX_ITERATIONS};
+use crate::scram::{ClientExchange, DEFAULT_MAX_ITERATIONS, KeyCache};
 use crate::wire::{DEFAULT_MAX_VALUE_LEN, DecodeError, Message, MessageReader, PROTOCOL_VERSION, Recipient};
 
 /// Settings of a [`Joiner`]; build with [`JoinerConfig::new`] and the
@@ -76,6 +76,7 @@ pub struct JoinerConfig {
     require_mutual_auth: bool,
     max_iterations: u32,
     shared_lists: Option<SharedLists>,
+    key_cache: Option<KeyCache>,
 }
 
 /// Default [`JoinerConfig::max_members`].
@@ -102,6 +103,7 @@ impl JoinerConfig {
             require_mutual_auth: false,
             max_iterations: DEFAULT_MAX_ITERATIONS,
             shared_lists: None,
+            key_cache: None,
         }
     }
     /// Alias sent with chat messages.
@@ -193,6 +195,12 @@ impl JoinerConfig {
     /// a delta, the others take instead of building a copy. See [`SharedLists`].
     pub fn shared_lists(mut self, lists: SharedLists) -> Self {
         self.shared_lists = Some(lists);
+        self
+    }
+    /// SCRAM client keys to share with the other joiners of this process: computed once per
+    /// password, salt and iteration count instead of one PBKDF2 per join. See [`KeyCache`].
+    pub fn scram_key_cache(mut self, cache: KeyCache) -> Self {
+        self.key_cache = Some(cache);
         self
     }
 }
@@ -290,7 +298,9 @@ impl<N: Network> Joiner<N> {
                     return Err(Error::Unexpected { addr: target, expected: "scram challenge", got: other.kind() });
                 }
             };
-            let answer = exchange.answer(&cfg.password, &challenge, cfg.max_iterations).map_err(Error::Scram)?;
+            let answer = exchange
+                .answer_cached(&cfg.password, &challenge, cfg.max_iterations, cfg.key_cache.as_ref())
+                .map_err(Error::Scram)?;
             let proof = Message::ScramProof { nonce: answer.nonce.clone(), proof: answer.proof.clone() };
             send(timeout_at(deadline, w.write_all(&proof.encode())).await, "sending the SCRAM proof")?;
             match recv("waiting for the password check")(timeout_at(deadline, reader.next()).await)? {
