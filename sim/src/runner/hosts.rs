@@ -336,6 +336,13 @@ pub struct Shared {
     pub auth_live: RefCell<Option<Rc<Authenticator<TurmoilNet>>>>,
     /// Distribution counters of the incarnations that crashed.
     pub dist_stats: RefCell<pyile::DistStats>,
+    /// The member lists the joiners build, one per version, shared by them all (a pure
+    /// saving of the simulator's memory and wall time: every joiner still gets a list equal
+    /// to the one it would have built, so traces do not change).
+    pub lists: pyile::SharedLists,
+    /// SCRAM client keys, computed once per password, salt and iteration count (wall time
+    /// only; simulated time does not see CPU).
+    pub scram_keys: pyile::scram::KeyCache,
 }
 
 impl Shared {
@@ -348,6 +355,8 @@ impl Shared {
             settings,
             auth_live: RefCell::new(None),
             dist_stats: RefCell::new(pyile::DistStats::default()),
+            lists: pyile::SharedLists::new(),
+            scram_keys: pyile::scram::KeyCache::new(),
         }
     }
 
@@ -636,7 +645,9 @@ async fn run_joiner(
         .heartbeat_timeout(hb_timeout)
         .event_capacity(EVENT_CAPACITY)
         // SCRAM nonces from the run's seed, so traces replay exactly.
-        .seed(derive_seed(s.seed, &format!("joiner:{inst}")));
+        .seed(derive_seed(s.seed, &format!("joiner:{inst}")))
+        .shared_lists(ctx.shared.lists.clone())
+        .scram_key_cache(ctx.shared.scram_keys.clone());
     let joined = tokio::select! {
         biased;
         _ = crashed.wait() => return,
