@@ -384,8 +384,7 @@ impl<N: Network> Joiner<N> {
             events.clone(),
             lost,
             peer.freeze.clone(),
-            cfg.max_members,
-            cfg.shared_lists.clone(),
+            ListBuilder { max_members: cfg.max_members, shared: cfg.shared_lists.clone() },
         ));
 
         let (done_tx, done) = watch::channel(false);
@@ -602,6 +601,29 @@ async fn heartbeats<N: Network>(
     let _ = timeout(Duration::from_millis(100), w.shutdown()).await;
 }
 
+/// How a joiner builds the lists it follows: bounded, and shared with the process's other
+/// joiners when it was given [`SharedLists`].
+struct ListBuilder {
+    max_members: usize,
+    shared: Option<SharedLists>,
+}
+
+impl ListBuilder {
+    fn snapshot(&self, version: Option<u64>, members: Vec<SocketAddr>) -> MemberList {
+        match &self.shared {
+            Some(s) => s.snapshot(version, members),
+            None => MemberList::new(version, members),
+        }
+    }
+
+    fn apply(&self, held: &MemberList, delta: &crate::member_list::Delta) -> Result<MemberList, DeltaError> {
+        match &self.shared {
+            Some(s) => s.apply(held, delta, self.max_members),
+            None => held.apply(delta, self.max_members),
+        }
+    }
+}
+
 /// Follows the distribution connection: whole lists (taken when newer than the one held)
 /// and deltas (applied to the one held).
 async fn distribution<N: Network>(
@@ -611,8 +633,7 @@ async fn distribution<N: Network>(
     events: EventSink,
     lost: Lost,
     freeze: Freeze,
-    max_members: usize,
-    shared: Option<SharedLists>,
+    lists: ListBuilder,
 ) {
     loop {
         let msg = tokio::select! {
@@ -623,10 +644,7 @@ async fn distribution<N: Network>(
         };
         match msg {
             Ok(Message::Distro { members: list, version }) => {
-                let list = match &shared {
-                    Some(s) => s.snapshot(version, list),
-                    None => MemberList::new(version, list),
-                };
+                let list = lists.snapshot(version, list);
                 let bytes = reader.last_len();
                 let mut held_version = None;
                 let taken = members.send_if_modified(|held| {
@@ -651,13 +669,7 @@ async fn distribution<N: Network>(
             }
             Ok(Message::Delta(delta)) => {
                 let bytes = reader.last_len();
-                let applied = {
-                    let held = members.borrow();
-                    match &shared {
-                        Some(s) => s.apply(&held, &delta, max_members),
-                        None => held.apply(&delta, max_members),
-                    }
-                };
+                let applied = lists.apply(&members.borrow(), &delta);
                 match applied {
                     Ok(list) => {
                         members.send_replace(list.clone());

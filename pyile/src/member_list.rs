@@ -521,9 +521,19 @@ impl MemberList {
         if len != Some(self.len()) {
             return false;
         }
-        let readded = |a: &SocketAddr| delta.added.contains(a);
-        let removed_ok = delta.removed.iter().all(|r| base.contains(r) && (readded(r) || !self.contains(r)));
-        let added_ok = delta.added.iter().all(|a| !base.contains(a) || delta.removed.contains(a));
+        use std::collections::BTreeSet;
+        let removed: BTreeSet<&SocketAddr> = delta.removed.iter().collect();
+        let added: BTreeSet<&SocketAddr> = delta.added.iter().collect();
+        // Which of the delta's addresses the base holds: by lookups in a changed list, by one
+        // pass in a list received whole (where a lookup is a scan).
+        let in_base: BTreeSet<&SocketAddr> = match &base.flat {
+            Some(f) => f.iter().filter_map(|a| removed.get(a).or_else(|| added.get(a)).copied()).collect(),
+            None => removed.iter().chain(added.iter()).filter(|a| base.contains(a)).copied().collect(),
+        };
+        let removed_ok = removed.len() == delta.removed.len()
+            && removed.iter().all(|r| in_base.contains(r) && (added.contains(r) || !self.contains(r)));
+        let added_ok =
+            added.len() == delta.added.len() && added.iter().all(|a| !in_base.contains(a) || removed.contains(a));
         // The tail, newest last, is `added` in order.
         let tail_ok = if let Some(f) = &self.flat {
             f.len() >= delta.added.len() && f[f.len() - delta.added.len()..] == delta.added[..]
@@ -535,10 +545,12 @@ impl MemberList {
 
     /// The fingerprint this list would have with `delta` applied (O(change)).
     fn fingerprint_after(&self, delta: &Delta) -> u64 {
-        let sum = delta.added.iter().fold(
-            delta.removed.iter().fold(self.sum, |s, a| s.wrapping_sub(addr_hash(a))),
-            |s, a| s.wrapping_add(addr_hash(a)),
-        );
+        let sum = delta
+            .added
+            .iter()
+            .fold(delta.removed.iter().fold(self.sum, |s, a| s.wrapping_sub(addr_hash(a))), |s, a| {
+                s.wrapping_add(addr_hash(a))
+            });
         let len = (self.len() + delta.added.len()).saturating_sub(delta.removed.len());
         sum ^ (len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }

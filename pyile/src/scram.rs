@@ -24,10 +24,10 @@
 //! verifier only (never from a peer); a joiner refuses a challenge outside
 //! [`MIN_ITERATIONS`]`..=max_iterations` or with an oversized salt or nonce.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -126,7 +126,7 @@ fn salted_password(password: &str, salt: &[u8], iterations: u32) -> [u8; 32] {
 }
 
 /// ClientKey, StoredKey, ServerKey from a password.
-fn keys(password: &str, salt: &[u8], iterations: u32) -> ([u8; 32], [u8; 32], [u8; 32]) {
+fn keys(password: &str, salt: &[u8], iterations: u32) -> Keys {
     let salted = salted_password(password, salt, iterations);
     let client_key = hmac(&salted, b"Client Key");
     let stored_key: [u8; 32] = Sha256::digest(client_key).into();
@@ -321,8 +321,12 @@ struct CachedKeys {
     password: String,
     salt: Vec<u8>,
     iterations: u32,
-    keys: ([u8; 32], [u8; 32], [u8; 32]),
+    /// Computed by the first joiner that needs them; the others wait for that one PBKDF2
+    /// instead of each running its own (100 joiners arriving at once).
+    keys: Arc<OnceLock<Keys>>,
 }
+
+type Keys = ([u8; 32], [u8; 32], [u8; 32]);
 
 impl fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -338,23 +342,28 @@ impl KeyCache {
     }
 
     /// [`keys`], remembered.
-    fn keys(&self, password: &str, salt: &[u8], iterations: u32) -> ([u8; 32], [u8; 32], [u8; 32]) {
-        {
-            let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) =
-                g.iter().find(|c| c.iterations == iterations && c.salt == salt && c.password == password)
-            {
-                return c.keys;
+    fn keys(&self, password: &str, salt: &[u8], iterations: u32) -> Keys {
+        let cell = {
+            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            match g.iter().find(|c| c.iterations == iterations && c.salt == salt && c.password == password) {
+                Some(c) => c.keys.clone(),
+                None => {
+                    if g.len() >= CACHED_KEYS {
+                        g.pop_front();
+                    }
+                    let keys = Arc::new(OnceLock::new());
+                    g.push_back(CachedKeys {
+                        password: password.to_owned(),
+                        salt: salt.to_vec(),
+                        iterations,
+                        keys: keys.clone(),
+                    });
+                    keys
+                }
             }
-        }
+        };
         // Outside the lock: joiners with another password or salt are not held up.
-        let keys = keys(password, salt, iterations);
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if g.len() >= CACHED_KEYS {
-            g.pop_front();
-        }
-        g.push_back(CachedKeys { password: password.to_owned(), salt: salt.to_vec(), iterations, keys });
-        keys
+        *cell.get_or_init(|| keys(password, salt, iterations))
     }
 }
 

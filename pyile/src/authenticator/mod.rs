@@ -68,7 +68,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
-pub use config::{AuthenticatorConfig, DEFAULT_AUTH_PORT, DEFAULT_DELTA_HISTORY, DEFAULT_DELTA_RATE, DEFAULT_DISTRIBUTION_BUDGET};
+pub use config::{
+    AuthenticatorConfig, DEFAULT_AUTH_PORT, DEFAULT_DELTA_HISTORY, DEFAULT_DELTA_RATE, DEFAULT_DISTRIBUTION_BUDGET,
+};
 pub use distribution::{DistStats, SnapshotReason};
 use state::AuthState;
 
