@@ -10,7 +10,10 @@
 #
 # PROTOCOL (default 2) is loadgen's --protocol: 2 loads the delta path, 1 the v1 path (what a
 # reference joiner does); PROTOCOL_MIX=0.5 gives loadgen --protocol-mix instead. AUTH_ARGS
-# adds flags to `pyile auth`. The last column is the authenticator's peak RSS (VmHWM).
+# adds flags to `pyile auth`. The last columns are the authenticator's peak RSS (VmHWM) and
+# the CPU (user + system) the authenticator and loadgen used per successful join, for the
+# whole run (joins, heartbeats and lists while holding): what a run costs, independent of
+# what else the machine was doing.
 #
 # Every run starts a fresh authenticator, runs
 #   loadgen --peers N --rate $RATE --hold $HOLD --target ... --out reports/bench/<side>-<N>.csv
@@ -41,13 +44,28 @@ LOG_PREFIX=""
 # shellcheck source=scripts/bench-lib.sh
 . "$ROOT/scripts/bench-lib.sh"
 
+# CPU seconds (user + system) this shell's finished children have used: loadgen's shards.
+# (`times` runs in this shell, not in a command substitution's subshell, which has no children.)
+children_cpu() {
+    times >"$OUT/.times"
+    awk 'NR==2 { n = split($0, f, " "); s = 0
+        for (i = 1; i <= n; i++) { split(f[i], ms, "m"); sub("s", "", ms[2]); s += ms[1] * 60 + ms[2] }
+        printf "%.2f", s }' "$OUT/.times"
+}
+
+# per_join CPU_SECONDS JOINED: milliseconds of CPU per join ("-" when unknown).
+per_join() {
+    awk -v c="$1" -v n="$2" 'BEGIN{ if (c == "-" || c == "" || n == "-" || n + 0 == 0) print "-"; else printf "%.2f", c * 1000 / n }'
+}
+
 # run SIDE N RATE: one benchmark run; prints a Markdown row; returns loadgen's status.
 run() {
-    local side="$1" n="$2" rate="$3" csv="$OUT/$1-$2.csv" status=0 t0 t1 rss i start
+    local side="$1" n="$2" rate="$3" csv="$OUT/$1-$2.csv" status=0 t0 t1 rss i start auth_cpu gen0 gen1
     local proto=(--protocol "$PROTOCOL")
     [ -z "$PROTOCOL_MIX" ] || proto=(--protocol-mix "$PROTOCOL_MIX")
     stop_auth
     "start_$side"
+    children_cpu >"$OUT/.cpu0"
     t0=$(date +%s.%N)
     if [ "$SHARDS" -le 1 ]; then
         "$LOADGEN" --peers "$n" --rate "$rate" --hold "$HOLD" --target "$TARGET" "${proto[@]}" \
@@ -70,26 +88,33 @@ run() {
             >/dev/null || status=$?
     fi
     t1=$(date +%s.%N)
+    children_cpu >"$OUT/.cpu1"
+    gen0=$(cat "$OUT/.cpu0") gen1=$(cat "$OUT/.cpu1")
     rss=$(awk '/VmHWM/{printf "%.0f MiB", $2/1024}' "/proc/$AUTH_PID/status" 2>/dev/null || echo -)
+    # CPU seconds (user + system) the authenticator (and its threads) used so far.
+    auth_cpu=$(awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$AUTH_PID/stat" 2>/dev/null || echo -)
     stop_auth
     if [ ! -f "$csv" ]; then
         printf '| %s | %s | %s/s | loadgen wrote no report (exit %s) |\n' "$side" "$n" "$rate" "$status"
         return 2
     fi
-    printf '| %s | %s | %s/s | %s | %s | %s | %s | %s | %s | %s | %.0f s | %s |\n' \
+    local joined
+    joined=$(stat joined count "$csv")
+    printf '| %s | %s | %s/s | %s | %s | %s | %s | %s | %s | %s | %.0f s | %s | %s | %s |\n' \
         "$side" "$n" "$rate" \
         "$(stat joined count "$csv")" "$(stat errors count "$csv")" \
         "$(stat timed_out count "$csv")/$(stat protocol_error count "$csv")/$(stat refused count "$csv")" \
         "$(ms "$(stat join_complete p50_us "$csv")")" "$(ms "$(stat join_complete p99_us "$csv")")" \
         "$(ms "$(stat join_complete max_us "$csv")")" "$(ms "$(stat convergence p99_us "$csv")")" \
-        "$(echo "$t1 - $t0" | bc)" "$rss"
+        "$(echo "$t1 - $t0" | bc)" "$rss" \
+        "$(per_join "$auth_cpu" "$joined")" "$(per_join "$(echo "$gen1 - $gen0" | bc)" "$joined")"
     return "$status"
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); rate $RATE joins/s, hold $HOLD, $SHARDS loadgen shard(s), protocol ${PROTOCOL_MIX:+mix $PROTOCOL_MIX}${PROTOCOL_MIX:-$PROTOCOL}"
 echo
-echo '| authenticator | peers | join rate | joined | errors | timed out / protocol / refused | join p50 ms | join p99 ms | join max ms | convergence p99 ms | wall | auth peak RSS |'
-echo '|---|---|---|---|---|---|---|---|---|---|---|---|'
+echo '| authenticator | peers | join rate | joined | errors | timed out / protocol / refused | join p50 ms | join p99 ms | join max ms | convergence p99 ms | wall | auth peak RSS | auth CPU ms/join | loadgen CPU ms/join |'
+echo '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
 for side in $SIDES; do
     for n in $PEERS; do
         run "$side" "$n" "$RATE" || true
