@@ -608,7 +608,31 @@ struct ListBuilder {
     shared: Option<SharedLists>,
 }
 
+/// One value from the distribution connection: a whole list already built, or anything else.
+enum Incoming {
+    List(MemberList),
+    Other(Message),
+}
+
 impl ListBuilder {
+    /// Decodes one value from the distribution connection; a whole list other joiners of the
+    /// process received as the same bytes is taken from them instead of parsed again.
+    fn decode(&self, bytes: &[u8]) -> Result<Incoming, DecodeError> {
+        if let Some(list) = self.shared.as_ref().and_then(|s| s.decoded(bytes)) {
+            return Ok(Incoming::List(list));
+        }
+        match Message::decode(bytes)? {
+            Message::Distro { members, version } => {
+                let list = self.snapshot(version, members);
+                if let Some(s) = &self.shared {
+                    s.remember(bytes, &list);
+                }
+                Ok(Incoming::List(list))
+            }
+            other => Ok(Incoming::Other(other)),
+        }
+    }
+
     fn snapshot(&self, version: Option<u64>, members: Vec<SocketAddr>) -> MemberList {
         match &self.shared {
             Some(s) => s.snapshot(version, members),
@@ -640,11 +664,11 @@ async fn distribution<N: Network>(
             biased;
             _ = lost.cancel.cancelled() => break,
             _ = freeze.frozen() => break,
-            r = reader.next() => r,
+            r = reader.next_with(|b| lists.decode(b)) => r,
         };
         match msg {
-            Ok(Message::Distro { members: list, version }) => {
-                let list = lists.snapshot(version, list);
+            Ok(Incoming::List(list)) => {
+                let version = list.version;
                 let bytes = reader.last_len();
                 let mut held_version = None;
                 let taken = members.send_if_modified(|held| {
@@ -667,7 +691,7 @@ async fn distribution<N: Network>(
                     }
                 }
             }
-            Ok(Message::Delta(delta)) => {
+            Ok(Incoming::Other(Message::Delta(delta))) => {
                 let bytes = reader.last_len();
                 let applied = lists.apply(&members.borrow(), &delta);
                 match applied {
@@ -691,7 +715,7 @@ async fn distribution<N: Network>(
                     Err(e) => return lost.lost(LostReason::Error(format!("distribution: malformed delta: {e}"))),
                 }
             }
-            Ok(other) => debug!("ignored {} on the distribution connection", other.kind()),
+            Ok(Incoming::Other(other)) => debug!("ignored {} on the distribution connection", other.kind()),
             Err(DecodeError::Eof { .. }) => return lost.lost(LostReason::Closed),
             Err(DecodeError::Io(e)) if closed_by_peer(&e) => return lost.lost(LostReason::Closed),
             Err(e) => return lost.lost(LostReason::Error(format!("distribution: {e}"))),

@@ -397,8 +397,16 @@ pub struct SharedLists {
     inner: Arc<std::sync::Mutex<SharedInner>>,
 }
 
+/// How many whole lists' wire bytes a [`SharedLists`] remembers.
+const SHARED_BYTES: usize = 16;
+/// Lists shorter than this on the wire are decoded every time (cheap, and they would only
+/// push the big ones out).
+const SHARED_BYTES_MIN: usize = 1024;
+
 #[derive(Default)]
 struct SharedInner {
+    /// Recent whole lists as they came on the wire, and the list each decoded to.
+    by_bytes: std::collections::VecDeque<(Arc<[u8]>, MemberList)>,
     by_version: std::collections::BTreeMap<u64, MemberList>,
     shared: u64,
     built: u64,
@@ -455,6 +463,33 @@ impl SharedLists {
         g.built += 1;
         g.keep(&list);
         list
+    }
+
+    /// The list these wire bytes (one whole `{"distro":...}` value) decoded to when another
+    /// joiner received the very same bytes: every joiner of a process is sent the same
+    /// snapshot bytes, so one decodes them and the others compare (a `memcmp`, not a parse).
+    pub fn decoded(&self, bytes: &[u8]) -> Option<MemberList> {
+        if bytes.len() < SHARED_BYTES_MIN {
+            return None;
+        }
+        let mut g = self.lock();
+        let found = g.by_bytes.iter().rev().find(|(b, _)| **b == *bytes).map(|(_, l)| l.clone());
+        if found.is_some() {
+            g.shared += 1;
+        }
+        found
+    }
+
+    /// Remembers that `bytes` decoded to `list`, for [`SharedLists::decoded`].
+    pub fn remember(&self, bytes: &[u8], list: &MemberList) {
+        if bytes.len() < SHARED_BYTES_MIN {
+            return;
+        }
+        let mut g = self.lock();
+        if g.by_bytes.len() >= SHARED_BYTES {
+            g.by_bytes.pop_front();
+        }
+        g.by_bytes.push_back((bytes.into(), list.clone()));
     }
 
     /// `held.apply(delta, max_len)`: the kept list at `delta.version` when `held` is (or
@@ -704,6 +739,22 @@ mod tests {
         assert_eq!(lists.apply(&one, &bad, 10), Err(DeltaError::UnknownRemoved(a("10.0.0.7:7"))));
         let (shared, built) = lists.counts();
         assert!(shared >= 3 && built >= 3, "{shared} shared, {built} built");
+
+        // Wire bytes seen before give the list they decoded to; other bytes of the same
+        // length do not, and small lists are not remembered at all.
+        let big: Vec<SocketAddr> = (0..100).map(|i| SocketAddr::from(([10, 1, 0, i as u8], 2000 + i))).collect();
+        let bytes = crate::wire::encode_distro(big.iter(), Some(9));
+        let list = MemberList::new(Some(9), big.clone());
+        assert!(lists.decoded(&bytes).is_none());
+        lists.remember(&bytes, &list);
+        assert!(lists.decoded(&bytes).is_some_and(|l| l.same_as(&list)));
+        let mut other = bytes.clone();
+        let i = other.len() - 20;
+        other[i] = if other[i] == b'1' { b'2' } else { b'1' };
+        assert!(lists.decoded(&other).is_none(), "same length, other bytes");
+        let small = crate::wire::encode_distro(members.iter(), Some(3));
+        lists.remember(&small, &one);
+        assert!(lists.decoded(&small).is_none());
     }
 
     mod shared_props {

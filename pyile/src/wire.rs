@@ -663,8 +663,9 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             .await
     }
 
-    /// Reads until one whole value is buffered and hands its bytes to `parse`.
-    async fn next_with<T>(&mut self, parse: impl Fn(&[u8]) -> Result<T, DecodeError>) -> Result<T, DecodeError> {
+    /// Reads until one whole value is buffered and hands its bytes to `parse` (for a reader
+    /// that can sometimes skip decoding, e.g. bytes it has seen before).
+    pub async fn next_with<T>(&mut self, parse: impl Fn(&[u8]) -> Result<T, DecodeError>) -> Result<T, DecodeError> {
         loop {
             match self.scanner.scan(&self.buf) {
                 Scan::Complete { start, end } => {
