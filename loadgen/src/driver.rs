@@ -32,7 +32,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pyile::scram::KeyCache;
-use pyile::{EventKind, EventStream, HandshakeStage, Joiner, JoinerConfig, LostReason, MemberList, SharedLists, TokioNet};
+use pyile::{
+    EventKind, EventStream, HandshakeStage, Joiner, JoinerConfig, LostReason, MemberList, SharedLists, TokioNet,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 

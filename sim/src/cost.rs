@@ -316,11 +316,14 @@ mod tests {
 
     #[test]
     fn gap_is_the_distribution_interval_whatever_the_budget() {
-        // Protocol-2 members get deltas: the budget no longer paces them, at any size.
-        for members in [100.0, 500.0, 2000.0, 10_000.0] {
+        // Protocol-2 members get deltas: the byte budget no longer paces them, at any size;
+        // the delta rate (100,000 writes a second) stretches the interval past 1,000 members.
+        for members in [100.0, 500.0, 998.0] {
             assert_eq!(default_pacing().gap(members), 0.010, "{members}");
             assert_eq!(Pacing::new(0, Duration::from_secs(6)).gap(members), 0.010, "{members}");
         }
+        assert!((default_pacing().gap(9_999.0) - 0.100).abs() < 1e-9);
+        assert!((Pacing::new(0, Duration::from_secs(6)).gap(9_999.0) - 0.100).abs() < 1e-9);
     }
 
     #[test]

@@ -77,7 +77,8 @@ fn every_shipped_scenario_parses_resolves_and_validates() {
             "join_storm_faults",
             "lossy_links",
             "partition",
-            "scale_1000"
+            "scale_1000",
+            "scale_5000"
         ]
     );
 }
