@@ -59,6 +59,21 @@ pub struct BatchOptions {
     pub views: bool,
 }
 
+impl BatchOptions {
+    /// One thread, each seed run twice (a trace mismatch is a failure), quiet, no trace
+    /// files, no HTML views: how tests and replays run scenarios.
+    pub fn checked(git_rev: &str) -> Self {
+        BatchOptions {
+            check_determinism: true,
+            trace: None,
+            threads: 1,
+            progress: false,
+            git_rev: git_rev.into(),
+            views: false,
+        }
+    }
+}
+
 /// One (scenario, seed) to run.
 #[derive(Clone, Copy, Debug)]
 pub struct Job<'a> {

@@ -259,14 +259,7 @@ fn honest_joins_fail_against_an_authenticator_with_too_few_handshake_slots() {
 fn hostile_mix_replays_exactly() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/hostile_mix.toml");
     let src = LoadedScenario::load(&path).unwrap();
-    let opts = BatchOptions {
-        check_determinism: true,
-        trace: None,
-        threads: 1,
-        progress: false,
-        git_rev: "t".into(),
-        views: false,
-    };
+    let opts = BatchOptions::checked("t");
     let wall = std::time::Instant::now();
     let rec = run_job(Job { scenario: &src, seed: 1 }, &opts, false, sim::runner::run).unwrap();
     assert_eq!(rec.failures, Vec::<String>::new());

@@ -48,7 +48,7 @@ until = "24s"
 "#;
 
 fn opts(views: bool) -> BatchOptions {
-    BatchOptions { check_determinism: false, trace: None, threads: 1, progress: false, git_rev: "t".into(), views }
+    BatchOptions { check_determinism: false, views, ..BatchOptions::checked("t") }
 }
 
 /// The `data-series`/`data-windows` of every figure, in page order.

@@ -10,18 +10,6 @@ use sim::runner::{Sabotage, run, run_with};
 use sim::scenario::LoadedScenario;
 use sim::trace::Trace;
 
-/// One thread, each seed run twice (a trace mismatch is a failure), no HTML views.
-fn checked() -> BatchOptions {
-    BatchOptions {
-        check_determinism: true,
-        trace: None,
-        threads: 1,
-        progress: false,
-        git_rev: "t".into(),
-        views: false,
-    }
-}
-
 fn load(text: &str) -> LoadedScenario {
     LoadedScenario::from_text("test.toml", text.to_string()).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -70,7 +58,7 @@ min = 1
 #[test]
 fn a_partition_is_detected_recovered_and_replays_exactly() {
     let src = load(PARTITION);
-    let opts = checked();
+    let opts = BatchOptions::checked("t");
     let rec = run_job(Job { scenario: &src, seed: 5 }, &opts, false, run).unwrap();
     assert_eq!(rec.failures, Vec::<String>::new());
     assert_eq!((rec.verdict.as_str(), rec.determinism.as_str()), ("pass", "ok"));
@@ -146,7 +134,7 @@ min = 6
 #[test]
 fn an_authenticator_crash_is_reported_by_every_joiner_who_then_rejoins() {
     let src = load(AUTH_CRASH);
-    let opts = checked();
+    let opts = BatchOptions::checked("t");
     let rec = run_job(Job { scenario: &src, seed: 1 }, &opts, false, run).unwrap();
     assert_eq!(rec.failures, Vec::<String>::new());
     assert_eq!(rec.determinism, "ok", "crashes replay exactly");
@@ -290,7 +278,7 @@ target = "m"
 #[test]
 fn crashes_during_a_join_storm_replay_exactly_over_100_seeds() {
     let src = load(CRASH_STORM);
-    let opts = checked();
+    let opts = BatchOptions::checked("t");
     let mut cut_mid_join = 0;
     for seed in 1..=100 {
         let rec = run_job(Job { scenario: &src, seed }, &opts, false, run).unwrap();

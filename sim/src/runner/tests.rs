@@ -14,14 +14,7 @@ use super::run;
 fn lossy_links_dead_distribution_streams_are_removed_and_rejoin() {
     let text = include_str!("../../../scenarios/lossy_links.toml").to_string();
     let src = LoadedScenario::from_text("lossy_links.toml", text).unwrap_or_else(|e| panic!("{e}"));
-    let opts = BatchOptions {
-        check_determinism: true,
-        trace: None,
-        threads: 1,
-        progress: false,
-        git_rev: "t".into(),
-        views: false,
-    };
+    let opts = BatchOptions::checked("t");
     for seed in [2, 10] {
         let rec = run_job(Job { scenario: &src, seed }, &opts, false, run).unwrap();
         assert_eq!(rec.failures, Vec::<String>::new(), "seed {seed}");
