@@ -575,7 +575,19 @@ impl MemberList {
         } else {
             self.entries.values().rev().take(delta.added.len()).eq(delta.added.iter().rev())
         };
-        removed_ok && added_ok && tail_ok
+        removed_ok && added_ok && tail_ok && self.fingerprint() == base.fingerprint_after(delta)
+    }
+
+    /// The fingerprint this list would have with `delta` applied (O(change)).
+    fn fingerprint_after(&self, delta: &Delta) -> u64 {
+        let sum = delta
+            .added
+            .iter()
+            .fold(delta.removed.iter().fold(self.sum, |s, a| s.wrapping_sub(addr_hash(a))), |s, a| {
+                s.wrapping_add(addr_hash(a))
+            });
+        let len = (self.len() + delta.added.len()).saturating_sub(delta.removed.len());
+        sum ^ (len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 }
 
