@@ -384,9 +384,11 @@ const SHARED_VERSIONS: usize = 256;
 /// Nothing is taken on trust. A snapshot is taken from the kept list only when its addresses
 /// equal the kept ones (an O(n) comparison instead of an O(n) list). A delta applied to the
 /// kept list of its base gives the kept list of its version only after a check, in
-/// O(change × log n) and without allocating, that the kept list is exactly the base with
-/// the delta applied: its length, every removed address gone, every added one present and
-/// last, in order. A list built apart (a joiner that got there another way) is swapped for
+/// O(change × log n) and without allocating, that the kept list is the base with the delta
+/// applied: its length, every removed address gone, every added one present and last, in
+/// order, and its 64-bit content fingerprint (which alone covers the members that stay: a
+/// kept list built from another, lying delta of the same versions can differ only there). A
+/// list built apart (a joiner that got there another way) is swapped for
 /// the kept one when their contents are equal (an O(n) comparison, done once, when their
 /// fingerprints agree). So a lying or restarted authenticator changes only the share rate:
 /// a joiner whose delta does not check out applies it to its own copy, exactly as without
@@ -545,9 +547,12 @@ impl MemberList {
     /// Whether this list is exactly `base` with `delta` applied (its version included), in
     /// O(change × log n) without allocating: the length adds up, every removed address that
     /// is not added again is gone, and the last entries are the added ones, in order. The
-    /// members that stay are not compared one by one: with the length and both ends checked,
-    /// a list that differs there would have to reorder them, which neither an honest
-    /// authenticator nor [`MemberList::apply`] ever does.
+    /// members that stay are not compared one by one: the fingerprint, kept in O(1) per
+    /// change, must equal the base's with the delta applied. Without it a kept list whose
+    /// survivors differ passes (the proptest found one: an empty delta onto a list whose
+    /// last member a lie had swapped); with it such a list gets through only on a 64-bit
+    /// hash collision, and order among the survivors is still taken on trust (neither an
+    /// honest authenticator nor [`MemberList::apply`] reorders them).
     fn is_result_of(&self, base: &MemberList, delta: &Delta) -> bool {
         if self.version != Some(delta.version) || base.version != Some(delta.base) {
             return false;
