@@ -62,7 +62,11 @@ pub struct AuthenticatorConfig {
     pub(super) verifier: Option<Verifier>,
     pub(super) scram_iterations: u32,
     pub(super) delta_history: usize,
+    pub(super) max_alias_len: usize,
 }
+
+/// Default [`AuthenticatorConfig::max_alias_len`].
+pub const DEFAULT_MAX_ALIAS_LEN: usize = 64;
 
 /// Default [`AuthenticatorConfig::delta_history`].
 pub const DEFAULT_DELTA_HISTORY: usize = 4096;
@@ -99,6 +103,7 @@ impl AuthenticatorConfig {
             verifier: None,
             scram_iterations: DEFAULT_ITERATIONS,
             delta_history: DEFAULT_DELTA_HISTORY,
+            max_alias_len: DEFAULT_MAX_ALIAS_LEN,
         }
     }
     /// Settings that check passwords against a stored [`Verifier`] (made by
@@ -110,6 +115,17 @@ impl AuthenticatorConfig {
         let mut cfg = AuthenticatorConfig::new(String::new());
         cfg.verifier = Some(verifier);
         cfg
+    }
+    /// Longest alias in bytes a protocol-2 joiner may join with (default
+    /// [`DEFAULT_MAX_ALIAS_LEN`]); a longer one is refused as `bad_alias`.
+    pub fn max_alias_len(mut self, n: usize) -> Self {
+        self.max_alias_len = n;
+        self
+    }
+    /// Whether `alias` is usable: 1 to [`AuthenticatorConfig::max_alias_len`] bytes, no
+    /// control characters.
+    pub fn alias_ok(&self, alias: &str) -> bool {
+        !alias.is_empty() && alias.len() <= self.max_alias_len && !alias.chars().any(char::is_control)
     }
     /// PBKDF2 iterations of the verifier an authenticator with a cleartext password derives
     /// at start (with a salt from [`AuthenticatorConfig::seed`]) for protocol-2 joiners'
