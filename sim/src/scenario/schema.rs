@@ -225,6 +225,11 @@ pub struct JoinerGroup {
     /// Absent: it stays out (until a timeline `join`).
     #[serde(default)]
     pub rejoin_after: Option<Dur>,
+    /// One alias every joiner of the group joins with (protocol 2: the authenticator admits
+    /// one live member per alias and refuses the others with `alias_taken`). Absent: each
+    /// join attempt has its own, `name#inst`.
+    #[serde(default)]
+    pub alias: Option<String>,
 }
 
 fn one() -> u32 {
