@@ -342,6 +342,12 @@ impl Monitor {
         self.names.cursor.insert(inst, (version + 1, 0));
     }
 
+    /// The changes emitted and not yet numbered by a list (what the next list announces).
+    #[cfg(test)]
+    pub(super) fn pending_changes(&self) -> Vec<Change> {
+        self.names.pending.clone()
+    }
+
     /// Whether `inst`'s announcements are judged: an honest instance of the current
     /// authenticator incarnation.
     fn announcing(&self, inst: u64) -> bool {
