@@ -76,6 +76,7 @@ fn every_shipped_scenario_parses_resolves_and_validates() {
             "hostile_mix",
             "join_storm_faults",
             "lossy_links",
+            "names_and_announcements",
             "partition",
             "scale_1000",
             "scale_5000"
