@@ -150,11 +150,15 @@ pub enum Counter {
     Skipped,
     /// Protocol events dropped because loadgen fell behind reading them.
     EventsLagged,
+    /// Joins that reused a live joiner's alias (`--duplicate-alias-rate`) and were refused
+    /// with `alias_taken`, as they must be: not an error. A refusal of a join that did not
+    /// reuse one is an error (`other_error`).
+    AliasTaken,
 }
 
 impl Counter {
     /// Every counter, in report order.
-    pub const ALL: [Counter; 22] = [
+    pub const ALL: [Counter; 23] = [
         Counter::Joined,
         Counter::Refused,
         Counter::TimedOut,
@@ -177,6 +181,7 @@ impl Counter {
         Counter::AttackBanned,
         Counter::Skipped,
         Counter::EventsLagged,
+        Counter::AliasTaken,
     ];
 
     /// The stable name used in CSV files, interval-log tags and `--fail-on` rules.
@@ -204,6 +209,7 @@ impl Counter {
             Counter::AttackBanned => "attack_banned",
             Counter::Skipped => "skipped",
             Counter::EventsLagged => "events_lagged",
+            Counter::AliasTaken => "alias_taken",
         }
     }
 

@@ -67,6 +67,7 @@ async fn joiners_bind_their_planned_source_addresses_and_attackers_get_banned() 
         drain_timeout: Duration::from_secs(5),
         crash_bound: Duration::from_secs(6),
         protocol2_share: 1.0,
+        duplicate_alias_rate: 0.0,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
 
@@ -186,6 +187,7 @@ async fn churn_crashes_are_silent_and_the_authenticator_s_detection_is_measured(
         drain_timeout: Duration::from_secs(5),
         crash_bound,
         protocol2_share: 1.0,
+        duplicate_alias_rate: 0.0,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
     let mut collector = Collector::new();
@@ -274,6 +276,7 @@ async fn crashes_still_listed_at_the_bound_are_undetected_errors_and_then_closed
         drain_timeout: Duration::from_secs(5),
         crash_bound: Duration::from_millis(800),
         protocol2_share: 1.0,
+        duplicate_alias_rate: 0.0,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
     let mut collector = Collector::new();
@@ -315,6 +318,7 @@ async fn a_protocol_mix_loads_both_distribution_paths() {
         drain_timeout: Duration::from_secs(5),
         crash_bound: Duration::from_secs(6),
         protocol2_share: f,
+        duplicate_alias_rate: 0.0,
     };
     let v2 = |f: f64| (0..100).filter(|&s| share(f).speaks_protocol2(s)).count();
     assert_eq!((v2(0.0), v2(0.5), v2(0.25), v2(1.0)), (0, 50, 25, 100));
@@ -353,5 +357,81 @@ async fn a_protocol_mix_loads_both_distribution_paths() {
     let t = collector.totals();
     assert_eq!(t.counter(Counter::Joined), 12);
     assert_eq!(t.counter(Counter::Errors), 0);
+    auth.leave().await;
+}
+
+/// `--duplicate-alias-rate 0.5`: about half the joins present a live joiner's alias; the
+/// authenticator refuses each (`alias_taken`, expected, not an error) and never lists an
+/// alias twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_aliases_are_refused_and_counted_apart_from_errors() {
+    let dup = |f: f64| DriverConfig {
+        target: "127.0.0.1:1".parse().unwrap(),
+        password: "pw".into(),
+        wrong_password: DriverConfig::wrong_password_for("pw"),
+        handshake_timeout: Duration::from_secs(3),
+        heartbeat_timeout: Duration::from_secs(2),
+        start_wall: SystemTime::now(),
+        drain_timeout: Duration::from_secs(5),
+        crash_bound: Duration::from_secs(6),
+        protocol2_share: 1.0,
+        duplicate_alias_rate: f,
+    };
+    let ids = |f: f64| {
+        (0..1000).filter(|&slot| dup(f).duplicates_alias(loadgen::plan::JoinerId { slot, generation: 0 })).count()
+    };
+    assert_eq!(ids(0.0), 0);
+    assert_eq!(ids(1.0), 1000);
+    assert!((400..600).contains(&ids(0.5)), "{}", ids(0.5));
+
+    let mut auth = Authenticator::start(
+        TokioNet,
+        AuthenticatorConfig::new("pw")
+            .listen("127.0.0.1:0".parse().unwrap())
+            .heartbeat_interval(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let mut auth_events = auth.events().unwrap();
+    let cfg = PlanConfig {
+        seed: 11,
+        peers: 20,
+        arrival: Arrival::Rate(40.0),
+        hold: Duration::from_millis(1000),
+        churn_rate: 0.0,
+        broadcast_rate: 0.0,
+        wrong_password_rate: 0.0,
+        joiner_ips: addrs("127.0.8.1-127.0.8.4"),
+        attacker_ips: vec![],
+        shards: 1,
+        attacks: vec![],
+    };
+    let plan = Plan::build(&cfg).unwrap();
+    let metrics = Arc::new(Metrics::new(Instant::now() + Duration::from_millis(50)));
+    let driver_cfg = DriverConfig { target: auth.auth_addr(), ..dup(0.5) };
+    driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
+    let mut collector = Collector::new();
+    collector.cut(&metrics, Instant::now());
+    let t = collector.totals();
+    let (joined, taken) = (t.counter(Counter::Joined), t.counter(Counter::AliasTaken));
+    assert!(taken > 0, "some joins reused a live alias");
+    assert_eq!(joined + taken, 20, "every join either joined or was refused for its alias");
+    assert_eq!(t.counter(Counter::Errors), 0, "an expected refusal is not an error");
+    let mut refused = 0;
+    let mut live = std::collections::BTreeMap::new();
+    while let Some(ev) = auth_events.try_recv() {
+        match ev.kind {
+            EventKind::AliasRefused { .. } => refused += 1,
+            EventKind::MemberAlias { member, alias } => {
+                assert!(!live.values().any(|a| *a == alias), "{alias} listed twice");
+                live.insert(member, alias);
+            }
+            EventKind::MemberRemoved { member, .. } => {
+                live.remove(&member);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(refused, taken);
     auth.leave().await;
 }

@@ -156,7 +156,7 @@ const METRICS: [&str; 10] = [
     "crash_detection",
     "schedule_lag",
 ];
-const COUNTERS: [&str; 22] = [
+const COUNTERS: [&str; 23] = [
     "joined",
     "refused",
     "timed_out",
@@ -179,6 +179,7 @@ const COUNTERS: [&str; 22] = [
     "attack_banned",
     "skipped",
     "events_lagged",
+    "alias_taken",
 ];
 
 #[test]

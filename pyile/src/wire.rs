@@ -1164,6 +1164,70 @@ mod tests {
     }
 
     #[test]
+    fn names_announcements_and_leaving_exact_wire_form() {
+        let enc = |m: Message| String::from_utf8(m.encode()).unwrap();
+        // The alias rides in the first handshake message, next to the announcement only.
+        assert_eq!(
+            enc(Message::Shadow { password: "pw".into(), version: Some(2), alias: Some("bob".into()) }),
+            r#"{"alias":"bob","pyile":2,"shadow":"pw"}"#
+        );
+        assert_eq!(
+            enc(Message::ScramStart { nonce: "n".into(), version: Some(2), alias: Some("bob".into()) }),
+            r#"{"alias":"bob","pyile":2,"scram_client_nonce":"n"}"#
+        );
+        assert_eq!(
+            enc(Message::Shadow { password: "pw".into(), version: None, alias: Some("bob".into()) }),
+            r#"{"shadow":"pw"}"#,
+            "never to a v1 peer"
+        );
+        let decode = |s: &str| Message::decode(s.as_bytes()).unwrap();
+        assert_eq!(
+            decode(r#"{"shadow": "pw", "alias": "bob"}"#),
+            Message::Shadow { password: "pw".into(), version: None, alias: None },
+            "an alias without an announcement is ignored"
+        );
+        assert_eq!(
+            decode(r#"{"shadow": "pw", "pyile": 2, "alias": 7}"#),
+            Message::Shadow { password: "pw".into(), version: Some(2), alias: Some(String::new()) },
+            "a non-string alias reads as empty (refused as bad)"
+        );
+        assert_eq!(
+            enc(Message::Refused(Refusal::AliasTaken)),
+            r#"{"authenticated":false,"refused":"alias_taken"}"#
+        );
+        assert_eq!(enc(Message::Refused(Refusal::BadAlias)), r#"{"authenticated":false,"refused":"bad_alias"}"#);
+        assert_eq!(decode(r#"{"authenticated": false}"#), Message::Authenticated(false));
+        assert_eq!(enc(Message::Leaving), r#"{"leaving":true}"#);
+        assert_eq!(decode(r#"{"leaving": true}"#), Message::Leaving);
+        let d = Delta {
+            base: 41,
+            version: 42,
+            removed: vec![a("127.0.0.1:49002")],
+            added: vec![a("127.0.0.1:49003"), a("127.0.0.1:49004")],
+            reasons: vec![Departure::Timeout],
+            aliases: vec![Some("carol".into()), None],
+        };
+        let wire = enc(Message::Delta(d.clone()));
+        assert_eq!(
+            wire,
+            r#"{"delta":true,"base":41,"version":42,"removed":[["127.0.0.1",49002]],"reasons":["timeout"],"added":[["127.0.0.1",49003],["127.0.0.1",49004]],"aliases":["carol",null]}"#
+        );
+        assert_eq!(wire.len(), d.wire_len());
+        assert_eq!(decode(&wire), Message::Delta(d));
+        let members = vec![a("127.0.0.1:4702"), a("127.0.0.1:49001")];
+        let bob: Arc<str> = Arc::from("bob");
+        let whole = encode_distro_aliased(members.iter(), Some(41), |m| (m.port() == 49001).then(|| bob.clone()));
+        assert_eq!(
+            String::from_utf8(whole.clone()).unwrap(),
+            r#"{"distro":[["127.0.0.1",4702],["127.0.0.1",49001]],"version":41,"aliases":[null,"bob"]}"#
+        );
+        assert_eq!(
+            Message::decode(&whole).unwrap(),
+            Message::Distro { members, version: Some(41), aliases: Some(vec![None, Some(bob)]) }
+        );
+    }
+
+    #[test]
     fn member_list_fast_path_classifies_like_the_general_path() {
         let general = |s: &str| Message::from_json(serde_json::from_str(s).unwrap());
         for s in [
