@@ -293,9 +293,7 @@ fn joiner_config(cfg: &DriverConfig, password: &str, alias: Option<String>, sour
         Some(a) => jc.alias(a),
         None => jc,
     };
-    jc.handshake_timeout(cfg.handshake_timeout)
-        .heartbeat_timeout(cfg.heartbeat_timeout)
-        .local_ip_opt(source)
+    jc.handshake_timeout(cfg.handshake_timeout).heartbeat_timeout(cfg.heartbeat_timeout).local_ip_opt(source)
 }
 
 async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intended: Instant) {
@@ -307,7 +305,9 @@ async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intende
         .then(|| {
             lock(&shared.slots)
                 .iter()
-                .filter(|(other, s)| **other != id && matches!(s, Slot::Joined(_)) && shared.cfg.speaks_protocol2(other.slot))
+                .filter(|(other, s)| {
+                    **other != id && matches!(s, Slot::Joined(_)) && shared.cfg.speaks_protocol2(other.slot)
+                })
                 .map(|(other, _)| *other)
                 .min()
                 .map(|other| format!("loadgen-{other}"))

@@ -59,7 +59,7 @@ use tracing::{debug, warn};
 
 use crate::error::Error;
 use crate::event::{DEFAULT_EVENT_CAPACITY, EventKind, EventSink, EventStream, HandshakeStage, LostReason};
-use crate::member_list::{AliasMap, Delta, Departure, DeltaError, MemberList, SharedLists};
+use crate::member_list::{AliasMap, Delta, DeltaError, Departure, MemberList, SharedLists};
 use crate::net::{Listener, NetStream, Network};
 use crate::peer::{BroadcastReport, Delivery, Freeze, PeerCore};
 use crate::scram::{ClientExchange, DEFAULT_MAX_ITERATIONS, KeyCache};
@@ -734,9 +734,8 @@ impl ListBuilder {
         match Message::decode(bytes)? {
             Message::Distro { members, version, aliases } => {
                 // Parallel to the members; a shorter or longer array is taken as far as it goes.
-                let aliases = aliases.map(|a| {
-                    members.iter().zip(a).filter_map(|(m, a)| a.map(|a| (*m, a))).collect::<AliasMap>()
-                });
+                let aliases = aliases
+                    .map(|a| members.iter().zip(a).filter_map(|(m, a)| a.map(|a| (*m, a))).collect::<AliasMap>());
                 let list = self.snapshot(version, members);
                 if let Some(s) = &self.shared {
                     s.remember(bytes, &list, aliases.as_ref());

@@ -378,8 +378,7 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     let events = joiner.events().context("event stream already taken")?;
     // Aliases of members heard from: v1 member lists carry addresses only.
     let aliases: Aliases = Default::default();
-    let printer =
-        tokio::spawn(print_joiner_events(events, joiner.members(), aliases.clone(), joiner.is_protocol2()));
+    let printer = tokio::spawn(print_joiner_events(events, joiner.members(), aliases.clone(), joiner.is_protocol2()));
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         let line = tokio::select! {

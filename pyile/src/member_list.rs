@@ -444,11 +444,7 @@ impl Delta {
         let addrs = |v: &[SocketAddr]| v.iter().map(addr_wire_len).sum::<usize>() + v.len().saturating_sub(1);
         let list = |n: usize, items: usize| if n == 0 { 0 } else { items + n - 1 + 2 };
         let reasons = self.reasons.iter().map(|r| crate::wire::json_str_len(r.as_str())).sum::<usize>();
-        let aliases = self
-            .aliases
-            .iter()
-            .map(|a| a.as_deref().map_or(4, crate::wire::json_str_len))
-            .sum::<usize>();
+        let aliases = self.aliases.iter().map(|a| a.as_deref().map_or(4, crate::wire::json_str_len)).sum::<usize>();
         r#"{"delta":true,"base":,"version":,"removed":[],"added":[]}"#.len()
             + digits(self.base)
             + digits(self.version)
@@ -814,7 +810,13 @@ mod tests {
         assert!(one.same_as(&two), "an equal snapshot is the kept one");
         let other = lists.snapshot(Some(3), vec![a("10.0.0.1:1")]);
         assert!(!other.same_as(&one) && other.len() == 1, "different addresses are not taken");
-        let d = Delta { base: 3, version: 4, removed: vec![a("10.0.0.1:1")], added: vec![a("10.0.0.3:3")], ..Default::default() };
+        let d = Delta {
+            base: 3,
+            version: 4,
+            removed: vec![a("10.0.0.1:1")],
+            added: vec![a("10.0.0.3:3")],
+            ..Default::default()
+        };
         let r1 = lists.apply(&one, &d, 10).unwrap();
         let r2 = lists.apply(&two, &d, 10).unwrap();
         assert!(r1.same_as(&r2), "the second joiner takes the first's result");

@@ -1136,7 +1136,13 @@ mod tests {
 
     #[test]
     fn delta_wire_form_and_tolerant_classification() {
-        let d = Delta { base: 41, version: 43, removed: vec![a("127.0.0.1:49002")], added: vec![a("127.0.0.1:49001")], ..Default::default() };
+        let d = Delta {
+            base: 41,
+            version: 43,
+            removed: vec![a("127.0.0.1:49002")],
+            added: vec![a("127.0.0.1:49001")],
+            ..Default::default()
+        };
         assert_eq!(
             String::from_utf8(Message::Delta(d.clone()).encode()).unwrap(),
             r#"{"delta":true,"base":41,"version":43,"removed":[["127.0.0.1",49002]],"added":[["127.0.0.1",49001]]}"#
@@ -1191,10 +1197,7 @@ mod tests {
             Message::Shadow { password: "pw".into(), version: Some(2), alias: Some(String::new()) },
             "a non-string alias reads as empty (refused as bad)"
         );
-        assert_eq!(
-            enc(Message::Refused(Refusal::AliasTaken)),
-            r#"{"authenticated":false,"refused":"alias_taken"}"#
-        );
+        assert_eq!(enc(Message::Refused(Refusal::AliasTaken)), r#"{"authenticated":false,"refused":"alias_taken"}"#);
         assert_eq!(enc(Message::Refused(Refusal::BadAlias)), r#"{"authenticated":false,"refused":"bad_alias"}"#);
         assert_eq!(decode(r#"{"authenticated": false}"#), Message::Authenticated(false));
         assert_eq!(enc(Message::Leaving), r#"{"leaving":true}"#);
@@ -1261,7 +1264,11 @@ mod tests {
                     Message::Banned { banned, version, scram: scram && version.is_some() }
                 }),
                 ("[A-Za-z0-9+/=]{0,30}", proptest::option::of(0u64..10), proptest::option::of(".{0,20}")).prop_map(
-                    |(nonce, version, alias)| Message::ScramStart { nonce, alias: alias.filter(|_| version.is_some()), version }
+                    |(nonce, version, alias)| Message::ScramStart {
+                        nonce,
+                        alias: alias.filter(|_| version.is_some()),
+                        version
+                    }
                 ),
                 ("[A-Za-z0-9+/=]{0,30}", "[A-Za-z0-9+/=]{0,30}", any::<u32>()).prop_map(|(nonce, salt, iterations)| {
                     Message::ScramChallenge(Challenge { nonce, salt, iterations })
@@ -1270,22 +1277,29 @@ mod tests {
                     .prop_map(|(nonce, proof)| Message::ScramProof { nonce, proof }),
                 "[A-Za-z0-9+/=]{0,30}".prop_map(|signature| Message::ScramAccepted { signature }),
                 (".{0,40}", proptest::option::of(0u64..10), proptest::option::of(".{0,20}")).prop_map(
-                    |(password, version, alias)| Message::Shadow { password, alias: alias.filter(|_| version.is_some()), version }
+                    |(password, version, alias)| Message::Shadow {
+                        password,
+                        alias: alias.filter(|_| version.is_some()),
+                        version
+                    }
                 ),
-                prop_oneof![Just(Refusal::AliasTaken), Just(Refusal::BadAlias), "[a-z_]{1,12}".prop_map(|s| Refusal::parse(&s))]
-                    .prop_map(Message::Refused),
+                prop_oneof![
+                    Just(Refusal::AliasTaken),
+                    Just(Refusal::BadAlias),
+                    "[a-z_]{1,12}".prop_map(|s| Refusal::parse(&s))
+                ]
+                .prop_map(Message::Refused),
                 Just(Message::Leaving),
                 any::<bool>().prop_map(Message::Authenticated),
                 arb_addr().prop_map(Message::PeerAddress),
                 (proptest::collection::vec(arb_addr(), 0..30), proptest::option::of(any::<u64>()))
                     .prop_map(|(members, version)| Message::Distro { members, version, aliases: None }),
-                (proptest::collection::vec((arb_addr(), proptest::option::of(".{0,12}")), 0..10), any::<u64>()).prop_map(
-                    |(entries, version)| {
+                (proptest::collection::vec((arb_addr(), proptest::option::of(".{0,12}")), 0..10), any::<u64>())
+                    .prop_map(|(entries, version)| {
                         let (members, aliases): (Vec<_>, Vec<_>) =
                             entries.into_iter().map(|(m, a)| (m, a.map(|a: String| Arc::from(a.as_str())))).unzip();
                         Message::Distro { members, version: Some(version), aliases: Some(aliases) }
-                    }
-                ),
+                    }),
                 (arb_addr(), proptest::option::of(any::<u64>()))
                     .prop_map(|(addr, token)| Message::DistAddr { addr, token }),
                 any::<u64>().prop_map(Message::DistToken),

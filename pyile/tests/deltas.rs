@@ -208,8 +208,16 @@ async fn a_malformed_delta_is_a_clear_error() {
         let (dr, mut dw) = d.into_split();
         let mut dr = MessageReader::new(dr);
         assert_eq!(dr.next().await.unwrap(), Message::DistToken(1));
-        dw.write_all(&send(Message::Distro { members: vec![me, peer], version: Some(1), aliases: None })).await.unwrap();
-        let bad = pyile::Delta { base: 1, version: 2, removed: vec!["127.0.0.9:9".parse().unwrap()], added: vec![], ..Default::default() };
+        dw.write_all(&send(Message::Distro { members: vec![me, peer], version: Some(1), aliases: None }))
+            .await
+            .unwrap();
+        let bad = pyile::Delta {
+            base: 1,
+            version: 2,
+            removed: vec!["127.0.0.9:9".parse().unwrap()],
+            added: vec![],
+            ..Default::default()
+        };
         dw.write_all(&send(Message::Delta(bad))).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         drop((w, dw));

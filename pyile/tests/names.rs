@@ -87,10 +87,7 @@ async fn a_taken_alias_is_refused_with_a_reason_and_freed_when_its_member_goes()
     let err = join(&auth, "bob").await.err().expect("a second bob");
     assert!(matches!(err, Error::AliasTaken { ref alias } if alias == "bob"), "{err:?}");
     assert_eq!(err.kind(), "alias_taken");
-    assert_eq!(
-        err.to_string(),
-        "alias \"bob\" is taken: another member of this network uses it; choose another alias"
-    );
+    assert_eq!(err.to_string(), "alias \"bob\" is taken: another member of this network uses it; choose another alias");
     // Refusals are not wrong passwords: however many, the source is not banned.
     for _ in 0..4 {
         assert!(matches!(join(&auth, "bob").await, Err(Error::AliasTaken { .. })));
@@ -137,17 +134,13 @@ async fn bad_aliases_are_refused_without_counting_toward_bans() {
 #[tokio::test]
 async fn v1_joiners_and_joiners_without_alias_have_none() {
     let auth = Authenticator::start(TokioNet, auth_config("pw")).await.unwrap();
-    let plain = Joiner::join(TokioNet, auth.auth_addr(), joiner_config("pw", "x").announce_extensions(false))
-        .await
-        .unwrap();
+    let plain =
+        Joiner::join(TokioNet, auth.auth_addr(), joiner_config("pw", "x").announce_extensions(false)).await.unwrap();
     assert!(!plain.is_protocol2());
-    let anonymous = Joiner::join(
-        TokioNet,
-        auth.auth_addr(),
-        pyile::JoinerConfig::new("pw").local_ip("127.0.0.1".parse().unwrap()),
-    )
-    .await
-    .unwrap();
+    let anonymous =
+        Joiner::join(TokioNet, auth.auth_addr(), pyile::JoinerConfig::new("pw").local_ip("127.0.0.1".parse().unwrap()))
+            .await
+            .unwrap();
     // A v1 joiner sending "x" and another presenting nothing leave "x" free.
     let x = join(&auth, "x").await.expect("x is free");
     assert!(eventually(Duration::from_secs(2), || x.members().len() == 4 && x.aliases().len() == 1).await);
@@ -208,13 +201,12 @@ async fn a_member_behind_gets_every_missed_delta_not_one_merge() {
     // A long distribution interval: each writer sleeps 250 ms after a write, so a member is
     // several versions behind when it writes again. A join and a leave within that window
     // must both be announced (a merged delta would hide them), in the authenticator's order.
-    let mut auth =
-        Authenticator::start(
-            TokioNet,
-            auth_config("pw").distribution_interval(Duration::from_millis(250)).heartbeat_timeout(Duration::from_secs(2)),
-        )
-            .await
-            .unwrap();
+    let mut auth = Authenticator::start(
+        TokioNet,
+        auth_config("pw").distribution_interval(Duration::from_millis(250)).heartbeat_timeout(Duration::from_secs(2)),
+    )
+    .await
+    .unwrap();
     let mut auth_events = auth.events().unwrap();
     let mut watcher = join(&auth, "watcher").await.unwrap();
     let mut events = watcher.events().unwrap();

@@ -234,7 +234,9 @@ impl DistCounters {
 enum Sent {
     V1,
     /// `count` deltas, back to back.
-    Deltas { count: u64 },
+    Deltas {
+        count: u64,
+    },
     Snapshot(SnapshotReason),
 }
 
@@ -431,8 +433,12 @@ mod tests {
     use std::net::SocketAddr;
 
     fn entry(base: u64, added: u16) -> Arc<DeltaEntry> {
-        let delta =
-            Delta { base, version: base + 1, added: vec![SocketAddr::from(([10, 0, 0, 1], added))], ..Default::default() };
+        let delta = Delta {
+            base,
+            version: base + 1,
+            added: vec![SocketAddr::from(([10, 0, 0, 1], added))],
+            ..Default::default()
+        };
         Arc::new(DeltaEntry { bytes: encode_delta(&delta).into(), delta })
     }
 

@@ -766,7 +766,10 @@ mod tests {
         assert_eq!(st.version(), 0);
         let adm = st.admit(ip("10.0.0.2"), j, "j", secs(1)).unwrap();
         assert_eq!(adm.published.list, MemberList::new(Some(1), vec![addr(AUTH), j]));
-        assert_eq!(adm.published.delta, Delta { base: 0, version: 1, added: vec![j], aliases: vec![None], ..Default::default() });
+        assert_eq!(
+            adm.published.delta,
+            Delta { base: 0, version: 1, added: vec![j], aliases: vec![None], ..Default::default() }
+        );
         assert!(adm.replaced.is_empty());
         assert!(adm.phase < secs(2));
         assert_eq!(st.list(), adm.published.list);
@@ -814,13 +817,26 @@ mod tests {
         assert_eq!((again.replaced[0].peer_addr, again.replaced[0].attached), (a, "a1"));
         assert_eq!(again.published.list, MemberList::new(Some(3), vec![addr(AUTH), b, a]));
         // A replacement is one change: the old entry out, the new one last.
-        assert_eq!(again.published.delta, Delta { base: 2, version: 3, removed: vec![a], added: vec![a], reasons: vec![Departure::Replaced], aliases: vec![None] });
+        assert_eq!(
+            again.published.delta,
+            Delta {
+                base: 2,
+                version: 3,
+                removed: vec![a],
+                added: vec![a],
+                reasons: vec![Departure::Replaced],
+                aliases: vec![None]
+            }
+        );
         // The replaced member's id is gone; removing it again is a no-op.
         assert!(st.remove(first.id, Departure::Closed, secs(3)).is_none());
         let (gone, published) = st.remove(again.id, Departure::Closed, secs(3)).unwrap();
         assert_eq!((gone.peer_addr, gone.attached), (a, "a2"));
         assert_eq!(published.list, MemberList::new(Some(4), vec![addr(AUTH), b]));
-        assert_eq!(published.delta, Delta { base: 3, version: 4, removed: vec![a], reasons: vec![Departure::Closed], ..Default::default() });
+        assert_eq!(
+            published.delta,
+            Delta { base: 3, version: 4, removed: vec![a], reasons: vec![Departure::Closed], ..Default::default() }
+        );
         assert!(again.id > first.id);
     }
 

@@ -152,11 +152,7 @@ impl Monitor {
         }
         self.names.alias_by_member.insert(member, alias.to_owned());
         if let Some(&inst) = self.names.inst_by_peer.get(&member)
-            && let Some(h) = self
-                .names
-                .holds
-                .get_mut(alias)
-                .and_then(|v| v.iter_mut().rev().find(|h| h.inst == inst))
+            && let Some(h) = self.names.holds.get_mut(alias).and_then(|v| v.iter_mut().rev().find(|h| h.inst == inst))
         {
             h.admitted = true;
         }
@@ -353,5 +349,4 @@ impl Monitor {
     fn announcing(&self, inst: u64) -> bool {
         self.instances.get(&inst).is_some_and(|i| i.honest && i.incarnation == self.auth_incarnation)
     }
-
 }

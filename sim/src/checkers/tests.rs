@@ -46,12 +46,7 @@ impl World {
     fn new(settle: f64) -> Self {
         let mut m = Monitor::new(cfg(settle), vec![ip(1), ip(2), ip(3), ip(4)], &[3]);
         m.auth_started(s(0.0), addr(1, AUTH_PEER));
-        World {
-            m,
-            version: 0,
-            members: vec![addr(1, AUTH_PEER)],
-            holding: Default::default(),
-        }
+        World { m, version: 0, members: vec![addr(1, AUTH_PEER)], holding: Default::default() }
     }
 
     fn list(&self) -> ListView {
@@ -776,7 +771,7 @@ fn left_misreported_fires_on_a_leave_reported_closed_and_a_crash_reported_left()
     for (inst, a) in [(2, b), (3, c)] {
         m.join_started(s(2.0), inst, inst as usize, 1, false, a);
         m.join_alias(s(2.0), inst, a, &format!("j{inst}"));
-        admit(&mut m, 2.05, a, &format!("j{inst}"), inst + 0);
+        admit(&mut m, 2.05, a, &format!("j{inst}"), inst);
         m.joined(s(2.06), inst, a, &ListView { version: None, members: pyile::MemberList::new(None, [a]), bytes: 0 });
     }
     // Bob leaves gracefully but is reported as closed; carol, never told to leave, as left.

@@ -85,10 +85,9 @@ fn describe(kind: &EventKind) -> (&'static str, Value) {
         EventKind::MemberAlias { member, alias } => {
             ("member_alias", json!({"member": member.to_string(), "alias": alias.as_ref()}))
         }
-        EventKind::AliasRefused { source, alias, refusal } => (
-            "alias_refused",
-            json!({"source": source.to_string(), "alias": alias, "refusal": refusal.as_str()}),
-        ),
+        EventKind::AliasRefused { source, alias, refusal } => {
+            ("alias_refused", json!({"source": source.to_string(), "alias": alias, "refusal": refusal.as_str()}))
+        }
         EventKind::PeerJoined { peer, alias, version } => {
             ("peer_joined", json!({"peer": peer.to_string(), "alias": alias.as_deref(), "v": version}))
         }
