@@ -232,6 +232,10 @@ impl Monitor {
                     && h.end.is_none_or(|e| e + slack + if h.admitted { Duration::ZERO } else { unadmitted_grace } >= t)
             })
         });
+        // A refused join never held the alias: it justifies no later refusal.
+        if let Some(v) = self.names.holds.get_mut(&alias) {
+            v.retain(|h| h.inst != inst);
+        }
         if !held {
             self.find(
                 Severity::Safety,
