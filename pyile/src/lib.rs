@@ -40,6 +40,7 @@
 //! | [`authenticator`] | admits, bans, heartbeats, distributes; its rules in [`authenticator::state`] |
 //! | [`joiner`] | joins, answers heartbeats, follows distributions |
 //! | [`dedup`] | the bounded duplicate filter for exactly-once broadcast (not wired in yet) |
+//! | [`impostor`] | a fake authenticator that does not know the password, to show what joiners give away to one |
 //! | [`scram`] | protocol 2's SCRAM-SHA-256-style mutual password proof and the stored verifier |
 //! | `peer` | chat messages between members: the peer listener and the sender |
 //! | [`event`] | what happens to a node, as a typed, bounded stream |
@@ -58,6 +59,7 @@ pub mod authenticator;
 pub mod dedup;
 pub mod error;
 pub mod event;
+pub mod impostor;
 pub mod joiner;
 pub mod member_list;
 pub mod net;

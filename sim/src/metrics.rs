@@ -88,7 +88,10 @@ impl MetricId {
             | ChatterLists
             | ChatterListBytes
             | ChatterExcessLists
-            | HonestAdmitDuringAttackMax => Group::Attacks,
+            | HonestAdmitDuringAttackMax
+            | ImpostorExchanges
+            | ImpostorPasswordsCaptured
+            | ImpostorRefused => Group::Attacks,
             Hosts | Joiners | SimSeconds | WallSeconds | SimWallRatio => Group::Run,
         }
     }
@@ -220,6 +223,9 @@ metrics! {
     ChatterListBytes => "chatter_list_bytes", Bytes, Info, 0.0, 0.0, "bytes of those lists";
     ChatterExcessLists => "chatter_excess_lists", Count, Lower, 0.0, 0.0, "lists chatterers received beyond those published while they were members (resends)";
     HonestAdmitDuringAttackMax => "honest_admit_during_attack_max_s", Seconds, Lower, 0.2, 0.02, "join latency of honest joiners started during an attack, worst";
+    ImpostorExchanges => "impostor_exchanges", Count, Info, 0.0, 0.0, "exchanges impostor authenticators played with joiners pointed at them";
+    ImpostorPasswordsCaptured => "impostor_passwords_captured", Count, Lower, 0.0, 0.0, "cleartext passwords impostors received (v1's weakness where joiners do not require mutual authentication)";
+    ImpostorRefused => "impostor_refused", Count, Info, 0.0, 0.0, "joins the joiner gave up because its authenticator could not prove it knows the password";
     SafetyViolations => "safety_violations", Count, Lower, 0.0, 0.0, "safety checker findings (any is a failure)";
     LivenessViolations => "liveness_violations", Count, Lower, 0.0, 0.0, "liveness checker findings";
     EventsProcessed => "events_processed", Count, Lower, 0.25, 50.0, "protocol events consumed by the checkers (what the run cost: a protocol that chatters more shows here)";

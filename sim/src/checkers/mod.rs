@@ -29,6 +29,9 @@
 //! - `member_evicted`: an honest member was replaced by an admission from another source.
 //! - `chatter_resent`: a distribution-socket chatterer received more lists than were
 //!   published while it was a member.
+//! - `password_exposed`, `impostor_trusted`: a joiner pointed at an impostor authenticator
+//!   sent it the password in clear, or took it for its authenticator, where protocol 2
+//!   promises it cannot.
 //!
 //! Liveness (at the end of a run with `settle` > 0): `not_converged` — a live, healthy joiner
 //! does not hold the authenticator's list (as of a grace period before the end), or is not
@@ -48,11 +51,14 @@
 //!   `view_diverged` (and what lets the per-member list checks skip joiners' lists).
 //! - `attacks`: hostile traffic ([`AttackEnd`]): `attacker_member`, `member_evicted`,
 //!   `chatter_resent`, and the attack metrics.
+//! - `impostors`: impostor authenticators ([`ImpostorExchange`]): `password_exposed`,
+//!   `impostor_trusted`.
 
 mod attacks;
 mod bans;
 mod ghosts;
 mod impairments;
+mod impostors;
 mod lifecycle;
 mod lists;
 mod liveness;
@@ -62,6 +68,7 @@ mod views;
 
 pub use attacks::AttackEnd;
 pub use impairments::Impairment;
+pub use impostors::ImpostorExchange;
 pub use lists::ListView;
 pub use monitor::{Monitor, MonitorConfig};
 pub use removals::Removal;

@@ -607,3 +607,31 @@ fn view_diverged_fires_on_other_members_or_another_order_at_the_same_version() {
     assert_eq!(findings.iter().map(|f| f.check).collect::<Vec<_>>(), ["view_diverged"], "{findings:?}");
     assert!(findings[0].detail.contains("last list v2"), "{findings:?}");
 }
+
+#[test]
+fn impostor_checks_fire_only_where_protocol_2_promises_the_password_stays_home() {
+    let x = |offers_scram, requires_mutual, password, trusted| ImpostorExchange {
+        source: addr(2, 50000),
+        offers_scram,
+        requires_mutual,
+        password,
+        trusted,
+    };
+    let mut w = World::new(0.0);
+    // A proof to a SCRAM impostor, nothing to a v1 one from a joiner that requires mutual
+    // authentication, and v1's weakness (a cleartext password, trusted) where it is not required.
+    w.m.impostor_exchange(s(1.0), &x(true, false, false, false));
+    w.m.impostor_exchange(s(1.0), &x(false, true, false, false));
+    w.m.impostor_exchange(s(1.0), &x(false, false, true, true));
+    w.m.impostor_refused();
+    assert!(w.checks().is_empty(), "{:?}", w.m.findings());
+    w.m.impostor_exchange(s(2.0), &x(true, false, false, true));
+    assert_eq!(w.checks(), ["impostor_trusted"]);
+    w.m.impostor_exchange(s(3.0), &x(false, true, true, true));
+    // One finding per check and joiner address.
+    assert_eq!(w.checks(), ["impostor_trusted", "password_exposed"]);
+    let (m, _) = w.m.finish(s(4.0));
+    assert_eq!(m.get(MetricId::ImpostorExchanges), Some(5.0));
+    assert_eq!(m.get(MetricId::ImpostorPasswordsCaptured), Some(2.0));
+    assert_eq!(m.get(MetricId::ImpostorRefused), Some(1.0));
+}

@@ -97,7 +97,13 @@ impl<'a> Driver<'a> {
         settings.max_handshakes = sabotage.auth_max_handshakes;
         // Register in layout order: turmoil assigns 192.168.0.1, .2, ... in this order.
         let ips: Vec<IpAddr> = layout.hosts.iter().map(|h| sim.lookup(h.name.as_str())).collect();
-        let shared = Rc::new(Shared::new(layout.hosts.len(), SocketAddr::new(ips[AUTH_HOST], a.port), settings));
+        let mut shared = Shared::new(layout.hosts.len(), SocketAddr::new(ips[AUTH_HOST], a.port), settings);
+        for (gi, g) in layout.groups.iter().enumerate() {
+            if let Some(h) = g.impostor {
+                shared.targets[gi] = SocketAddr::new(ips[h], a.port);
+            }
+        }
+        let shared = Rc::new(shared);
         for (i, h) in layout.hosts.iter().enumerate() {
             let ctx = HostCtx {
                 shared: shared.clone(),

@@ -137,7 +137,10 @@ impl Driver<'_> {
                 let n = self.inst_name(inst);
                 self.record(at, &n, "join_started", Value::Null)?;
             }
-            Obs::JoinFailed { at, inst, error, refused } => {
+            Obs::JoinFailed { at, inst, error, refused, impostor } => {
+                if impostor {
+                    self.monitor.impostor_refused();
+                }
                 if refused && let Some(&slot) = self.inst_slot.get(&inst) {
                     let ip = self.ips[self.layout.joiners[slot].host];
                     self.monitor.join_refused(inst, ip);
@@ -149,6 +152,32 @@ impl Driver<'_> {
                 }
                 let n = self.inst_name(inst);
                 self.record(at, &n, "join_failed", json!({"error": error}))?;
+            }
+            Obs::ImpostorCapture { at, group, capture } => {
+                let Some(host) = self.layout.groups[group].impostor else { return Ok(()) };
+                let g = &self.shared.settings.groups[group];
+                let x = crate::checkers::ImpostorExchange {
+                    source: capture.source,
+                    offers_scram: g.impostor == Some(pyile::impostor::ImpostorKind::Scram),
+                    requires_mutual: g.require_mutual_auth,
+                    password: capture.cleartext.as_deref() == Some(self.shared.settings.password.as_str()),
+                    trusted: capture.trusted,
+                };
+                self.monitor.impostor_exchange(at, &x);
+                let name = self.layout.hosts[host].name.clone();
+                self.record(
+                    at,
+                    &name,
+                    "impostor_exchange",
+                    json!({
+                        "source": capture.source.to_string(),
+                        "cleartext": capture.cleartext.is_some(),
+                        "password": x.password,
+                        "proof": capture.proof,
+                        "trusted": capture.trusted,
+                        "ended": capture.ended,
+                    }),
+                )?;
             }
             Obs::Joiner { at, inst, kind } => {
                 match &kind {

@@ -74,6 +74,7 @@ fn every_shipped_scenario_parses_resolves_and_validates() {
             "churn_during_distribution",
             "heartbeat_timeout",
             "hostile_mix",
+            "impostor",
             "join_storm_faults",
             "lossy_links",
             "partition",
