@@ -150,11 +150,22 @@ pub enum Counter {
     Skipped,
     /// Protocol events dropped because loadgen fell behind reading them.
     EventsLagged,
+    /// Joins pointed at loadgen's impostor authenticator (`--impostor-rate`).
+    ImpostorJoins,
+    /// Of those, joins the joiner gave up because the impostor could not prove it knows the
+    /// password (or, with `--require-mutual-auth`, offered no proof): protocol 2 working.
+    ImpostorRefused,
+    /// Cleartext passwords the impostor received: v1's weakness (protocol-1 joiners, or a
+    /// v1-posing impostor and no `--require-mutual-auth`).
+    ImpostorPasswords,
+    /// The impostor received the password in clear, or was taken for the authenticator, where
+    /// protocol 2 promises neither (an error).
+    ImpostorExposed,
 }
 
 impl Counter {
     /// Every counter, in report order.
-    pub const ALL: [Counter; 22] = [
+    pub const ALL: [Counter; 26] = [
         Counter::Joined,
         Counter::Refused,
         Counter::TimedOut,
@@ -177,6 +188,10 @@ impl Counter {
         Counter::AttackBanned,
         Counter::Skipped,
         Counter::EventsLagged,
+        Counter::ImpostorJoins,
+        Counter::ImpostorRefused,
+        Counter::ImpostorPasswords,
+        Counter::ImpostorExposed,
     ];
 
     /// The stable name used in CSV files, interval-log tags and `--fail-on` rules.
@@ -204,6 +219,10 @@ impl Counter {
             Counter::AttackBanned => "attack_banned",
             Counter::Skipped => "skipped",
             Counter::EventsLagged => "events_lagged",
+            Counter::ImpostorJoins => "impostor_joins",
+            Counter::ImpostorRefused => "impostor_refused",
+            Counter::ImpostorPasswords => "impostor_passwords_captured",
+            Counter::ImpostorExposed => "impostor_exposed",
         }
     }
 
@@ -220,6 +239,7 @@ impl Counter {
                 | Counter::LostAuthenticator
                 | Counter::OtherError
                 | Counter::CrashUndetected
+                | Counter::ImpostorExposed
         )
     }
 

@@ -67,6 +67,9 @@ async fn joiners_bind_their_planned_source_addresses_and_attackers_get_banned() 
         drain_timeout: Duration::from_secs(5),
         crash_bound: Duration::from_secs(6),
         protocol2_share: 1.0,
+        impostor_share: 0.0,
+        impostor: pyile::impostor::ImpostorKind::Scram,
+        require_mutual_auth: false,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
 
@@ -186,6 +189,9 @@ async fn churn_crashes_are_silent_and_the_authenticator_s_detection_is_measured(
         drain_timeout: Duration::from_secs(5),
         crash_bound,
         protocol2_share: 1.0,
+        impostor_share: 0.0,
+        impostor: pyile::impostor::ImpostorKind::Scram,
+        require_mutual_auth: false,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
     let mut collector = Collector::new();
@@ -274,6 +280,9 @@ async fn crashes_still_listed_at_the_bound_are_undetected_errors_and_then_closed
         drain_timeout: Duration::from_secs(5),
         crash_bound: Duration::from_millis(800),
         protocol2_share: 1.0,
+        impostor_share: 0.0,
+        impostor: pyile::impostor::ImpostorKind::Scram,
+        require_mutual_auth: false,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
     let mut collector = Collector::new();
@@ -315,6 +324,9 @@ async fn a_protocol_mix_loads_both_distribution_paths() {
         drain_timeout: Duration::from_secs(5),
         crash_bound: Duration::from_secs(6),
         protocol2_share: f,
+        impostor_share: 0.0,
+        impostor: pyile::impostor::ImpostorKind::Scram,
+        require_mutual_auth: false,
     };
     let v2 = |f: f64| (0..100).filter(|&s| share(f).speaks_protocol2(s)).count();
     assert_eq!((v2(0.0), v2(0.5), v2(0.25), v2(1.0)), (0, 50, 25, 100));
@@ -353,5 +365,83 @@ async fn a_protocol_mix_loads_both_distribution_paths() {
     let t = collector.totals();
     assert_eq!(t.counter(Counter::Joined), 12);
     assert_eq!(t.counter(Counter::Errors), 0);
+    auth.leave().await;
+}
+
+/// `--impostor-rate`: a share of the joins goes to loadgen's own impostor authenticator on
+/// 127.0.0.1. Protocol-2 joiners refuse a SCRAM-posing impostor (nothing exposed); joiners
+/// that require mutual authentication refuse a v1-posing one; v1 joiners hand a v1-posing
+/// impostor their password (v1's weakness: counted, not an error). The other joins are
+/// untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impostor_joins_are_refused_where_protocol_2_promises_and_counted_where_not() {
+    let auth = Authenticator::start(
+        TokioNet,
+        AuthenticatorConfig::new("pw")
+            .listen("127.0.0.1:0".parse().unwrap())
+            .heartbeat_interval(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let run = |kind, mix: f64, mutual: bool| {
+        let target = auth.auth_addr();
+        async move {
+            let cfg = PlanConfig {
+                seed: 11,
+                peers: 20,
+                arrival: Arrival::Rate(100.0),
+                hold: Duration::from_millis(500),
+                churn_rate: 0.0,
+                broadcast_rate: 0.0,
+                wrong_password_rate: 0.0,
+                joiner_ips: addrs("127.0.8.1-127.0.8.4"),
+                attacker_ips: vec![],
+                shards: 1,
+                attacks: vec![],
+            };
+            let plan = Plan::build(&cfg).unwrap();
+            let metrics = Arc::new(Metrics::new(Instant::now() + Duration::from_millis(50)));
+            let driver_cfg = DriverConfig {
+                target,
+                password: "pw".into(),
+                wrong_password: DriverConfig::wrong_password_for("pw"),
+                handshake_timeout: Duration::from_secs(3),
+                heartbeat_timeout: Duration::from_secs(2),
+                start_wall: SystemTime::now(),
+                drain_timeout: Duration::from_secs(5),
+                crash_bound: Duration::from_secs(6),
+                protocol2_share: mix,
+                impostor_share: 0.5,
+                impostor: kind,
+                require_mutual_auth: mutual,
+            };
+            driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
+            let mut collector = Collector::new();
+            collector.cut(&metrics, Instant::now());
+            let t = collector.totals();
+            let c = |k| t.counter(k);
+            (
+                c(Counter::ImpostorJoins),
+                c(Counter::ImpostorRefused),
+                c(Counter::ImpostorPasswords),
+                c(Counter::ImpostorExposed),
+                c(Counter::Joined),
+                c(Counter::Errors),
+            )
+        }
+    };
+    use pyile::impostor::ImpostorKind::{Scram, V1};
+    let (to_impostor, refused, passwords, exposed, joined, errors) = run(Scram, 1.0, false).await;
+    assert!((5..=15).contains(&to_impostor), "about half of 20: {to_impostor}");
+    assert_eq!((refused, passwords, exposed, errors), (to_impostor, 0, 0, 0));
+    assert_eq!(joined + to_impostor, 20);
+
+    let (to_impostor, refused, passwords, exposed, _, errors) = run(V1, 1.0, true).await;
+    assert_eq!((refused, passwords, exposed, errors), (to_impostor, 0, 0, 0));
+
+    // A protocol mix without mutual authentication: the v1-posing impostor gets passwords.
+    let (to_impostor, refused, passwords, exposed, _, errors) = run(V1, 0.5, false).await;
+    assert!(passwords > 0 && passwords == to_impostor, "{passwords} of {to_impostor}");
+    assert_eq!((refused, exposed, errors), (0, 0, 0));
     auth.leave().await;
 }

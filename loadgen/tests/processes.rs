@@ -156,7 +156,7 @@ const METRICS: [&str; 10] = [
     "crash_detection",
     "schedule_lag",
 ];
-const COUNTERS: [&str; 22] = [
+const COUNTERS: [&str; 26] = [
     "joined",
     "refused",
     "timed_out",
@@ -179,6 +179,10 @@ const COUNTERS: [&str; 22] = [
     "attack_banned",
     "skipped",
     "events_lagged",
+    "impostor_joins",
+    "impostor_refused",
+    "impostor_passwords_captured",
+    "impostor_exposed",
 ];
 
 #[test]

@@ -106,6 +106,8 @@ impl ImpostorConfig {
 pub struct Capture {
     /// The joiner's address.
     pub source: SocketAddr,
+    /// Its first message announced protocol 2 (`"pyile":2`).
+    pub protocol2: bool,
     /// The password it sent in clear (`shadow`), if it did.
     pub cleartext: Option<String>,
     /// Whether it sent a SCRAM proof (useless to the impostor but for an offline dictionary
@@ -161,7 +163,7 @@ async fn exchange<S: NetStream>(
     verifier: &Verifier,
     seed: u64,
 ) -> Capture {
-    let mut capture = Capture { source, cleartext: None, proof: false, trusted: false, ended: None };
+    let mut capture = Capture { source, protocol2: false, cleartext: None, proof: false, trusted: false, ended: None };
     let deadline = Instant::now() + cfg.deadline;
     let (r, mut w) = tokio::io::split(stream);
     let mut reader = MessageReader::with_limit(r, cfg.max_value_len);
@@ -173,11 +175,13 @@ async fn exchange<S: NetStream>(
         };
         write(&mut w, &greeting, deadline).await?;
         match read(&mut reader, deadline).await? {
-            Message::Shadow { password, .. } => {
+            Message::Shadow { password, version } => {
+                capture.protocol2 = version.is_some_and(|v| v >= PROTOCOL_VERSION);
                 capture.cleartext = Some(password);
                 write(&mut w, &Message::Authenticated(true), deadline).await?;
             }
-            Message::ScramStart { nonce, .. } if cfg.kind == ImpostorKind::Scram => {
+            Message::ScramStart { nonce, version } if cfg.kind == ImpostorKind::Scram => {
+                capture.protocol2 = version.is_some_and(|v| v >= PROTOCOL_VERSION);
                 let server = ServerExchange::start(verifier, &nonce, &mut rng).map_err(|e| e.to_string())?;
                 write(&mut w, &Message::ScramChallenge(server.challenge().clone()), deadline).await?;
                 match read(&mut reader, deadline).await? {
