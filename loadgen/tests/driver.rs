@@ -2,7 +2,7 @@
 //! planned joiner joins from the source address the plan gave it, and outcomes are counted.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,6 +15,43 @@ use tokio_util::sync::CancellationToken;
 
 fn addrs(range: &str) -> Vec<IpAddr> {
     range.parse::<SourceRange>().unwrap().addrs().to_vec()
+}
+
+/// The driver settings these tests share: password "pw", every joiner on protocol 2, no
+/// impostor.
+fn driver_config(target: SocketAddr) -> DriverConfig {
+    DriverConfig {
+        target,
+        password: "pw".into(),
+        wrong_password: DriverConfig::wrong_password_for("pw"),
+        handshake_timeout: Duration::from_secs(3),
+        heartbeat_timeout: Duration::from_secs(2),
+        start_wall: SystemTime::now(),
+        drain_timeout: Duration::from_secs(5),
+        crash_bound: Duration::from_secs(6),
+        protocol2_share: 1.0,
+        impostor_share: 0.0,
+        impostor: pyile::impostor::ImpostorKind::Scram,
+        require_mutual_auth: false,
+    }
+}
+
+/// A plan of joins only: `peers` joiners at `rate` a second from `ips`, held `hold`.
+fn joins_only(seed: u64, peers: u32, rate: f64, hold: Duration, ips: &str) -> Plan {
+    Plan::build(&PlanConfig {
+        seed,
+        peers,
+        arrival: Arrival::Rate(rate),
+        hold,
+        churn_rate: 0.0,
+        broadcast_rate: 0.0,
+        wrong_password_rate: 0.0,
+        joiner_ips: addrs(ips),
+        attacker_ips: vec![],
+        shards: 1,
+        attacks: vec![],
+    })
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,20 +351,7 @@ async fn crashes_still_listed_at_the_bound_are_undetected_errors_and_then_closed
 /// (whole lists), in every shard alike; both kinds converge on the authenticator's list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_protocol_mix_loads_both_distribution_paths() {
-    let share = |f: f64| DriverConfig {
-        target: "127.0.0.1:1".parse().unwrap(),
-        password: "pw".into(),
-        wrong_password: DriverConfig::wrong_password_for("pw"),
-        handshake_timeout: Duration::from_secs(3),
-        heartbeat_timeout: Duration::from_secs(2),
-        start_wall: SystemTime::now(),
-        drain_timeout: Duration::from_secs(5),
-        crash_bound: Duration::from_secs(6),
-        protocol2_share: f,
-        impostor_share: 0.0,
-        impostor: pyile::impostor::ImpostorKind::Scram,
-        require_mutual_auth: false,
-    };
+    let share = |f: f64| DriverConfig { protocol2_share: f, ..driver_config("127.0.0.1:1".parse().unwrap()) };
     let v2 = |f: f64| (0..100).filter(|&s| share(f).speaks_protocol2(s)).count();
     assert_eq!((v2(0.0), v2(0.5), v2(0.25), v2(1.0)), (0, 50, 25, 100));
     assert!(share(0.5).speaks_protocol2(1) && !share(0.5).speaks_protocol2(0));
@@ -340,20 +364,7 @@ async fn a_protocol_mix_loads_both_distribution_paths() {
     )
     .await
     .unwrap();
-    let cfg = PlanConfig {
-        seed: 9,
-        peers: 12,
-        arrival: Arrival::Rate(50.0),
-        hold: Duration::from_millis(1000),
-        churn_rate: 0.0,
-        broadcast_rate: 0.0,
-        wrong_password_rate: 0.0,
-        joiner_ips: addrs("127.0.7.1-127.0.7.4"),
-        attacker_ips: vec![],
-        shards: 1,
-        attacks: vec![],
-    };
-    let plan = Plan::build(&cfg).unwrap();
+    let plan = joins_only(9, 12, 50.0, Duration::from_millis(1000), "127.0.7.1-127.0.7.4");
     let metrics = Arc::new(Metrics::new(Instant::now() + Duration::from_millis(50)));
     let driver_cfg = DriverConfig { target: auth.auth_addr(), ..share(0.5) };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
@@ -386,34 +397,14 @@ async fn impostor_joins_are_refused_where_protocol_2_promises_and_counted_where_
     let run = |kind, mix: f64, mutual: bool| {
         let target = auth.auth_addr();
         async move {
-            let cfg = PlanConfig {
-                seed: 11,
-                peers: 20,
-                arrival: Arrival::Rate(100.0),
-                hold: Duration::from_millis(500),
-                churn_rate: 0.0,
-                broadcast_rate: 0.0,
-                wrong_password_rate: 0.0,
-                joiner_ips: addrs("127.0.8.1-127.0.8.4"),
-                attacker_ips: vec![],
-                shards: 1,
-                attacks: vec![],
-            };
-            let plan = Plan::build(&cfg).unwrap();
+            let plan = joins_only(11, 20, 100.0, Duration::from_millis(500), "127.0.8.1-127.0.8.4");
             let metrics = Arc::new(Metrics::new(Instant::now() + Duration::from_millis(50)));
             let driver_cfg = DriverConfig {
-                target,
-                password: "pw".into(),
-                wrong_password: DriverConfig::wrong_password_for("pw"),
-                handshake_timeout: Duration::from_secs(3),
-                heartbeat_timeout: Duration::from_secs(2),
-                start_wall: SystemTime::now(),
-                drain_timeout: Duration::from_secs(5),
-                crash_bound: Duration::from_secs(6),
                 protocol2_share: mix,
                 impostor_share: 0.5,
                 impostor: kind,
                 require_mutual_auth: mutual,
+                ..driver_config(target)
             };
             driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
             let mut collector = Collector::new();
