@@ -29,6 +29,8 @@
 //! - `member_evicted`: an honest member was replaced by an admission from another source.
 //! - `chatter_resent`: a distribution-socket chatterer received more lists than were
 //!   published while it was a member.
+//! - `broadcast_duplicated`: a receiver delivered one protocol-2 message id twice
+//!   (exactly-once broadcast; losses per broadcast are the `broadcast_losses` metric).
 //!
 //! Liveness (at the end of a run with `settle` > 0): `not_converged` — a live, healthy joiner
 //! does not hold the authenticator's list (as of a grace period before the end), or is not
@@ -46,11 +48,13 @@
 //! - `liveness`: convergence samples and `not_converged`.
 //! - `views`: every joiner's list equals the authenticator's of the same version:
 //!   `view_diverged` (and what lets the per-member list checks skip joiners' lists).
+//! - `broadcasts`: chat message ids: `broadcast_duplicated`, `broadcast_losses`.
 //! - `attacks`: hostile traffic ([`AttackEnd`]): `attacker_member`, `member_evicted`,
 //!   `chatter_resent`, and the attack metrics.
 
 mod attacks;
 mod bans;
+mod broadcasts;
 mod ghosts;
 mod impairments;
 mod lifecycle;

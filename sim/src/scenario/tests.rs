@@ -75,6 +75,7 @@ fn every_shipped_scenario_parses_resolves_and_validates() {
             "heartbeat_timeout",
             "hostile_mix",
             "join_storm_faults",
+            "lossy_broadcast",
             "lossy_links",
             "partition",
             "scale_1000",
