@@ -494,7 +494,9 @@ async fn watch_events(
             EventKind::MemberListChanged { list, .. } if !converged => {
                 converged = check_convergence(&shared, &mut missing, &list, intended, at);
             }
+            EventKind::MessageDuplicate { .. } => m.incr(Counter::MessagesDuplicatesDropped),
             EventKind::MessageReceived { data, .. } => {
+                m.incr(Counter::MessagesReceived);
                 let sent = data
                     .strip_prefix(MESSAGE_PREFIX)
                     .and_then(|rest| rest.split(' ').next())
@@ -628,6 +630,7 @@ async fn broadcast(shared: Arc<Shared>, joiner: Arc<Joiner>, text: String) {
     m.add(Counter::MessagesSent, attempted);
     m.add(Counter::MessagesDelivered, report.delivered as u64);
     m.add(Counter::MessagesLost, attempted - report.delivered as u64);
+    m.add(Counter::MessageRetries, report.retries as u64);
 }
 
 async fn attack(shared: Arc<Shared>, source: IpAddr) {

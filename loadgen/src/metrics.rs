@@ -139,6 +139,14 @@ pub enum Counter {
     MessagesDelivered,
     /// Messages that failed or were never echoed.
     MessagesLost,
+    /// Messages delivered to loadgen's joiners (each delivery of a broadcast counts once).
+    MessagesReceived,
+    /// Copies of protocol-2 messages loadgen's joiners' duplicate filters dropped (an id
+    /// already delivered, e.g. a retry whose first echo was lost).
+    MessagesDuplicatesDropped,
+    /// Retries loadgen's joiners made of unconfirmed messages (to receivers known to drop
+    /// duplicates).
+    MessageRetries,
     /// Wrong-password attempts made from attacker addresses.
     Attacks,
     /// Attacks answered `{"authenticated": false}`.
@@ -165,7 +173,7 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter, in report order.
-    pub const ALL: [Counter; 26] = [
+    pub const ALL: [Counter; 29] = [
         Counter::Joined,
         Counter::Refused,
         Counter::TimedOut,
@@ -183,6 +191,9 @@ impl Counter {
         Counter::MessagesSent,
         Counter::MessagesDelivered,
         Counter::MessagesLost,
+        Counter::MessagesReceived,
+        Counter::MessagesDuplicatesDropped,
+        Counter::MessageRetries,
         Counter::Attacks,
         Counter::AttackRejected,
         Counter::AttackBanned,
@@ -214,6 +225,9 @@ impl Counter {
             Counter::MessagesSent => "messages_sent",
             Counter::MessagesDelivered => "messages_delivered",
             Counter::MessagesLost => "messages_lost",
+            Counter::MessagesReceived => "messages_received",
+            Counter::MessagesDuplicatesDropped => "messages_duplicates_dropped",
+            Counter::MessageRetries => "message_retries",
             Counter::Attacks => "attacks",
             Counter::AttackRejected => "attack_rejected",
             Counter::AttackBanned => "attack_banned",

@@ -50,8 +50,24 @@ impl MetricId {
     pub fn group(self) -> Group {
         use MetricId::*;
         match self {
-            JoinsAttempted | JoinsOk | JoinsFailed | JoinsFailedInFaults | JoinsCutByCrash | Converged
-            | FalseRemovals | AuthLostReports | Rejoins | MsgsSent | MsgsDelivered | MsgsLost | SafetyViolations
+            JoinsAttempted
+            | JoinsOk
+            | JoinsFailed
+            | JoinsFailedInFaults
+            | JoinsCutByCrash
+            | Converged
+            | FalseRemovals
+            | AuthLostReports
+            | Rejoins
+            | MsgsSent
+            | MsgsDelivered
+            | MsgsLost
+            | MsgsRetries
+            | MsgsDuplicatesDropped
+            | BroadcastDuplicatesDelivered
+            | BroadcastLosses
+            | BroadcastCopiesChecked
+            | SafetyViolations
             | LivenessViolations => Group::Outcome,
             JoinLatencyP50 | JoinLatencyP90 | JoinLatencyMax | DetectionLatencyP50 | DetectionLatencyMax
             | ConvergenceP50 | ConvergenceP90 | ConvergenceMax | AuthLossDetectionMax => Group::Latency,
@@ -205,6 +221,11 @@ metrics! {
     MsgsSent => "msgs_sent", Count, Info, 0.0, 0.0, "chat messages sent (a broadcast counts once per recipient)";
     MsgsDelivered => "msgs_delivered", Count, Info, 0.0, 0.0, "chat messages echoed by their recipient";
     MsgsLost => "msgs_lost", Count, Lower, 0.25, 2.0, "chat messages not delivered";
+    MsgsRetries => "msgs_retries", Count, Info, 0.0, 0.0, "retries of unconfirmed chat messages (protocol-2 senders, to receivers known to drop duplicates)";
+    MsgsDuplicatesDropped => "msgs_duplicates_dropped", Count, Info, 0.0, 0.0, "chat message copies receivers' duplicate filters dropped (an id seen before)";
+    BroadcastDuplicatesDelivered => "broadcast_duplicates_delivered", Count, Lower, 0.0, 0.0, "chat messages a receiver delivered more than once (same sender id): must be 0";
+    BroadcastLosses => "broadcast_losses", Count, Lower, 0.25, 2.0, "per broadcast, members of the sender's list that were members throughout and never delivered it";
+    BroadcastCopiesChecked => "broadcast_copies_checked", Count, Info, 0.0, 0.0, "(broadcast, member throughout) pairs judged for losses";
     FaultsScheduled => "faults_scheduled", Count, Info, 0.0, 0.0, "faults the timeline scheduled";
     FaultsFired => "faults_fired", Count, Info, 0.0, 0.0, "scheduled faults that were applied to the simulated network";
     SegmentsDropped => "segments_dropped", Count, Info, 0.0, 0.0, "evidence: segments dropped by partitions or loss (turmoil's Drop)";

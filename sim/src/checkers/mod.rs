@@ -32,6 +32,8 @@
 //! - `password_exposed`, `impostor_trusted`: a joiner pointed at an impostor authenticator
 //!   sent it the password in clear, or took it for its authenticator, where protocol 2
 //!   promises it cannot.
+//! - `broadcast_duplicated`: a receiver delivered one protocol-2 message id twice
+//!   (exactly-once broadcast; losses per broadcast are the `broadcast_losses` metric).
 //!
 //! Liveness (at the end of a run with `settle` > 0): `not_converged` — a live, healthy joiner
 //! does not hold the authenticator's list (as of a grace period before the end), or is not
@@ -49,6 +51,7 @@
 //! - `liveness`: convergence samples and `not_converged`.
 //! - `views`: every joiner's list equals the authenticator's of the same version:
 //!   `view_diverged` (and what lets the per-member list checks skip joiners' lists).
+//! - `broadcasts`: chat message ids: `broadcast_duplicated`, `broadcast_losses`.
 //! - `attacks`: hostile traffic ([`AttackEnd`]): `attacker_member`, `member_evicted`,
 //!   `chatter_resent`, and the attack metrics.
 //! - `impostors`: impostor authenticators ([`ImpostorExchange`]): `password_exposed`,
@@ -56,6 +59,7 @@
 
 mod attacks;
 mod bans;
+mod broadcasts;
 mod ghosts;
 mod impairments;
 mod impostors;

@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::attacks::AttackState;
+use super::broadcasts::BroadcastState;
 use super::ghosts::GhostState;
 use super::impairments::HostState;
 use super::liveness::Pending;
@@ -103,6 +104,7 @@ pub struct Monitor {
     pub(super) attacks: AttackState,
     pub(super) ghosts: GhostState,
     pub(super) views: ViewState,
+    pub(super) broadcasts: BroadcastState,
     /// Calls of [`Monitor::find`], reported or not (a check that found something, even a
     /// repeat, moves it).
     pub(super) finds: u64,
@@ -150,6 +152,7 @@ impl Monitor {
             attacks: AttackState::default(),
             ghosts: GhostState::default(),
             views: ViewState::default(),
+            broadcasts: BroadcastState::default(),
             finds: 0,
             join_latency: Vec::new(),
             honest_flood_latency: Vec::new(),
@@ -235,6 +238,7 @@ impl Monitor {
         self.finish_ghosts(end);
         self.finish_views(end);
         self.finish_bans();
+        self.finish_broadcasts();
         let mut m = Metrics::new();
         if self.cfg.settle > Duration::ZERO {
             let ok = self.check_convergence(end);
@@ -264,6 +268,11 @@ impl Monitor {
             MetricId::MsgsSent,
             MetricId::MsgsDelivered,
             MetricId::MsgsLost,
+            MetricId::MsgsRetries,
+            MetricId::MsgsDuplicatesDropped,
+            MetricId::BroadcastDuplicatesDelivered,
+            MetricId::BroadcastLosses,
+            MetricId::BroadcastCopiesChecked,
             MetricId::BannedIps,
             MetricId::AuthLostReports,
             MetricId::FaultsScheduled,

@@ -635,3 +635,38 @@ fn impostor_checks_fire_only_where_protocol_2_promises_the_password_stays_home()
     assert_eq!(m.get(MetricId::ImpostorPasswordsCaptured), Some(2.0));
     assert_eq!(m.get(MetricId::ImpostorRefused), Some(1.0));
 }
+
+#[test]
+fn broadcasts_count_duplicates_and_losses_among_members_throughout() {
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.join(1.1, 2, 1, 50001, &[1]);
+    w.join(1.2, 3, 2, 50002, &[1, 2]);
+    let list = pyile::MemberList::new(Some(w.version), w.members.clone());
+    w.m.chat_list(Some(1), &list);
+    let from = addr(2, 50000);
+    // Broadcast 0 from instance 1: 2 delivers it twice (a retry the filter let through),
+    // 3 delivers it once; the filter of 3 dropped one copy.
+    w.m.broadcast_started(s(5.0), 0, Some(1));
+    w.m.chat_delivered(s(5.01), Some(2), from, Some((7, 0)));
+    w.m.chat_delivered(s(5.01), Some(3), from, Some((7, 0)));
+    w.m.chat_duplicate_dropped();
+    w.m.chat_delivered(s(5.5), Some(2), from, Some((7, 0)));
+    w.m.broadcast_finished(s(5.6), 0, from, Some((7, 0)), 2);
+    // Broadcast 1: 3 never delivers it (a loss); 2 leaves before it finishes (not judged).
+    w.m.broadcast_started(s(6.0), 1, Some(1));
+    w.m.leave_started(s(6.1), 2);
+    w.m.broadcast_finished(s(6.5), 1, from, Some((7, 1)), 0);
+    // A v1 message (no id) is never judged, however often it arrives.
+    w.m.chat_delivered(s(7.0), Some(3), from, None);
+    w.m.chat_delivered(s(7.0), Some(3), from, None);
+    let (m, findings) = w.m.finish(s(10.0));
+    let dup: Vec<_> = findings.iter().filter(|f| f.check == "broadcast_duplicated").collect();
+    assert_eq!(dup.len(), 1, "{findings:?}");
+    assert_eq!(dup[0].severity, Severity::Safety);
+    assert_eq!(m.get(MetricId::BroadcastDuplicatesDelivered), Some(1.0));
+    assert_eq!(m.get(MetricId::MsgsDuplicatesDropped), Some(1.0));
+    assert_eq!(m.get(MetricId::MsgsRetries), Some(2.0));
+    assert_eq!(m.get(MetricId::BroadcastCopiesChecked), Some(3.0), "2 and 3 for the first, 3 for the second");
+    assert_eq!(m.get(MetricId::BroadcastLosses), Some(1.0));
+}

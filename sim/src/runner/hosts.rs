@@ -49,6 +49,8 @@ pub enum Cmd {
     },
     /// Broadcast `size` bytes from instance `inst` (None: from the authenticator).
     Broadcast {
+        /// The driver's number for this broadcast.
+        id: u64,
         /// Sender instance.
         inst: Option<u64>,
         /// Payload size.
@@ -188,6 +190,14 @@ pub enum Obs {
     BroadcastDone {
         /// When.
         at: Duration,
+        /// The driver's number for this broadcast.
+        id: u64,
+        /// The sender's peer address.
+        from: SocketAddr,
+        /// The id its copies carried (protocol-2 senders).
+        msg_id: Option<(u64, u64)>,
+        /// Retries the sender made.
+        retries: usize,
         /// Sender instance (None: the authenticator).
         inst: Option<u64>,
         /// Written to.
@@ -524,7 +534,7 @@ async fn authenticator(ctx: HostCtx) -> turmoil::Result {
             if let Cmd::Crash = cmd {
                 break 'serve;
             }
-            if let Cmd::Broadcast { size, .. } = cmd {
+            if let Cmd::Broadcast { id, size, .. } = cmd {
                 let (a, shared) = (auth.clone(), ctx.shared.clone());
                 tokio::task::spawn_local(async move {
                     let r = a.broadcast(&payload(size)).await;
@@ -532,6 +542,10 @@ async fn authenticator(ctx: HostCtx) -> turmoil::Result {
                         host,
                         Obs::BroadcastDone {
                             at: clock.now(),
+                            id,
+                            from: a.peer_addr(),
+                            msg_id: r.msg_id.map(|m| (m.epoch, m.seq)),
+                            retries: r.retries,
                             inst: None,
                             sent: r.sent,
                             delivered: r.delivered,
@@ -639,7 +653,7 @@ async fn joiner_agent(ctx: HostCtx) -> turmoil::Result {
                         tokio::task::spawn_local(async move { j.leave().await });
                     }
                 }
-                Cmd::Broadcast { inst: Some(inst), size } => {
+                Cmd::Broadcast { id, inst: Some(inst), size } => {
                     if let Some(j) = live.borrow().get(&inst).cloned() {
                         let shared = ctx.shared.clone();
                         tokio::task::spawn_local(async move {
@@ -648,6 +662,10 @@ async fn joiner_agent(ctx: HostCtx) -> turmoil::Result {
                                 host,
                                 Obs::BroadcastDone {
                                     at: clock.now(),
+                                    id,
+                                    from: j.peer_addr(),
+                                    msg_id: r.msg_id.map(|m| (m.epoch, m.seq)),
+                                    retries: r.retries,
                                     inst: Some(inst),
                                     sent: r.sent,
                                     delivered: r.delivered,

@@ -74,6 +74,10 @@ fn describe(kind: &EventKind) -> (&'static str, Value) {
             ("message", json!({"from": from.to_string(), "broadcast": broadcast, "len": data.len()}))
         }
         EventKind::MessageRefused { source } => ("message_refused", json!({"source": source.to_string()})),
+        EventKind::MessageDuplicate { from, msg_id, too_old, .. } => (
+            "message_duplicate",
+            json!({"from": from.to_string(), "epoch": msg_id.epoch, "seq": msg_id.seq, "too_old": too_old}),
+        ),
         EventKind::AuthenticatorLost { reason } => (
             "authenticator_lost",
             json!({"reason": match reason { LostReason::Timeout => "timeout".to_string(), LostReason::Closed => "closed".to_string(), LostReason::Error(e) => format!("error: {e}") }}),
@@ -111,11 +115,17 @@ impl Driver<'_> {
                 match &kind {
                     EventKind::MemberJoined { member, source } => self.monitor.member_joined(at, *member, *source),
                     EventKind::MemberListChanged { list, bytes } => {
+                        self.monitor.chat_list(None, list);
                         self.monitor.auth_list(at, &list_view(list, *bytes))
                     }
                     EventKind::MemberRemoved { member, reason } => {
+                        self.monitor.chat_member_removed(at, *member);
                         self.monitor.member_removed(at, *member, removal(reason))
                     }
+                    EventKind::MessageReceived { from, msg_id, .. } => {
+                        self.monitor.chat_delivered(at, None, *from, msg_id.map(|m| (m.epoch, m.seq)))
+                    }
+                    EventKind::MessageDuplicate { .. } => self.monitor.chat_duplicate_dropped(),
                     EventKind::Banned { ip } => self.monitor.banned(at, *ip),
                     EventKind::HandshakeFailed { source, .. } => self.monitor.handshake_failed(at, *source),
                     EventKind::Lagged { dropped } => {
@@ -182,6 +192,7 @@ impl Driver<'_> {
             Obs::Joiner { at, inst, kind } => {
                 match &kind {
                     EventKind::Joined { peer_addr, list } => {
+                        self.monitor.chat_list(Some(inst), list);
                         self.monitor.joined(at, inst, *peer_addr, &list_view(list, 0));
                         self.peers.insert(inst, *peer_addr);
                         if let Some(slot) = self.current_slot(inst)
@@ -191,8 +202,13 @@ impl Driver<'_> {
                         }
                     }
                     EventKind::MemberListChanged { list, bytes } => {
+                        self.monitor.chat_list(Some(inst), list);
                         self.monitor.joiner_list(at, inst, &list_view(list, *bytes))
                     }
+                    EventKind::MessageReceived { from, msg_id, .. } => {
+                        self.monitor.chat_delivered(at, Some(inst), *from, msg_id.map(|m| (m.epoch, m.seq)))
+                    }
+                    EventKind::MessageDuplicate { .. } => self.monitor.chat_duplicate_dropped(),
                     EventKind::AuthenticatorLost { .. } => self.monitor.auth_lost(at, inst),
                     EventKind::StaleList { version, held } => self.monitor.stale_list(at, inst, *version, *held),
                     EventKind::Lagged { dropped } => {
@@ -224,8 +240,9 @@ impl Driver<'_> {
                 let n = self.inst_name(inst);
                 self.record(at, &n, "ended", Value::Null)?;
             }
-            Obs::BroadcastDone { at, inst, sent, delivered, failed } => {
+            Obs::BroadcastDone { at, id, from, msg_id, retries, inst, sent, delivered, failed } => {
                 self.monitor.broadcast(sent, delivered);
+                self.monitor.broadcast_finished(at, id, from, msg_id, retries);
                 let n = inst.map(|i| self.inst_name(i)).unwrap_or_else(|| "auth".into());
                 self.record(at, &n, "broadcast_done", json!({"sent": sent, "delivered": delivered, "failed": failed}))?;
             }

@@ -76,6 +76,7 @@ fn every_shipped_scenario_parses_resolves_and_validates() {
             "hostile_mix",
             "impostor",
             "join_storm_faults",
+            "lossy_broadcast",
             "lossy_links",
             "partition",
             "scale_1000",
