@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use pyile::impostor::ImpostorKind;
 use pyile::units::{EventRate, parse_duration, resolve_password};
 
 use crate::attack::AttackSpec;
@@ -257,6 +258,24 @@ pub struct RunArgs {
     /// hash of the joiner, the same in every shard.
     #[arg(long, default_value_t = 0.0, value_name = "FRACTION", value_parser = parse_fraction)]
     pub duplicate_alias_rate: f64,
+    /// This fraction of the joins go to an impostor authenticator that loadgen runs on
+    /// 127.0.0.1 (it does not know the password; `pyile::impostor`) instead of --target,
+    /// spread over the slots like --protocol-mix. Counted in impostor_joins,
+    /// impostor_refused (the joiner caught it), impostor_passwords_captured (v1's weakness)
+    /// and impostor_exposed (an error: the password in clear, or the impostor trusted, where
+    /// protocol 2 promises neither).
+    #[arg(long, default_value = "0", value_name = "FRACTION", value_parser = parse_fraction)]
+    pub impostor_rate: f64,
+
+    /// What the impostor poses as: scram (a protocol-2 authenticator offering SCRAM, with a
+    /// forged signature) or v1 (a reference authenticator: a downgrade).
+    #[arg(long, default_value = "scram", value_parser = parse_impostor, value_name = "KIND")]
+    pub impostor: ImpostorKind,
+
+    /// Joiners refuse to send the password to an authenticator that does not offer protocol
+    /// 2's mutual proof (as `pyile join --require-mutual-auth`).
+    #[arg(long)]
+    pub require_mutual_auth: bool,
 
     /// Build and check the plan, print this shard's operations as CSV on stdout, and exit
     /// without connecting.
@@ -348,6 +367,10 @@ impl RunArgs {
 }
 
 /// Resolves HOST:PORT to one socket address (the first the resolver gives).
+fn parse_impostor(s: &str) -> Result<ImpostorKind, String> {
+    ImpostorKind::parse(s).ok_or_else(|| format!("`{s}`: expected scram or v1"))
+}
+
 fn parse_fraction(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),

@@ -31,9 +31,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use pyile::impostor::{Capture, ImpostorConfig, ImpostorKind};
 use pyile::scram::KeyCache;
 use pyile::{
-    EventKind, EventStream, HandshakeStage, Joiner, JoinerConfig, LostReason, MemberList, SharedLists, TokioNet,
+    EventKind, EventStream, HandshakeStage, Joiner, JoinerConfig, LostReason, MemberList, Network, SharedLists,
+    TokioNet,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -73,6 +75,13 @@ pub struct DriverConfig {
     /// process (`--duplicate-alias-rate`): the authenticator must refuse them with
     /// `alias_taken`, counted as [`Counter::AliasTaken`], not as an error.
     pub duplicate_alias_rate: f64,
+    /// Fraction of the joiner slots pointed at an impostor authenticator loadgen runs on
+    /// 127.0.0.1 (0: none), and what it poses as.
+    pub impostor_share: f64,
+    /// What the impostor poses as.
+    pub impostor: ImpostorKind,
+    /// Joiners refuse an authenticator that does not offer the mutual proof.
+    pub require_mutual_auth: bool,
 }
 
 impl DriverConfig {
@@ -95,6 +104,23 @@ impl DriverConfig {
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
         ((h >> 11) as f64 / (1u64 << 53) as f64) < self.duplicate_alias_rate
+    }
+
+    /// Whether joiner slot `slot` is pointed at the impostor: a fixed hash of the slot below
+    /// the share, the same in every shard, and independent of [`Self::speaks_protocol2`]'s
+    /// even spread (so a mix sends both protocols to the impostor).
+    pub fn goes_to_impostor(&self, slot: u32) -> bool {
+        let mut x = u64::from(slot).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        ((x >> 11) as f64 / (1u64 << 53) as f64) < self.impostor_share
+    }
+
+    /// Whether protocol 2 promises that the password never reaches an impostor that got
+    /// `capture`: it offered SCRAM to a protocol-2 joiner, or the joiners require the proof.
+    pub fn promises_password_stays(&self, capture: &Capture) -> bool {
+        (self.impostor == ImpostorKind::Scram && capture.protocol2) || self.require_mutual_auth
     }
 
     /// A wrong password that is certainly not `password`.
@@ -145,6 +171,8 @@ struct Shared {
     /// to cache them): one PBKDF2 per join would make 100 joiners at once wait for the
     /// generator's own CPU.
     scram_keys: KeyCache,
+    /// The impostor authenticator's address, when `--impostor-rate` is above 0.
+    impostor: Option<SocketAddr>,
 }
 
 /// Runs `plan` to its end (or until `stop` is cancelled), then makes every joiner leave and
@@ -170,7 +198,9 @@ pub async fn run(plan: &Plan, cfg: DriverConfig, metrics: Arc<Metrics>, stop: Ca
             })
             .collect(),
     });
+    let impostor = if cfg.impostor_share > 0.0 { start_impostor(&cfg, metrics.clone()).await } else { None };
     let shared = Arc::new(Shared {
+        impostor,
         cfg,
         metrics,
         slots: Mutex::new(HashMap::new()),
@@ -296,6 +326,54 @@ fn joiner_config(cfg: &DriverConfig, password: &str, alias: Option<String>, sour
     jc.handshake_timeout(cfg.handshake_timeout).heartbeat_timeout(cfg.heartbeat_timeout).local_ip_opt(source)
 }
 
+/// Starts the impostor authenticator on 127.0.0.1 (loopback only) and a task that counts
+/// what each joiner gave it. None (and an error counted) if it cannot listen.
+async fn start_impostor(cfg: &DriverConfig, metrics: Arc<Metrics>) -> Option<SocketAddr> {
+    let listener = match TokioNet.bind(SocketAddr::from(([127, 0, 0, 1], 0))).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("cannot start the impostor authenticator: {e}");
+            metrics.incr(Counter::OtherError);
+            return None;
+        }
+    };
+    let addr = pyile::Listener::local_addr(&listener).ok()?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let icfg = ImpostorConfig::new(cfg.impostor, 0x1_4b05_7012).deadline(cfg.handshake_timeout);
+    tokio::spawn(pyile::impostor::serve(listener, icfg, tx));
+    let cfg = cfg.clone();
+    tokio::spawn(async move {
+        while let Some(c) = rx.recv().await {
+            let password = c.cleartext.as_deref() == Some(cfg.password.as_str());
+            if password {
+                metrics.incr(Counter::ImpostorPasswords);
+            }
+            if cfg.promises_password_stays(&c) && (password || c.trusted) {
+                tracing::warn!(source = %c.source, password, trusted = c.trusted, "impostor got what protocol 2 promises it cannot");
+                metrics.incr(Counter::ImpostorExposed);
+            }
+        }
+    });
+    Some(addr)
+}
+
+/// A join pointed at the impostor: counted, never a member.
+async fn join_impostor(shared: &Shared, impostor: SocketAddr, cfg: JoinerConfig) {
+    let m = &shared.metrics;
+    m.incr(Counter::ImpostorJoins);
+    match Joiner::join(TokioNet, impostor, cfg).await {
+        Err(pyile::Error::ImpostorAuthenticator { .. } | pyile::Error::MutualAuthUnavailable) => {
+            m.incr(Counter::ImpostorRefused)
+        }
+        // v1's weakness (the impostor closes after taking the password): counted from its side.
+        Err(_) => {}
+        Ok(j) => {
+            m.incr(Counter::ImpostorExposed);
+            j.leave().await;
+        }
+    }
+}
+
 async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intended: Instant) {
     let m = &shared.metrics;
     let v2 = shared.cfg.speaks_protocol2(id.slot);
@@ -317,7 +395,15 @@ async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intende
     let cfg = joiner_config(&shared.cfg, &shared.cfg.password, Some(alias), source)
         .announce_extensions(v2)
         .shared_lists(shared.lists.clone())
-        .scram_key_cache(shared.scram_keys.clone());
+        .scram_key_cache(shared.scram_keys.clone())
+        .require_mutual_auth(shared.cfg.require_mutual_auth);
+    if let Some(impostor) = shared.impostor
+        && shared.cfg.goes_to_impostor(id.slot)
+    {
+        join_impostor(&shared, impostor, cfg).await;
+        lock(&shared.slots).remove(&id);
+        return;
+    }
     let mut joiner = match Joiner::join(TokioNet, shared.cfg.target, cfg).await {
         Ok(j) => j,
         Err(pyile::Error::AliasTaken { alias }) if duplicate.is_some() => {
@@ -453,7 +539,9 @@ async fn watch_events(
             EventKind::MemberListChanged { list, .. } if !converged => {
                 converged = check_convergence(&shared, &mut missing, &list, intended, at);
             }
+            EventKind::MessageDuplicate { .. } => m.incr(Counter::MessagesDuplicatesDropped),
             EventKind::MessageReceived { data, .. } => {
+                m.incr(Counter::MessagesReceived);
                 let sent = data
                     .strip_prefix(MESSAGE_PREFIX)
                     .and_then(|rest| rest.split(' ').next())
@@ -588,6 +676,7 @@ async fn broadcast(shared: Arc<Shared>, joiner: Arc<Joiner>, text: String) {
     m.add(Counter::MessagesSent, attempted);
     m.add(Counter::MessagesDelivered, report.delivered as u64);
     m.add(Counter::MessagesLost, attempted - report.delivered as u64);
+    m.add(Counter::MessageRetries, report.retries as u64);
 }
 
 async fn attack(shared: Arc<Shared>, source: IpAddr) {

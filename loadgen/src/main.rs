@@ -172,6 +172,9 @@ fn run(args: RunArgs) -> Result<Outcome> {
         crash_bound: args.crash_bound(),
         protocol2_share: args.protocol2_share(),
         duplicate_alias_rate: args.duplicate_alias_rate,
+        impostor_share: args.impostor_rate,
+        impostor: args.impostor,
+        require_mutual_auth: args.require_mutual_auth,
     };
     // Before the schedule starts: a target that cannot be reached, a wrong password or a
     // banned address would otherwise turn the whole plan into a table of errors.

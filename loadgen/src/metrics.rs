@@ -139,6 +139,14 @@ pub enum Counter {
     MessagesDelivered,
     /// Messages that failed or were never echoed.
     MessagesLost,
+    /// Messages delivered to loadgen's joiners (each delivery of a broadcast counts once).
+    MessagesReceived,
+    /// Copies of protocol-2 messages loadgen's joiners' duplicate filters dropped (an id
+    /// already delivered, e.g. a retry whose first echo was lost).
+    MessagesDuplicatesDropped,
+    /// Retries loadgen's joiners made of unconfirmed messages (to receivers known to drop
+    /// duplicates).
+    MessageRetries,
     /// Wrong-password attempts made from attacker addresses.
     Attacks,
     /// Attacks answered `{"authenticated": false}`.
@@ -154,11 +162,22 @@ pub enum Counter {
     /// with `alias_taken`, as they must be: not an error. A refusal of a join that did not
     /// reuse one is an error (`other_error`).
     AliasTaken,
+    /// Joins pointed at loadgen's impostor authenticator (`--impostor-rate`).
+    ImpostorJoins,
+    /// Of those, joins the joiner gave up because the impostor could not prove it knows the
+    /// password (or, with `--require-mutual-auth`, offered no proof): protocol 2 working.
+    ImpostorRefused,
+    /// Cleartext passwords the impostor received: v1's weakness (protocol-1 joiners, or a
+    /// v1-posing impostor and no `--require-mutual-auth`).
+    ImpostorPasswords,
+    /// The impostor received the password in clear, or was taken for the authenticator, where
+    /// protocol 2 promises neither (an error).
+    ImpostorExposed,
 }
 
 impl Counter {
     /// Every counter, in report order.
-    pub const ALL: [Counter; 23] = [
+    pub const ALL: [Counter; 30] = [
         Counter::Joined,
         Counter::Refused,
         Counter::TimedOut,
@@ -176,12 +195,19 @@ impl Counter {
         Counter::MessagesSent,
         Counter::MessagesDelivered,
         Counter::MessagesLost,
+        Counter::MessagesReceived,
+        Counter::MessagesDuplicatesDropped,
+        Counter::MessageRetries,
         Counter::Attacks,
         Counter::AttackRejected,
         Counter::AttackBanned,
         Counter::Skipped,
         Counter::EventsLagged,
         Counter::AliasTaken,
+        Counter::ImpostorJoins,
+        Counter::ImpostorRefused,
+        Counter::ImpostorPasswords,
+        Counter::ImpostorExposed,
     ];
 
     /// The stable name used in CSV files, interval-log tags and `--fail-on` rules.
@@ -204,12 +230,19 @@ impl Counter {
             Counter::MessagesSent => "messages_sent",
             Counter::MessagesDelivered => "messages_delivered",
             Counter::MessagesLost => "messages_lost",
+            Counter::MessagesReceived => "messages_received",
+            Counter::MessagesDuplicatesDropped => "messages_duplicates_dropped",
+            Counter::MessageRetries => "message_retries",
             Counter::Attacks => "attacks",
             Counter::AttackRejected => "attack_rejected",
             Counter::AttackBanned => "attack_banned",
             Counter::Skipped => "skipped",
             Counter::EventsLagged => "events_lagged",
             Counter::AliasTaken => "alias_taken",
+            Counter::ImpostorJoins => "impostor_joins",
+            Counter::ImpostorRefused => "impostor_refused",
+            Counter::ImpostorPasswords => "impostor_passwords_captured",
+            Counter::ImpostorExposed => "impostor_exposed",
         }
     }
 
@@ -226,6 +259,7 @@ impl Counter {
                 | Counter::LostAuthenticator
                 | Counter::OtherError
                 | Counter::CrashUndetected
+                | Counter::ImpostorExposed
         )
     }
 

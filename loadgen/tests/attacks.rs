@@ -146,6 +146,9 @@ async fn run_stopping(cfg: AuthenticatorConfig, spec: &str, hold: Duration, stop
         crash_bound: Duration::from_secs(6),
         protocol2_share: 1.0,
         duplicate_alias_rate: 0.0,
+        impostor_share: 0.0,
+        impostor: pyile::impostor::ImpostorKind::Scram,
+        require_mutual_auth: false,
     };
     let driving = driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new());
     let stopping = async {

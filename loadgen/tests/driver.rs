@@ -2,7 +2,7 @@
 //! planned joiner joins from the source address the plan gave it, and outcomes are counted.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,6 +15,44 @@ use tokio_util::sync::CancellationToken;
 
 fn addrs(range: &str) -> Vec<IpAddr> {
     range.parse::<SourceRange>().unwrap().addrs().to_vec()
+}
+
+/// The driver settings these tests share: password "pw", every joiner on protocol 2, no
+/// impostor.
+fn driver_config(target: SocketAddr) -> DriverConfig {
+    DriverConfig {
+        target,
+        password: "pw".into(),
+        wrong_password: DriverConfig::wrong_password_for("pw"),
+        handshake_timeout: Duration::from_secs(3),
+        heartbeat_timeout: Duration::from_secs(2),
+        start_wall: SystemTime::now(),
+        drain_timeout: Duration::from_secs(5),
+        crash_bound: Duration::from_secs(6),
+        protocol2_share: 1.0,
+        duplicate_alias_rate: 0.0,
+        impostor_share: 0.0,
+        impostor: pyile::impostor::ImpostorKind::Scram,
+        require_mutual_auth: false,
+    }
+}
+
+/// A plan of joins only: `peers` joiners at `rate` a second from `ips`, held `hold`.
+fn joins_only(seed: u64, peers: u32, rate: f64, hold: Duration, ips: &str) -> Plan {
+    Plan::build(&PlanConfig {
+        seed,
+        peers,
+        arrival: Arrival::Rate(rate),
+        hold,
+        churn_rate: 0.0,
+        broadcast_rate: 0.0,
+        wrong_password_rate: 0.0,
+        joiner_ips: addrs(ips),
+        attacker_ips: vec![],
+        shards: 1,
+        attacks: vec![],
+    })
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,6 +106,9 @@ async fn joiners_bind_their_planned_source_addresses_and_attackers_get_banned() 
         crash_bound: Duration::from_secs(6),
         protocol2_share: 1.0,
         duplicate_alias_rate: 0.0,
+        impostor_share: 0.0,
+        impostor: pyile::impostor::ImpostorKind::Scram,
+        require_mutual_auth: false,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
 
@@ -188,6 +229,9 @@ async fn churn_crashes_are_silent_and_the_authenticator_s_detection_is_measured(
         crash_bound,
         protocol2_share: 1.0,
         duplicate_alias_rate: 0.0,
+        impostor_share: 0.0,
+        impostor: pyile::impostor::ImpostorKind::Scram,
+        require_mutual_auth: false,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
     let mut collector = Collector::new();
@@ -277,6 +321,9 @@ async fn crashes_still_listed_at_the_bound_are_undetected_errors_and_then_closed
         crash_bound: Duration::from_millis(800),
         protocol2_share: 1.0,
         duplicate_alias_rate: 0.0,
+        impostor_share: 0.0,
+        impostor: pyile::impostor::ImpostorKind::Scram,
+        require_mutual_auth: false,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
     let mut collector = Collector::new();
@@ -308,18 +355,7 @@ async fn crashes_still_listed_at_the_bound_are_undetected_errors_and_then_closed
 /// (whole lists), in every shard alike; both kinds converge on the authenticator's list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_protocol_mix_loads_both_distribution_paths() {
-    let share = |f: f64| DriverConfig {
-        target: "127.0.0.1:1".parse().unwrap(),
-        password: "pw".into(),
-        wrong_password: DriverConfig::wrong_password_for("pw"),
-        handshake_timeout: Duration::from_secs(3),
-        heartbeat_timeout: Duration::from_secs(2),
-        start_wall: SystemTime::now(),
-        drain_timeout: Duration::from_secs(5),
-        crash_bound: Duration::from_secs(6),
-        protocol2_share: f,
-        duplicate_alias_rate: 0.0,
-    };
+    let share = |f: f64| DriverConfig { protocol2_share: f, ..driver_config("127.0.0.1:1".parse().unwrap()) };
     let v2 = |f: f64| (0..100).filter(|&s| share(f).speaks_protocol2(s)).count();
     assert_eq!((v2(0.0), v2(0.5), v2(0.25), v2(1.0)), (0, 50, 25, 100));
     assert!(share(0.5).speaks_protocol2(1) && !share(0.5).speaks_protocol2(0));
@@ -332,20 +368,7 @@ async fn a_protocol_mix_loads_both_distribution_paths() {
     )
     .await
     .unwrap();
-    let cfg = PlanConfig {
-        seed: 9,
-        peers: 12,
-        arrival: Arrival::Rate(50.0),
-        hold: Duration::from_millis(1000),
-        churn_rate: 0.0,
-        broadcast_rate: 0.0,
-        wrong_password_rate: 0.0,
-        joiner_ips: addrs("127.0.7.1-127.0.7.4"),
-        attacker_ips: vec![],
-        shards: 1,
-        attacks: vec![],
-    };
-    let plan = Plan::build(&cfg).unwrap();
+    let plan = joins_only(9, 12, 50.0, Duration::from_millis(1000), "127.0.7.1-127.0.7.4");
     let metrics = Arc::new(Metrics::new(Instant::now() + Duration::from_millis(50)));
     let driver_cfg = DriverConfig { target: auth.auth_addr(), ..share(0.5) };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
@@ -360,22 +383,73 @@ async fn a_protocol_mix_loads_both_distribution_paths() {
     auth.leave().await;
 }
 
+/// `--impostor-rate`: a share of the joins goes to loadgen's own impostor authenticator on
+/// 127.0.0.1. Protocol-2 joiners refuse a SCRAM-posing impostor (nothing exposed); joiners
+/// that require mutual authentication refuse a v1-posing one; v1 joiners hand a v1-posing
+/// impostor their password (v1's weakness: counted, not an error). The other joins are
+/// untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impostor_joins_are_refused_where_protocol_2_promises_and_counted_where_not() {
+    let auth = Authenticator::start(
+        TokioNet,
+        AuthenticatorConfig::new("pw")
+            .listen("127.0.0.1:0".parse().unwrap())
+            .heartbeat_interval(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let run = |kind, mix: f64, mutual: bool| {
+        let target = auth.auth_addr();
+        async move {
+            let plan = joins_only(11, 20, 100.0, Duration::from_millis(500), "127.0.8.1-127.0.8.4");
+            let metrics = Arc::new(Metrics::new(Instant::now() + Duration::from_millis(50)));
+            let driver_cfg = DriverConfig {
+                protocol2_share: mix,
+                impostor_share: 0.5,
+                impostor: kind,
+                require_mutual_auth: mutual,
+                ..driver_config(target)
+            };
+            driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
+            let mut collector = Collector::new();
+            collector.cut(&metrics, Instant::now());
+            let t = collector.totals();
+            let c = |k| t.counter(k);
+            (
+                c(Counter::ImpostorJoins),
+                c(Counter::ImpostorRefused),
+                c(Counter::ImpostorPasswords),
+                c(Counter::ImpostorExposed),
+                c(Counter::Joined),
+                c(Counter::Errors),
+            )
+        }
+    };
+    use pyile::impostor::ImpostorKind::{Scram, V1};
+    let (to_impostor, refused, passwords, exposed, joined, errors) = run(Scram, 1.0, false).await;
+    assert!((5..=15).contains(&to_impostor), "about half of 20: {to_impostor}");
+    assert_eq!((refused, passwords, exposed, errors), (to_impostor, 0, 0, 0));
+    assert_eq!(joined + to_impostor, 20);
+
+    let (to_impostor, refused, passwords, exposed, _, errors) = run(V1, 1.0, true).await;
+    assert_eq!((refused, passwords, exposed, errors), (to_impostor, 0, 0, 0));
+
+    // A protocol mix without mutual authentication: the v1-posing impostor gets passwords.
+    let (to_impostor, refused, passwords, exposed, _, errors) = run(V1, 0.5, false).await;
+    assert!(passwords > 0 && passwords == to_impostor, "{passwords} of {to_impostor}");
+    assert_eq!((refused, exposed, errors), (0, 0, 0));
+    auth.leave().await;
+}
+
 /// `--duplicate-alias-rate 0.5`: about half the joins present a live joiner's alias; the
 /// authenticator refuses each (`alias_taken`, expected, not an error) and never lists an
 /// alias twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_aliases_are_refused_and_counted_apart_from_errors() {
     let dup = |f: f64| DriverConfig {
-        target: "127.0.0.1:1".parse().unwrap(),
-        password: "pw".into(),
-        wrong_password: DriverConfig::wrong_password_for("pw"),
-        handshake_timeout: Duration::from_secs(3),
-        heartbeat_timeout: Duration::from_secs(2),
-        start_wall: SystemTime::now(),
-        drain_timeout: Duration::from_secs(5),
-        crash_bound: Duration::from_secs(6),
         protocol2_share: 1.0,
         duplicate_alias_rate: f,
+        ..driver_config("127.0.0.1:1".parse().unwrap())
     };
     let ids = |f: f64| {
         (0..1000).filter(|&slot| dup(f).duplicates_alias(loadgen::plan::JoinerId { slot, generation: 0 })).count()

@@ -1,5 +1,13 @@
-//! The receiver's bounded duplicate filter for exactly-once broadcast (issue 12, part 3;
-//! **not wired into the wire format or the peer listener yet**).
+//! Exactly-once broadcast (issue 12, part 3): the receiver's bounded duplicate filter and
+//! the settings of the whole mechanism.
+//!
+//! Why: v1 has no message id, so a sender that got no echo cannot tell "lost on the way" from
+//! "delivered, echo lost", and a retry may deliver twice. Systems that dedup by content
+//! (suhuiii/P2P-Experiments: (text, second) in a window of 10) merge two identical messages
+//! sent in one second and let a late duplicate through. Protocol 2 gives every chat message a
+//! sender-unique id (`"msg_id":{"epoch":E,"seq":S}`, see `docs/protocol-2-extensions.md`), the
+//! receiver drops an id it has seen, and the sender retries only receivers known to drop
+//! duplicates (they echoed `"pyile":2`), so a retry can never deliver twice.
 //!
 //! A message id is `(sender, epoch, seq)`: the sender's peer address, an epoch the sender
 //! draws once per start (so a restarted sender whose sequence starts again at 0 is a new
@@ -15,10 +23,57 @@
 //!   (counted in [`DedupWindow::evicted`]); a new epoch from the same sender replaces the
 //!   old stream.
 //!
-//! All bounds come from configuration, never from peers.
+//! All bounds come from configuration ([`ExactlyOnceConfig`]), never from peers.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Default [`ExactlyOnceConfig::window`].
+pub const DEFAULT_WINDOW: u64 = 256;
+/// Default [`ExactlyOnceConfig::max_streams`].
+pub const DEFAULT_MAX_STREAMS: usize = 1024;
+/// Default [`ExactlyOnceConfig::retries`].
+pub const DEFAULT_RETRIES: u32 = 2;
+/// Default [`ExactlyOnceConfig::retry_backoff`].
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Settings of exactly-once chat delivery between protocol-2 nodes (a node's own
+/// configuration; nothing here is taken from a peer). Set on a node with
+/// [`JoinerConfig::exactly_once`](crate::JoinerConfig::exactly_once) or
+/// [`AuthenticatorConfig::exactly_once`](crate::AuthenticatorConfig::exactly_once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExactlyOnceConfig {
+    /// Sequence numbers remembered below the highest of each sender's stream.
+    pub window: u64,
+    /// Senders' streams remembered (least recently used forgotten past it); also the bound
+    /// on the receivers a sender remembers as known to drop duplicates.
+    pub max_streams: usize,
+    /// Retries of a message that got no echo, to a receiver known to drop duplicates
+    /// (0: never retry). A receiver not known to (the reference, or one never heard from)
+    /// gets exactly one attempt, as in v1.
+    pub retries: u32,
+    /// Wait before the first retry; it doubles for each further one.
+    pub retry_backoff: Duration,
+}
+
+impl Default for ExactlyOnceConfig {
+    fn default() -> Self {
+        ExactlyOnceConfig {
+            window: DEFAULT_WINDOW,
+            max_streams: DEFAULT_MAX_STREAMS,
+            retries: DEFAULT_RETRIES,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
+        }
+    }
+}
+
+impl ExactlyOnceConfig {
+    /// A filter sized by this configuration.
+    pub fn window_filter(&self) -> DedupWindow {
+        DedupWindow::new(self.window, self.max_streams)
+    }
+}
 
 /// One message's id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

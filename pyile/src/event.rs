@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::member_list::{Departure, MemberList};
-use crate::wire::Refusal;
+use crate::wire::{ChatId, Refusal};
 
 /// Default capacity of an event channel.
 pub const DEFAULT_EVENT_CAPACITY: usize = 4096;
@@ -242,6 +242,21 @@ pub enum EventKind {
         broadcast: bool,
         /// The text.
         data: String,
+        /// The sender's id of the message (protocol-2 senders only).
+        msg_id: Option<ChatId>,
+    },
+    /// A protocol-2 chat message whose id was seen before was dropped (it was still echoed,
+    /// so the sender stops retrying). See [`crate::dedup`].
+    MessageDuplicate {
+        /// The sender's peer address as it claims (`from`).
+        from: SocketAddr,
+        /// The connection's source address.
+        source: SocketAddr,
+        /// The id.
+        msg_id: ChatId,
+        /// Dropped because it was more than the window below the newest id of its sender
+        /// (too old to tell from a duplicate), rather than remembered as seen.
+        too_old: bool,
     },
     /// An incoming message connection was refused: its IP is not a member's.
     MessageRefused {

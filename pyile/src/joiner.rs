@@ -57,11 +57,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::dedup::ExactlyOnceConfig;
 use crate::error::Error;
 use crate::event::{DEFAULT_EVENT_CAPACITY, EventKind, EventSink, EventStream, HandshakeStage, LostReason};
 use crate::member_list::{AliasMap, Delta, DeltaError, Departure, MemberList, SharedLists};
 use crate::net::{Listener, NetStream, Network};
-use crate::peer::{BroadcastReport, Delivery, Freeze, PeerCore};
+use crate::peer::{BroadcastReport, Delivery, ExactlyOnce, Freeze, PeerCore};
 use crate::scram::{ClientExchange, DEFAULT_MAX_ITERATIONS, KeyCache};
 use crate::wire::{DEFAULT_MAX_VALUE_LEN, DecodeError, Message, MessageReader, PROTOCOL_VERSION, Recipient, Refusal};
 
@@ -87,6 +88,7 @@ pub struct JoinerConfig {
     max_iterations: u32,
     shared_lists: Option<SharedLists>,
     key_cache: Option<KeyCache>,
+    exactly_once: ExactlyOnceConfig,
 }
 
 /// Default [`JoinerConfig::max_members`].
@@ -115,6 +117,7 @@ impl JoinerConfig {
             max_iterations: DEFAULT_MAX_ITERATIONS,
             shared_lists: None,
             key_cache: None,
+            exactly_once: ExactlyOnceConfig::default(),
         }
     }
     /// Alias sent with chat messages and, to a protocol-2 authenticator, in the handshake:
@@ -212,11 +215,32 @@ impl JoinerConfig {
         self.shared_lists = Some(lists);
         self
     }
+    /// Exactly-once chat delivery between protocol-2 nodes: the duplicate filter's bounds and
+    /// the sender's retries (default [`ExactlyOnceConfig::default`]; see [`crate::dedup`]).
+    /// Unused when [`JoinerConfig::announce_extensions`] is off (the joiner then speaks v1).
+    pub fn exactly_once(mut self, cfg: ExactlyOnceConfig) -> Self {
+        self.exactly_once = cfg;
+        self
+    }
     /// SCRAM client keys to share with the other joiners of this process: computed once per
     /// password, salt and iteration count instead of one PBKDF2 per join. See [`KeyCache`].
     pub fn scram_key_cache(mut self, cache: KeyCache) -> Self {
         self.key_cache = Some(cache);
         self
+    }
+}
+
+/// This start's message epoch ([`crate::dedup`]): from the joiner's seed (its own stream of
+/// the seeded RNG, so it replays in simulations), else from the OS.
+fn message_epoch(seed: Option<u64>) -> u64 {
+    use rand::Rng;
+    match seed {
+        Some(seed) => {
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            rng.set_stream(0xD3D0);
+            rng.next_u64()
+        }
+        None => rand::make_rng::<ChaCha20Rng>().next_u64(),
     }
 }
 
@@ -406,6 +430,7 @@ impl<N: Network> Joiner<N> {
             max_value_len: cfg.max_value_len,
             cancel: cancel.clone(),
             freeze: Freeze::default(),
+            exactly_once: cfg.announce.then(|| ExactlyOnce::new(cfg.exactly_once, message_epoch(cfg.seed))),
         });
         peer.spawn_listener(listener, &tracker);
         let lost = Lost { events: events.clone(), cancel: cancel.clone(), declared: Arc::new(AtomicBool::new(false)) };

@@ -39,7 +39,8 @@
 //! | [`member_list`] | the list a distribution carries (authenticator first, versioned, persistent) and its deltas |
 //! | [`authenticator`] | admits, bans, heartbeats, distributes; its rules in [`authenticator::state`] |
 //! | [`joiner`] | joins, answers heartbeats, follows distributions |
-//! | [`dedup`] | the bounded duplicate filter for exactly-once broadcast (not wired in yet) |
+//! | [`dedup`] | exactly-once broadcast: the bounded duplicate filter and its settings |
+//! | [`impostor`] | a fake authenticator that does not know the password, to show what joiners give away to one |
 //! | [`scram`] | protocol 2's SCRAM-SHA-256-style mutual password proof and the stored verifier |
 //! | `peer` | chat messages between members: the peer listener and the sender |
 //! | [`event`] | what happens to a node, as a typed, bounded stream |
@@ -58,6 +59,7 @@ pub mod authenticator;
 pub mod dedup;
 pub mod error;
 pub mod event;
+pub mod impostor;
 pub mod joiner;
 pub mod member_list;
 pub mod net;
@@ -69,6 +71,7 @@ pub mod wire;
 pub use authenticator::{
     Authenticator, AuthenticatorConfig, DEFAULT_AUTH_PORT, DEFAULT_DISTRIBUTION_BUDGET, DistStats, SnapshotReason,
 };
+pub use dedup::ExactlyOnceConfig;
 pub use error::Error;
 pub use event::{Event, EventKind, EventStream, HandshakeStage, LostReason, RemovalReason};
 pub use joiner::{Hung, Joiner, JoinerConfig};

@@ -6,8 +6,17 @@
 //! closes; and a sender that opens one temporary connection per message from
 //! the node's own IP (the receiver checks the source IP), writes the message
 //! and waits briefly for the echo, which is how delivery is confirmed.
+//!
+//! Between protocol-2 nodes (issue 12 part 3, [`crate::dedup`]): every message sent carries
+//! a `msg_id` (this node's epoch, drawn once per start from its seeded RNG, and a sequence
+//! number); the listener drops an id it has seen ([`EventKind::MessageDuplicate`]) and still
+//! echoes it, adding `"pyile":2`; the sender remembers (bounded) which receivers echoed that,
+//! and only to those retries a message that got no echo. A retry to a receiver that does not
+//! drop duplicates (the reference) could deliver twice, so it gets one attempt, as in v1.
 
+use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,11 +27,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::dedup::{DedupWindow, ExactlyOnceConfig, MessageId, Verdict};
 use crate::error::Error;
 use crate::event::{EventKind, EventSink};
 use crate::member_list::MemberList;
 use crate::net::{Listener, Network};
-use crate::wire::{Chat, Message, MessageReader, Recipient};
+use crate::wire::{Chat, ChatId, Message, MessageReader, PROTOCOL_VERSION, Recipient};
 
 /// How many incoming message connections one node handles at once; more are
 /// closed straight away.
@@ -49,6 +59,71 @@ pub struct BroadcastReport {
     pub delivered: usize,
     /// Members that could not be reached.
     pub failed: usize,
+    /// Retries made (to receivers known to drop duplicates; see [`crate::dedup`]).
+    pub retries: usize,
+    /// The id every copy carried (protocol-2 senders; `None` from a v1-only node).
+    pub msg_id: Option<ChatId>,
+}
+
+/// Receivers known to drop duplicates (they echoed `"pyile":2`, or sent us a `msg_id` from
+/// their own IP): the only ones a message is retried to. Bounded: past `cap` the oldest
+/// entry is forgotten (that receiver then gets one attempt until it echoes again).
+#[derive(Debug, Default)]
+pub(crate) struct KnownDedup {
+    set: HashSet<SocketAddr>,
+    order: VecDeque<SocketAddr>,
+}
+
+impl KnownDedup {
+    fn insert(&mut self, addr: SocketAddr, cap: usize) {
+        if self.set.insert(addr) {
+            self.order.push_back(addr);
+            while self.order.len() > cap.max(1) {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+    fn contains(&self, addr: &SocketAddr) -> bool {
+        self.set.contains(addr)
+    }
+}
+
+/// A protocol-2 node's exactly-once state (see the module docs).
+#[derive(Debug)]
+pub(crate) struct ExactlyOnce {
+    pub cfg: ExactlyOnceConfig,
+    /// This start's epoch (drawn once from the node's seeded RNG).
+    pub epoch: u64,
+    next_seq: AtomicU64,
+    filter: Mutex<DedupWindow>,
+    known: Mutex<KnownDedup>,
+}
+
+impl ExactlyOnce {
+    /// The state of a node started with `cfg` whose epoch is `epoch`.
+    pub(crate) fn new(cfg: ExactlyOnceConfig, epoch: u64) -> Self {
+        ExactlyOnce {
+            cfg,
+            epoch,
+            next_seq: AtomicU64::new(0),
+            filter: Mutex::new(cfg.window_filter()),
+            known: Mutex::new(KnownDedup::default()),
+        }
+    }
+    fn next_id(&self) -> ChatId {
+        ChatId { epoch: self.epoch, seq: self.next_seq.fetch_add(1, Ordering::Relaxed) }
+    }
+    fn learn(&self, addr: SocketAddr) {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(addr, self.cfg.max_streams);
+    }
+    fn knows(&self, addr: &SocketAddr) -> bool {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).contains(addr)
+    }
+    fn check(&self, id: MessageId) -> Verdict {
+        self.filter.lock().unwrap_or_else(|e| e.into_inner()).check(id)
+    }
 }
 
 /// Stops a node's tasks without closing its sockets (what [`Joiner::hang`](crate::Joiner::hang)
@@ -99,6 +174,9 @@ pub(crate) struct PeerCore<N: Network> {
     pub cancel: CancellationToken,
     /// Set by a joiner's `hang`; the authenticator never freezes.
     pub freeze: Freeze,
+    /// Exactly-once state of a protocol-2 node; `None` for a node that speaks plain v1 (a
+    /// joiner with `announce_extensions(false)`): no `msg_id`, no filter, no retries.
+    pub exactly_once: Option<ExactlyOnce>,
 }
 
 impl<N: Network> PeerCore<N> {
@@ -179,14 +257,39 @@ impl<N: Network> PeerCore<N> {
                 return;
             }
         };
-        self.events.emit(EventKind::MessageReceived {
-            from: chat.from,
-            source,
-            alias: chat.alias,
-            broadcast: chat.to == Recipient::Broadcast,
-            data: chat.data,
-        });
-        let echo = Message::Echo { data: value, alias: self.alias.clone() }.encode();
+        // Protocol 2: drop an id seen before (and still echo it, so the sender stops
+        // retrying); a message without an id (the reference's) is delivered as in v1.
+        let dedup = match (&self.exactly_once, chat.msg_id) {
+            (Some(eo), Some(id)) => {
+                if source.ip() == chat.from.ip() {
+                    // A node that sends ids drops duplicates too: retries to it are safe.
+                    eo.learn(chat.from);
+                }
+                Some((eo.check(MessageId { sender: chat.from, epoch: id.epoch, seq: id.seq }), id))
+            }
+            _ => None,
+        };
+        match dedup {
+            Some((verdict @ (Verdict::Duplicate | Verdict::TooOld), msg_id)) => {
+                debug!(%source, from = %chat.from, ?msg_id, "duplicate message dropped");
+                self.events.emit(EventKind::MessageDuplicate {
+                    from: chat.from,
+                    source,
+                    msg_id,
+                    too_old: verdict == Verdict::TooOld,
+                });
+            }
+            _ => self.events.emit(EventKind::MessageReceived {
+                from: chat.from,
+                source,
+                alias: chat.alias,
+                broadcast: chat.to == Recipient::Broadcast,
+                data: chat.data,
+                msg_id: chat.msg_id,
+            }),
+        }
+        let version = dedup.is_some().then_some(PROTOCOL_VERSION);
+        let echo = Message::Echo { data: value, alias: self.alias.clone(), version }.encode();
         // The reference sender closes without reading the echo: ignore errors.
         let _ = timeout(self.io_timeout, async {
             w.write_all(&echo).await?;
@@ -195,8 +298,55 @@ impl<N: Network> PeerCore<N> {
         .await;
     }
 
-    /// Sends one chat message to `to` on a temporary connection.
+    /// Sends one chat message to `to` (with a fresh id on a protocol-2 node, retried while
+    /// unconfirmed if `to` is known to drop duplicates).
     pub(crate) async fn send_to(&self, to: SocketAddr, data: &str, recipient: Recipient) -> Result<Delivery, Error> {
+        let msg_id = self.exactly_once.as_ref().map(ExactlyOnce::next_id);
+        self.send_with_retries(to, data, &recipient, msg_id).await.0
+    }
+
+    /// Sends one message, then retries it while it is unconfirmed, `to` is known to drop
+    /// duplicates, is still a member, and retries remain. Returns the last outcome and the
+    /// retries made.
+    async fn send_with_retries(
+        &self,
+        to: SocketAddr,
+        data: &str,
+        recipient: &Recipient,
+        msg_id: Option<ChatId>,
+    ) -> (Result<Delivery, Error>, u32) {
+        let mut retries = 0;
+        loop {
+            let r = self.send_once(to, data, recipient.clone(), msg_id).await;
+            let Some(eo) = self.exactly_once.as_ref().filter(|_| msg_id.is_some()) else {
+                return (r, retries);
+            };
+            if matches!(r, Ok(Delivery::Echoed))
+                || retries >= eo.cfg.retries
+                || !eo.knows(&to)
+                || !self.members.borrow().contains(&to)
+            {
+                return (r, retries);
+            }
+            let backoff = eo.cfg.retry_backoff.saturating_mul(1 << retries.min(16));
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return (r, retries),
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            retries += 1;
+            debug!(%to, ?msg_id, retries, "message unconfirmed; retrying");
+        }
+    }
+
+    /// One attempt: a temporary connection, the message, the echo.
+    async fn send_once(
+        &self,
+        to: SocketAddr,
+        data: &str,
+        recipient: Recipient,
+        msg_id: Option<ChatId>,
+    ) -> Result<Delivery, Error> {
         if self.cancel.is_cancelled() {
             return Err(Error::Closed);
         }
@@ -211,6 +361,7 @@ impl<N: Network> PeerCore<N> {
             alias: self.alias.clone(),
             to: recipient,
             from: self.peer_addr,
+            msg_id,
         })
         .encode();
         match timeout(self.io_timeout, w.write_all(&msg)).await {
@@ -220,7 +371,15 @@ impl<N: Network> PeerCore<N> {
         }
         let mut reader = MessageReader::with_limit(r, self.max_value_len);
         match timeout(self.io_timeout, reader.next()).await {
-            Ok(Ok(Message::Echo { .. })) => Ok(Delivery::Echoed),
+            Ok(Ok(Message::Echo { version, .. })) => {
+                if let (Some(eo), Some(v)) = (&self.exactly_once, version)
+                    && msg_id.is_some()
+                    && v >= PROTOCOL_VERSION
+                {
+                    eo.learn(to);
+                }
+                Ok(Delivery::Echoed)
+            }
             _ => Ok(Delivery::Unconfirmed),
         }
     }
@@ -228,7 +387,9 @@ impl<N: Network> PeerCore<N> {
     /// Sends `data` to every member but this node.
     pub(crate) async fn broadcast(self: &Arc<Self>, data: &str) -> BroadcastReport {
         let targets: Vec<SocketAddr> = self.members.borrow().iter().copied().filter(|m| *m != self.peer_addr).collect();
-        let mut report = BroadcastReport::default();
+        // One id for every copy: a receiver tells a retry from a new message by it.
+        let msg_id = self.exactly_once.as_ref().map(ExactlyOnce::next_id);
+        let mut report = BroadcastReport { msg_id, ..BroadcastReport::default() };
         let permits = Arc::new(Semaphore::new(BROADCAST_CONCURRENCY));
         let mut set = tokio::task::JoinSet::new();
         for to in targets {
@@ -237,20 +398,25 @@ impl<N: Network> PeerCore<N> {
             let permits = permits.clone();
             set.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                core.send_to(to, &data, Recipient::Broadcast).await
+                core.send_with_retries(to, &data, &Recipient::Broadcast, msg_id).await
             });
         }
         while let Some(r) = set.join_next().await {
             match r {
-                Ok(Ok(d)) => {
-                    report.sent += 1;
-                    if d == Delivery::Echoed {
-                        report.delivered += 1;
+                Ok((r, retries)) => {
+                    report.retries += retries as usize;
+                    match r {
+                        Ok(d) => {
+                            report.sent += 1;
+                            if d == Delivery::Echoed {
+                                report.delivered += 1;
+                            }
+                        }
+                        Err(e) => {
+                            debug!("broadcast to a member failed: {e}");
+                            report.failed += 1;
+                        }
                     }
-                }
-                Ok(Err(e)) => {
-                    debug!("broadcast to a member failed: {e}");
-                    report.failed += 1;
                 }
                 Err(_) => report.failed += 1,
             }

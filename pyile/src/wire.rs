@@ -67,6 +67,21 @@ pub struct Chat {
     pub to: Recipient,
     /// The sender's peer address.
     pub from: SocketAddr,
+    /// Protocol-2 extension (`"msg_id":{"epoch":E,"seq":S}`): the sender-unique id that lets
+    /// a protocol-2 receiver drop duplicates ([`crate::dedup`]). `None` from the reference
+    /// (and from a joiner that does not announce protocol 2); a `msg_id` that is not an object
+    /// of two unsigned integers decodes as `None` (the message is then delivered as v1).
+    pub msg_id: Option<ChatId>,
+}
+
+/// A chat message's id within its sender's stream (the sender is the chat's `from`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChatId {
+    /// Drawn by the sender once per start (from its seeded RNG).
+    pub epoch: u64,
+    /// The sender's sequence number within the epoch, one per message (a broadcast's copies
+    /// and a message's retries share it).
+    pub seq: u64,
 }
 
 /// Every message of the v1 protocol, plus the extension fields this crate adds.
@@ -152,8 +167,12 @@ pub enum Message {
     /// A chat message on a temporary connection.
     Chat(Chat),
     /// The receiver's answer to a chat message: the whole object received,
-    /// echoed, with the receiver's alias.
-    Echo { data: Value, alias: String },
+    /// echoed, with the receiver's alias. `version` (extension, top-level `"pyile": 2`) is
+    /// added by a protocol-2 receiver to its echo of a message that carried a `msg_id`: it
+    /// tells the sender that this receiver drops duplicates, so a retry is safe. (The
+    /// reference echoes the whole object, `msg_id` included, inside `data`, so only a
+    /// top-level key can say anything about the receiver.)
+    Echo { data: Value, alias: String, version: Option<u64> },
 }
 
 /// Why an authenticator refused a protocol-2 joiner whose password was right (the
@@ -339,16 +358,28 @@ impl Message {
             Message::Leaving => json!({ "leaving": true }),
             Message::Heartbeat => json!({ "<3": true }),
             Message::VersionedHeartbeat { version } => json!({ "<3": true, "version": version }),
-            Message::Chat(c) => json!({
-                "data": c.data,
-                "alias": c.alias,
-                "to": match &c.to {
-                    Recipient::Broadcast => Value::String("Broadcast".into()),
-                    Recipient::Direct(a) => addr_to_json(a),
-                },
-                "from": addr_to_json(&c.from),
-            }),
-            Message::Echo { data, alias } => json!({ "data": data, "alias": alias }),
+            Message::Chat(c) => {
+                let mut v = json!({
+                    "data": c.data,
+                    "alias": c.alias,
+                    "to": match &c.to {
+                        Recipient::Broadcast => Value::String("Broadcast".into()),
+                        Recipient::Direct(a) => addr_to_json(a),
+                    },
+                    "from": addr_to_json(&c.from),
+                });
+                if let (Some(id), Value::Object(m)) = (c.msg_id, &mut v) {
+                    m.insert("msg_id".into(), json!({ "epoch": id.epoch, "seq": id.seq }));
+                }
+                v
+            }
+            Message::Echo { data, alias, version } => {
+                let mut v = json!({ "data": data, "alias": alias });
+                if let (Some(version), Value::Object(m)) = (version, &mut v) {
+                    m.insert(EXTENSION_KEY.into(), json!(version));
+                }
+                v
+            }
         }
     }
 
@@ -555,10 +586,14 @@ impl Message {
                     other => Recipient::Direct(addr_from_json(other).ok_or_else(bad)?),
                 };
                 let from = addr_from_json(from).ok_or_else(bad)?;
-                return Ok(Message::Chat(Chat { data: text.to_owned(), alias, to, from }));
+                let msg_id = obj
+                    .get("msg_id")
+                    .and_then(|id| Some(ChatId { epoch: id.get("epoch")?.as_u64()?, seq: id.get("seq")?.as_u64()? }));
+                return Ok(Message::Chat(Chat { data: text.to_owned(), alias, to, from, msg_id }));
             }
             if data.is_object() {
-                return Ok(Message::Echo { data: data.clone(), alias });
+                let version = obj.get(EXTENSION_KEY).and_then(Value::as_u64);
+                return Ok(Message::Echo { data: data.clone(), alias, version });
             }
         }
         Err(bad())
@@ -981,6 +1016,14 @@ mod tests {
                 alias: "bob".into(),
                 to: Recipient::Broadcast,
                 from: a("127.0.0.3:4"),
+                msg_id: None,
+            }),
+            Message::Chat(Chat {
+                data: "again".into(),
+                alias: "bob".into(),
+                to: Recipient::Direct(a("127.0.0.1:4")),
+                from: a("127.0.0.3:4"),
+                msg_id: Some(ChatId { epoch: u64::MAX, seq: 3 }),
             }),
         ]
     }
@@ -1131,7 +1174,37 @@ mod tests {
         let m = Message::from_json(chat.clone()).unwrap();
         assert!(matches!(&m, Message::Chat(c) if c.to == Recipient::Direct(a("127.0.0.1:4"))));
         let echo = json!({"data": chat, "alias": "rust"});
-        assert!(matches!(Message::from_json(echo).unwrap(), Message::Echo { .. }));
+        assert!(matches!(Message::from_json(echo).unwrap(), Message::Echo { version: None, .. }));
+        assert!(matches!(&m, Message::Chat(c) if c.msg_id.is_none()));
+    }
+
+    #[test]
+    fn msg_id_and_echo_extension_exact_json() {
+        let chat = Message::Chat(Chat {
+            data: "hi".into(),
+            alias: "bob".into(),
+            to: Recipient::Broadcast,
+            from: a("127.0.0.3:4"),
+            msg_id: Some(ChatId { epoch: 7, seq: 0 }),
+        });
+        let bytes = chat.encode();
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            r#"{"alias":"bob","data":"hi","from":["127.0.0.3",4],"msg_id":{"epoch":7,"seq":0},"to":"Broadcast"}"#
+        );
+        let echo =
+            Message::Echo { data: serde_json::from_slice(&bytes).unwrap(), alias: "al".into(), version: Some(2) };
+        assert_eq!(
+            String::from_utf8(echo.encode()).unwrap(),
+            r#"{"alias":"al","data":{"alias":"bob","data":"hi","from":["127.0.0.3",4],"msg_id":{"epoch":7,"seq":0},"to":"Broadcast"},"pyile":2}"#
+        );
+        assert_eq!(Message::decode(&echo.encode()).unwrap(), echo);
+        // The reference echoes the whole object: msg_id inside `data` says nothing about it.
+        let reference_echo = json!({"data": serde_json::from_slice::<Value>(&bytes).unwrap(), "alias": "py"});
+        assert!(matches!(Message::from_json(reference_echo).unwrap(), Message::Echo { version: None, .. }));
+        // A malformed id is ignored: the message is delivered as v1.
+        let odd = json!({"data": "x", "alias": "a", "to": "Broadcast", "from": ["127.0.0.1", 1], "msg_id": {"epoch": -1, "seq": 2}});
+        assert!(matches!(Message::from_json(odd).unwrap(), Message::Chat(c) if c.msg_id.is_none()));
     }
 
     #[test]
@@ -1326,14 +1399,20 @@ mod tests {
                     }),
                 Just(Message::Heartbeat),
                 any::<u64>().prop_map(|version| Message::VersionedHeartbeat { version }),
-                (".{0,60}", "[a-z{}\\[\\]\"]{0,10}", proptest::option::of(arb_addr()), arb_addr()).prop_map(
-                    |(data, alias, to, from)| Message::Chat(Chat {
+                (
+                    ".{0,60}",
+                    "[a-z{}\\[\\]\"]{0,10}",
+                    proptest::option::of(arb_addr()),
+                    arb_addr(),
+                    proptest::option::of((any::<u64>(), any::<u64>()))
+                )
+                    .prop_map(|(data, alias, to, from, id)| Message::Chat(Chat {
                         data,
                         alias,
                         to: to.map_or(Recipient::Broadcast, Recipient::Direct),
                         from,
-                    })
-                ),
+                        msg_id: id.map(|(epoch, seq)| ChatId { epoch, seq }),
+                    })),
             ]
         }
 

@@ -456,6 +456,7 @@ async fn message_from_a_non_member_ip_is_refused() {
             alias: "eve".into(),
             to: pyile::wire::Recipient::Direct(alice.peer_addr()),
             from,
+            msg_id: None,
         })
         .encode()
     };

@@ -289,3 +289,36 @@ fn hash_password_prints_a_verifier_and_auth_takes_it() {
     assert!(err.starts_with("error: --password-hash-file") && err.contains("iterations"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `pyile::impostor`, the fake authenticator the simulator and loadgen use, reports what each
+/// joiner gave it: a protocol-2 joiner gives a SCRAM-posing impostor only a proof and refuses
+/// its forged signature; a joiner that requires mutual authentication gives a v1-posing one
+/// nothing; a joiner that does not hands a v1-posing impostor its password and trusts it
+/// (all v1 can do).
+#[tokio::test]
+async fn the_library_impostor_reports_what_each_joiner_gave_it() {
+    use pyile::impostor::{Capture, ImpostorConfig, ImpostorKind, serve};
+    async fn against(kind: ImpostorKind, cfg: pyile::JoinerConfig) -> (Result<Joiner, Error>, Capture) {
+        let listener = TokioNet.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = pyile::Listener::local_addr(&listener).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let server = tokio::spawn(serve(listener, ImpostorConfig::new(kind, 7).deadline(Duration::from_secs(2)), tx));
+        let r = Joiner::join(TokioNet, addr, cfg).await;
+        let capture = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        server.abort();
+        (r, capture)
+    }
+    use pyile::Network;
+
+    let (r, c) = against(ImpostorKind::Scram, joiner_config(PW, "alice")).await;
+    assert!(matches!(r, Err(Error::ImpostorAuthenticator { .. })), "{:?}", r.err());
+    assert_eq!((c.cleartext.as_deref(), c.proof, c.trusted), (None, true, false), "{c:?}");
+
+    let (r, c) = against(ImpostorKind::V1, joiner_config(PW, "alice").require_mutual_auth(true)).await;
+    assert!(matches!(r, Err(Error::MutualAuthUnavailable)), "{:?}", r.err());
+    assert_eq!((c.cleartext.as_deref(), c.proof, c.trusted), (None, false, false), "{c:?}");
+
+    let (r, c) = against(ImpostorKind::V1, joiner_config(PW, "alice")).await;
+    assert!(r.is_err(), "the impostor closes after the peer address");
+    assert_eq!((c.cleartext.as_deref(), c.proof, c.trusted), (Some(PW), false, true), "{c:?}");
+}

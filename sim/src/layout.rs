@@ -3,9 +3,9 @@
 //! Turmoil's cost is the number of hosts, so joiners are packed `joiners_per_host` to a host.
 //! This module fixes the mapping once per run, in a deterministic order that also fixes the
 //! IP addresses turmoil hands out (first lookup order: `auth` is 192.168.0.1, then each
-//! group's hosts in file order, then ban-flood attackers, then `attack` hosts). Host names are
-//! stable and appear in traces: `auth`, `<group>-<n>`, `attacker-<flood>-<n>`,
-//! `attack-<attack>-<n>`; joiners are `<group>.<n>`.
+//! group's hosts in file order, then ban-flood attackers, then `attack` hosts, then impostor
+//! authenticators). Host names are stable and appear in traces: `auth`, `<group>-<n>`,
+//! `attacker-<flood>-<n>`, `attack-<attack>-<n>`, `impostor-<group>`; joiners are `<group>.<n>`.
 
 use crate::scenario::{Action, AttackKind, Scenario};
 
@@ -28,6 +28,11 @@ pub enum HostRole {
     Hostile {
         /// Index into [`Layout::attacks`].
         attack: usize,
+    },
+    /// The impostor authenticator of joiner group `group`.
+    Impostor {
+        /// Group index.
+        group: usize,
     },
 }
 
@@ -64,6 +69,8 @@ pub struct GroupInfo {
     pub hosts: Vec<usize>,
     /// Joiner ids.
     pub joiners: Vec<usize>,
+    /// The host of the impostor authenticator the group's joiners are pointed at, if any.
+    pub impostor: Option<usize>,
 }
 
 /// A ban flood's attackers.
@@ -111,7 +118,7 @@ impl Layout {
         let mut joiners = Vec::new();
         let mut groups = Vec::new();
         for (gi, g) in s.joiners.iter().map(|g| g.get_ref()).enumerate() {
-            let mut info = GroupInfo { name: g.name.clone(), hosts: vec![], joiners: vec![] };
+            let mut info = GroupInfo { name: g.name.clone(), hosts: vec![], joiners: vec![], impostor: None };
             let per = g.joiners_per_host.max(1) as usize;
             for k in 0..g.count as usize {
                 if k % per == 0 {
@@ -162,6 +169,17 @@ impl Layout {
                 });
             }
             attacks.push(info);
+        }
+        // Last, so that an impostor never moves anyone else's IP.
+        for (gi, g) in s.joiners.iter().map(|g| g.get_ref()).enumerate() {
+            if g.impostor.is_some() {
+                groups[gi].impostor = Some(hosts.len());
+                hosts.push(HostSpec {
+                    name: format!("impostor-{}", g.name),
+                    role: HostRole::Impostor { group: gi },
+                    joiners: vec![],
+                });
+            }
         }
         Layout { hosts, joiners, groups, floods, attacks }
     }

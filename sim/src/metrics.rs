@@ -50,11 +50,29 @@ impl MetricId {
     pub fn group(self) -> Group {
         use MetricId::*;
         match self {
-            JoinsAttempted | JoinsOk | JoinsFailed | JoinsFailedInFaults | JoinsCutByCrash | Converged
-            | FalseRemovals | AuthLostReports | Rejoins | MsgsSent | MsgsDelivered | MsgsLost | SafetyViolations
-            | LivenessViolations | AliasesRefused | LeavesGraceful | Announcements | AnnouncementsSkipped => {
-                Group::Outcome
-            }
+            JoinsAttempted
+            | JoinsOk
+            | JoinsFailed
+            | JoinsFailedInFaults
+            | JoinsCutByCrash
+            | Converged
+            | FalseRemovals
+            | AuthLostReports
+            | Rejoins
+            | MsgsSent
+            | MsgsDelivered
+            | MsgsLost
+            | MsgsRetries
+            | MsgsDuplicatesDropped
+            | BroadcastDuplicatesDelivered
+            | BroadcastLosses
+            | BroadcastCopiesChecked
+            | AliasesRefused
+            | LeavesGraceful
+            | Announcements
+            | AnnouncementsSkipped
+            | SafetyViolations
+            | LivenessViolations => Group::Outcome,
             JoinLatencyP50 | JoinLatencyP90 | JoinLatencyMax | DetectionLatencyP50 | DetectionLatencyMax
             | ConvergenceP50 | ConvergenceP90 | ConvergenceMax | AuthLossDetectionMax => Group::Latency,
             ListChanges
@@ -89,7 +107,10 @@ impl MetricId {
             | ChatterLists
             | ChatterListBytes
             | ChatterExcessLists
-            | HonestAdmitDuringAttackMax => Group::Attacks,
+            | HonestAdmitDuringAttackMax
+            | ImpostorExchanges
+            | ImpostorPasswordsCaptured
+            | ImpostorRefused => Group::Attacks,
             Hosts | Joiners | SimSeconds | WallSeconds | SimWallRatio => Group::Run,
         }
     }
@@ -206,6 +227,11 @@ metrics! {
     MsgsSent => "msgs_sent", Count, Info, 0.0, 0.0, "chat messages sent (a broadcast counts once per recipient)";
     MsgsDelivered => "msgs_delivered", Count, Info, 0.0, 0.0, "chat messages echoed by their recipient";
     MsgsLost => "msgs_lost", Count, Lower, 0.25, 2.0, "chat messages not delivered";
+    MsgsRetries => "msgs_retries", Count, Info, 0.0, 0.0, "retries of unconfirmed chat messages (protocol-2 senders, to receivers known to drop duplicates)";
+    MsgsDuplicatesDropped => "msgs_duplicates_dropped", Count, Info, 0.0, 0.0, "chat message copies receivers' duplicate filters dropped (an id seen before)";
+    BroadcastDuplicatesDelivered => "broadcast_duplicates_delivered", Count, Lower, 0.0, 0.0, "chat messages a receiver delivered more than once (same sender id): must be 0";
+    BroadcastLosses => "broadcast_losses", Count, Lower, 0.25, 2.0, "per broadcast, members of the sender's list that were members throughout and never delivered it";
+    BroadcastCopiesChecked => "broadcast_copies_checked", Count, Info, 0.0, 0.0, "(broadcast, member throughout) pairs judged for losses";
     FaultsScheduled => "faults_scheduled", Count, Info, 0.0, 0.0, "faults the timeline scheduled";
     FaultsFired => "faults_fired", Count, Info, 0.0, 0.0, "scheduled faults that were applied to the simulated network";
     SegmentsDropped => "segments_dropped", Count, Info, 0.0, 0.0, "evidence: segments dropped by partitions or loss (turmoil's Drop)";
@@ -224,6 +250,9 @@ metrics! {
     ChatterListBytes => "chatter_list_bytes", Bytes, Info, 0.0, 0.0, "bytes of those lists";
     ChatterExcessLists => "chatter_excess_lists", Count, Lower, 0.0, 0.0, "lists chatterers received beyond those published while they were members (resends)";
     HonestAdmitDuringAttackMax => "honest_admit_during_attack_max_s", Seconds, Lower, 0.2, 0.02, "join latency of honest joiners started during an attack, worst";
+    ImpostorExchanges => "impostor_exchanges", Count, Info, 0.0, 0.0, "exchanges impostor authenticators played with joiners pointed at them";
+    ImpostorPasswordsCaptured => "impostor_passwords_captured", Count, Lower, 0.0, 0.0, "cleartext passwords impostors received (v1's weakness where joiners do not require mutual authentication)";
+    ImpostorRefused => "impostor_refused", Count, Info, 0.0, 0.0, "joins the joiner gave up because its authenticator could not prove it knows the password";
     SafetyViolations => "safety_violations", Count, Lower, 0.0, 0.0, "safety checker findings (any is a failure)";
     LivenessViolations => "liveness_violations", Count, Lower, 0.0, 0.0, "liveness checker findings";
     EventsProcessed => "events_processed", Count, Lower, 0.25, 50.0, "protocol events consumed by the checkers (what the run cost: a protocol that chatters more shows here)";

@@ -340,3 +340,26 @@ fn a_hold_released_inside_a_partition_leaves_the_partition_in_force() {
     let d = m.get(MetricId::DetectionLatencyMax).unwrap();
     assert!((6.0..=8.5).contains(&d), "detection {d}");
 }
+
+/// Exactly-once broadcast (issue 12 part 3), the shipped scenario: lossy links kill chat
+/// connections and echoes, senders retry, receivers' filters drop the copies they already
+/// delivered. Fails if the filter delivers everything (`broadcast_duplicated`) or if senders
+/// never retry (`broadcast_losses` > 0, no `msgs_retries`).
+#[test]
+fn lossy_broadcast_delivers_every_broadcast_exactly_once() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lossy_broadcast.toml");
+    let src = LoadedScenario::load(&path).unwrap();
+    let opts = BatchOptions::checked("t");
+    for seed in [1, 2, 3] {
+        let rec = run_job(Job { scenario: &src, seed }, &opts, false, run).unwrap();
+        assert_eq!(rec.failures, Vec::<String>::new(), "seed {seed}");
+        assert_eq!((rec.verdict.as_str(), rec.determinism.as_str()), ("pass", "ok"), "seed {seed}");
+        let m = &rec.metrics;
+        let get = |id| m.get(id).unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(get(MetricId::BroadcastDuplicatesDelivered), 0.0, "seed {seed}");
+        assert!(get(MetricId::MsgsDuplicatesDropped) > 0.0, "seed {seed}: the filter dropped nothing");
+        assert!(get(MetricId::MsgsRetries) > 0.0, "seed {seed}: no retries");
+        assert_eq!(get(MetricId::BroadcastLosses), 0.0, "seed {seed}");
+        assert!(get(MetricId::BroadcastCopiesChecked) > 1000.0, "seed {seed}");
+    }
+}

@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::dedup::ExactlyOnceConfig;
 use crate::event::DEFAULT_EVENT_CAPACITY;
 use crate::scram::{DEFAULT_ITERATIONS, MIN_ITERATIONS, Verifier};
 use crate::wire::DEFAULT_MAX_VALUE_LEN;
@@ -63,6 +64,7 @@ pub struct AuthenticatorConfig {
     pub(super) scram_iterations: u32,
     pub(super) delta_history: usize,
     pub(super) max_alias_len: usize,
+    pub(super) exactly_once: ExactlyOnceConfig,
 }
 
 /// Default [`AuthenticatorConfig::max_alias_len`].
@@ -104,6 +106,7 @@ impl AuthenticatorConfig {
             scram_iterations: DEFAULT_ITERATIONS,
             delta_history: DEFAULT_DELTA_HISTORY,
             max_alias_len: DEFAULT_MAX_ALIAS_LEN,
+            exactly_once: ExactlyOnceConfig::default(),
         }
     }
     /// Settings that check passwords against a stored [`Verifier`] (made by
@@ -140,6 +143,12 @@ impl AuthenticatorConfig {
     /// than this sends a snapshot instead of merging (see `docs/protocol-2.md`).
     pub fn delta_history(mut self, n: usize) -> Self {
         self.delta_history = n.max(1);
+        self
+    }
+    /// Exactly-once chat delivery between protocol-2 nodes: the duplicate filter's bounds and
+    /// the sender's retries (default [`ExactlyOnceConfig::default`]; see [`crate::dedup`]).
+    pub fn exactly_once(mut self, cfg: ExactlyOnceConfig) -> Self {
+        self.exactly_once = cfg;
         self
     }
     /// Address of the auth socket (port 0 picks one). The distribution and

@@ -79,7 +79,7 @@ use crate::error::Error;
 use crate::event::{EventKind, EventSink, EventStream, RemovalReason};
 use crate::member_list::MemberList;
 use crate::net::{Listener, Network};
-use crate::peer::{BroadcastReport, Delivery, Freeze, PeerCore};
+use crate::peer::{BroadcastReport, Delivery, ExactlyOnce, Freeze, PeerCore};
 use crate::scram::Verifier;
 use crate::wire::{MessageReader, Recipient};
 
@@ -193,6 +193,12 @@ impl<N: Network> Authenticator<N> {
             max_value_len: cfg.max_value_len,
             cancel: cancel.clone(),
             freeze: Freeze::default(),
+            exactly_once: Some(ExactlyOnce::new(cfg.exactly_once, {
+                // This start's message epoch: its own stream of the seeded RNG.
+                let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+                rng.set_stream(0xD3D0);
+                rand::Rng::next_u64(&mut rng)
+            })),
         });
         let history = distribution::history(cfg.delta_history);
         let shared = Arc::new(Shared {

@@ -29,6 +29,11 @@
 //! - `member_evicted`: an honest member was replaced by an admission from another source.
 //! - `chatter_resent`: a distribution-socket chatterer received more lists than were
 //!   published while it was a member.
+//! - `password_exposed`, `impostor_trusted`: a joiner pointed at an impostor authenticator
+//!   sent it the password in clear, or took it for its authenticator, where protocol 2
+//!   promises it cannot.
+//! - `broadcast_duplicated`: a receiver delivered one protocol-2 message id twice
+//!   (exactly-once broadcast; losses per broadcast are the `broadcast_losses` metric).
 //!
 //! - `alias_duplicated`, `alias_refused_free`: aliases are unique among live members, and
 //!   refused only when taken.
@@ -53,13 +58,18 @@
 //! - `views`: every joiner's list equals the authenticator's of the same version:
 //!   `view_diverged` (and what lets the per-member list checks skip joiners' lists).
 //! - `names`: aliases, announcements and graceful leaves ([`Change`]).
+//! - `broadcasts`: chat message ids: `broadcast_duplicated`, `broadcast_losses`.
 //! - `attacks`: hostile traffic ([`AttackEnd`]): `attacker_member`, `member_evicted`,
 //!   `chatter_resent`, and the attack metrics.
+//! - `impostors`: impostor authenticators ([`ImpostorExchange`]): `password_exposed`,
+//!   `impostor_trusted`.
 
 mod attacks;
 mod bans;
+mod broadcasts;
 mod ghosts;
 mod impairments;
+mod impostors;
 mod lifecycle;
 mod lists;
 mod liveness;
@@ -70,6 +80,7 @@ mod views;
 
 pub use attacks::AttackEnd;
 pub use impairments::Impairment;
+pub use impostors::ImpostorExchange;
 pub use lists::ListView;
 pub use monitor::{Monitor, MonitorConfig};
 pub use names::Change;

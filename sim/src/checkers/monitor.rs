@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::attacks::AttackState;
+use super::broadcasts::BroadcastState;
 use super::ghosts::GhostState;
 use super::impairments::HostState;
 use super::liveness::Pending;
@@ -105,6 +106,7 @@ pub struct Monitor {
     pub(super) ghosts: GhostState,
     pub(super) views: ViewState,
     pub(super) names: NameState,
+    pub(super) broadcasts: BroadcastState,
     /// Calls of [`Monitor::find`], reported or not (a check that found something, even a
     /// repeat, moves it).
     pub(super) finds: u64,
@@ -153,6 +155,7 @@ impl Monitor {
             ghosts: GhostState::default(),
             views: ViewState::default(),
             names: NameState::default(),
+            broadcasts: BroadcastState::default(),
             finds: 0,
             join_latency: Vec::new(),
             honest_flood_latency: Vec::new(),
@@ -237,6 +240,7 @@ impl Monitor {
         self.finish_ghosts(end);
         self.finish_views(end);
         self.finish_bans();
+        self.finish_broadcasts();
         let mut m = Metrics::new();
         if self.cfg.settle > Duration::ZERO {
             let ok = self.check_convergence(end);
@@ -266,6 +270,11 @@ impl Monitor {
             MetricId::MsgsSent,
             MetricId::MsgsDelivered,
             MetricId::MsgsLost,
+            MetricId::MsgsRetries,
+            MetricId::MsgsDuplicatesDropped,
+            MetricId::BroadcastDuplicatesDelivered,
+            MetricId::BroadcastLosses,
+            MetricId::BroadcastCopiesChecked,
             MetricId::BannedIps,
             MetricId::AuthLostReports,
             MetricId::FaultsScheduled,

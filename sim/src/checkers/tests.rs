@@ -784,3 +784,66 @@ fn left_misreported_fires_on_a_leave_reported_closed_and_a_crash_reported_left()
         ["left_misreported", "left_misreported", "false_removal"]
     );
 }
+
+#[test]
+fn impostor_checks_fire_only_where_protocol_2_promises_the_password_stays_home() {
+    let x = |offers_scram, requires_mutual, password, trusted| ImpostorExchange {
+        source: addr(2, 50000),
+        offers_scram,
+        requires_mutual,
+        password,
+        trusted,
+    };
+    let mut w = World::new(0.0);
+    // A proof to a SCRAM impostor, nothing to a v1 one from a joiner that requires mutual
+    // authentication, and v1's weakness (a cleartext password, trusted) where it is not required.
+    w.m.impostor_exchange(s(1.0), &x(true, false, false, false));
+    w.m.impostor_exchange(s(1.0), &x(false, true, false, false));
+    w.m.impostor_exchange(s(1.0), &x(false, false, true, true));
+    w.m.impostor_refused();
+    assert!(w.checks().is_empty(), "{:?}", w.m.findings());
+    w.m.impostor_exchange(s(2.0), &x(true, false, false, true));
+    assert_eq!(w.checks(), ["impostor_trusted"]);
+    w.m.impostor_exchange(s(3.0), &x(false, true, true, true));
+    // One finding per check and joiner address.
+    assert_eq!(w.checks(), ["impostor_trusted", "password_exposed"]);
+    let (m, _) = w.m.finish(s(4.0));
+    assert_eq!(m.get(MetricId::ImpostorExchanges), Some(5.0));
+    assert_eq!(m.get(MetricId::ImpostorPasswordsCaptured), Some(2.0));
+    assert_eq!(m.get(MetricId::ImpostorRefused), Some(1.0));
+}
+
+#[test]
+fn broadcasts_count_duplicates_and_losses_among_members_throughout() {
+    let mut w = World::new(0.0);
+    w.join(1.0, 1, 1, 50000, &[]);
+    w.join(1.1, 2, 1, 50001, &[1]);
+    w.join(1.2, 3, 2, 50002, &[1, 2]);
+    let list = pyile::MemberList::new(Some(w.version), w.members.clone());
+    w.m.chat_list(Some(1), &list);
+    let from = addr(2, 50000);
+    // Broadcast 0 from instance 1: 2 delivers it twice (a retry the filter let through),
+    // 3 delivers it once; the filter of 3 dropped one copy.
+    w.m.broadcast_started(s(5.0), 0, Some(1));
+    w.m.chat_delivered(s(5.01), Some(2), from, Some((7, 0)));
+    w.m.chat_delivered(s(5.01), Some(3), from, Some((7, 0)));
+    w.m.chat_duplicate_dropped();
+    w.m.chat_delivered(s(5.5), Some(2), from, Some((7, 0)));
+    w.m.broadcast_finished(s(5.6), 0, from, Some((7, 0)), 2);
+    // Broadcast 1: 3 never delivers it (a loss); 2 leaves before it finishes (not judged).
+    w.m.broadcast_started(s(6.0), 1, Some(1));
+    w.m.leave_started(s(6.1), 2);
+    w.m.broadcast_finished(s(6.5), 1, from, Some((7, 1)), 0);
+    // A v1 message (no id) is never judged, however often it arrives.
+    w.m.chat_delivered(s(7.0), Some(3), from, None);
+    w.m.chat_delivered(s(7.0), Some(3), from, None);
+    let (m, findings) = w.m.finish(s(10.0));
+    let dup: Vec<_> = findings.iter().filter(|f| f.check == "broadcast_duplicated").collect();
+    assert_eq!(dup.len(), 1, "{findings:?}");
+    assert_eq!(dup[0].severity, Severity::Safety);
+    assert_eq!(m.get(MetricId::BroadcastDuplicatesDelivered), Some(1.0));
+    assert_eq!(m.get(MetricId::MsgsDuplicatesDropped), Some(1.0));
+    assert_eq!(m.get(MetricId::MsgsRetries), Some(2.0));
+    assert_eq!(m.get(MetricId::BroadcastCopiesChecked), Some(3.0), "2 and 3 for the first, 3 for the second");
+    assert_eq!(m.get(MetricId::BroadcastLosses), Some(1.0));
+}

@@ -61,6 +61,8 @@ pub(super) struct Driver<'a> {
     pub(super) slots: Vec<Slot>,
     pub(super) inst_slot: BTreeMap<u64, usize>,
     pub(super) next_inst: u64,
+    /// Number of the next broadcast (pairs a broadcast's order with its outcome).
+    pub(super) next_broadcast: u64,
     pub(super) rejoining: BTreeMap<u64, bool>,
     pub(super) crashed_slots: BTreeMap<usize, Vec<usize>>,
     pub(super) partitions: BTreeMap<usize, FaultRecord>,
@@ -97,7 +99,13 @@ impl<'a> Driver<'a> {
         settings.max_handshakes = sabotage.auth_max_handshakes;
         // Register in layout order: turmoil assigns 192.168.0.1, .2, ... in this order.
         let ips: Vec<IpAddr> = layout.hosts.iter().map(|h| sim.lookup(h.name.as_str())).collect();
-        let shared = Rc::new(Shared::new(layout.hosts.len(), SocketAddr::new(ips[AUTH_HOST], a.port), settings));
+        let mut shared = Shared::new(layout.hosts.len(), SocketAddr::new(ips[AUTH_HOST], a.port), settings);
+        for (gi, g) in layout.groups.iter().enumerate() {
+            if let Some(h) = g.impostor {
+                shared.targets[gi] = SocketAddr::new(ips[h], a.port);
+            }
+        }
+        let shared = Rc::new(shared);
         for (i, h) in layout.hosts.iter().enumerate() {
             let ctx = HostCtx {
                 shared: shared.clone(),
@@ -158,6 +166,7 @@ impl<'a> Driver<'a> {
             slots: vec![Slot::Idle; n_joiners],
             inst_slot: BTreeMap::new(),
             next_inst: 0,
+            next_broadcast: 0,
             rejoining: BTreeMap::new(),
             crashed_slots: BTreeMap::new(),
             partitions: BTreeMap::new(),
@@ -323,7 +332,10 @@ impl<'a> Driver<'a> {
             }
         };
         if let Some((host, inst)) = target {
-            self.shared.inboxes[host].send(Cmd::Broadcast { inst, size });
+            let id = self.next_broadcast;
+            self.next_broadcast += 1;
+            self.monitor.broadcast_started(now, id, inst);
+            self.shared.inboxes[host].send(Cmd::Broadcast { id, inst, size });
             self.record(now, "sim", "broadcast", json!({"inst": inst, "size": size}))?;
         }
         Ok(())

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use pyile::{Authenticator, AuthenticatorConfig, EventKind, Joiner, JoinerConfig, TurmoilNet};
+use pyile::{Authenticator, AuthenticatorConfig, EventKind, Joiner, JoinerConfig, Network, TurmoilNet};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -49,6 +49,8 @@ pub enum Cmd {
     },
     /// Broadcast `size` bytes from instance `inst` (None: from the authenticator).
     Broadcast {
+        /// The driver's number for this broadcast.
+        id: u64,
         /// Sender instance.
         inst: Option<u64>,
         /// Payload size.
@@ -145,6 +147,18 @@ pub enum Obs {
         refused: bool,
         /// The authenticator refused its alias as taken.
         alias_taken: bool,
+        /// The joiner refused the authenticator as an impostor (it could not prove it knows
+        /// the password, or offered no proof to a joiner that requires one).
+        impostor: bool,
+    },
+    /// An impostor authenticator's exchange with one joiner ended.
+    ImpostorCapture {
+        /// When.
+        at: Duration,
+        /// The group whose impostor it is.
+        group: usize,
+        /// What the joiner gave it.
+        capture: pyile::impostor::Capture,
     },
     /// A joiner event.
     Joiner {
@@ -178,6 +192,14 @@ pub enum Obs {
     BroadcastDone {
         /// When.
         at: Duration,
+        /// The driver's number for this broadcast.
+        id: u64,
+        /// The sender's peer address.
+        from: SocketAddr,
+        /// The id its copies carried (protocol-2 senders).
+        msg_id: Option<(u64, u64)>,
+        /// Retries the sender made.
+        retries: usize,
         /// Sender instance (None: the authenticator).
         inst: Option<u64>,
         /// Written to.
@@ -257,8 +279,8 @@ pub struct Settings {
     /// Authenticator handshakes in progress per source IP: the default per packed joiner
     /// (joiners packed on one host stand for as many machines, and share its IP).
     pub max_handshakes_per_source: usize,
-    /// Per group: (password, handshake timeout, heartbeat timeout).
-    pub groups: Vec<(String, Duration, Duration)>,
+    /// Per group.
+    pub groups: Vec<GroupSettings>,
     /// Whether the authenticator accepts a peer address off the connection's source IP
     /// (pyile's NAT option; off in every scenario, on only to sabotage it in tests).
     pub foreign_peer_addresses: bool,
@@ -279,6 +301,21 @@ pub fn alias_of(s: &Settings, slot: usize, inst: u64) -> String {
     }
 }
 
+/// A joiner group's settings.
+#[derive(Clone, Debug)]
+pub struct GroupSettings {
+    /// The password its joiners use.
+    pub password: String,
+    /// Joiner handshake timeout.
+    pub handshake_timeout: Duration,
+    /// Joiner heartbeat timeout.
+    pub heartbeat_timeout: Duration,
+    /// Whether its joiners require the mutual proof.
+    pub require_mutual_auth: bool,
+    /// What the impostor its joiners are pointed at poses as, if they are.
+    pub impostor: Option<pyile::impostor::ImpostorKind>,
+}
+
 impl Settings {
     /// What the hosts of a run of `sc` with `seed` are configured with (joiner slots named as
     /// in `layout`). A joiner group's heartbeat timeout defaults to the authenticator's
@@ -290,13 +327,16 @@ impl Settings {
             .iter()
             .map(|g| {
                 let g = g.get_ref();
-                (
-                    g.password.clone().unwrap_or_else(|| a.password.clone()),
-                    g.handshake_timeout.unwrap_or(a.handshake_timeout).get(),
-                    g.heartbeat_timeout
+                GroupSettings {
+                    password: g.password.clone().unwrap_or_else(|| a.password.clone()),
+                    handshake_timeout: g.handshake_timeout.unwrap_or(a.handshake_timeout).get(),
+                    heartbeat_timeout: g
+                        .heartbeat_timeout
                         .map(|d| d.get())
                         .unwrap_or(a.heartbeat_timeout().get() + a.heartbeat_interval.get()),
-                )
+                    require_mutual_auth: g.require_mutual_auth,
+                    impostor: g.impostor.map(|p| p.kind()),
+                }
             })
             .collect();
         Settings {
@@ -344,6 +384,8 @@ pub struct Shared {
     pub inboxes: Vec<Inbox>,
     /// Where joiners connect.
     pub auth_addr: SocketAddr,
+    /// Where each group's joiners connect: `auth_addr`, or their impostor's address.
+    pub targets: Vec<SocketAddr>,
     /// Settings.
     pub settings: Settings,
     /// The running authenticator incarnation, for its distribution counters at the end.
@@ -366,6 +408,7 @@ impl Shared {
             obs: RefCell::new(Vec::new()),
             inboxes: (0..hosts).map(|_| Inbox::default()).collect(),
             auth_addr,
+            targets: vec![auth_addr; settings.groups.len()],
             settings,
             auth_live: RefCell::new(None),
             dist_stats: RefCell::new(pyile::DistStats::default()),
@@ -418,6 +461,11 @@ pub enum Role {
     Attacker,
     /// A hostile host (an `attack`'s).
     Hostile,
+    /// A group's impostor authenticator.
+    Impostor {
+        /// Group index.
+        group: usize,
+    },
 }
 
 impl Role {
@@ -428,6 +476,7 @@ impl Role {
             HostRole::Joiners { .. } => Role::Joiners,
             HostRole::Attacker { .. } => Role::Attacker,
             HostRole::Hostile { .. } => Role::Hostile,
+            HostRole::Impostor { group } => Role::Impostor { group: *group },
         }
     }
 }
@@ -455,6 +504,7 @@ pub fn software(ctx: HostCtx) -> Pin<Box<dyn Future<Output = turmoil::Result>>> 
         Role::Joiners => Box::pin(joiner_agent(ctx)),
         Role::Attacker => Box::pin(attacker(ctx)),
         Role::Hostile => Box::pin(super::hostile::host(ctx)),
+        Role::Impostor { group } => Box::pin(impostor(ctx, group)),
     }
 }
 
@@ -498,7 +548,7 @@ async fn authenticator(ctx: HostCtx) -> turmoil::Result {
             if let Cmd::Crash = cmd {
                 break 'serve;
             }
-            if let Cmd::Broadcast { size, .. } = cmd {
+            if let Cmd::Broadcast { id, size, .. } = cmd {
                 let (a, shared) = (auth.clone(), ctx.shared.clone());
                 tokio::task::spawn_local(async move {
                     let r = a.broadcast(&payload(size)).await;
@@ -506,6 +556,10 @@ async fn authenticator(ctx: HostCtx) -> turmoil::Result {
                         host,
                         Obs::BroadcastDone {
                             at: clock.now(),
+                            id,
+                            from: a.peer_addr(),
+                            msg_id: r.msg_id.map(|m| (m.epoch, m.seq)),
+                            retries: r.retries,
                             inst: None,
                             sent: r.sent,
                             delivered: r.delivered,
@@ -614,7 +668,7 @@ async fn joiner_agent(ctx: HostCtx) -> turmoil::Result {
                         tokio::task::spawn_local(async move { j.close().await });
                     }
                 }
-                Cmd::Broadcast { inst: Some(inst), size } => {
+                Cmd::Broadcast { id, inst: Some(inst), size } => {
                     if let Some(j) = live.borrow().get(&inst).cloned() {
                         let shared = ctx.shared.clone();
                         tokio::task::spawn_local(async move {
@@ -623,6 +677,10 @@ async fn joiner_agent(ctx: HostCtx) -> turmoil::Result {
                                 host,
                                 Obs::BroadcastDone {
                                     at: clock.now(),
+                                    id,
+                                    from: j.peer_addr(),
+                                    msg_id: r.msg_id.map(|m| (m.epoch, m.seq)),
+                                    retries: r.retries,
                                     inst: Some(inst),
                                     sent: r.sent,
                                     delivered: r.delivered,
@@ -649,7 +707,8 @@ async fn run_joiner(
     group: usize,
 ) {
     let s = &ctx.shared.settings;
-    let (password, handshake, hb_timeout) = s.groups[group].clone();
+    let g = &s.groups[group];
+    let (password, handshake, hb_timeout) = (g.password.clone(), g.handshake_timeout, g.heartbeat_timeout);
     ctx.shared.push(ctx.host, Obs::JoinStarted { at: clock.now(), inst });
     let cfg = JoinerConfig::new(password)
         .alias(alias_of(s, joiner, inst))
@@ -662,11 +721,13 @@ async fn run_joiner(
         // SCRAM nonces from the run's seed, so traces replay exactly.
         .seed(derive_seed(s.seed, &format!("joiner:{inst}")))
         .shared_lists(ctx.shared.lists.clone())
-        .scram_key_cache(ctx.shared.scram_keys.clone());
+        .scram_key_cache(ctx.shared.scram_keys.clone())
+        .require_mutual_auth(g.require_mutual_auth);
+    let target = ctx.shared.targets[group];
     let joined = tokio::select! {
         biased;
         _ = crashed.wait() => return,
-        r = Joiner::join(TurmoilNet::new(ctx.ip), ctx.shared.auth_addr, cfg) => r,
+        r = Joiner::join(TurmoilNet::new(ctx.ip), target, cfg) => r,
     };
     if crashed.is_set() {
         return; // crashed while joining: dropping `joined` ends it
@@ -679,6 +740,7 @@ async fn run_joiner(
                 inst,
                 refused: matches!(e, pyile::Error::Authentication),
                 alias_taken: matches!(e, pyile::Error::AliasTaken { .. }),
+                impostor: matches!(e, pyile::Error::ImpostorAuthenticator { .. } | pyile::Error::MutualAuthUnavailable),
                 error: pyile::error::report(&e),
             },
         ),
@@ -699,6 +761,23 @@ async fn run_joiner(
             ctx.shared.push(ctx.host, Obs::JoinerEnded { at: clock.now(), inst, tasks });
         }
     }
+}
+
+/// A group's impostor authenticator (`pyile::impostor`) on the auth port of its own host:
+/// every exchange it plays is reported as an [`Obs::ImpostorCapture`].
+async fn impostor(ctx: HostCtx, group: usize) -> turmoil::Result {
+    let clock = Clock::start();
+    let s = &ctx.shared.settings;
+    let Some(kind) = s.groups[group].impostor else { return Ok(()) };
+    let listener = TurmoilNet::new(ctx.ip).bind(SocketAddr::new(ctx.ip, s.port)).await?;
+    let seed = derive_seed(s.seed, &format!("impostor:{group}:{}", ctx.incarnation.get()));
+    let cfg = pyile::impostor::ImpostorConfig::new(kind, seed).deadline(s.handshake_timeout);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    tokio::task::spawn_local(pyile::impostor::serve(listener, cfg, tx));
+    while let Some(capture) = rx.recv().await {
+        ctx.shared.push(ctx.host, Obs::ImpostorCapture { at: clock.now(), group, capture });
+    }
+    Ok(())
 }
 
 async fn attacker(ctx: HostCtx) -> turmoil::Result {

@@ -75,6 +75,10 @@ fn describe(kind: &EventKind) -> (&'static str, Value) {
             ("message", json!({"from": from.to_string(), "broadcast": broadcast, "len": data.len()}))
         }
         EventKind::MessageRefused { source } => ("message_refused", json!({"source": source.to_string()})),
+        EventKind::MessageDuplicate { from, msg_id, too_old, .. } => (
+            "message_duplicate",
+            json!({"from": from.to_string(), "epoch": msg_id.epoch, "seq": msg_id.seq, "too_old": too_old}),
+        ),
         EventKind::AuthenticatorLost { reason } => (
             "authenticator_lost",
             json!({"reason": match reason { LostReason::Timeout => "timeout".to_string(), LostReason::Closed => "closed".to_string(), LostReason::Error(e) => format!("error: {e}") }}),
@@ -126,11 +130,17 @@ impl Driver<'_> {
                 match &kind {
                     EventKind::MemberJoined { member, source } => self.monitor.member_joined(at, *member, *source),
                     EventKind::MemberListChanged { list, bytes } => {
+                        self.monitor.chat_list(None, list);
                         self.monitor.auth_list(at, &list_view(list, *bytes))
                     }
                     EventKind::MemberRemoved { member, reason } => {
+                        self.monitor.chat_member_removed(at, *member);
                         self.monitor.member_removed(at, *member, removal(reason))
                     }
+                    EventKind::MessageReceived { from, msg_id, .. } => {
+                        self.monitor.chat_delivered(at, None, *from, msg_id.map(|m| (m.epoch, m.seq)))
+                    }
+                    EventKind::MessageDuplicate { .. } => self.monitor.chat_duplicate_dropped(),
                     EventKind::Banned { ip } => self.monitor.banned(at, *ip),
                     EventKind::MemberAlias { member, alias } => self.monitor.member_alias(at, *member, alias),
                     EventKind::HandshakeFailed { source, .. } => self.monitor.handshake_failed(at, *source),
@@ -155,9 +165,12 @@ impl Driver<'_> {
                 let n = self.inst_name(inst);
                 self.record(at, &n, "join_started", Value::Null)?;
             }
-            Obs::JoinFailed { at, inst, error, refused, alias_taken } => {
+            Obs::JoinFailed { at, inst, error, refused, alias_taken, impostor } => {
                 if alias_taken {
                     self.monitor.alias_refused(at, inst);
+                }
+                if impostor {
+                    self.monitor.impostor_refused();
                 }
                 if refused && let Some(&slot) = self.inst_slot.get(&inst) {
                     let ip = self.ips[self.layout.joiners[slot].host];
@@ -171,9 +184,36 @@ impl Driver<'_> {
                 let n = self.inst_name(inst);
                 self.record(at, &n, "join_failed", json!({"error": error}))?;
             }
+            Obs::ImpostorCapture { at, group, capture } => {
+                let Some(host) = self.layout.groups[group].impostor else { return Ok(()) };
+                let g = &self.shared.settings.groups[group];
+                let x = crate::checkers::ImpostorExchange {
+                    source: capture.source,
+                    offers_scram: g.impostor == Some(pyile::impostor::ImpostorKind::Scram),
+                    requires_mutual: g.require_mutual_auth,
+                    password: capture.cleartext.as_deref() == Some(self.shared.settings.password.as_str()),
+                    trusted: capture.trusted,
+                };
+                self.monitor.impostor_exchange(at, &x);
+                let name = self.layout.hosts[host].name.clone();
+                self.record(
+                    at,
+                    &name,
+                    "impostor_exchange",
+                    json!({
+                        "source": capture.source.to_string(),
+                        "cleartext": capture.cleartext.is_some(),
+                        "password": x.password,
+                        "proof": capture.proof,
+                        "trusted": capture.trusted,
+                        "ended": capture.ended,
+                    }),
+                )?;
+            }
             Obs::Joiner { at, inst, kind } => {
                 match &kind {
                     EventKind::Joined { peer_addr, list } => {
+                        self.monitor.chat_list(Some(inst), list);
                         self.monitor.joined(at, inst, *peer_addr, &list_view(list, 0));
                         self.peers.insert(inst, *peer_addr);
                         if let Some(slot) = self.current_slot(inst)
@@ -183,8 +223,13 @@ impl Driver<'_> {
                         }
                     }
                     EventKind::MemberListChanged { list, bytes } => {
+                        self.monitor.chat_list(Some(inst), list);
                         self.monitor.joiner_list(at, inst, &list_view(list, *bytes))
                     }
+                    EventKind::MessageReceived { from, msg_id, .. } => {
+                        self.monitor.chat_delivered(at, Some(inst), *from, msg_id.map(|m| (m.epoch, m.seq)))
+                    }
+                    EventKind::MessageDuplicate { .. } => self.monitor.chat_duplicate_dropped(),
                     EventKind::AuthenticatorLost { .. } => self.monitor.auth_lost(at, inst),
                     EventKind::StaleList { version, held } => self.monitor.stale_list(at, inst, *version, *held),
                     EventKind::PeerJoined { peer, alias, version } => {
@@ -231,8 +276,9 @@ impl Driver<'_> {
                 let n = self.inst_name(inst);
                 self.record(at, &n, "ended", Value::Null)?;
             }
-            Obs::BroadcastDone { at, inst, sent, delivered, failed } => {
+            Obs::BroadcastDone { at, id, from, msg_id, retries, inst, sent, delivered, failed } => {
                 self.monitor.broadcast(sent, delivered);
+                self.monitor.broadcast_finished(at, id, from, msg_id, retries);
                 let n = inst.map(|i| self.inst_name(i)).unwrap_or_else(|| "auth".into());
                 self.record(at, &n, "broadcast_done", json!({"sent": sent, "delivered": delivered, "failed": failed}))?;
             }

@@ -15,7 +15,9 @@ fn lossy_links_dead_distribution_streams_are_removed_and_rejoin() {
     let text = include_str!("../../../scenarios/lossy_links.toml").to_string();
     let src = LoadedScenario::from_text("lossy_links.toml", text).unwrap_or_else(|e| panic!("{e}"));
     let opts = BatchOptions::checked("t");
-    for seed in [2, 10] {
+    // Seed 2 exercised it until exactly-once retries changed the chat traffic (and so which
+    // segments the loss hits); 1, 3, 5, 7 and 10 of 1..=11 do now.
+    for seed in [1, 10] {
         let rec = run_job(Job { scenario: &src, seed }, &opts, false, run).unwrap();
         assert_eq!(rec.failures, Vec::<String>::new(), "seed {seed}");
         assert_eq!((rec.verdict.as_str(), rec.determinism.as_str()), ("pass", "ok"), "seed {seed}");

@@ -21,8 +21,8 @@ mod validate;
 
 pub use load::{LineIndex, LoadedScenario, Resolved, ScenarioError};
 pub use schema::{
-    Action, AttackKind, AuthSettings, Bound, Direction, Expect, JoinerGroup, Network, Pick, RESERVED_NAMES, Scenario,
-    TimelineEntry,
+    Action, AttackKind, AuthSettings, Bound, Direction, Expect, ImpostorPose, JoinerGroup, Network, Pick,
+    RESERVED_NAMES, Scenario, TimelineEntry,
 };
 pub use seeds::SeedSet;
 

@@ -230,6 +230,36 @@ pub struct JoinerGroup {
     /// join attempt has its own, `name#inst`.
     #[serde(default)]
     pub alias: Option<String>,
+    /// The group's joiners are pointed at an impostor authenticator (its own host, which
+    /// does not know the password) posing as this, instead of the real one: `"scram"` (a
+    /// protocol-2 authenticator offering SCRAM; it forges the server signature) or `"v1"`
+    /// (a reference authenticator: a downgrade, to collect cleartext passwords).
+    #[serde(default)]
+    pub impostor: Option<ImpostorPose>,
+    /// The group's joiners refuse to send the password to an authenticator that does not
+    /// offer protocol 2's mutual proof (`pyile join --require-mutual-auth`).
+    #[serde(default)]
+    pub require_mutual_auth: bool,
+}
+
+/// What a group's impostor authenticator poses as (see [`JoinerGroup::impostor`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImpostorPose {
+    /// A protocol-2 authenticator offering SCRAM.
+    Scram,
+    /// A v1 (reference) authenticator.
+    V1,
+}
+
+impl ImpostorPose {
+    /// pyile's kind for it.
+    pub fn kind(self) -> pyile::impostor::ImpostorKind {
+        match self {
+            ImpostorPose::Scram => pyile::impostor::ImpostorKind::Scram,
+            ImpostorPose::V1 => pyile::impostor::ImpostorKind::V1,
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -721,6 +751,7 @@ impl Scenario {
 
     /// Simulated hosts: the authenticator, every group's hosts, every attacker.
     pub fn host_count(&self) -> u64 {
-        1 + self.joiners.iter().map(|g| u64::from(g.get_ref().hosts())).sum::<u64>() + self.attacker_hosts()
+        let impostors = self.joiners.iter().filter(|g| g.get_ref().impostor.is_some()).count() as u64;
+        1 + self.joiners.iter().map(|g| u64::from(g.get_ref().hosts())).sum::<u64>() + self.attacker_hosts() + impostors
     }
 }

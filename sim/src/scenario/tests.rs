@@ -74,10 +74,13 @@ fn every_shipped_scenario_parses_resolves_and_validates() {
             "churn_during_distribution",
             "heartbeat_timeout",
             "hostile_mix",
+            "impostor",
             "join_storm_faults",
+            "lossy_broadcast",
             "lossy_links",
             "names_and_announcements",
             "partition",
+            "protocol2_extensions",
             "scale_1000",
             "scale_5000"
         ]
