@@ -24,7 +24,7 @@ pub const DEFAULT_DISTRIBUTION_BUDGET: u64 = 64 << 20;
 /// Default [`AuthenticatorConfig::delta_rate`]: 100,000 writes a second to protocol-2
 /// members, what this toolkit's reference machine (2 cores, loopback) sustains beside the
 /// rest of a join storm. Up to 1,000 members it never stretches the 10 ms interval; at
-/// 10,000 members under constant churn each member gets a merged delta every 100 ms.
+/// 10,000 members under constant churn each member gets a write every 100 ms.
 pub const DEFAULT_DELTA_RATE: u64 = 100_000;
 
 /// Default [`AuthenticatorConfig::handshake_value_limit`]: the reference's `recv(2048)`.
@@ -140,7 +140,8 @@ impl AuthenticatorConfig {
     }
     /// How many recent deltas the authenticator keeps for protocol-2 members whose writer
     /// fell behind (at least 1; about 100 bytes each). A writer that missed more versions
-    /// than this sends a snapshot instead of merging (see `docs/protocol-2.md`).
+    /// than this sends a snapshot instead of the missed deltas (see `docs/protocol-2.md`); it
+    /// also bounds what one write of deltas back to back can be.
     pub fn delta_history(mut self, n: usize) -> Self {
         self.delta_history = n.max(1);
         self
@@ -189,7 +190,7 @@ impl AuthenticatorConfig {
         self
     }
     /// Minimum gap between two lists to one protocol-2 member (coalescing window): changes
-    /// within it reach the member as one (merged) delta.
+    /// within it reach the member together, in one write.
     pub fn distribution_interval(mut self, d: Duration) -> Self {
         self.distribution_interval = d;
         self
@@ -216,7 +217,7 @@ impl AuthenticatorConfig {
     /// million writes a second. While changes keep coming, each protocol-2 member's writer
     /// waits `members / rate` (at least the distribution interval, at most
     /// [`AuthenticatorConfig::max_distribution_gap`]) before its next write, and the changes
-    /// meanwhile reach it as one merged delta. A change after a quiet spell is still sent at
+    /// meanwhile reach it together, in one write. A change after a quiet spell is still sent at
     /// once.
     pub fn delta_rate(mut self, writes_per_second: u64) -> Self {
         self.delta_rate = writes_per_second;
