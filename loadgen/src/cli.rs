@@ -252,6 +252,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
     pub protocol_mix: Option<f64>,
 
+    /// This fraction of the protocol-2 joins present the alias of a live joiner of this
+    /// process: the authenticator must refuse each with `alias_taken`, counted as
+    /// `alias_taken`, not as an error (a refusal of any other join is an error). Chosen by a
+    /// hash of the joiner, the same in every shard.
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION", value_parser = parse_fraction)]
+    pub duplicate_alias_rate: f64,
     /// This fraction of the joins go to an impostor authenticator that loadgen runs on
     /// 127.0.0.1 (it does not know the password; `pyile::impostor`) instead of --target,
     /// spread over the slots like --protocol-mix. Counted in impostor_joins,

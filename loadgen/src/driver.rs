@@ -71,6 +71,10 @@ pub struct DriverConfig {
     /// Fraction of the joiner slots that speak protocol 2 (a whole list, then deltas); the
     /// others speak plain v1, as a reference joiner does (whole lists, paced). 1.0: all.
     pub protocol2_share: f64,
+    /// Fraction of the protocol-2 joins that present the alias of a live joiner of this
+    /// process (`--duplicate-alias-rate`): the authenticator must refuse them with
+    /// `alias_taken`, counted as [`Counter::AliasTaken`], not as an error.
+    pub duplicate_alias_rate: f64,
     /// Fraction of the joiner slots pointed at an impostor authenticator loadgen runs on
     /// 127.0.0.1 (0: none), and what it poses as.
     pub impostor_share: f64,
@@ -86,6 +90,20 @@ impl DriverConfig {
     pub fn speaks_protocol2(&self, slot: u32) -> bool {
         let f = self.protocol2_share.clamp(0.0, 1.0);
         ((f64::from(slot) + 1.0) * f).floor() > (f64::from(slot) * f).floor()
+    }
+
+    /// Whether join `id` reuses a live alias: its slot and generation hashed (FNV-1a), below
+    /// the rate; the same in every shard and every run.
+    pub fn duplicates_alias(&self, id: JoinerId) -> bool {
+        if self.duplicate_alias_rate <= 0.0 {
+            return false;
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in id.slot.to_le_bytes().into_iter().chain(id.generation.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        ((h >> 11) as f64 / (1u64 << 53) as f64) < self.duplicate_alias_rate
     }
 
     /// Whether joiner slot `slot` is pointed at the impostor: a fixed hash of the slot below
@@ -296,12 +314,16 @@ pub fn failure_counter(e: &pyile::Error) -> Counter {
     }
 }
 
-fn joiner_config(cfg: &DriverConfig, password: &str, alias: String, source: Option<IpAddr>) -> JoinerConfig {
-    JoinerConfig::new(password)
-        .alias(alias)
-        .handshake_timeout(cfg.handshake_timeout)
-        .heartbeat_timeout(cfg.heartbeat_timeout)
-        .local_ip_opt(source)
+/// A joiner's settings; `alias` (a planned joiner's own, `loadgen-j3.0`) is presented to a
+/// protocol-2 authenticator, which keeps it unique: `None` for the probes that are not
+/// members of the load (the preflight, attackers).
+fn joiner_config(cfg: &DriverConfig, password: &str, alias: Option<String>, source: Option<IpAddr>) -> JoinerConfig {
+    let jc = JoinerConfig::new(password);
+    let jc = match alias {
+        Some(a) => jc.alias(a),
+        None => jc,
+    };
+    jc.handshake_timeout(cfg.handshake_timeout).heartbeat_timeout(cfg.heartbeat_timeout).local_ip_opt(source)
 }
 
 /// Starts the impostor authenticator on 127.0.0.1 (loopback only) and a task that counts
@@ -354,8 +376,24 @@ async fn join_impostor(shared: &Shared, impostor: SocketAddr, cfg: JoinerConfig)
 
 async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intended: Instant) {
     let m = &shared.metrics;
-    let cfg = joiner_config(&shared.cfg, &shared.cfg.password, format!("loadgen-{id}"), source)
-        .announce_extensions(shared.cfg.speaks_protocol2(id.slot))
+    let v2 = shared.cfg.speaks_protocol2(id.slot);
+    // A deliberate duplicate takes the alias of a live protocol-2 joiner of this process (the
+    // first in slot order); without one it joins under its own.
+    let duplicate = (v2 && shared.cfg.duplicates_alias(id))
+        .then(|| {
+            lock(&shared.slots)
+                .iter()
+                .filter(|(other, s)| {
+                    **other != id && matches!(s, Slot::Joined(_)) && shared.cfg.speaks_protocol2(other.slot)
+                })
+                .map(|(other, _)| *other)
+                .min()
+                .map(|other| format!("loadgen-{other}"))
+        })
+        .flatten();
+    let alias = duplicate.clone().unwrap_or_else(|| format!("loadgen-{id}"));
+    let cfg = joiner_config(&shared.cfg, &shared.cfg.password, Some(alias), source)
+        .announce_extensions(v2)
         .shared_lists(shared.lists.clone())
         .scram_key_cache(shared.scram_keys.clone())
         .require_mutual_auth(shared.cfg.require_mutual_auth);
@@ -368,6 +406,13 @@ async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intende
     }
     let mut joiner = match Joiner::join(TokioNet, shared.cfg.target, cfg).await {
         Ok(j) => j,
+        Err(pyile::Error::AliasTaken { alias }) if duplicate.is_some() => {
+            // Expected: it asked for a live member's alias.
+            m.incr(Counter::AliasTaken);
+            tracing::debug!(%id, alias, "duplicate alias refused, as it must be");
+            lock(&shared.slots).remove(&id);
+            return;
+        }
         Err(e) => {
             m.incr(failure_counter(&e));
             tracing::debug!(%id, "join failed: {}", pyile::error::report(&e));
@@ -528,7 +573,8 @@ async fn watch_events(
 async fn leave(shared: Arc<Shared>, joiner: Arc<Joiner>, mode: LeaveMode) {
     match mode {
         LeaveMode::Graceful => {
-            joiner.leave().await;
+            // Says it is leaving (protocol 2): the others hear "left", not "closed".
+            joiner.close().await;
             shared.metrics.incr(Counter::Left);
         }
         LeaveMode::Crash => {
@@ -636,7 +682,7 @@ async fn broadcast(shared: Arc<Shared>, joiner: Arc<Joiner>, text: String) {
 async fn attack(shared: Arc<Shared>, source: IpAddr) {
     let m = &shared.metrics;
     m.incr(Counter::Attacks);
-    let cfg = joiner_config(&shared.cfg, &shared.cfg.wrong_password, "loadgen-attacker".into(), Some(source));
+    let cfg = joiner_config(&shared.cfg, &shared.cfg.wrong_password, None, Some(source));
     match Joiner::join(TokioNet, shared.cfg.target, cfg).await {
         Err(pyile::Error::Authentication) => m.incr(Counter::AttackRejected),
         Err(pyile::Error::Banned) => m.incr(Counter::AttackBanned),
@@ -653,7 +699,7 @@ async fn attack(shared: Arc<Shared>, source: IpAddr) {
 /// (the banned status is read on the way), then a leave. `Err` is one line naming the cause.
 pub async fn preflight(cfg: &DriverConfig, source: Option<IpAddr>) -> Result<(), String> {
     let target = cfg.target;
-    let jc = joiner_config(cfg, &cfg.password, "loadgen-preflight".into(), source);
+    let jc = joiner_config(cfg, &cfg.password, None, source);
     match Joiner::join(TokioNet, target, jc).await {
         Ok(j) => {
             j.leave().await;

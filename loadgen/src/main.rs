@@ -171,6 +171,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
         drain_timeout: args.handshake_timeout + Duration::from_secs(2),
         crash_bound: args.crash_bound(),
         protocol2_share: args.protocol2_share(),
+        duplicate_alias_rate: args.duplicate_alias_rate,
         impostor_share: args.impostor_rate,
         impostor: args.impostor,
         require_mutual_auth: args.require_mutual_auth,

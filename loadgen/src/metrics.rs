@@ -158,6 +158,10 @@ pub enum Counter {
     Skipped,
     /// Protocol events dropped because loadgen fell behind reading them.
     EventsLagged,
+    /// Joins that reused a live joiner's alias (`--duplicate-alias-rate`) and were refused
+    /// with `alias_taken`, as they must be: not an error. A refusal of a join that did not
+    /// reuse one is an error (`other_error`).
+    AliasTaken,
     /// Joins pointed at loadgen's impostor authenticator (`--impostor-rate`).
     ImpostorJoins,
     /// Of those, joins the joiner gave up because the impostor could not prove it knows the
@@ -173,7 +177,7 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter, in report order.
-    pub const ALL: [Counter; 29] = [
+    pub const ALL: [Counter; 30] = [
         Counter::Joined,
         Counter::Refused,
         Counter::TimedOut,
@@ -199,6 +203,7 @@ impl Counter {
         Counter::AttackBanned,
         Counter::Skipped,
         Counter::EventsLagged,
+        Counter::AliasTaken,
         Counter::ImpostorJoins,
         Counter::ImpostorRefused,
         Counter::ImpostorPasswords,
@@ -233,6 +238,7 @@ impl Counter {
             Counter::AttackBanned => "attack_banned",
             Counter::Skipped => "skipped",
             Counter::EventsLagged => "events_lagged",
+            Counter::AliasTaken => "alias_taken",
             Counter::ImpostorJoins => "impostor_joins",
             Counter::ImpostorRefused => "impostor_refused",
             Counter::ImpostorPasswords => "impostor_passwords_captured",

@@ -145,6 +145,7 @@ async fn run_stopping(cfg: AuthenticatorConfig, spec: &str, hold: Duration, stop
         drain_timeout: Duration::from_secs(5),
         crash_bound: Duration::from_secs(6),
         protocol2_share: 1.0,
+        duplicate_alias_rate: 0.0,
         impostor_share: 0.0,
         impostor: pyile::impostor::ImpostorKind::Scram,
         require_mutual_auth: false,

@@ -30,6 +30,7 @@ fn driver_config(target: SocketAddr) -> DriverConfig {
         drain_timeout: Duration::from_secs(5),
         crash_bound: Duration::from_secs(6),
         protocol2_share: 1.0,
+        duplicate_alias_rate: 0.0,
         impostor_share: 0.0,
         impostor: pyile::impostor::ImpostorKind::Scram,
         require_mutual_auth: false,
@@ -104,6 +105,7 @@ async fn joiners_bind_their_planned_source_addresses_and_attackers_get_banned() 
         drain_timeout: Duration::from_secs(5),
         crash_bound: Duration::from_secs(6),
         protocol2_share: 1.0,
+        duplicate_alias_rate: 0.0,
         impostor_share: 0.0,
         impostor: pyile::impostor::ImpostorKind::Scram,
         require_mutual_auth: false,
@@ -226,6 +228,7 @@ async fn churn_crashes_are_silent_and_the_authenticator_s_detection_is_measured(
         drain_timeout: Duration::from_secs(5),
         crash_bound,
         protocol2_share: 1.0,
+        duplicate_alias_rate: 0.0,
         impostor_share: 0.0,
         impostor: pyile::impostor::ImpostorKind::Scram,
         require_mutual_auth: false,
@@ -317,6 +320,7 @@ async fn crashes_still_listed_at_the_bound_are_undetected_errors_and_then_closed
         drain_timeout: Duration::from_secs(5),
         crash_bound: Duration::from_millis(800),
         protocol2_share: 1.0,
+        duplicate_alias_rate: 0.0,
         impostor_share: 0.0,
         impostor: pyile::impostor::ImpostorKind::Scram,
         require_mutual_auth: false,
@@ -434,5 +438,74 @@ async fn impostor_joins_are_refused_where_protocol_2_promises_and_counted_where_
     let (to_impostor, refused, passwords, exposed, _, errors) = run(V1, 0.5, false).await;
     assert!(passwords > 0 && passwords == to_impostor, "{passwords} of {to_impostor}");
     assert_eq!((refused, exposed, errors), (0, 0, 0));
+    auth.leave().await;
+}
+
+/// `--duplicate-alias-rate 0.5`: about half the joins present a live joiner's alias; the
+/// authenticator refuses each (`alias_taken`, expected, not an error) and never lists an
+/// alias twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_aliases_are_refused_and_counted_apart_from_errors() {
+    let dup = |f: f64| DriverConfig {
+        protocol2_share: 1.0,
+        duplicate_alias_rate: f,
+        ..driver_config("127.0.0.1:1".parse().unwrap())
+    };
+    let ids = |f: f64| {
+        (0..1000).filter(|&slot| dup(f).duplicates_alias(loadgen::plan::JoinerId { slot, generation: 0 })).count()
+    };
+    assert_eq!(ids(0.0), 0);
+    assert_eq!(ids(1.0), 1000);
+    assert!((400..600).contains(&ids(0.5)), "{}", ids(0.5));
+
+    let mut auth = Authenticator::start(
+        TokioNet,
+        AuthenticatorConfig::new("pw")
+            .listen("127.0.0.1:0".parse().unwrap())
+            .heartbeat_interval(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let mut auth_events = auth.events().unwrap();
+    let cfg = PlanConfig {
+        seed: 11,
+        peers: 20,
+        arrival: Arrival::Rate(40.0),
+        hold: Duration::from_millis(1000),
+        churn_rate: 0.0,
+        broadcast_rate: 0.0,
+        wrong_password_rate: 0.0,
+        joiner_ips: addrs("127.0.8.1-127.0.8.4"),
+        attacker_ips: vec![],
+        shards: 1,
+        attacks: vec![],
+    };
+    let plan = Plan::build(&cfg).unwrap();
+    let metrics = Arc::new(Metrics::new(Instant::now() + Duration::from_millis(50)));
+    let driver_cfg = DriverConfig { target: auth.auth_addr(), ..dup(0.5) };
+    driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
+    let mut collector = Collector::new();
+    collector.cut(&metrics, Instant::now());
+    let t = collector.totals();
+    let (joined, taken) = (t.counter(Counter::Joined), t.counter(Counter::AliasTaken));
+    assert!(taken > 0, "some joins reused a live alias");
+    assert_eq!(joined + taken, 20, "every join either joined or was refused for its alias");
+    assert_eq!(t.counter(Counter::Errors), 0, "an expected refusal is not an error");
+    let mut refused = 0;
+    let mut live = std::collections::BTreeMap::new();
+    while let Some(ev) = auth_events.try_recv() {
+        match ev.kind {
+            EventKind::AliasRefused { .. } => refused += 1,
+            EventKind::MemberAlias { member, alias } => {
+                assert!(!live.values().any(|a| *a == alias), "{alias} listed twice");
+                live.insert(member, alias);
+            }
+            EventKind::MemberRemoved { member, .. } => {
+                live.remove(&member);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(refused, taken);
     auth.leave().await;
 }

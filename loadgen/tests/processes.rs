@@ -156,7 +156,7 @@ const METRICS: [&str; 10] = [
     "crash_detection",
     "schedule_lag",
 ];
-const COUNTERS: [&str; 29] = [
+const COUNTERS: [&str; 30] = [
     "joined",
     "refused",
     "timed_out",
@@ -182,6 +182,7 @@ const COUNTERS: [&str; 29] = [
     "attack_banned",
     "skipped",
     "events_lagged",
+    "alias_taken",
     "impostor_joins",
     "impostor_refused",
     "impostor_passwords_captured",

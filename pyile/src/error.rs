@@ -32,6 +32,25 @@ pub enum Error {
     /// The authenticator's SCRAM challenge is out of bounds or malformed.
     #[error("refused the authenticator's SCRAM challenge")]
     Scram(#[source] crate::scram::ScramError),
+    /// The authenticator refused the alias: another live member holds it (protocol 2).
+    #[error("alias \"{alias}\" is taken: another member of this network uses it; choose another alias")]
+    AliasTaken {
+        /// The alias asked for.
+        alias: String,
+    },
+    /// The authenticator refused the alias as unusable: empty, too long or holding control
+    /// characters (protocol 2).
+    #[error("alias \"{}\" refused: an alias must be 1 to the authenticator's limit (64 bytes by default) of UTF-8 without control characters", alias.escape_debug())]
+    BadAlias {
+        /// The alias asked for.
+        alias: String,
+    },
+    /// The authenticator refused the join for a reason this version does not know.
+    #[error("the authenticator refused the join: {reason}")]
+    Refused {
+        /// Its wire name.
+        reason: String,
+    },
     /// The authenticator says this source IP is banned.
     #[error("banned: the authenticator refuses this address")]
     Banned,
@@ -114,6 +133,9 @@ impl Error {
         match self {
             Error::Authentication => "wrong_password",
             Error::Banned => "banned",
+            Error::AliasTaken { .. } => "alias_taken",
+            Error::BadAlias { .. } => "bad_alias",
+            Error::Refused { .. } => "refused_join",
             Error::ImpostorAuthenticator { .. } => "impostor_authenticator",
             Error::MutualAuthUnavailable => "mutual_auth_unavailable",
             Error::Scram(_) => "scram_refused",

@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::member_list::MemberList;
-use crate::wire::ChatId;
+use crate::member_list::{Departure, MemberList};
+use crate::wire::{ChatId, Refusal};
 
 /// Default capacity of an event channel.
 pub const DEFAULT_EVENT_CAPACITY: usize = 4096;
@@ -73,6 +73,24 @@ pub enum RemovalReason {
     Replaced,
     /// The member sent something the protocol does not allow.
     ProtocolError(String),
+    /// The member said it was leaving (`{"leaving": true}`, protocol 2): a graceful leave,
+    /// told apart from a crash (`Closed`, `HeartbeatTimeout`).
+    Left,
+}
+
+impl RemovalReason {
+    /// How deltas announce this removal to the other members.
+    pub fn departure(&self) -> Departure {
+        match self {
+            RemovalReason::HeartbeatTimeout => Departure::Timeout,
+            RemovalReason::Closed => Departure::Closed,
+            RemovalReason::DistributionStalled => Departure::Stalled,
+            RemovalReason::DistributionLost => Departure::DistributionLost,
+            RemovalReason::Replaced => Departure::Replaced,
+            RemovalReason::ProtocolError(_) => Departure::Error,
+            RemovalReason::Left => Departure::Left,
+        }
+    }
 }
 
 /// Why a joiner considers its authenticator lost.
@@ -127,6 +145,53 @@ pub enum EventKind {
         member: SocketAddr,
         /// Why.
         reason: RemovalReason,
+    },
+    /// Authenticator: the member just admitted (the `MemberJoined` before this) holds
+    /// `alias` (a protocol-2 joiner that joined with one).
+    MemberAlias {
+        /// Its peer address.
+        member: SocketAddr,
+        /// Its alias.
+        alias: Arc<str>,
+    },
+    /// Authenticator: a protocol-2 joiner with the right password was refused for its alias
+    /// (not counted toward bans).
+    AliasRefused {
+        /// The connection's source address.
+        source: SocketAddr,
+        /// The alias it asked for.
+        alias: String,
+        /// Why.
+        refusal: Refusal,
+    },
+    /// Joiner (protocol 2): a member joined, as the authenticator's delta announced it.
+    PeerJoined {
+        /// Its peer address.
+        peer: SocketAddr,
+        /// Its alias, if it joined with one.
+        alias: Option<Arc<str>>,
+        /// The list version its admission made.
+        version: u64,
+    },
+    /// Joiner (protocol 2): a member left, as the authenticator's delta announced it.
+    PeerLeft {
+        /// Its peer address.
+        peer: SocketAddr,
+        /// Its alias, if it had one.
+        alias: Option<Arc<str>>,
+        /// Why it left.
+        reason: Departure,
+        /// The list version its removal made.
+        version: u64,
+    },
+    /// Joiner (protocol 2): the list jumped from version `from` to `to` through a whole list
+    /// (the authenticator's history no longer had the deltas, or this joiner missed one): the
+    /// joins and leaves in between were not announced to it.
+    AnnouncementsSkipped {
+        /// The version held before.
+        from: u64,
+        /// The version taken.
+        to: u64,
     },
     /// Authenticator: a wrong password from `ip` (`attempts` so far).
     /// Joiner: our password was rejected (`ip` is our own).

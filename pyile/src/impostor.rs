@@ -175,12 +175,12 @@ async fn exchange<S: NetStream>(
         };
         write(&mut w, &greeting, deadline).await?;
         match read(&mut reader, deadline).await? {
-            Message::Shadow { password, version } => {
+            Message::Shadow { password, version, .. } => {
                 capture.protocol2 = version.is_some_and(|v| v >= PROTOCOL_VERSION);
                 capture.cleartext = Some(password);
                 write(&mut w, &Message::Authenticated(true), deadline).await?;
             }
-            Message::ScramStart { nonce, version } if cfg.kind == ImpostorKind::Scram => {
+            Message::ScramStart { nonce, version, .. } if cfg.kind == ImpostorKind::Scram => {
                 capture.protocol2 = version.is_some_and(|v| v >= PROTOCOL_VERSION);
                 let server = ServerExchange::start(verifier, &nonce, &mut rng).map_err(|e| e.to_string())?;
                 write(&mut w, &Message::ScramChallenge(server.challenge().clone()), deadline).await?;

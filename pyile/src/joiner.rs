@@ -28,8 +28,17 @@
 //! [`JoinerConfig::max_members`]) means a broken or hostile authenticator: the joiner
 //! leaves with a [`LostReason::Error`] naming it.
 //!
-//! [`Joiner::leave`] (or a drop) closes every socket: the authenticator sees the close and
-//! removes the member at once. [`Joiner::hang`] is the other way to go, a process that hung
+//! With a protocol-2 authenticator a joiner given an alias ([`JoinerConfig::alias`]) joins
+//! under it: the authenticator refuses a second live member with the same alias
+//! ([`Error::AliasTaken`]). Its deltas announce every join (with the alias) and every leave
+//! (with the reason), which the joiner turns into [`EventKind::PeerJoined`] and
+//! [`EventKind::PeerLeft`], in the authenticator's order; a whole list that skips versions
+//! is reported as [`EventKind::AnnouncementsSkipped`]. [`Joiner::aliases`] holds the aliases.
+//!
+//! [`Joiner::close`] is a graceful leave: it tells a protocol-2 authenticator it is leaving
+//! (`{"leaving": true}`), so the others hear "left", not "closed". [`Joiner::leave`] (or a
+//! drop) closes every socket without a word, as a killed process would: the authenticator
+//! sees the close and removes the member at once, as `closed`. [`Joiner::hang`] is the other way to go, a process that hung
 //! or died without its kernel closing anything: every task stops reading and answering, and
 //! the sockets stay open in the returned [`Hung`] until it is dropped, so the authenticator
 //! can only notice through its heartbeat timeout.
@@ -51,11 +60,11 @@ use tracing::{debug, warn};
 use crate::dedup::ExactlyOnceConfig;
 use crate::error::Error;
 use crate::event::{DEFAULT_EVENT_CAPACITY, EventKind, EventSink, EventStream, HandshakeStage, LostReason};
-use crate::member_list::{DeltaError, MemberList, SharedLists};
+use crate::member_list::{AliasMap, Delta, DeltaError, Departure, MemberList, SharedLists};
 use crate::net::{Listener, NetStream, Network};
 use crate::peer::{BroadcastReport, Delivery, ExactlyOnce, Freeze, PeerCore};
 use crate::scram::{ClientExchange, DEFAULT_MAX_ITERATIONS, KeyCache};
-use crate::wire::{DEFAULT_MAX_VALUE_LEN, DecodeError, Message, MessageReader, PROTOCOL_VERSION, Recipient};
+use crate::wire::{DEFAULT_MAX_VALUE_LEN, DecodeError, Message, MessageReader, PROTOCOL_VERSION, Recipient, Refusal};
 
 /// Settings of a [`Joiner`]; build with [`JoinerConfig::new`] and the
 /// chained setters.
@@ -63,6 +72,7 @@ use crate::wire::{DEFAULT_MAX_VALUE_LEN, DecodeError, Message, MessageReader, PR
 pub struct JoinerConfig {
     password: String,
     alias: String,
+    present_alias: bool,
     local_ip: Option<IpAddr>,
     peer_port: u16,
     handshake_timeout: Duration,
@@ -91,6 +101,7 @@ impl JoinerConfig {
         JoinerConfig {
             password: password.into(),
             alias: "joiner".into(),
+            present_alias: false,
             local_ip: None,
             peer_port: 0,
             handshake_timeout: Duration::from_secs(5),
@@ -109,9 +120,13 @@ impl JoinerConfig {
             exactly_once: ExactlyOnceConfig::default(),
         }
     }
-    /// Alias sent with chat messages.
+    /// Alias sent with chat messages and, to a protocol-2 authenticator, in the handshake:
+    /// the join is then refused while another live member holds it ([`Error::AliasTaken`]),
+    /// and the other members see it announced. Without it the joiner chats as "joiner" and
+    /// joins without an alias.
     pub fn alias(mut self, alias: impl Into<String>) -> Self {
         self.alias = alias.into();
+        self.present_alias = true;
         self
     }
     /// Local IP for every outgoing connection and for the peer listener.
@@ -232,6 +247,9 @@ fn message_epoch(seed: Option<u64>) -> u64 {
 /// A joined member. Drop or [`Joiner::leave`] to leave.
 pub struct Joiner<N: Network = crate::net::TokioNet> {
     peer: Arc<PeerCore<N>>,
+    aliases: Arc<std::sync::Mutex<AliasMap>>,
+    /// Fired by [`Joiner::close`]: the heartbeat task says it is leaving (protocol 2).
+    leaving: Option<CancellationToken>,
     auth_addr: SocketAddr,
     dist_local: Option<SocketAddr>,
     members: watch::Receiver<MemberList>,
@@ -306,6 +324,13 @@ impl<N: Network> Joiner<N> {
         // never crosses the wire, and the authenticator proves it knows it too), else v1's
         // cleartext `shadow`.
         let scram = v2 && scram_offered;
+        // The alias, to a protocol-2 authenticator only.
+        let presented = (v2 && cfg.present_alias).then(|| cfg.alias.clone());
+        let refused = |r: Refusal| match r {
+            Refusal::AliasTaken => Error::AliasTaken { alias: cfg.alias.clone() },
+            Refusal::BadAlias => Error::BadAlias { alias: cfg.alias.clone() },
+            Refusal::Other(reason) => Error::Refused { reason },
+        };
         if cfg.require_mutual_auth && !scram {
             return Err(Error::MutualAuthUnavailable);
         }
@@ -314,7 +339,11 @@ impl<N: Network> Joiner<N> {
                 Some(seed) => ClientExchange::start(&mut ChaCha20Rng::seed_from_u64(seed)),
                 None => ClientExchange::start(&mut rand::make_rng::<ChaCha20Rng>()),
             };
-            let start = Message::ScramStart { nonce: exchange.nonce().to_owned(), version: Some(PROTOCOL_VERSION) };
+            let start = Message::ScramStart {
+                nonce: exchange.nonce().to_owned(),
+                version: Some(PROTOCOL_VERSION),
+                alias: presented.clone(),
+            };
             send(timeout_at(deadline, w.write_all(&start.encode())).await, "sending the SCRAM nonce")?;
             let challenge = match recv("waiting for the SCRAM challenge")(timeout_at(deadline, reader.next()).await)? {
                 Message::ScramChallenge(c) => c,
@@ -334,14 +363,19 @@ impl<N: Network> Joiner<N> {
                     return Err(Error::ImpostorAuthenticator { addr: target });
                 }
                 Message::Authenticated(false) => false,
+                Message::Refused(r) => return Err(refused(r)),
                 other => return Err(Error::Unexpected { addr: target, expected: "authenticated", got: other.kind() }),
             }
         } else {
-            let shadow =
-                Message::Shadow { password: cfg.password.clone(), version: cfg.announce.then_some(PROTOCOL_VERSION) };
+            let shadow = Message::Shadow {
+                password: cfg.password.clone(),
+                version: cfg.announce.then_some(PROTOCOL_VERSION),
+                alias: presented.clone(),
+            };
             send(timeout_at(deadline, w.write_all(&shadow.encode())).await, "sending the password")?;
             match recv("waiting for the password check")(timeout_at(deadline, reader.next()).await)? {
                 Message::Authenticated(ok) => ok,
+                Message::Refused(r) if v2 => return Err(refused(r)),
                 other => return Err(Error::Unexpected { addr: target, expected: "authenticated", got: other.kind() }),
             }
         };
@@ -356,7 +390,7 @@ impl<N: Network> Joiner<N> {
             "sending the peer address",
         )?;
         let first = match recv("waiting for the first member list")(timeout_at(deadline, reader.next()).await)? {
-            Message::Distro { members, version } => MemberList::new(version, members),
+            Message::Distro { members, version, .. } => MemberList::new(version, members),
             other => return Err(Error::Unexpected { addr: target, expected: "distro", got: other.kind() }),
         };
         events.emit(EventKind::Handshake(HandshakeStage::FirstList(first.clone())));
@@ -401,12 +435,23 @@ impl<N: Network> Joiner<N> {
         peer.spawn_listener(listener, &tracker);
         let lost = Lost { events: events.clone(), cancel: cancel.clone(), declared: Arc::new(AtomicBool::new(false)) };
         let held = v2.then(|| members.clone());
-        tracker.spawn(heartbeats::<N>(reader, w, target, cfg.clone(), held, lost.clone(), peer.freeze.clone()));
+        let leaving = v2.then(CancellationToken::new);
+        tracker.spawn(heartbeats::<N>(
+            reader,
+            w,
+            target,
+            cfg.clone(),
+            held,
+            lost.clone(),
+            peer.freeze.clone(),
+            leaving.clone(),
+        ));
+        let aliases = Arc::new(std::sync::Mutex::new(AliasMap::new()));
         tracker.spawn(distribution::<N>(
             MessageReader::with_limit(dist_r, cfg.max_value_len),
             dist_w,
             members_tx,
-            events.clone(),
+            Announcer { events: events.clone(), aliases: aliases.clone() },
             lost,
             peer.freeze.clone(),
             ListBuilder { max_members: cfg.max_members, shared: cfg.shared_lists.clone() },
@@ -421,7 +466,18 @@ impl<N: Network> Joiner<N> {
             reap_events.emit(EventKind::Left);
             let _ = done_tx.send(true);
         });
-        Ok(Joiner { peer, auth_addr: target, dist_local, members, events: Some(stream), cancel, tracker, done })
+        Ok(Joiner {
+            peer,
+            aliases,
+            leaving,
+            auth_addr: target,
+            dist_local,
+            members,
+            events: Some(stream),
+            cancel,
+            tracker,
+            done,
+        })
     }
 
     /// Where this joiner receives chat messages (its entry in the list).
@@ -440,6 +496,21 @@ impl<N: Network> Joiner<N> {
     /// The member list it currently holds.
     pub fn members(&self) -> MemberList {
         self.members.borrow().clone()
+    }
+    /// The members' aliases by peer address, as the protocol-2 authenticator's lists and
+    /// deltas announced them (empty with a reference authenticator: v1 lists carry none).
+    pub fn aliases(&self) -> AliasMap {
+        self.aliases.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    /// Whether it speaks protocol 2 with its authenticator (aliases, announcements, graceful
+    /// leaves).
+    pub fn is_protocol2(&self) -> bool {
+        self.leaving.is_some()
+    }
+    /// The member listed with `alias`, if any.
+    pub fn find_alias(&self, alias: &str) -> Option<SocketAddr> {
+        let aliases = self.aliases.lock().unwrap_or_else(|p| p.into_inner());
+        aliases.iter().find(|(_, a)| &***a == alias).map(|(m, _)| *m)
     }
     /// A receiver that sees every list this joiner takes.
     pub fn watch_members(&self) -> watch::Receiver<MemberList> {
@@ -470,10 +541,24 @@ impl<N: Network> Joiner<N> {
         let mut done = self.done.clone();
         let _ = done.wait_for(|d| *d).await;
     }
-    /// Leaves: closes every socket and ends every task.
+    /// Leaves abruptly: closes every socket and ends every task without a word, as a killed
+    /// process would (the authenticator removes the member as `closed`).
     pub async fn leave(&self) {
         self.cancel.cancel();
         self.closed().await;
+    }
+    /// Leaves gracefully: tells a protocol-2 authenticator it is leaving (`{"leaving":
+    /// true}`), waits (at most the io timeout) for it to close the connection, then closes
+    /// every socket; the other members hear it "left". With a reference authenticator this
+    /// is [`Joiner::leave`].
+    pub async fn close(&self) {
+        match &self.leaving {
+            Some(leaving) if self.is_connected() => {
+                leaving.cancel();
+                self.closed().await;
+            }
+            _ => self.leave().await,
+        }
     }
 
     /// Hangs, like a process that stopped or died without its kernel closing anything:
@@ -570,6 +655,7 @@ fn closed_by_peer(e: &std::io::Error) -> bool {
 /// Answers the authenticator's heartbeats. `held` is the list this joiner
 /// holds, given only with a protocol-2 authenticator: then every answer
 /// carries that list's version (0 while no committed list is held).
+#[allow(clippy::too_many_arguments)]
 async fn heartbeats<N: Network>(
     mut reader: MessageReader<ReadHalf<N::Stream>>,
     mut w: WriteHalf<N::Stream>,
@@ -578,7 +664,15 @@ async fn heartbeats<N: Network>(
     held: Option<watch::Receiver<MemberList>>,
     lost: Lost,
     freeze: Freeze,
+    leaving: Option<CancellationToken>,
 ) {
+    let leave_asked = async {
+        match &leaving {
+            Some(l) => l.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(leave_asked);
     let mut last_heard = Instant::now();
     let mut missed_reported = false;
     let missed_after = cfg.heartbeat_interval + cfg.heartbeat_interval / 2;
@@ -592,6 +686,21 @@ async fn heartbeats<N: Network>(
             biased;
             _ = lost.cancel.cancelled() => break,
             _ = freeze.frozen() => break,
+            _ = &mut leave_asked => {
+                // Graceful: nothing the other tasks see from now on is a loss.
+                lost.declared.store(true, Ordering::SeqCst);
+                let said = timeout(cfg.io_timeout, w.write_all(&Message::Leaving.encode())).await;
+                if matches!(said, Ok(Ok(()))) {
+                    // The authenticator removes us and closes: wait for that (bounded), so
+                    // it reads `leaving` before it sees any of our connections close.
+                    let _ = timeout(cfg.io_timeout, async {
+                        while reader.next().await.is_ok() {}
+                    })
+                    .await;
+                }
+                lost.cancel.cancel();
+                break;
+            }
             r = timeout_at(next_deadline, reader.next()) => r,
         };
         match msg {
@@ -633,9 +742,10 @@ struct ListBuilder {
     shared: Option<SharedLists>,
 }
 
-/// One value from the distribution connection: a whole list already built, or anything else.
+/// One value from the distribution connection: a whole list already built (with the
+/// aliases a protocol-2 one carries), or anything else.
 enum Incoming {
-    List(MemberList),
+    List(MemberList, Option<AliasMap>),
     Other(Message),
 }
 
@@ -643,16 +753,19 @@ impl ListBuilder {
     /// Decodes one value from the distribution connection; a whole list other joiners of the
     /// process received as the same bytes is taken from them instead of parsed again.
     fn decode(&self, bytes: &[u8]) -> Result<Incoming, DecodeError> {
-        if let Some(list) = self.shared.as_ref().and_then(|s| s.decoded(bytes)) {
-            return Ok(Incoming::List(list));
+        if let Some((list, aliases)) = self.shared.as_ref().and_then(|s| s.decoded(bytes)) {
+            return Ok(Incoming::List(list, aliases));
         }
         match Message::decode(bytes)? {
-            Message::Distro { members, version } => {
+            Message::Distro { members, version, aliases } => {
+                // Parallel to the members; a shorter or longer array is taken as far as it goes.
+                let aliases = aliases
+                    .map(|a| members.iter().zip(a).filter_map(|(m, a)| a.map(|a| (*m, a))).collect::<AliasMap>());
                 let list = self.snapshot(version, members);
                 if let Some(s) = &self.shared {
-                    s.remember(bytes, &list);
+                    s.remember(bytes, &list, aliases.as_ref());
                 }
-                Ok(Incoming::List(list))
+                Ok(Incoming::List(list, aliases))
             }
             other => Ok(Incoming::Other(other)),
         }
@@ -665,10 +778,47 @@ impl ListBuilder {
         }
     }
 
-    fn apply(&self, held: &MemberList, delta: &crate::member_list::Delta) -> Result<MemberList, DeltaError> {
+    fn apply(&self, held: &MemberList, delta: &Delta) -> Result<MemberList, DeltaError> {
         match &self.shared {
             Some(s) => s.apply(held, delta, self.max_members),
             None => held.apply(delta, self.max_members),
+        }
+    }
+}
+
+/// The joiner's aliases and the announcements it makes of what deltas change.
+struct Announcer {
+    events: EventSink,
+    aliases: Arc<std::sync::Mutex<AliasMap>>,
+}
+
+impl Announcer {
+    /// A whole list was taken: its aliases replace the ones held (a protocol-2 list), and a
+    /// jump past the version held means the joins and leaves between were not announced.
+    fn took_list(&self, held: Option<u64>, list: &MemberList, aliases: Option<AliasMap>) {
+        let Some(a) = aliases else { return };
+        *self.aliases.lock().unwrap_or_else(|p| p.into_inner()) = a;
+        if let (Some(from), Some(to)) = (held, list.version)
+            && to > from
+        {
+            self.events.emit(EventKind::AnnouncementsSkipped { from, to });
+        }
+    }
+
+    /// A delta was applied: every leave, then every join, in its order, as announced.
+    fn applied(&self, delta: &Delta) {
+        let mut aliases = self.aliases.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, peer) in delta.removed.iter().enumerate() {
+            let alias = aliases.remove(peer);
+            let reason = delta.reasons.get(i).cloned().unwrap_or_else(|| Departure::Other("unknown".into()));
+            self.events.emit(EventKind::PeerLeft { peer: *peer, alias, reason, version: delta.version });
+        }
+        for (i, peer) in delta.added.iter().enumerate() {
+            let alias = delta.aliases.get(i).cloned().flatten();
+            if let Some(a) = &alias {
+                aliases.insert(*peer, a.clone());
+            }
+            self.events.emit(EventKind::PeerJoined { peer: *peer, alias, version: delta.version });
         }
     }
 }
@@ -679,11 +829,12 @@ async fn distribution<N: Network>(
     mut reader: MessageReader<ReadHalf<N::Stream>>,
     mut w: WriteHalf<N::Stream>,
     members: watch::Sender<MemberList>,
-    events: EventSink,
+    announcer: Announcer,
     lost: Lost,
     freeze: Freeze,
     lists: ListBuilder,
 ) {
+    let events = announcer.events.clone();
     loop {
         let msg = tokio::select! {
             biased;
@@ -692,7 +843,7 @@ async fn distribution<N: Network>(
             r = reader.next_with(|b| lists.decode(b)) => r,
         };
         match msg {
-            Ok(Incoming::List(list)) => {
+            Ok(Incoming::List(list, aliases)) => {
                 let version = list.version;
                 let bytes = reader.last_len();
                 let mut held_version = None;
@@ -706,6 +857,7 @@ async fn distribution<N: Network>(
                     }
                 });
                 if taken {
+                    announcer.took_list(held_version, &list, aliases);
                     events.emit(EventKind::MemberListChanged { list, bytes });
                 } else {
                     debug!(?version, ?held_version, "ignored a list older than the one held");
@@ -722,6 +874,7 @@ async fn distribution<N: Network>(
                 match applied {
                     Ok(list) => {
                         members.send_replace(list.clone());
+                        announcer.applied(&delta);
                         events.emit(EventKind::MemberListChanged { list, bytes });
                     }
                     Err(DeltaError::BaseMismatch { base, held }) if delta.version <= held => {

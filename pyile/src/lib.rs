@@ -75,7 +75,7 @@ pub use dedup::ExactlyOnceConfig;
 pub use error::Error;
 pub use event::{Event, EventKind, EventStream, HandshakeStage, LostReason, RemovalReason};
 pub use joiner::{Hung, Joiner, JoinerConfig};
-pub use member_list::{Delta, DeltaError, MemberList, SharedLists};
+pub use member_list::{AliasMap, Delta, DeltaError, Departure, MemberList, SharedLists};
 #[cfg(feature = "turmoil")]
 pub use net::TurmoilNet;
 pub use net::{Listener, NetStream, Network, TokioNet};

@@ -45,7 +45,9 @@ enum Command {
     /// and distributes the member list. Logs joins, removals and bans.
     Auth(AuthArgs),
     /// Join a network and chat: plain lines are broadcast; `/peers` lists the
-    /// members, `/to IP:PORT text` sends directly, `/quit` leaves.
+    /// members (with their aliases), `/to ALIAS|IP:PORT text` sends directly, `/quit` leaves
+    /// (telling the others you left). Joins and leaves show as "bob joined", "bob left
+    /// (timeout)".
     Join(JoinArgs),
     /// Print the stored verifier of a password for `pyile auth --password-hash-file`: one
     /// line `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` (base64), never the
@@ -171,9 +173,11 @@ struct JoinArgs {
     /// The authenticator's auth address (HOST:PORT; a host name is resolved).
     #[arg(long, default_value = "127.0.0.1:4702", value_parser = resolve_addr)]
     target: SocketAddr,
-    /// Name shown with your messages.
-    #[arg(long, default_value = "joiner")]
-    alias: String,
+    /// Your name: shown with your messages and, with a protocol-2 authenticator, your
+    /// unique name in the network (the join is refused while another member holds it)
+    /// [default: none; messages say "joiner"].
+    #[arg(long)]
+    alias: Option<String>,
     #[command(flatten)]
     password: PasswordArgs,
     /// Local IP for outgoing connections and the peer listener.
@@ -353,7 +357,6 @@ fn log_auth_event(kind: &EventKind) {
 
 async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     let mut cfg = JoinerConfig::new(args.password.resolve()?)
-        .alias(args.alias)
         .peer_port(args.peer_port)
         .handshake_timeout(args.handshake_timeout)
         .heartbeat_timeout(args.heartbeat_timeout)
@@ -361,10 +364,13 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     if let Some(ip) = args.local_ip {
         cfg = cfg.local_ip(ip);
     }
+    if let Some(alias) = args.alias {
+        cfg = cfg.alias(alias);
+    }
     let mut joiner =
         Joiner::join(TokioNet, args.target, cfg).await.with_context(|| format!("cannot join {}", args.target))?;
     println!(
-        "joined {} as {} ({} members); type to broadcast, /peers, /to IP:PORT text, /quit",
+        "joined {} as {} ({} members); type to broadcast, /peers, /to ALIAS|IP:PORT text, /quit",
         args.target,
         joiner.peer_addr(),
         joiner.members().len()
@@ -372,7 +378,7 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     let events = joiner.events().context("event stream already taken")?;
     // Aliases of members heard from: v1 member lists carry addresses only.
     let aliases: Aliases = Default::default();
-    let printer = tokio::spawn(print_joiner_events(events, joiner.members(), aliases.clone()));
+    let printer = tokio::spawn(print_joiner_events(events, joiner.members(), aliases.clone(), joiner.is_protocol2()));
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         let line = tokio::select! {
@@ -392,16 +398,21 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
             break;
         } else if line == "/peers" {
             let list = joiner.members();
-            let known = aliases.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let mut known = aliases.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            // The aliases the authenticator announced (protocol 2) win over the ones heard.
+            for (m, a) in joiner.aliases() {
+                known.insert(m, a.to_string());
+            }
             for (i, m) in list.iter().enumerate() {
+                let alias = known.get(m).map(|a| format!("  {a}")).unwrap_or_default();
                 let who = if i == 0 {
-                    " (authenticator)".to_string()
+                    " (authenticator)"
                 } else if *m == joiner.peer_addr() {
-                    " (you)".to_string()
+                    " (you)"
                 } else {
-                    known.get(m).map(|a| format!("  {a}")).unwrap_or_default()
+                    ""
                 };
-                println!("  {m}{who}");
+                println!("  {m}{alias}{who}");
             }
             if list.len() > 2 && known.is_empty() {
                 println!(
@@ -410,19 +421,20 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
             }
         } else if let Some(rest) = line.strip_prefix("/to ") {
             let Some((addr, text)) = rest.trim().split_once(' ') else {
-                println!("usage: /to IP:PORT text");
+                println!("usage: /to ALIAS|IP:PORT text");
                 continue;
             };
-            match addr.parse::<SocketAddr>() {
+            let to = addr.parse::<SocketAddr>().ok().or_else(|| joiner.find_alias(addr)).ok_or(());
+            match to {
                 Ok(to) => match joiner.send(to, text).await {
                     Ok(Delivery::Echoed) => println!("-> {to}: delivered"),
                     Ok(Delivery::Unconfirmed) => println!("-> {to}: sent, but no echo came back (not confirmed)"),
                     Err(e) => println!("send failed: {}", pyile::error::report(&e)),
                 },
-                Err(_) => println!("not an address: {addr} (expected IP:PORT)"),
+                Err(_) => println!("no member is called {addr:?}, and it is not an IP:PORT"),
             }
         } else if line.starts_with('/') {
-            println!("unknown command; use /peers, /to IP:PORT text, /quit");
+            println!("unknown command; use /peers, /to ALIAS|IP:PORT text, /quit");
         } else {
             let r = joiner.broadcast(line).await;
             let members = r.sent + r.failed;
@@ -436,7 +448,7 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
             println!("{report}");
         }
     }
-    joiner.leave().await;
+    joiner.close().await;
     let _ = printer.await;
     Ok(())
 }
@@ -447,7 +459,10 @@ const MEMBERSHIP_LINE_EVERY: Duration = Duration::from_secs(1);
 /// Aliases of the members this joiner has heard from, by peer address.
 type Aliases = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<SocketAddr, String>>>;
 
-async fn print_joiner_events(mut events: EventStream, first: MemberList, aliases: Aliases) {
+/// Prints what the joiner hears: messages, and who joins and leaves: announced one by one by
+/// a protocol-2 authenticator (`v2`: "bob joined", "bob left (timeout)"), else coalesced
+/// from the lists (one line a second at most).
+async fn print_joiner_events(mut events: EventStream, first: MemberList, aliases: Aliases, v2: bool) {
     let mut shown = first;
     let mut latest: Option<MemberList> = None;
     let mut tick = tokio::time::interval(MEMBERSHIP_LINE_EVERY);
@@ -472,7 +487,14 @@ async fn print_joiner_events(mut events: EventStream, first: MemberList, aliases
                 aliases.lock().unwrap_or_else(|p| p.into_inner()).insert(from, alias);
             }
             // Coalesced: under churn one line a second, not one per list.
-            EventKind::MemberListChanged { list, .. } => latest = Some(list),
+            EventKind::MemberListChanged { list, .. } if !v2 => latest = Some(list),
+            EventKind::PeerJoined { peer, alias, .. } => println!("* {}", announcement(peer, alias.as_deref(), None)),
+            EventKind::PeerLeft { peer, alias, reason, .. } => {
+                println!("* {}", announcement(peer, alias.as_deref(), Some(reason.as_str())))
+            }
+            EventKind::AnnouncementsSkipped { from, to } => {
+                println!("* some joins and leaves were not announced (list v{from} -> v{to}); /peers shows who is here")
+            }
             EventKind::AuthenticatorLost { reason } => println!("* authenticator lost: {reason:?}"),
             EventKind::MessageRefused { source } => warn!(%source, "refused a message from a non-member"),
             EventKind::Left => break,
@@ -481,6 +503,15 @@ async fn print_joiner_events(mut events: EventStream, first: MemberList, aliases
     }
     if let Some(line) = latest.and_then(|list| membership_line(&shown, &list)) {
         println!("{line}");
+    }
+}
+
+/// `bob joined`, `bob left (timeout)` (the address when the member has no alias).
+fn announcement(peer: SocketAddr, alias: Option<&str>, left: Option<&str>) -> String {
+    let who = alias.map_or_else(|| peer.to_string(), str::to_owned);
+    match left {
+        None => format!("{who} joined"),
+        Some(reason) => format!("{who} left ({reason})"),
     }
 }
 

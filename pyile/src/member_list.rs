@@ -74,7 +74,9 @@ fn addr_hash(a: &SocketAddr) -> u64 {
 /// A change of a member list from version `base` to version `version`: remove every
 /// address of `removed` (each one entry of the list at `base`), then append `added` in
 /// order. Between two committed versions of our authenticator the result is exactly the
-/// list at `version`: additions only ever go last. The wire form is in `docs/protocol-2.md`.
+/// list at `version`: additions only ever go last. The wire form is in `docs/protocol-2.md`;
+/// `reasons` and `aliases` (the announcements, `docs/protocol-2-extensions.md`) are parallel
+/// to `removed` and `added` when the authenticator sends them, empty otherwise.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Delta {
     /// The version it applies to.
@@ -85,7 +87,74 @@ pub struct Delta {
     pub removed: Vec<SocketAddr>,
     /// Addresses appended to the list, in order.
     pub added: Vec<SocketAddr>,
+    /// Why each address of `removed` left (same length), or empty: not announced.
+    pub reasons: Vec<Departure>,
+    /// The alias each address of `added` joined with (same length; `None` for a member
+    /// without one, a v1 joiner), or empty: not announced.
+    pub aliases: Vec<Option<Arc<str>>>,
 }
+
+/// Why a member left the list, as deltas announce it (`"reasons"`, wire names in
+/// [`Departure::as_str`]).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Departure {
+    /// It said it was leaving (`{"leaving":true}`): `"left"`.
+    Left,
+    /// It stopped answering heartbeats: `"timeout"`.
+    Timeout,
+    /// Its connection closed without a word (a crash, a killed process): `"closed"`.
+    Closed,
+    /// It stopped reading member lists: `"stalled"`.
+    Stalled,
+    /// Its distribution connection died under a live auth connection: `"distribution_lost"`.
+    DistributionLost,
+    /// A new handshake at its address replaced it: `"replaced"`.
+    Replaced,
+    /// It broke the protocol: `"error"`.
+    Error,
+    /// A reason this version does not know (a newer authenticator's), kept as sent.
+    Other(String),
+}
+
+impl Departure {
+    /// The wire name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Departure::Left => "left",
+            Departure::Timeout => "timeout",
+            Departure::Closed => "closed",
+            Departure::Stalled => "stalled",
+            Departure::DistributionLost => "distribution_lost",
+            Departure::Replaced => "replaced",
+            Departure::Error => "error",
+            Departure::Other(s) => s,
+        }
+    }
+
+    /// From its wire name (an unknown one is kept as [`Departure::Other`]).
+    pub fn parse(s: &str) -> Departure {
+        match s {
+            "left" => Departure::Left,
+            "timeout" => Departure::Timeout,
+            "closed" => Departure::Closed,
+            "stalled" => Departure::Stalled,
+            "distribution_lost" => Departure::DistributionLost,
+            "replaced" => Departure::Replaced,
+            "error" => Departure::Error,
+            other => Departure::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for Departure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Aliases by peer address, for the members that joined with one (protocol 2): a persistent
+/// map, cloned in O(1) and changed in O(log n), like [`MemberList`].
+pub type AliasMap = imbl::OrdMap<SocketAddr, Arc<str>>;
 
 /// Why a [`Delta`] could not be applied to a held list.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -335,40 +404,54 @@ impl Delta {
         let base = first.base;
         let mut version = base;
         // Additions by their order of arrival (a sequence number), and where each is.
-        let mut added: BTreeMap<u64, SocketAddr> = BTreeMap::new();
+        let mut added: BTreeMap<u64, (SocketAddr, Option<Arc<str>>)> = BTreeMap::new();
         let mut added_at: BTreeMap<SocketAddr, u64> = BTreeMap::new();
-        let mut removed: Vec<SocketAddr> = Vec::new();
+        let mut removed: Vec<(SocketAddr, Option<Departure>)> = Vec::new();
         let mut removed_set: BTreeSet<SocketAddr> = BTreeSet::new();
+        let mut announced = true;
         let mut seq = 0u64;
         for d in std::iter::once(first).chain(it) {
             if d.base != version {
                 return None;
             }
-            for r in &d.removed {
+            announced &= d.reasons.len() == d.removed.len() && d.aliases.len() == d.added.len();
+            for (i, r) in d.removed.iter().enumerate() {
                 if let Some(s) = added_at.remove(r) {
                     added.remove(&s);
                 } else if removed_set.insert(*r) {
-                    removed.push(*r);
+                    removed.push((*r, d.reasons.get(i).cloned()));
                 }
             }
-            for a in &d.added {
-                added.insert(seq, *a);
+            for (i, a) in d.added.iter().enumerate() {
+                added.insert(seq, (*a, d.aliases.get(i).cloned().flatten()));
                 added_at.insert(*a, seq);
                 seq += 1;
             }
             version = d.version;
         }
-        Some(Delta { base, version, removed, added: added.into_values().collect() })
+        let (removed, reasons): (Vec<_>, Vec<_>) = removed.into_iter().unzip();
+        let (added, aliases): (Vec<_>, Vec<_>) = added.into_values().unzip();
+        let (reasons, aliases) = if announced {
+            (reasons.into_iter().map(|r| r.unwrap_or(Departure::Closed)).collect(), aliases)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Some(Delta { base, version, removed, added, reasons, aliases })
     }
 
     /// Size in bytes of its wire form (see [`crate::wire::encode_delta`]).
     pub fn wire_len(&self) -> usize {
         let addrs = |v: &[SocketAddr]| v.iter().map(addr_wire_len).sum::<usize>() + v.len().saturating_sub(1);
+        let list = |n: usize, items: usize| if n == 0 { 0 } else { items + n - 1 + 2 };
+        let reasons = self.reasons.iter().map(|r| crate::wire::json_str_len(r.as_str())).sum::<usize>();
+        let aliases = self.aliases.iter().map(|a| a.as_deref().map_or(4, crate::wire::json_str_len)).sum::<usize>();
         r#"{"delta":true,"base":,"version":,"removed":[],"added":[]}"#.len()
             + digits(self.base)
             + digits(self.version)
             + addrs(&self.removed)
             + addrs(&self.added)
+            + if self.reasons.is_empty() { 0 } else { r#","reasons":"#.len() + list(self.reasons.len(), reasons) }
+            + if self.aliases.is_empty() { 0 } else { r#","aliases":"#.len() + list(self.aliases.len(), aliases) }
     }
 }
 
@@ -408,7 +491,7 @@ const SHARED_BYTES_MIN: usize = 1024;
 #[derive(Default)]
 struct SharedInner {
     /// Recent whole lists as they came on the wire, and the list each decoded to.
-    by_bytes: std::collections::VecDeque<(Arc<[u8]>, MemberList)>,
+    by_bytes: std::collections::VecDeque<(Arc<[u8]>, MemberList, Option<AliasMap>)>,
     by_version: std::collections::BTreeMap<u64, MemberList>,
     shared: u64,
     built: u64,
@@ -470,20 +553,21 @@ impl SharedLists {
     /// The list these wire bytes (one whole `{"distro":...}` value) decoded to when another
     /// joiner received the very same bytes: every joiner of a process is sent the same
     /// snapshot bytes, so one decodes them and the others compare (a `memcmp`, not a parse).
-    pub fn decoded(&self, bytes: &[u8]) -> Option<MemberList> {
+    /// The aliases the bytes carried (a protocol-2 snapshot's `"aliases"`) come with it.
+    pub fn decoded(&self, bytes: &[u8]) -> Option<(MemberList, Option<AliasMap>)> {
         if bytes.len() < SHARED_BYTES_MIN {
             return None;
         }
         let mut g = self.lock();
-        let found = g.by_bytes.iter().rev().find(|(b, _)| **b == *bytes).map(|(_, l)| l.clone());
+        let found = g.by_bytes.iter().rev().find(|(b, _, _)| **b == *bytes).map(|(_, l, a)| (l.clone(), a.clone()));
         if found.is_some() {
             g.shared += 1;
         }
         found
     }
 
-    /// Remembers that `bytes` decoded to `list`, for [`SharedLists::decoded`].
-    pub fn remember(&self, bytes: &[u8], list: &MemberList) {
+    /// Remembers that `bytes` decoded to `list` (and `aliases`), for [`SharedLists::decoded`].
+    pub fn remember(&self, bytes: &[u8], list: &MemberList, aliases: Option<&AliasMap>) {
         if bytes.len() < SHARED_BYTES_MIN {
             return;
         }
@@ -491,7 +575,7 @@ impl SharedLists {
         if g.by_bytes.len() >= SHARED_BYTES {
             g.by_bytes.pop_front();
         }
-        g.by_bytes.push_back((bytes.into(), list.clone()));
+        g.by_bytes.push_back((bytes.into(), list.clone(), aliases.cloned()));
     }
 
     /// `held.apply(delta, max_len)`: the kept list at `delta.version` when `held` is (or
@@ -662,7 +746,7 @@ mod tests {
                     })
                     .collect();
                 let l = MemberList::new(version, members.clone());
-                let wire = crate::wire::Message::Distro { members, version }.encode();
+                let wire = crate::wire::Message::Distro { members, version, aliases: None }.encode();
                 assert_eq!(l.snapshot_len(), wire.len(), "{}", String::from_utf8_lossy(&wire));
             }
         }
@@ -676,6 +760,7 @@ mod tests {
             version,
             removed: removed.iter().map(|s| a(s)).collect(),
             added: added.iter().map(|s| a(s)).collect(),
+            ..Default::default()
         };
         assert_eq!(l.apply(&d(3, 5, &[], &[]), 10), Err(DeltaError::BaseMismatch { base: 3, held: 4 }));
         assert_eq!(l.apply(&d(4, 4, &[], &[]), 10), Err(DeltaError::NotForward { base: 4, version: 4 }));
@@ -705,13 +790,13 @@ mod tests {
         let y = a("10.0.0.6:6");
         let z = a("10.0.0.1:1");
         let ds = [
-            Delta { base: 1, version: 2, removed: vec![], added: vec![x] },
-            Delta { base: 2, version: 3, removed: vec![z], added: vec![z] },
-            Delta { base: 3, version: 4, removed: vec![], added: vec![y] },
-            Delta { base: 4, version: 5, removed: vec![x], added: vec![] },
+            Delta { base: 1, version: 2, removed: vec![], added: vec![x], ..Default::default() },
+            Delta { base: 2, version: 3, removed: vec![z], added: vec![z], ..Default::default() },
+            Delta { base: 3, version: 4, removed: vec![], added: vec![y], ..Default::default() },
+            Delta { base: 4, version: 5, removed: vec![x], added: vec![], ..Default::default() },
         ];
         let m = Delta::merge(&ds).unwrap();
-        assert_eq!(m, Delta { base: 1, version: 5, removed: vec![z], added: vec![z, y] });
+        assert_eq!(m, Delta { base: 1, version: 5, removed: vec![z], added: vec![z, y], ..Default::default() });
         assert_eq!(Delta::merge(&[ds[0].clone(), ds[2].clone()]), None, "a gap does not chain");
         assert_eq!(Delta::merge(&[]), None);
     }
@@ -725,7 +810,13 @@ mod tests {
         assert!(one.same_as(&two), "an equal snapshot is the kept one");
         let other = lists.snapshot(Some(3), vec![a("10.0.0.1:1")]);
         assert!(!other.same_as(&one) && other.len() == 1, "different addresses are not taken");
-        let d = Delta { base: 3, version: 4, removed: vec![a("10.0.0.1:1")], added: vec![a("10.0.0.3:3")] };
+        let d = Delta {
+            base: 3,
+            version: 4,
+            removed: vec![a("10.0.0.1:1")],
+            added: vec![a("10.0.0.3:3")],
+            ..Default::default()
+        };
         let r1 = lists.apply(&one, &d, 10).unwrap();
         let r2 = lists.apply(&two, &d, 10).unwrap();
         assert!(r1.same_as(&r2), "the second joiner takes the first's result");
@@ -734,13 +825,13 @@ mod tests {
         let apart = MemberList::new(Some(3), members.clone());
         assert!(lists.apply(&apart, &d, 10).unwrap().same_as(&r1));
         // A delta to the same version that says something else is applied, not shared.
-        let lie = Delta { base: 3, version: 4, removed: vec![], added: vec![a("10.0.0.9:9")] };
+        let lie = Delta { base: 3, version: 4, removed: vec![], added: vec![a("10.0.0.9:9")], ..Default::default() };
         let own = lists.apply(&one, &lie, 10).unwrap();
         assert!(!own.same_as(&r1));
         assert_eq!(own, one.apply(&lie, 10).unwrap());
         // Errors stay errors, and bounds hold for shared results too.
         assert_eq!(lists.apply(&one, &d, 1), Err(DeltaError::TooLong { len: 2, max: 1 }));
-        let bad = Delta { base: 3, version: 4, removed: vec![a("10.0.0.7:7")], added: vec![] };
+        let bad = Delta { base: 3, version: 4, removed: vec![a("10.0.0.7:7")], added: vec![], ..Default::default() };
         assert_eq!(lists.apply(&one, &bad, 10), Err(DeltaError::UnknownRemoved(a("10.0.0.7:7"))));
         let (shared, built) = lists.counts();
         assert!(shared >= 3 && built >= 3, "{shared} shared, {built} built");
@@ -751,14 +842,14 @@ mod tests {
         let bytes = crate::wire::encode_distro(big.iter(), Some(9));
         let list = MemberList::new(Some(9), big.clone());
         assert!(lists.decoded(&bytes).is_none());
-        lists.remember(&bytes, &list);
-        assert!(lists.decoded(&bytes).is_some_and(|l| l.same_as(&list)));
+        lists.remember(&bytes, &list, None);
+        assert!(lists.decoded(&bytes).is_some_and(|(l, _)| l.same_as(&list)));
         let mut other = bytes.clone();
         let i = other.len() - 20;
         other[i] = if other[i] == b'1' { b'2' } else { b'1' };
         assert!(lists.decoded(&other).is_none(), "same length, other bytes");
         let small = crate::wire::encode_distro(members.iter(), Some(3));
-        lists.remember(&small, &one);
+        lists.remember(&small, &one, None);
         assert!(lists.decoded(&small).is_none());
     }
 
@@ -795,7 +886,7 @@ mod tests {
                     next += 1;
                 }
                 list.extend(&added);
-                out.push(Delta { base: v as u64, version: v as u64 + 1, removed, added });
+                out.push(Delta { base: v as u64, version: v as u64 + 1, removed, added, ..Default::default() });
             }
             out
         }

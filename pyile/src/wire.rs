@@ -19,13 +19,14 @@
 //! protocol 2, so a reference peer sees byte-for-byte v1.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use crate::scram::{Challenge, MECHANISM};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::member_list::Delta;
+use crate::member_list::{Delta, Departure};
 
 /// Default bound on the size of one JSON value: room for a 10,000-member list
 /// (about 25 bytes per member) with a wide margin.
@@ -91,17 +92,25 @@ pub enum Message {
     /// `"scram": "SCRAM-SHA-256"`, only with a version) says the authenticator takes the
     /// [`Message::ScramStart`] exchange instead of a cleartext `shadow`.
     Banned { banned: bool, version: Option<u64>, scram: bool },
-    /// Joiner → authenticator: the password (`{"shadow": ...}`).
-    Shadow { password: String, version: Option<u64> },
+    /// Joiner → authenticator: the password (`{"shadow": ...}`); a protocol-2 joiner adds
+    /// its `alias` (extension, written only next to `version`).
+    Shadow { password: String, version: Option<u64>, alias: Option<String> },
     /// Authenticator → joiner: result of the password check.
     Authenticated(bool),
+    /// Authenticator → protocol-2 joiner: the password was right but the join is refused
+    /// (extension, `{"authenticated": false, "refused": "alias_taken"}`; see [`Refusal`]).
+    /// Not counted toward bans.
+    Refused(Refusal),
     /// Joiner → authenticator, instead of `shadow`, only to an authenticator that announced
-    /// `scram` (extension, `{"scram_client_nonce": "...", "pyile": 2}`): the joiner's nonce.
+    /// `scram` (extension, `{"scram_client_nonce": "...", "pyile": 2, "alias": "bob"}`): the
+    /// joiner's nonce.
     ScramStart {
         /// The joiner's nonce (base64).
         nonce: String,
         /// The joiner's protocol announcement, as in `shadow`.
         version: Option<u64>,
+        /// The alias it joins with, as in `shadow`.
+        alias: Option<String>,
     },
     /// Authenticator → joiner: the challenge (extension, `{"scram_nonce": "...",
     /// "scram_salt": "...", "scram_iterations": N}`).
@@ -123,8 +132,10 @@ pub enum Message {
     /// Joiner → authenticator: where the joiner listens for chat messages.
     PeerAddress(SocketAddr),
     /// Authenticator → joiner: the whole member list, authenticator first.
-    /// `version` numbers lists from our authenticator (None from the reference).
-    Distro { members: Vec<SocketAddr>, version: Option<u64> },
+    /// `version` numbers lists from our authenticator (None from the reference); `aliases`
+    /// (extension, protocol-2 members' distribution connections only) is parallel to
+    /// `members`, `null` for a member without one.
+    Distro { members: Vec<SocketAddr>, version: Option<u64>, aliases: Option<Vec<Option<Arc<str>>>> },
     /// Authenticator → joiner: the distribution socket to connect to, and the
     /// token that pairs that connection with this joiner (extension).
     DistAddr { addr: SocketAddr, token: Option<u64> },
@@ -135,6 +146,10 @@ pub enum Message {
     /// (extension): the change from list version `base` to `version`,
     /// `{"delta":true,"base":B,"version":V,"removed":[...],"added":[...]}`.
     Delta(Delta),
+    /// Protocol-2 joiner → authenticator, on the auth connection (extension,
+    /// `{"leaving": true}`): it leaves on purpose; the authenticator removes it with
+    /// reason `left` and closes.
+    Leaving,
     /// Heartbeat, both directions (`{"<3": true}`): exactly what the
     /// reference sends and what is sent to it.
     Heartbeat,
@@ -158,6 +173,51 @@ pub enum Message {
     /// reference echoes the whole object, `msg_id` included, inside `data`, so only a
     /// top-level key can say anything about the receiver.)
     Echo { data: Value, alias: String, version: Option<u64> },
+}
+
+/// Why an authenticator refused a protocol-2 joiner whose password was right (the
+/// `"refused"` key of `{"authenticated": false, ...}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Another live member (or a handshake in progress) holds the alias: `"alias_taken"`.
+    AliasTaken,
+    /// The alias is empty, too long or holds control characters: `"bad_alias"`.
+    BadAlias,
+    /// A refusal this version does not know, kept as sent.
+    Other(String),
+}
+
+impl Refusal {
+    /// The wire name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Refusal::AliasTaken => "alias_taken",
+            Refusal::BadAlias => "bad_alias",
+            Refusal::Other(s) => s,
+        }
+    }
+
+    /// From its wire name.
+    pub fn parse(s: &str) -> Refusal {
+        match s {
+            "alias_taken" => Refusal::AliasTaken,
+            "bad_alias" => Refusal::BadAlias,
+            other => Refusal::Other(other.to_owned()),
+        }
+    }
+}
+
+/// Bytes of `s` written as a JSON string (quotes and escapes included), as `serde_json`
+/// writes it.
+pub fn json_str_len(s: &str) -> usize {
+    2 + s
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{08}' | '\u{0c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum::<usize>()
 }
 
 /// Why bytes could not be decoded into a [`Message`].
@@ -230,20 +290,27 @@ impl Message {
                 }
                 Value::Object(m)
             }
-            Message::Shadow { password, version } => {
+            Message::Shadow { password, version, alias } => {
                 let mut m = Map::new();
                 m.insert("shadow".into(), Value::String(password.clone()));
                 if let Some(v) = version {
                     m.insert(EXTENSION_KEY.into(), json!(v));
+                    if let Some(a) = alias {
+                        m.insert("alias".into(), json!(a));
+                    }
                 }
                 Value::Object(m)
             }
             Message::Authenticated(ok) => json!({ "authenticated": ok }),
-            Message::ScramStart { nonce, version } => {
+            Message::Refused(r) => json!({ "authenticated": false, "refused": r.as_str() }),
+            Message::ScramStart { nonce, version, alias } => {
                 let mut m = Map::new();
                 m.insert("scram_client_nonce".into(), json!(nonce));
                 if let Some(v) = version {
                     m.insert(EXTENSION_KEY.into(), json!(v));
+                    if let Some(a) = alias {
+                        m.insert("alias".into(), json!(a));
+                    }
                 }
                 Value::Object(m)
             }
@@ -253,11 +320,14 @@ impl Message {
             Message::ScramProof { nonce, proof } => json!({ "scram_nonce": nonce, "scram_proof": proof }),
             Message::ScramAccepted { signature } => json!({ "authenticated": true, "scram_signature": signature }),
             Message::PeerAddress(a) => json!({ "peer_address": addr_to_json(a) }),
-            Message::Distro { members, version } => {
+            Message::Distro { members, version, aliases } => {
                 let mut m = Map::new();
                 m.insert("distro".into(), Value::Array(members.iter().map(addr_to_json).collect()));
                 if let Some(v) = version {
                     m.insert("version".into(), json!(v));
+                }
+                if let Some(a) = aliases {
+                    m.insert("aliases".into(), aliases_to_json(a));
                 }
                 Value::Object(m)
             }
@@ -270,13 +340,22 @@ impl Message {
                 Value::Object(m)
             }
             Message::DistToken(t) => json!({ "dist_token": t }),
-            Message::Delta(d) => json!({
-                "delta": true,
-                "base": d.base,
-                "version": d.version,
-                "removed": d.removed.iter().map(addr_to_json).collect::<Vec<_>>(),
-                "added": d.added.iter().map(addr_to_json).collect::<Vec<_>>(),
-            }),
+            Message::Delta(d) => {
+                let mut m = Map::new();
+                m.insert("delta".into(), Value::Bool(true));
+                m.insert("base".into(), json!(d.base));
+                m.insert("version".into(), json!(d.version));
+                m.insert("removed".into(), Value::Array(d.removed.iter().map(addr_to_json).collect()));
+                if !d.reasons.is_empty() {
+                    m.insert("reasons".into(), d.reasons.iter().map(|r| json!(r.as_str())).collect());
+                }
+                m.insert("added".into(), Value::Array(d.added.iter().map(addr_to_json).collect()));
+                if !d.aliases.is_empty() {
+                    m.insert("aliases".into(), aliases_to_json(&d.aliases));
+                }
+                Value::Object(m)
+            }
+            Message::Leaving => json!({ "leaving": true }),
             Message::Heartbeat => json!({ "<3": true }),
             Message::VersionedHeartbeat { version } => json!({ "<3": true, "version": version }),
             Message::Chat(c) => {
@@ -325,7 +404,7 @@ impl Message {
     /// Encodes the message as the bytes of one `send()`.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Message::Distro { members, version } => encode_distro(members.iter(), *version),
+            Message::Distro { members, version, aliases: None } => encode_distro(members.iter(), *version),
             Message::Delta(d) => encode_delta(d),
             // Serializing a `Value` cannot fail: its keys are strings.
             _ => serde_json::to_vec(&self.to_json()).unwrap_or_default(),
@@ -347,6 +426,8 @@ impl Message {
             distro: Vec<(IpAddr, u16)>,
             #[serde(default)]
             version: Option<u64>,
+            #[serde(default)]
+            aliases: Option<Vec<Option<String>>>,
         }
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -356,16 +437,30 @@ impl Message {
             version: u64,
             removed: Vec<(IpAddr, u16)>,
             added: Vec<(IpAddr, u16)>,
+            #[serde(default)]
+            reasons: Vec<String>,
+            #[serde(default)]
+            aliases: Vec<Option<String>>,
         }
         let addrs = |v: Vec<(IpAddr, u16)>| v.into_iter().map(|(ip, port)| SocketAddr::new(ip, port)).collect();
+        let arcs = |v: Vec<Option<String>>| v.into_iter().map(|a| a.map(Arc::from)).collect::<Vec<_>>();
         if let Ok(d) = serde_json::from_slice::<PlainDistro>(bytes) {
-            return Ok(Message::Distro { members: addrs(d.distro), version: d.version });
+            let aliases = d.aliases.map(arcs);
+            return Ok(Message::Distro { members: addrs(d.distro), version: d.version, aliases });
         }
         if let Ok(d) = serde_json::from_slice::<PlainDelta>(bytes)
             && d.delta
         {
             let (removed, added) = (addrs(d.removed), addrs(d.added));
-            return Ok(Message::Delta(Delta { base: d.base, version: d.version, removed, added }));
+            let reasons = d.reasons.iter().map(|r| Departure::parse(r)).collect();
+            return Ok(Message::Delta(Delta {
+                base: d.base,
+                version: d.version,
+                removed,
+                added,
+                reasons,
+                aliases: arcs(d.aliases),
+            }));
         }
         let value = serde_json::from_slice::<Value>(bytes).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
         Message::from_json(value)
@@ -382,12 +477,21 @@ impl Message {
             let scram = version.is_some() && obj.get("scram").and_then(Value::as_str) == Some(MECHANISM);
             return Ok(Message::Banned { banned: b.as_bool().ok_or_else(bad)?, version, scram });
         }
+        // The joiner's alias (protocol 2 only, next to its announcement); a non-string one
+        // is read as an empty one, which the authenticator refuses as a bad alias.
+        let alias = match (version, obj.get("alias")) {
+            (Some(_), Some(a)) => Some(a.as_str().unwrap_or_default().to_owned()),
+            _ => None,
+        };
         if let Some(p) = obj.get("shadow") {
             let password = p.as_str().ok_or_else(bad)?.to_owned();
-            return Ok(Message::Shadow { password, version });
+            return Ok(Message::Shadow { password, version, alias });
         }
         if let Some(a) = obj.get("authenticated") {
             let ok = a.as_bool().ok_or_else(bad)?;
+            if let (false, Some(r)) = (ok, obj.get("refused").and_then(Value::as_str)) {
+                return Ok(Message::Refused(Refusal::parse(r)));
+            }
             if let (true, Some(sig)) = (ok, obj.get("scram_signature")) {
                 return Ok(Message::ScramAccepted { signature: sig.as_str().ok_or_else(bad)?.to_owned() });
             }
@@ -395,7 +499,7 @@ impl Message {
         }
         let text = |key: &str| obj.get(key).and_then(Value::as_str).map(str::to_owned);
         if obj.contains_key("scram_client_nonce") {
-            return Ok(Message::ScramStart { nonce: text("scram_client_nonce").ok_or_else(bad)?, version });
+            return Ok(Message::ScramStart { nonce: text("scram_client_nonce").ok_or_else(bad)?, version, alias });
         }
         if obj.contains_key("scram_proof") {
             let (Some(nonce), Some(proof)) = (text("scram_nonce"), text("scram_proof")) else {
@@ -423,7 +527,11 @@ impl Message {
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(bad)?;
             let version = obj.get("version").and_then(Value::as_u64);
-            return Ok(Message::Distro { members, version });
+            let aliases = match obj.get("aliases") {
+                None => None,
+                Some(a) => Some(aliases_from_json(a).ok_or_else(bad)?),
+            };
+            return Ok(Message::Distro { members, version, aliases });
         }
         if let Some(a) = obj.get("dist_addr") {
             let addr = addr_from_json(a).ok_or_else(bad)?;
@@ -441,12 +549,28 @@ impl Message {
                     .and_then(|l| l.iter().map(addr_from_json).collect::<Option<Vec<_>>>())
                     .ok_or_else(bad)
             };
+            let reasons = match obj.get("reasons") {
+                None => Vec::new(),
+                Some(r) => r
+                    .as_array()
+                    .and_then(|l| l.iter().map(|r| r.as_str().map(Departure::parse)).collect::<Option<Vec<_>>>())
+                    .ok_or_else(bad)?,
+            };
+            let aliases = match obj.get("aliases") {
+                None => Vec::new(),
+                Some(a) => aliases_from_json(a).ok_or_else(bad)?,
+            };
             return Ok(Message::Delta(Delta {
                 base: num("base")?,
                 version: num("version")?,
                 removed: list("removed")?,
                 added: list("added")?,
+                reasons,
+                aliases,
             }));
+        }
+        if obj.get("leaving") == Some(&Value::Bool(true)) {
+            return Ok(Message::Leaving);
         }
         if obj.contains_key("<3") {
             return Ok(match obj.get("version").and_then(Value::as_u64) {
@@ -480,7 +604,7 @@ impl Message {
         match self {
             Message::Banned { .. } => "banned",
             Message::Shadow { .. } => "shadow",
-            Message::Authenticated(_) | Message::ScramAccepted { .. } => "authenticated",
+            Message::Authenticated(_) | Message::ScramAccepted { .. } | Message::Refused(_) => "authenticated",
             Message::ScramStart { .. } => "scram_client_nonce",
             Message::ScramChallenge(_) => "scram_challenge",
             Message::ScramProof { .. } => "scram_proof",
@@ -489,11 +613,48 @@ impl Message {
             Message::DistAddr { .. } => "dist_addr",
             Message::DistToken(_) => "dist_token",
             Message::Delta(_) => "delta",
+            Message::Leaving => "leaving",
             Message::Heartbeat | Message::VersionedHeartbeat { .. } => "heartbeat",
             Message::Chat(_) => "chat",
             Message::Echo { .. } => "echo",
         }
     }
+}
+
+fn aliases_to_json(a: &[Option<Arc<str>>]) -> Value {
+    Value::Array(a.iter().map(|a| a.as_deref().map_or(Value::Null, |s| Value::String(s.to_owned()))).collect())
+}
+
+fn aliases_from_json(v: &Value) -> Option<Vec<Option<Arc<str>>>> {
+    v.as_array()?
+        .iter()
+        .map(|a| match a {
+            Value::Null => Some(None),
+            Value::String(s) => Some(Some(Arc::from(s.as_str()))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Appends `a` as a JSON string (escaped as `serde_json` escapes it).
+fn push_str(out: &mut Vec<u8>, a: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, a);
+}
+
+/// Appends a JSON array of aliases (`null` for none) to `out`.
+fn push_aliases(out: &mut Vec<u8>, aliases: &[Option<Arc<str>>]) {
+    out.push(b'[');
+    for (i, a) in aliases.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match a {
+            Some(a) => push_str(out, a),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    out.push(b']');
 }
 
 /// Appends `["ip",port]` to `out`.
@@ -564,16 +725,49 @@ pub fn encode_distro<'a>(members: impl IntoIterator<Item = &'a SocketAddr>, vers
     out
 }
 
+/// A protocol-2 whole list (a member's distribution connection only): the bytes of
+/// [`encode_distro`] with `,"aliases":[...]` (parallel to the members, `null` for a member
+/// without one) before the closing brace.
+pub fn encode_distro_aliased<'a>(
+    members: impl IntoIterator<Item = &'a SocketAddr>,
+    version: Option<u64>,
+    alias_of: impl Fn(&SocketAddr) -> Option<Arc<str>>,
+) -> Vec<u8> {
+    let members: Vec<&SocketAddr> = members.into_iter().collect();
+    let mut out = encode_distro(members.iter().copied(), version);
+    out.pop();
+    out.extend_from_slice(b",\"aliases\":");
+    let aliases: Vec<Option<Arc<str>>> = members.iter().map(|m| alias_of(m)).collect();
+    push_aliases(&mut out, &aliases);
+    out.push(b'}');
+    out
+}
+
 /// A delta as it goes on the wire (protocol 2, distribution connection only), keys in this
-/// order: `{"delta":true,"base":B,"version":V,"removed":[...],"added":[...]}`.
+/// order: `{"delta":true,"base":B,"version":V,"removed":[...],"reasons":[...],"added":[...],
+/// "aliases":[...]}` (`reasons` and `aliases` only when the delta carries them).
 pub fn encode_delta(d: &Delta) -> Vec<u8> {
     let mut out = Vec::with_capacity(d.wire_len());
     out.extend_from_slice(
         format!("{{\"delta\":true,\"base\":{},\"version\":{},\"removed\":", d.base, d.version).as_bytes(),
     );
     push_addrs(&mut out, &d.removed);
+    if !d.reasons.is_empty() {
+        out.extend_from_slice(b",\"reasons\":[");
+        for (i, r) in d.reasons.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_str(&mut out, r.as_str());
+        }
+        out.push(b']');
+    }
     out.extend_from_slice(b",\"added\":");
     push_addrs(&mut out, &d.added);
+    if !d.aliases.is_empty() {
+        out.extend_from_slice(b",\"aliases\":");
+        push_aliases(&mut out, &d.aliases);
+    }
     out.push(b'}');
     out
 }
@@ -782,14 +976,14 @@ mod tests {
             Message::Banned { banned: false, version: None, scram: false },
             Message::Banned { banned: true, version: Some(2), scram: false },
             Message::Banned { banned: false, version: Some(2), scram: true },
-            Message::Shadow { password: "p\"w{}\\".into(), version: Some(2) },
+            Message::Shadow { password: "p\"w{}\\".into(), version: Some(2), alias: Some("bob \"b\"".into()) },
             Message::Authenticated(true),
-            Message::ScramStart { nonce: "abc+/=".into(), version: Some(2) },
+            Message::ScramStart { nonce: "abc+/=".into(), version: Some(2), alias: None },
             Message::ScramChallenge(Challenge { nonce: "abcdef".into(), salt: "c2FsdA==".into(), iterations: 4096 }),
             Message::ScramProof { nonce: "abcdef".into(), proof: "cHJvb2Y=".into() },
             Message::ScramAccepted { signature: "c2ln".into() },
             Message::PeerAddress(a("127.0.0.1:49123")),
-            Message::Distro { members: vec![a("127.0.0.1:1"), a("127.0.0.2:2")], version: Some(7) },
+            Message::Distro { members: vec![a("127.0.0.1:1"), a("127.0.0.2:2")], version: Some(7), aliases: None },
             Message::DistAddr { addr: a("127.0.0.1:50001"), token: Some(3) },
             Message::DistToken(3),
             Message::Delta(Delta {
@@ -797,7 +991,24 @@ mod tests {
                 version: 6,
                 removed: vec![a("127.0.0.1:1")],
                 added: vec![a("[::1]:9"), a("127.0.0.1:1")],
+                ..Default::default()
             }),
+            Message::Delta(Delta {
+                base: 6,
+                version: 7,
+                removed: vec![a("127.0.0.1:1")],
+                added: vec![a("127.0.0.1:2"), a("127.0.0.1:3")],
+                reasons: vec![Departure::Left],
+                aliases: vec![Some("zoë \"z\"".into()), None],
+            }),
+            Message::Distro {
+                members: vec![a("127.0.0.1:1"), a("127.0.0.2:2")],
+                version: Some(8),
+                aliases: Some(vec![None, Some("bob".into())]),
+            },
+            Message::Refused(Refusal::AliasTaken),
+            Message::Refused(Refusal::BadAlias),
+            Message::Leaving,
             Message::Heartbeat,
             Message::VersionedHeartbeat { version: 12 },
             Message::Chat(Chat {
@@ -998,7 +1209,13 @@ mod tests {
 
     #[test]
     fn delta_wire_form_and_tolerant_classification() {
-        let d = Delta { base: 41, version: 43, removed: vec![a("127.0.0.1:49002")], added: vec![a("127.0.0.1:49001")] };
+        let d = Delta {
+            base: 41,
+            version: 43,
+            removed: vec![a("127.0.0.1:49002")],
+            added: vec![a("127.0.0.1:49001")],
+            ..Default::default()
+        };
         assert_eq!(
             String::from_utf8(Message::Delta(d.clone()).encode()).unwrap(),
             r#"{"delta":true,"base":41,"version":43,"removed":[["127.0.0.1",49002]],"added":[["127.0.0.1",49001]]}"#
@@ -1023,6 +1240,67 @@ mod tests {
         ] {
             assert!(matches!(Message::decode(s.as_bytes()), Err(DecodeError::Unknown(_))), "{s}");
         }
+    }
+
+    #[test]
+    fn names_announcements_and_leaving_exact_wire_form() {
+        let enc = |m: Message| String::from_utf8(m.encode()).unwrap();
+        // The alias rides in the first handshake message, next to the announcement only.
+        assert_eq!(
+            enc(Message::Shadow { password: "pw".into(), version: Some(2), alias: Some("bob".into()) }),
+            r#"{"alias":"bob","pyile":2,"shadow":"pw"}"#
+        );
+        assert_eq!(
+            enc(Message::ScramStart { nonce: "n".into(), version: Some(2), alias: Some("bob".into()) }),
+            r#"{"alias":"bob","pyile":2,"scram_client_nonce":"n"}"#
+        );
+        assert_eq!(
+            enc(Message::Shadow { password: "pw".into(), version: None, alias: Some("bob".into()) }),
+            r#"{"shadow":"pw"}"#,
+            "never to a v1 peer"
+        );
+        let decode = |s: &str| Message::decode(s.as_bytes()).unwrap();
+        assert_eq!(
+            decode(r#"{"shadow": "pw", "alias": "bob"}"#),
+            Message::Shadow { password: "pw".into(), version: None, alias: None },
+            "an alias without an announcement is ignored"
+        );
+        assert_eq!(
+            decode(r#"{"shadow": "pw", "pyile": 2, "alias": 7}"#),
+            Message::Shadow { password: "pw".into(), version: Some(2), alias: Some(String::new()) },
+            "a non-string alias reads as empty (refused as bad)"
+        );
+        assert_eq!(enc(Message::Refused(Refusal::AliasTaken)), r#"{"authenticated":false,"refused":"alias_taken"}"#);
+        assert_eq!(enc(Message::Refused(Refusal::BadAlias)), r#"{"authenticated":false,"refused":"bad_alias"}"#);
+        assert_eq!(decode(r#"{"authenticated": false}"#), Message::Authenticated(false));
+        assert_eq!(enc(Message::Leaving), r#"{"leaving":true}"#);
+        assert_eq!(decode(r#"{"leaving": true}"#), Message::Leaving);
+        let d = Delta {
+            base: 41,
+            version: 42,
+            removed: vec![a("127.0.0.1:49002")],
+            added: vec![a("127.0.0.1:49003"), a("127.0.0.1:49004")],
+            reasons: vec![Departure::Timeout],
+            aliases: vec![Some("carol".into()), None],
+        };
+        let wire = enc(Message::Delta(d.clone()));
+        assert_eq!(
+            wire,
+            r#"{"delta":true,"base":41,"version":42,"removed":[["127.0.0.1",49002]],"reasons":["timeout"],"added":[["127.0.0.1",49003],["127.0.0.1",49004]],"aliases":["carol",null]}"#
+        );
+        assert_eq!(wire.len(), d.wire_len());
+        assert_eq!(decode(&wire), Message::Delta(d));
+        let members = vec![a("127.0.0.1:4702"), a("127.0.0.1:49001")];
+        let bob: Arc<str> = Arc::from("bob");
+        let whole = encode_distro_aliased(members.iter(), Some(41), |m| (m.port() == 49001).then(|| bob.clone()));
+        assert_eq!(
+            String::from_utf8(whole.clone()).unwrap(),
+            r#"{"distro":[["127.0.0.1",4702],["127.0.0.1",49001]],"version":41,"aliases":[null,"bob"]}"#
+        );
+        assert_eq!(
+            Message::decode(&whole).unwrap(),
+            Message::Distro { members, version: Some(41), aliases: Some(vec![None, Some(bob)]) }
+        );
     }
 
     #[test]
@@ -1058,20 +1336,43 @@ mod tests {
                 (any::<bool>(), proptest::option::of(0u64..10), any::<bool>()).prop_map(|(banned, version, scram)| {
                     Message::Banned { banned, version, scram: scram && version.is_some() }
                 }),
-                ("[A-Za-z0-9+/=]{0,30}", proptest::option::of(0u64..10))
-                    .prop_map(|(nonce, version)| Message::ScramStart { nonce, version }),
+                ("[A-Za-z0-9+/=]{0,30}", proptest::option::of(0u64..10), proptest::option::of(".{0,20}")).prop_map(
+                    |(nonce, version, alias)| Message::ScramStart {
+                        nonce,
+                        alias: alias.filter(|_| version.is_some()),
+                        version
+                    }
+                ),
                 ("[A-Za-z0-9+/=]{0,30}", "[A-Za-z0-9+/=]{0,30}", any::<u32>()).prop_map(|(nonce, salt, iterations)| {
                     Message::ScramChallenge(Challenge { nonce, salt, iterations })
                 }),
                 ("[A-Za-z0-9+/=]{0,30}", "[A-Za-z0-9+/=]{0,30}")
                     .prop_map(|(nonce, proof)| Message::ScramProof { nonce, proof }),
                 "[A-Za-z0-9+/=]{0,30}".prop_map(|signature| Message::ScramAccepted { signature }),
-                (".{0,40}", proptest::option::of(0u64..10))
-                    .prop_map(|(password, version)| Message::Shadow { password, version }),
+                (".{0,40}", proptest::option::of(0u64..10), proptest::option::of(".{0,20}")).prop_map(
+                    |(password, version, alias)| Message::Shadow {
+                        password,
+                        alias: alias.filter(|_| version.is_some()),
+                        version
+                    }
+                ),
+                prop_oneof![
+                    Just(Refusal::AliasTaken),
+                    Just(Refusal::BadAlias),
+                    "[a-z_]{1,12}".prop_map(|s| Refusal::parse(&s))
+                ]
+                .prop_map(Message::Refused),
+                Just(Message::Leaving),
                 any::<bool>().prop_map(Message::Authenticated),
                 arb_addr().prop_map(Message::PeerAddress),
                 (proptest::collection::vec(arb_addr(), 0..30), proptest::option::of(any::<u64>()))
-                    .prop_map(|(members, version)| Message::Distro { members, version }),
+                    .prop_map(|(members, version)| Message::Distro { members, version, aliases: None }),
+                (proptest::collection::vec((arb_addr(), proptest::option::of(".{0,12}")), 0..10), any::<u64>())
+                    .prop_map(|(entries, version)| {
+                        let (members, aliases): (Vec<_>, Vec<_>) =
+                            entries.into_iter().map(|(m, a)| (m, a.map(|a: String| Arc::from(a.as_str())))).unzip();
+                        Message::Distro { members, version: Some(version), aliases: Some(aliases) }
+                    }),
                 (arb_addr(), proptest::option::of(any::<u64>()))
                     .prop_map(|(addr, token)| Message::DistAddr { addr, token }),
                 any::<u64>().prop_map(Message::DistToken),
@@ -1079,14 +1380,23 @@ mod tests {
                     any::<u64>(),
                     any::<u64>(),
                     proptest::collection::vec(arb_addr(), 0..5),
-                    proptest::collection::vec(arb_addr(), 0..5)
+                    proptest::collection::vec(arb_addr(), 0..5),
+                    any::<bool>(),
+                    "[a-z_]{1,10}",
+                    proptest::option::of(".{0,12}"),
                 )
-                    .prop_map(|(base, version, removed, added)| Message::Delta(Delta {
-                        base,
-                        version,
-                        removed,
-                        added
-                    })),
+                    .prop_map(|(base, version, removed, added, announced, reason, alias)| {
+                        let (reasons, aliases) = if announced {
+                            let alias: Option<Arc<str>> = alias.map(|a| Arc::from(a.as_str()));
+                            (
+                                removed.iter().map(|_| Departure::parse(&reason)).collect(),
+                                added.iter().map(|_| alias.clone()).collect(),
+                            )
+                        } else {
+                            (Vec::new(), Vec::new())
+                        };
+                        Message::Delta(Delta { base, version, removed, added, reasons, aliases })
+                    }),
                 Just(Message::Heartbeat),
                 any::<u64>().prop_map(|version| Message::VersionedHeartbeat { version }),
                 (
@@ -1177,7 +1487,7 @@ mod tests {
         let (mut w, r) = tokio::io::duplex(1 << 16);
         let members: Vec<SocketAddr> =
             (0..40_000u32).map(|i| SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 4000))).collect();
-        let big = Message::Distro { members, version: Some(1) }.encode();
+        let big = Message::Distro { members, version: Some(1), aliases: None }.encode();
         assert!(big.len() > 800_000);
         let writer = tokio::spawn(async move {
             w.write_all(&big).await.unwrap();

@@ -116,10 +116,11 @@ fn auth_and_two_interactive_joiners_chat_as_the_readme_says() {
     let joined = eve.wait_line("joined", |l| l.starts_with("joined "));
     // "joined <target> as <ip:port> (...)"
     let eve_addr = joined.split_whitespace().nth(3).expect("eve's address").to_owned();
-    bob.wait_line("3 members", |l| l.starts_with("* ") && l.ends_with(" joined (3 members)"));
+    // Announced by the authenticator, by alias.
+    bob.wait_line("eve joined", |l| l == "* eve joined");
 
     bob.type_line("/peers");
-    bob.wait_line("eve in /peers", |l| l.trim() == eve_addr);
+    bob.wait_line("eve and her alias in /peers", |l| l.trim() == format!("{eve_addr}  eve"));
 
     bob.type_line("hello everyone");
     eve.wait_line("bob's broadcast", |l| l.starts_with("[bob ") && l.ends_with("] hello everyone"));
@@ -131,12 +132,17 @@ fn auth_and_two_interactive_joiners_chat_as_the_readme_says() {
     bob.type_line(&format!("/to {eve_addr} just you"));
     eve.wait_line("bob's direct message", |l| l.starts_with("[bob ") && l.ends_with("(direct) just you"));
 
+    // An alias works as well as an address.
+    bob.type_line("/to eve by name");
+    eve.wait_line("bob's message by alias", |l| l.starts_with("[bob ") && l.ends_with("(direct) by name"));
+
     bob.type_line("/to nowhere text");
-    bob.wait_line("a usage hint", |l| l.starts_with("not an address: nowhere"));
+    bob.wait_line("a usage hint", |l| l.starts_with("no member is called \"nowhere\""));
 
     eve.type_line("/quit");
     assert!(eve.wait_exit().success(), "eve's /quit exits 0");
-    bob.wait_line("the list shrinking", |l| l.starts_with("* ") && l.ends_with(" left (2 members)"));
+    // /quit is a graceful leave: the others hear "left", not "closed".
+    bob.wait_line("eve left", |l| l == "* eve left (left)");
     bob.type_line("/quit");
     assert!(bob.wait_exit().success());
     let _ = std::fs::remove_dir_all(&dir);
@@ -234,14 +240,38 @@ fn a_joiner_prints_who_joined_and_left() {
     let mut bob = join(&target, "bob", "pw", "127.0.9.5");
     bob.wait_line("joined", |l| l.starts_with("joined "));
     let mut eve = join(&target, "eve", "pw", "127.0.9.6");
-    let eve_line = eve.wait_line("joined", |l| l.starts_with("joined "));
-    let eve_addr = eve_line.split_whitespace().nth(3).expect("joined T as ADDR").to_owned();
+    eve.wait_line("joined", |l| l.starts_with("joined "));
     let line = bob.wait_line("eve joined", |l| l.starts_with("* "));
-    assert_eq!(line, format!("* {eve_addr} joined (3 members)"));
+    assert_eq!(line, "* eve joined");
     eve.type_line("/quit");
     assert!(eve.wait_exit().success());
     let line = bob.wait_line("eve left", |l| l.starts_with("* "));
-    assert_eq!(line, format!("* {eve_addr} left (2 members)"));
+    assert_eq!(line, "* eve left (left)");
+    // A crash (the process killed) is announced as such.
+    let mut zoe = join(&target, "zoe", "pw", "127.0.9.6");
+    zoe.wait_line("joined", |l| l.starts_with("joined "));
+    assert_eq!(bob.wait_line("zoe joined", |l| l.starts_with("* ")), "* zoe joined");
+    let _ = zoe.child.kill();
+    assert_eq!(bob.wait_line("zoe left", |l| l.starts_with("* ")), "* zoe left (closed)");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_taken_alias_is_one_error_line_and_a_failing_exit() {
+    let (_auth, target, dir) = start_auth("pyile-cli-alias", "pw");
+    let mut bob = join(&target, "bob", "pw", "127.0.9.9");
+    bob.wait_line("joined", |l| l.starts_with("joined "));
+    let mut other = join(&target, "bob", "pw", "127.0.9.10");
+    assert!(!other.wait_exit().success(), "a refused alias exits non-zero");
+    let stderr = stderr_of(&mut other);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "one error line, got {stderr:?}");
+    assert!(errors[0].contains("alias \"bob\" is taken"), "{stderr:?}");
+    // Once bob leaves, the name is free.
+    bob.type_line("/quit");
+    assert!(bob.wait_exit().success());
+    let mut again = join(&target, "bob", "pw", "127.0.9.10");
+    again.wait_line("joined", |l| l.starts_with("joined "));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

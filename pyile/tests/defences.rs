@@ -92,7 +92,7 @@ async fn silent_connections_from_30_addresses_do_not_lock_honest_joiners_out() {
     for i in 0..50u8 {
         joins.spawn(async move {
             let t = Instant::now();
-            let cfg = joiner_config(PW, "honest").local_ip(IpAddr::V4(Ipv4Addr::new(127, 0, 5, i + 1)));
+            let cfg = joiner_config(PW, &format!("honest{i}")).local_ip(IpAddr::V4(Ipv4Addr::new(127, 0, 5, i + 1)));
             Joiner::join(TokioNet, addr, cfg).await.map(|j| (j, t.elapsed()))
         });
     }

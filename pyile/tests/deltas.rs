@@ -45,7 +45,7 @@ async fn raw_member(auth: SocketAddr, host: u8, v2: bool, ignore_deltas: bool) -
         while let Ok(m) = reader.next().await {
             tx.send_modify(|s| {
                 match &m {
-                    Message::Distro { members, version } => {
+                    Message::Distro { members, version, .. } => {
                         let list = MemberList::new(*version, members.clone());
                         if s.list.as_ref().is_none_or(|l| l.is_superseded_by(&list)) {
                             s.list = Some(list);
@@ -202,14 +202,22 @@ async fn a_malformed_delta_is_a_clear_error() {
         assert!(matches!(r.next().await.unwrap(), Message::Shadow { .. }));
         w.write_all(&send(Message::Authenticated(true))).await.unwrap();
         let Message::PeerAddress(peer) = r.next().await.unwrap() else { panic!() };
-        w.write_all(&send(Message::Distro { members: vec![me, peer], version: None })).await.unwrap();
+        w.write_all(&send(Message::Distro { members: vec![me, peer], version: None, aliases: None })).await.unwrap();
         w.write_all(&send(Message::DistAddr { addr: dist_addr, token: Some(1) })).await.unwrap();
         let (d, _) = dist_l.accept().await.unwrap();
         let (dr, mut dw) = d.into_split();
         let mut dr = MessageReader::new(dr);
         assert_eq!(dr.next().await.unwrap(), Message::DistToken(1));
-        dw.write_all(&send(Message::Distro { members: vec![me, peer], version: Some(1) })).await.unwrap();
-        let bad = pyile::Delta { base: 1, version: 2, removed: vec!["127.0.0.9:9".parse().unwrap()], added: vec![] };
+        dw.write_all(&send(Message::Distro { members: vec![me, peer], version: Some(1), aliases: None }))
+            .await
+            .unwrap();
+        let bad = pyile::Delta {
+            base: 1,
+            version: 2,
+            removed: vec!["127.0.0.9:9".parse().unwrap()],
+            added: vec![],
+            ..Default::default()
+        };
         dw.write_all(&send(Message::Delta(bad))).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         drop((w, dw));

@@ -67,6 +67,10 @@ impl MetricId {
             | BroadcastDuplicatesDelivered
             | BroadcastLosses
             | BroadcastCopiesChecked
+            | AliasesRefused
+            | LeavesGraceful
+            | Announcements
+            | AnnouncementsSkipped
             | SafetyViolations
             | LivenessViolations => Group::Outcome,
             JoinLatencyP50 | JoinLatencyP90 | JoinLatencyMax | DetectionLatencyP50 | DetectionLatencyMax
@@ -79,7 +83,6 @@ impl MetricId {
             | DistDeltaBytes
             | DistSnapshotsFirst
             | DistSnapshotsBehind
-            | DistSnapshotsSmaller
             | DistSnapshotsReported
             | DistSnapshotBytes
             | EventsProcessed => Group::Cost,
@@ -206,14 +209,17 @@ metrics! {
     ListChanges => "list_changes", Count, Info, 0.0, 0.0, "member lists published by the authenticator";
     DistMsgsPerChange => "dist_msgs_per_change", Ratio, Lower, 0.1, 0.1, "member lists joiners received and applied (newer than the one they held) per list change: lists superseded before they were written, and stale ones a joiner drops, are not counted";
     DistBytesPerChange => "dist_bytes_per_change", Bytes, Lower, 0.1, 32.0, "bytes of the lists joiners received and applied, per list change";
-    DistDeltas => "dist_deltas", Count, Info, 0.0, 0.0, "deltas the authenticator wrote to protocol-2 members (single and merged)";
-    DistDeltasMerged => "dist_deltas_merged", Count, Info, 0.0, 0.0, "of dist_deltas, those merged from several versions (a writer behind, or a burst within one distribution interval)";
+    DistDeltas => "dist_deltas", Count, Info, 0.0, 0.0, "deltas the authenticator wrote to protocol-2 members (each version's delta once per member: a writer behind sends the ones it missed back to back)";
+    DistDeltasMerged => "dist_deltas_merged", Count, Info, 0.0, 0.0, "writes that carried several deltas back to back (a writer behind, or a burst within one distribution interval)";
     DistDeltaBytes => "dist_delta_bytes", Bytes, Lower, 0.1, 4096.0, "bytes of those deltas";
     DistSnapshotsFirst => "dist_snapshots_first", Count, Info, 0.0, 0.0, "whole lists written to protocol-2 members as their first list on a new distribution connection (a join or a rejoin)";
     DistSnapshotsBehind => "dist_snapshots_behind", Count, Lower, 0.0, 2.0, "whole lists written to protocol-2 members whose missed deltas had left the authenticator's history";
-    DistSnapshotsSmaller => "dist_snapshots_smaller", Count, Info, 0.0, 0.0, "whole lists written to protocol-2 members because they were no bigger than the delta (tiny lists, long absences)";
     DistSnapshotsReported => "dist_snapshots_reported", Count, Lower, 0.0, 2.0, "whole lists written to protocol-2 members whose heartbeat answers reported a version written to them long before (a missed or refused delta)";
     DistSnapshotBytes => "dist_snapshot_bytes", Bytes, Lower, 0.1, 4096.0, "bytes of the whole lists written to protocol-2 members";
+    AliasesRefused => "aliases_refused", Count, Info, 0.0, 0.0, "joins refused with alias_taken (a live member or a handshake in progress held the alias)";
+    LeavesGraceful => "leaves_graceful", Count, Info, 0.0, 0.0, "members removed because they said they were leaving (reason left)";
+    Announcements => "announcements", Count, Info, 0.0, 0.0, "joins and leaves announced to protocol-2 members (PeerJoined and PeerLeft events, all members)";
+    AnnouncementsSkipped => "announcements_skipped", Count, Lower, 0.0, 2.0, "whole lists that made a protocol-2 member skip announcements (its deltas had left the history, or it missed one)";
     BannedIps => "banned_ips", Count, Info, 0.0, 0.0, "IPs the authenticator banned";
     BanLatencyMax => "ban_latency_max_s", Seconds, Lower, 0.15, 0.05, "first wrong attempt of an IP to its ban, worst";
     AttemptsBeforeBanMax => "attempts_before_ban_max", Count, Lower, 0.0, 0.0, "wrong-password attempts an IP made (refusals it received, counted on its side) before it was banned, worst";

@@ -263,7 +263,7 @@ fn dead_distribution_stream(seed: u64, settle: Duration) -> DeadDistRun {
         })
         .collect();
     assert_eq!(removals.len(), 2, "{removals:?}");
-    assert_eq!((removals[0].1, removals[0].2.clone()), (j2, RemovalReason::Closed));
+    assert_eq!((removals[0].1, removals[0].2.clone()), (j2, RemovalReason::Left));
     let (removed_at, member, reason) = removals[1].clone();
     assert_eq!((member, reason), (j1_old, RemovalReason::DistributionLost), "{}", dump(log));
     // Its auth connection was alive all along: heartbeats reached it until the removal, and

@@ -411,14 +411,14 @@ fn basics(seed: u64) -> Run {
     // The sender does not receive its own broadcast.
     assert_eq!(r.kinds("j1.0", "message").count(), 0);
 
-    // j3 leaves gracefully: the authenticator removes it (Closed) and the others receive the
+    // j3 leaves gracefully, saying so: the authenticator removes it (Left) and the others receive the
     // shrunk list.
     let left = r.first_when(leave_at, |st| st.converged(&["j1.0", "j2.0"]) && !st.node("j3.0").up);
     let left = left.filter(|&t| t <= leave_at + Duration::from_secs(2));
     let left = left.unwrap_or_else(|| panic!("j3's leave did not converge:\n{}", r.dump()));
     let removed = r.removals();
     assert_eq!(removed.len(), 1, "{removed:?}");
-    assert_eq!((removed[0].1, removed[0].2.as_str()), (j3, "Closed"));
+    assert_eq!((removed[0].1, removed[0].2.as_str()), (j3, "Left"));
     assert!(removed[0].0 - leave_at < INTERVAL, "graceful leave noticed at once, not by timeout");
     let st = r.state_at(left);
     assert_eq!(st.auth_members(), without_j3);

@@ -24,7 +24,7 @@ pub const DEFAULT_DISTRIBUTION_BUDGET: u64 = 64 << 20;
 /// Default [`AuthenticatorConfig::delta_rate`]: 100,000 writes a second to protocol-2
 /// members, what this toolkit's reference machine (2 cores, loopback) sustains beside the
 /// rest of a join storm. Up to 1,000 members it never stretches the 10 ms interval; at
-/// 10,000 members under constant churn each member gets a merged delta every 100 ms.
+/// 10,000 members under constant churn each member gets a write every 100 ms.
 pub const DEFAULT_DELTA_RATE: u64 = 100_000;
 
 /// Default [`AuthenticatorConfig::handshake_value_limit`]: the reference's `recv(2048)`.
@@ -63,8 +63,12 @@ pub struct AuthenticatorConfig {
     pub(super) verifier: Option<Verifier>,
     pub(super) scram_iterations: u32,
     pub(super) delta_history: usize,
+    pub(super) max_alias_len: usize,
     pub(super) exactly_once: ExactlyOnceConfig,
 }
+
+/// Default [`AuthenticatorConfig::max_alias_len`].
+pub const DEFAULT_MAX_ALIAS_LEN: usize = 64;
 
 /// Default [`AuthenticatorConfig::delta_history`].
 pub const DEFAULT_DELTA_HISTORY: usize = 4096;
@@ -101,6 +105,7 @@ impl AuthenticatorConfig {
             verifier: None,
             scram_iterations: DEFAULT_ITERATIONS,
             delta_history: DEFAULT_DELTA_HISTORY,
+            max_alias_len: DEFAULT_MAX_ALIAS_LEN,
             exactly_once: ExactlyOnceConfig::default(),
         }
     }
@@ -114,6 +119,17 @@ impl AuthenticatorConfig {
         cfg.verifier = Some(verifier);
         cfg
     }
+    /// Longest alias in bytes a protocol-2 joiner may join with (default
+    /// [`DEFAULT_MAX_ALIAS_LEN`]); a longer one is refused as `bad_alias`.
+    pub fn max_alias_len(mut self, n: usize) -> Self {
+        self.max_alias_len = n;
+        self
+    }
+    /// Whether `alias` is usable: 1 to [`AuthenticatorConfig::max_alias_len`] bytes, no
+    /// control characters.
+    pub fn alias_ok(&self, alias: &str) -> bool {
+        !alias.is_empty() && alias.len() <= self.max_alias_len && !alias.chars().any(char::is_control)
+    }
     /// PBKDF2 iterations of the verifier an authenticator with a cleartext password derives
     /// at start (with a salt from [`AuthenticatorConfig::seed`]) for protocol-2 joiners'
     /// proofs; at least [`MIN_ITERATIONS`], default [`DEFAULT_ITERATIONS`]. Unused with
@@ -124,7 +140,8 @@ impl AuthenticatorConfig {
     }
     /// How many recent deltas the authenticator keeps for protocol-2 members whose writer
     /// fell behind (at least 1; about 100 bytes each). A writer that missed more versions
-    /// than this sends a snapshot instead of merging (see `docs/protocol-2.md`).
+    /// than this sends a snapshot instead of the missed deltas (see `docs/protocol-2.md`); it
+    /// also bounds what one write of deltas back to back can be.
     pub fn delta_history(mut self, n: usize) -> Self {
         self.delta_history = n.max(1);
         self
@@ -173,7 +190,7 @@ impl AuthenticatorConfig {
         self
     }
     /// Minimum gap between two lists to one protocol-2 member (coalescing window): changes
-    /// within it reach the member as one (merged) delta.
+    /// within it reach the member together, in one write.
     pub fn distribution_interval(mut self, d: Duration) -> Self {
         self.distribution_interval = d;
         self
@@ -200,7 +217,7 @@ impl AuthenticatorConfig {
     /// million writes a second. While changes keep coming, each protocol-2 member's writer
     /// waits `members / rate` (at least the distribution interval, at most
     /// [`AuthenticatorConfig::max_distribution_gap`]) before its next write, and the changes
-    /// meanwhile reach it as one merged delta. A change after a quiet spell is still sent at
+    /// meanwhile reach it together, in one write. A change after a quiet spell is still sent at
     /// once.
     pub fn delta_rate(mut self, writes_per_second: u64) -> Self {
         self.delta_rate = writes_per_second;

@@ -15,8 +15,9 @@
 //!   distribution budget, exactly as before deltas existed;
 //! - a protocol-2 member gets a snapshot first (its new distribution connection), then the
 //!   deltas from the version it holds: the one delta's shared bytes, or the deltas it missed
-//!   merged into one (shared between writers behind by the same versions), or a snapshot
-//!   when that is no bigger, when the missed deltas left the history, or when its heartbeat
+//!   back to back in one write (shared between writers behind by the same versions; never
+//!   merged, since each delta announces who joined and who left and why), or a snapshot
+//!   only when it cannot be helped: the missed deltas left the history, or its heartbeat
 //!   answers show it lacks a version written long ago ([`DistProgress::request_snapshot`]).
 //!   The budget does not pace it; the distribution interval is its coalescing window.
 //!
@@ -37,30 +38,43 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::state::{Pacing, Publication};
 use crate::event::{EventKind, RemovalReason};
-use crate::member_list::{Delta, MemberList};
+use crate::member_list::{AliasMap, Delta, MemberList};
 use crate::net::Network;
-use crate::wire::{DecodeError, MessageReader, encode_delta, encode_distro};
+use crate::wire::{DecodeError, MessageReader, encode_delta, encode_distro, encode_distro_aliased};
 
-/// One published version, as the writers need it: the list, and its snapshot bytes once a
-/// writer asked for them.
+/// One published version, as the writers need it: the list and its aliases, and its
+/// snapshot bytes once a writer asked for them.
 pub(super) struct Version {
     list: MemberList,
+    aliases: AliasMap,
+    /// The v1 bytes (reference members).
     snapshot: OnceLock<Arc<[u8]>>,
+    /// The protocol-2 bytes: the v1 object with `"aliases"`.
+    snapshot_v2: OnceLock<Arc<[u8]>>,
 }
 
 impl Version {
-    pub(super) fn new(list: MemberList) -> Arc<Self> {
-        Arc::new(Version { list, snapshot: OnceLock::new() })
+    pub(super) fn new(list: MemberList, aliases: AliasMap) -> Arc<Self> {
+        Arc::new(Version { list, aliases, snapshot: OnceLock::new(), snapshot_v2: OnceLock::new() })
     }
 
     fn number(&self) -> u64 {
         self.list.version.unwrap_or(0)
     }
 
-    /// The whole list as it goes on the wire, encoded once per version (by the first writer
-    /// that needs it; the others wait for that encoding or reuse it).
+    /// The whole list as it goes on the wire to a reference member, encoded once per version
+    /// (by the first writer that needs it; the others wait for that encoding or reuse it).
     fn snapshot(&self) -> Arc<[u8]> {
         self.snapshot.get_or_init(|| encode_distro(self.list.iter(), self.list.version).into()).clone()
+    }
+
+    /// The whole list as it goes to a protocol-2 member, with its aliases (once per version).
+    fn snapshot_v2(&self) -> Arc<[u8]> {
+        self.snapshot_v2
+            .get_or_init(|| {
+                encode_distro_aliased(self.list.iter(), self.list.version, |a| self.aliases.get(a).cloned()).into()
+            })
+            .clone()
     }
 }
 
@@ -71,8 +85,9 @@ pub(super) struct DeltaEntry {
 }
 
 /// The recent deltas, oldest first, bounded by [`AuthenticatorConfig::delta_history`]
-/// (`super::AuthenticatorConfig`), and the last merge a writer made (writers woken by one
-/// change are usually behind by the same versions: the first merges, the others reuse it).
+/// (`super::AuthenticatorConfig`), and the last run of deltas a writer joined back to back
+/// (writers woken by one change are usually behind by the same versions: the first joins
+/// them, the others reuse the bytes).
 pub(super) struct History {
     deltas: VecDeque<Arc<DeltaEntry>>,
     limit: usize,
@@ -114,8 +129,6 @@ pub enum SnapshotReason {
     First,
     /// It missed more versions than the delta history keeps.
     Behind,
-    /// The delta that would bring it up to date is no smaller than the list.
-    Smaller,
     /// Its heartbeat answers reported a version older than one written to it at least a
     /// heartbeat interval before: it missed or refused something, so only a whole list can
     /// put it right.
@@ -126,9 +139,10 @@ pub enum SnapshotReason {
 /// bytes; deterministic under simulation).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DistStats {
-    /// Deltas written to protocol-2 members (single and merged).
+    /// Deltas written to protocol-2 members (each version's delta counts once per member).
     pub deltas: u64,
-    /// Of those, deltas merged from two or more versions.
+    /// Writes that carried two or more deltas back to back (a writer behind by several
+    /// versions).
     pub merged: u64,
     /// Bytes of those deltas.
     pub delta_bytes: u64,
@@ -136,8 +150,6 @@ pub struct DistStats {
     pub snapshots_first: u64,
     /// See [`SnapshotReason::Behind`].
     pub snapshots_behind: u64,
-    /// See [`SnapshotReason::Smaller`].
-    pub snapshots_smaller: u64,
     /// See [`SnapshotReason::Reported`].
     pub snapshots_reported: u64,
     /// Bytes of the snapshots written to protocol-2 members.
@@ -156,7 +168,6 @@ impl DistStats {
         self.delta_bytes += other.delta_bytes;
         self.snapshots_first += other.snapshots_first;
         self.snapshots_behind += other.snapshots_behind;
-        self.snapshots_smaller += other.snapshots_smaller;
         self.snapshots_reported += other.snapshots_reported;
         self.snapshot_bytes += other.snapshot_bytes;
         self.v1_lists += other.v1_lists;
@@ -170,7 +181,7 @@ pub(super) struct DistCounters {
     deltas: AtomicU64,
     merged: AtomicU64,
     delta_bytes: AtomicU64,
-    snapshots: [AtomicU64; 4],
+    snapshots: [AtomicU64; 3],
     snapshot_bytes: AtomicU64,
     v1_lists: AtomicU64,
     v1_bytes: AtomicU64,
@@ -185,8 +196,7 @@ impl DistCounters {
             delta_bytes: g(&self.delta_bytes),
             snapshots_first: g(&self.snapshots[0]),
             snapshots_behind: g(&self.snapshots[1]),
-            snapshots_smaller: g(&self.snapshots[2]),
-            snapshots_reported: g(&self.snapshots[3]),
+            snapshots_reported: g(&self.snapshots[2]),
             snapshot_bytes: g(&self.snapshot_bytes),
             v1_lists: g(&self.v1_lists),
             v1_bytes: g(&self.v1_bytes),
@@ -202,17 +212,16 @@ impl DistCounters {
                 add(&self.v1_lists, 1);
                 add(&self.v1_bytes, bytes as u64);
             }
-            Sent::Delta { merged } => {
-                add(&self.deltas, 1);
-                add(&self.merged, u64::from(*merged));
+            Sent::Deltas { count } => {
+                add(&self.deltas, *count);
+                add(&self.merged, u64::from(*count > 1));
                 add(&self.delta_bytes, bytes as u64);
             }
             Sent::Snapshot(reason) => {
                 let i = match reason {
                     SnapshotReason::First => 0,
                     SnapshotReason::Behind => 1,
-                    SnapshotReason::Smaller => 2,
-                    SnapshotReason::Reported => 3,
+                    SnapshotReason::Reported => 2,
                 };
                 add(&self.snapshots[i], 1);
                 add(&self.snapshot_bytes, bytes as u64);
@@ -224,7 +233,10 @@ impl DistCounters {
 /// What one write was.
 enum Sent {
     V1,
-    Delta { merged: bool },
+    /// `count` deltas, back to back.
+    Deltas {
+        count: u64,
+    },
     Snapshot(SnapshotReason),
 }
 
@@ -257,11 +269,11 @@ impl<N: Network> Shared<N> {
     /// O(change): the delta is encoded here, once; the snapshot only when a writer needs it.
     /// Call it with the state lock held, so that versions and events come out in one order.
     pub(super) fn announce(&self, published: Publication) {
-        let Publication { list, delta } = published;
+        let Publication { list, delta, aliases } = published;
         let bytes = list.snapshot_len();
         let entry = Arc::new(DeltaEntry { bytes: encode_delta(&delta).into(), delta });
         self.history.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
-        self.dist_tx.send_replace(Version::new(list.clone()));
+        self.dist_tx.send_replace(Version::new(list.clone(), aliases));
         self.dist_changed.notify_waiters();
         self.members_tx.send_replace(list.clone());
         self.events.emit(EventKind::MemberListChanged { list, bytes });
@@ -274,52 +286,49 @@ impl<N: Network> Shared<N> {
 }
 
 /// What to write to bring a protocol-2 member whose writer last wrote version `held` (None:
-/// nothing yet) up to `cur`, a snapshot if `requested`: None if it is up to date. Locks
-/// `history` only to look the missed deltas up (and to share a merge).
+/// nothing yet) up to `cur`, a snapshot if `requested`: None if it is up to date. Every
+/// delta it missed is sent, in order, back to back in one write: each announces who joined
+/// and who left (and why), which one merged change would hide (a join and leave within the
+/// run would vanish). A snapshot replaces them only when the member holds nothing to apply
+/// them to, asked for one, or missed more than the history keeps; the joiner then reports
+/// the announcements skipped. Locks `history` only to look the missed deltas up (and to
+/// share the joined bytes).
 fn catch_up(
     history_lock: &Mutex<History>,
     held: Option<u64>,
     cur: &Version,
     requested: bool,
 ) -> Option<(Arc<[u8]>, Sent)> {
+    let to = cur.number();
+    let snapshot = |reason| Some((cur.snapshot_v2(), Sent::Snapshot(reason)));
+    let held = match (held, requested) {
+        (_, true) => return snapshot(SnapshotReason::Reported),
+        (None, false) => return snapshot(SnapshotReason::First),
+        (Some(h), false) if h >= to => return None,
+        (Some(h), false) => h,
+    };
+    let count = to - held;
+    let history = history_lock.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((from, until, bytes)) = &history.merged
+        && (*from, *until) == (held, to)
     {
-        let to = cur.number();
-        let snapshot = |reason| Some((cur.snapshot(), Sent::Snapshot(reason)));
-        let held = match (held, requested) {
-            (_, true) => return snapshot(SnapshotReason::Reported),
-            (None, false) => return snapshot(SnapshotReason::First),
-            (Some(h), false) if h >= to => return None,
-            (Some(h), false) => h,
-        };
-        let history = history_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((from, until, bytes)) = &history.merged
-            && (*from, *until) == (held, to)
-        {
-            return Some((bytes.clone(), Sent::Delta { merged: true }));
-        }
-        let Some(missed) = history.between(held, to) else {
-            return snapshot(SnapshotReason::Behind);
-        };
-        drop(history);
-        let limit = cur.list.snapshot_len();
-        if let [one] = missed.as_slice() {
-            return if one.bytes.len() < limit {
-                Some((one.bytes.clone(), Sent::Delta { merged: false }))
-            } else {
-                snapshot(SnapshotReason::Smaller)
-            };
-        }
-        // Merge outside the lock, in O(missed changes); give up early if it cannot win.
-        let Some(merged) = Delta::merge(missed.iter().map(|e| &e.delta)) else {
-            return snapshot(SnapshotReason::Behind);
-        };
-        if merged.wire_len() >= limit {
-            return snapshot(SnapshotReason::Smaller);
-        }
-        let bytes: Arc<[u8]> = encode_delta(&merged).into();
-        history_lock.lock().unwrap_or_else(|p| p.into_inner()).merged = Some((held, to, bytes.clone()));
-        Some((bytes, Sent::Delta { merged: true }))
+        return Some((bytes.clone(), Sent::Deltas { count }));
     }
+    let Some(missed) = history.between(held, to) else {
+        return snapshot(SnapshotReason::Behind);
+    };
+    drop(history);
+    if let [one] = missed.as_slice() {
+        return Some((one.bytes.clone(), Sent::Deltas { count: 1 }));
+    }
+    // Joined outside the lock, in O(missed changes).
+    let mut joined = Vec::with_capacity(missed.iter().map(|e| e.bytes.len()).sum());
+    for e in &missed {
+        joined.extend_from_slice(&e.bytes);
+    }
+    let bytes: Arc<[u8]> = joined.into();
+    history_lock.lock().unwrap_or_else(|p| p.into_inner()).merged = Some((held, to, bytes.clone()));
+    Some((bytes, Sent::Deltas { count }))
 }
 
 /// Starts member `id`'s distribution writer; it removes the member when its connection
@@ -424,8 +433,12 @@ mod tests {
     use std::net::SocketAddr;
 
     fn entry(base: u64, added: u16) -> Arc<DeltaEntry> {
-        let delta =
-            Delta { base, version: base + 1, removed: vec![], added: vec![SocketAddr::from(([10, 0, 0, 1], added))] };
+        let delta = Delta {
+            base,
+            version: base + 1,
+            added: vec![SocketAddr::from(([10, 0, 0, 1], added))],
+            ..Default::default()
+        };
         Arc::new(DeltaEntry { bytes: encode_delta(&delta).into(), delta })
     }
 
@@ -492,8 +505,23 @@ mod tests {
             if lose {
                 return Ok(());
             }
-            match Message::decode(&bytes).unwrap() {
-                Message::Distro { members, version } => {
+            // One snapshot, or the missed deltas back to back.
+            let values: Vec<serde_json::Value> =
+                serde_json::Deserializer::from_slice(&bytes).into_iter().collect::<Result<_, _>>().unwrap();
+            for v in values {
+                wake_one(versions, member, Message::from_json(v).unwrap())?;
+            }
+            Ok(())
+        }
+
+        /// The member takes one value its writer sent.
+        fn wake_one(
+            versions: &BTreeMap<u64, MemberList>,
+            member: &mut Option<MemberList>,
+            msg: Message,
+        ) -> Result<(), TestCaseError> {
+            match msg {
+                Message::Distro { members, version, .. } => {
                     let list = MemberList::new(version, members);
                     if member.as_ref().is_none_or(|m| m.is_superseded_by(&list)) {
                         *member = Some(list);
@@ -533,7 +561,7 @@ mod tests {
                 let history = Mutex::new(History::new(limit));
                 let mut versions = BTreeMap::from([(0u64, st.list())]);
                 let mut ids: Vec<u64> = Vec::new();
-                let mut cur = Version::new(st.list());
+                let mut cur = Version::new(st.list(), st.aliases());
                 let mut written: Option<u64> = None;
                 let mut member: Option<MemberList> = None;
                 let mut requested = false;
@@ -548,7 +576,7 @@ mod tests {
                         }
                         None if !ids.is_empty() => {
                             let id = ids.remove(s.remove % ids.len());
-                            st.remove(id, Duration::ZERO).map(|(_, p)| p)
+                            st.remove(id, crate::member_list::Departure::Closed, Duration::ZERO).map(|(_, p)| p)
                         }
                         None => None,
                     };
@@ -556,7 +584,7 @@ mod tests {
                         let entry = Arc::new(DeltaEntry { bytes: encode_delta(&p.delta).into(), delta: p.delta });
                         history.lock().unwrap().push(entry);
                         versions.insert(p.list.version.unwrap(), p.list.clone());
-                        cur = Version::new(p.list);
+                        cur = Version::new(p.list, p.aliases);
                     }
                     if s.wake {
                         wake(&history, &versions, &cur, &mut written, &mut member, &mut requested, s.lose)?;

@@ -220,8 +220,8 @@ async fn serve_joiner<N: Network>(
     }
 
     // Password: a cleartext `shadow` (v1), or a protocol-2 joiner's SCRAM exchange.
-    let (check, v2, signature) = match timeout_at(password_deadline, reader.next()).await {
-        Ok(Ok(Message::Shadow { password, version })) => {
+    let (check, v2, signature, alias) = match timeout_at(password_deadline, reader.next()).await {
+        Ok(Ok(Message::Shadow { password, version, alias })) => {
             let v2 = version.is_some_and(|v| v >= 2);
             let check = match &shared.cfg.verifier {
                 None => shared.lock().check_password(ip, &password, shared.now()),
@@ -231,9 +231,9 @@ async fn serve_joiner<N: Network>(
                     shared.lock().record_password(ip, right, shared.now())
                 }
             };
-            (check, v2, None)
+            (check, v2, None, alias)
         }
-        Ok(Ok(Message::ScramStart { nonce, version })) => {
+        Ok(Ok(Message::ScramStart { nonce, version, alias })) => {
             let v2 = version.is_some_and(|v| v >= 2);
             let exchange = {
                 let mut rng = shared.scram_rng.lock().unwrap_or_else(|p| p.into_inner());
@@ -256,7 +256,7 @@ async fn serve_joiner<N: Network>(
             };
             // A failed proof counts exactly as a wrong cleartext password.
             let check = shared.lock().record_password(ip, signature.is_some(), shared.now());
-            (check, v2, signature)
+            (check, v2, signature, alias)
         }
         Ok(Ok(other)) => return fail(format!("expected shadow, got {}", other.kind())),
         Ok(Err(e)) => return fail(format!("reading the password: {e}")),
@@ -279,6 +279,22 @@ async fn serve_joiner<N: Network>(
             // Another connection from this IP got it banned mid-handshake.
             let _ = write_msg(&mut w, &Message::Authenticated(false), deadline).await;
             return fail("address was banned during the handshake".into());
+        }
+    }
+    // A protocol-2 joiner's alias: granted under the state lock (so of two joins racing with
+    // one alias exactly one gets it), refused with a reason otherwise. Only a joiner that
+    // knows the password learns whether an alias is taken; a refusal is not a failed attempt.
+    if let (true, Some(alias)) = (v2, alias) {
+        let granted = match slot.id {
+            Some(id) => shared.lock().reserve_alias(id, &alias),
+            None => Err(crate::wire::Refusal::Other("handshake ended".into())),
+        };
+        if let Err(refusal) = granted {
+            shared.refusals.log(&source, format_args!("alias {alias:?} refused: {}", refusal.as_str()));
+            shared.events.emit(EventKind::AliasRefused { source, alias, refusal: refusal.clone() });
+            let _ = write_msg(&mut w, &Message::Refused(refusal), deadline).await;
+            let _ = timeout_at(deadline, w.shutdown()).await;
+            return;
         }
     }
     let accepted = match signature {
@@ -339,7 +355,7 @@ async fn serve_joiner<N: Network>(
     let member_cancel = shared.cancel.child_token();
     let (id, phase, joined_version) = {
         let mut st = shared.lock();
-        let adm = match st.admit(ip, peer_addr, member_cancel.clone(), shared.now()) {
+        let adm = match st.admit_from(slot.id, ip, peer_addr, member_cancel.clone(), shared.now()) {
             Ok(adm) => adm,
             Err(refusal) => {
                 drop(st);
@@ -353,8 +369,12 @@ async fn serve_joiner<N: Network>(
             old.attached.cancel();
             shared.events.emit(EventKind::MemberRemoved { member: old.peer_addr, reason: RemovalReason::Replaced });
         }
-        info!(member = %peer_addr, %ip, v2, "member joined");
+        let alias = adm.published.delta.aliases.first().cloned().flatten();
+        info!(member = %peer_addr, %ip, v2, alias = alias.as_deref().unwrap_or(""), "member joined");
         shared.events.emit(EventKind::MemberJoined { member: peer_addr, source: ip });
+        if let Some(alias) = alias {
+            shared.events.emit(EventKind::MemberAlias { member: peer_addr, alias });
+        }
         // Still under the lock, so that versions and events come out in one order.
         let admitted = (adm.id, adm.phase, adm.published.delta.version);
         shared.announce(adm.published);

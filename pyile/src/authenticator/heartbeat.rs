@@ -89,6 +89,8 @@ pub(super) async fn run<N: Network>(
                         written = Written::default();
                     }
                 }
+                // A protocol-2 member leaving on purpose: told apart from a crash.
+                Ok(Message::Leaving) if floor.is_some() => return Some(RemovalReason::Left),
                 Ok(other) => debug!(%member, "ignored {} on the auth connection", other.kind()),
                 Err(DecodeError::Eof { .. }) | Err(DecodeError::Io(_)) => return Some(RemovalReason::Closed),
                 Err(e) => return Some(RemovalReason::ProtocolError(e.to_string())),

@@ -70,6 +70,7 @@ use tracing::{debug, info};
 
 pub use config::{
     AuthenticatorConfig, DEFAULT_AUTH_PORT, DEFAULT_DELTA_HISTORY, DEFAULT_DELTA_RATE, DEFAULT_DISTRIBUTION_BUDGET,
+    DEFAULT_MAX_ALIAS_LEN,
 };
 pub use distribution::{DistStats, SnapshotReason};
 use state::AuthState;
@@ -177,7 +178,7 @@ impl<N: Network> Authenticator<N> {
         let state = State::new(&cfg, peer_addr, Duration::ZERO);
         let first = state.list();
         let (members_tx, members_rx) = watch::channel(first.clone());
-        let (dist_tx, _) = watch::channel(distribution::Version::new(first.clone()));
+        let (dist_tx, _) = watch::channel(distribution::Version::new(first.clone(), state.aliases()));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let local_ip = (!cfg.listen.ip().is_unspecified()).then_some(cfg.listen.ip());
@@ -266,6 +267,10 @@ impl<N: Network> Authenticator<N> {
     pub fn pending_joins(&self) -> usize {
         self.shared.lock().pending_count()
     }
+    /// The members' aliases by peer address (protocol-2 members that joined with one).
+    pub fn aliases(&self) -> crate::member_list::AliasMap {
+        self.shared.lock().aliases()
+    }
     /// Handshakes in progress (from accept to admission).
     pub fn handshakes_in_progress(&self) -> usize {
         self.shared.lock().handshake_count()
@@ -323,7 +328,7 @@ impl<N: Network> Shared<N> {
     /// Removes member `id` if it is still a member; returns whether it was.
     fn remove_member(&self, id: u64, reason: RemovalReason) -> bool {
         let mut st = self.lock();
-        let Some((gone, published)) = st.remove(id, self.now()) else {
+        let Some((gone, published)) = st.remove(id, reason.departure(), self.now()) else {
             return false;
         };
         gone.attached.cancel();

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::{RngExt, SeedableRng};
@@ -24,7 +25,8 @@ use rand_chacha::ChaCha8Rng;
 use subtle::ConstantTimeEq;
 
 use super::config::AuthenticatorConfig;
-use crate::member_list::{Delta, MemberList};
+use crate::member_list::{AliasMap, Delta, Departure, MemberList};
+use crate::wire::Refusal;
 
 /// How long a member's distribution writer waits after sending a list before it sends the
 /// newest one again: the coalescing window of a member's protocol (the distribution interval
@@ -131,7 +133,17 @@ struct Member<M> {
     peer_addr: SocketAddr,
     /// Its entry's key in the published [`MemberList`].
     key: u64,
+    /// The alias it holds (protocol 2), reserved in [`AuthState`]'s alias table.
+    alias: Option<Arc<str>>,
     attached: M,
+}
+
+/// Who holds an alias: a handshake that was granted it and is still in progress, or the
+/// member it became.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holder {
+    Handshake(u64),
+    Member(u64),
 }
 
 /// A handshake that sent its peer address and waits for its distribution connection.
@@ -147,6 +159,8 @@ struct Pending<P> {
 pub struct Removed<M> {
     /// Its peer address.
     pub peer_addr: SocketAddr,
+    /// The alias it held.
+    pub alias: Option<Arc<str>>,
     /// What its tasks attached to it.
     pub attached: M,
 }
@@ -171,14 +185,19 @@ pub struct Admission<M> {
 pub struct Publication {
     /// The new list.
     pub list: MemberList,
-    /// The change from the previous version to this one.
+    /// The change from the previous version to this one (with its announcements: a reason
+    /// per removal, an alias per addition).
     pub delta: Delta,
+    /// The members' aliases at this version (an O(1) clone).
+    pub aliases: AliasMap,
 }
 
 /// A connection in its handshake (from accept to admission).
 #[derive(Debug)]
 struct Handshake<H> {
     ip: IpAddr,
+    /// The alias it was granted ([`AuthState::reserve_alias`]), if any.
+    alias: Option<Arc<str>>,
     attached: H,
 }
 
@@ -251,6 +270,11 @@ pub struct AuthState<M, P, H = ()> {
     by_addr: HashMap<SocketAddr, u64>,
     /// The current list, kept up to date change by change (O(log n) each).
     list: MemberList,
+    /// Who holds each alias (members and handshakes in progress: bounded by both tables).
+    aliases: BTreeMap<Arc<str>, Holder>,
+    /// The members' aliases by peer address, as published.
+    alias_of: AliasMap,
+    max_alias_len: usize,
     pending: BTreeMap<u64, Pending<P>>,
     handshakes: BTreeMap<u64, Handshake<H>>,
     per_source: BTreeMap<IpAddr, usize>,
@@ -278,6 +302,9 @@ impl<M, P, H> AuthState<M, P, H> {
             members: BTreeMap::new(),
             by_addr: HashMap::new(),
             list: MemberList::new(Some(0), [own_addr]),
+            aliases: BTreeMap::new(),
+            alias_of: AliasMap::new(),
+            max_alias_len: cfg.max_alias_len,
             pending: BTreeMap::new(),
             handshakes: BTreeMap::new(),
             per_source: BTreeMap::new(),
@@ -361,14 +388,20 @@ impl<M, P, H> AuthState<M, P, H> {
         };
         let id = self.next_handshake;
         self.next_handshake += 1;
-        self.handshakes.insert(id, Handshake { ip, attached });
+        self.handshakes.insert(id, Handshake { ip, alias: None, attached });
         *self.per_source.entry(key).or_insert(0) += 1;
         Ok((id, shed.map(|h| Shed { ip: h.ip, attached: h.attached })))
     }
 
     /// Handshake `id` ended (admitted, failed or shed); returns it if it was in progress.
+    /// An alias it still holds (it was not admitted) is free again.
     fn end_handshake(&mut self, id: u64) -> Option<Handshake<H>> {
         let h = self.handshakes.remove(&id)?;
+        if let Some(a) = &h.alias
+            && self.aliases.get(a) == Some(&Holder::Handshake(id))
+        {
+            self.aliases.remove(a);
+        }
         let key = source_key(h.ip);
         if let Some(n) = self.per_source.get_mut(&key) {
             *n -= 1;
@@ -382,6 +415,45 @@ impl<M, P, H> AuthState<M, P, H> {
     /// Handshake `id` ended, however it ended.
     pub fn finish_handshake(&mut self, id: u64) {
         self.end_handshake(id);
+    }
+
+    /// Grants `alias` to handshake `id` (a protocol-2 joiner whose password was right), in
+    /// the same critical section as the check: refused as [`Refusal::BadAlias`] if it is
+    /// empty, longer than the configured bound or holds control characters, as
+    /// [`Refusal::AliasTaken`] if a member or another handshake in progress holds it. The
+    /// alias passes to the member at admission and is free again when the handshake fails
+    /// or the member is removed. So of two joins racing with one alias, exactly one gets it.
+    pub fn reserve_alias(&mut self, id: u64, alias: &str) -> Result<Arc<str>, Refusal> {
+        if alias.is_empty() || alias.len() > self.max_alias_len || alias.chars().any(char::is_control) {
+            return Err(Refusal::BadAlias);
+        }
+        if self.aliases.contains_key(alias) {
+            return Err(Refusal::AliasTaken);
+        }
+        let Some(h) = self.handshakes.get_mut(&id) else {
+            // Shed meanwhile: its task is ending.
+            return Err(Refusal::Other("handshake ended".into()));
+        };
+        let alias: Arc<str> = Arc::from(alias);
+        if let Some(old) = h.alias.replace(alias.clone()) {
+            self.aliases.remove(&old);
+        }
+        self.aliases.insert(alias.clone(), Holder::Handshake(id));
+        Ok(alias)
+    }
+
+    /// The member (or handshake in progress) holding `alias`, as `Ok(member id)` or
+    /// `Err(handshake id)`.
+    pub fn alias_holder(&self, alias: &str) -> Option<Result<u64, u64>> {
+        self.aliases.get(alias).map(|h| match *h {
+            Holder::Member(id) => Ok(id),
+            Holder::Handshake(id) => Err(id),
+        })
+    }
+
+    /// The members' aliases by peer address (an O(1) clone).
+    pub fn aliases(&self) -> AliasMap {
+        self.alias_of.clone()
     }
 
     /// Handshakes in progress.
@@ -449,6 +521,19 @@ impl<M, P, H> AuthState<M, P, H> {
         attached: M,
         now: Duration,
     ) -> Result<Admission<M>, AdmitRefusal> {
+        self.admit_from(None, ip, peer_addr, attached, now)
+    }
+
+    /// [`AuthState::admit`] for handshake `handshake`: the alias it was granted
+    /// ([`AuthState::reserve_alias`]) passes to the member, listed and announced with it.
+    pub fn admit_from(
+        &mut self,
+        handshake: Option<u64>,
+        ip: IpAddr,
+        peer_addr: SocketAddr,
+        attached: M,
+        now: Duration,
+    ) -> Result<Admission<M>, AdmitRefusal> {
         let key = source_key(ip);
         if self.bans.is_banned(key, now) {
             return Err(AdmitRefusal::Banned);
@@ -464,39 +549,56 @@ impl<M, P, H> AuthState<M, P, H> {
         let mut replaced = Vec::new();
         let mut removed = Vec::new();
         if let Some(m) = existing.and_then(|id| self.take_member(id)) {
-            removed.push(m.peer_addr);
-            replaced.push(Removed { peer_addr: m.peer_addr, attached: m.attached });
+            removed.push((m.peer_addr, Departure::Replaced));
+            replaced.push(Removed { peer_addr: m.peer_addr, alias: m.alias, attached: m.attached });
         }
         let id = self.next_member;
         self.next_member += 1;
+        let alias = handshake.and_then(|h| self.handshakes.get(&h).and_then(|h| h.alias.clone()));
+        if let Some(a) = &alias {
+            self.aliases.insert(a.clone(), Holder::Member(id));
+            self.alias_of.insert(peer_addr, a.clone());
+        }
         let list_key = self.list.push(peer_addr);
-        self.members.insert(id, Member { source: ip, peer_addr, key: list_key, attached });
+        self.members.insert(id, Member { source: ip, peer_addr, key: list_key, alias: alias.clone(), attached });
         self.by_addr.insert(peer_addr, id);
         let interval_ms = self.heartbeat_interval.as_millis().max(1) as u64;
         let phase = Duration::from_millis(self.rng.random_range(0..interval_ms));
-        let published = self.publish(now, removed, vec![peer_addr]);
+        let published = self.publish(now, removed, vec![(peer_addr, alias)]);
         Ok(Admission { id, phase, replaced, published })
     }
 
-    /// Takes member `id` out of the tables and the list (not yet published).
+    /// Takes member `id` out of the tables and the list (not yet published); its alias is
+    /// free again.
     fn take_member(&mut self, id: u64) -> Option<Member<M>> {
         let m = self.members.remove(&id)?;
         self.by_addr.remove(&m.peer_addr);
         self.list.remove_key(m.key);
+        if let Some(a) = &m.alias {
+            if self.aliases.get(a) == Some(&Holder::Member(id)) {
+                self.aliases.remove(a);
+            }
+            self.alias_of.remove(&m.peer_addr);
+        }
         Some(m)
     }
 
-    /// Removes member `id` and publishes the new list at `now`; None if it is no longer a
-    /// member (removed meanwhile).
-    pub fn remove(&mut self, id: u64, now: Duration) -> Option<(Removed<M>, Publication)> {
+    /// Removes member `id` for `reason` (announced in the delta) and publishes the new list
+    /// at `now`; None if it is no longer a member (removed meanwhile).
+    pub fn remove(&mut self, id: u64, reason: Departure, now: Duration) -> Option<(Removed<M>, Publication)> {
         let m = self.take_member(id)?;
-        let published = self.publish(now, vec![m.peer_addr], Vec::new());
-        Some((Removed { peer_addr: m.peer_addr, attached: m.attached }, published))
+        let published = self.publish(now, vec![(m.peer_addr, reason)], Vec::new());
+        Some((Removed { peer_addr: m.peer_addr, alias: m.alias, attached: m.attached }, published))
     }
 
     /// Bumps the version, records its publication time, and returns the new list with the
     /// change that made it.
-    fn publish(&mut self, now: Duration, removed: Vec<SocketAddr>, added: Vec<SocketAddr>) -> Publication {
+    fn publish(
+        &mut self,
+        now: Duration,
+        removed: Vec<(SocketAddr, Departure)>,
+        added: Vec<(SocketAddr, Option<Arc<str>>)>,
+    ) -> Publication {
         let base = self.version;
         self.version += 1;
         self.published.push_back((self.version, now));
@@ -508,7 +610,10 @@ impl<M, P, H> AuthState<M, P, H> {
             self.published.pop_front();
         }
         self.list.version = Some(self.version);
-        Publication { list: self.list(), delta: Delta { base, version: self.version, removed, added } }
+        let (removed, reasons) = removed.into_iter().unzip();
+        let (added, aliases) = added.into_iter().unzip();
+        let delta = Delta { base, version: self.version, removed, added, reasons, aliases };
+        Publication { list: self.list(), delta, aliases: self.alias_of.clone() }
     }
 
     /// For a protocol-2 member whose newest list is version `held`: the oldest version it
@@ -661,7 +766,10 @@ mod tests {
         assert_eq!(st.version(), 0);
         let adm = st.admit(ip("10.0.0.2"), j, "j", secs(1)).unwrap();
         assert_eq!(adm.published.list, MemberList::new(Some(1), vec![addr(AUTH), j]));
-        assert_eq!(adm.published.delta, Delta { base: 0, version: 1, removed: vec![], added: vec![j] });
+        assert_eq!(
+            adm.published.delta,
+            Delta { base: 0, version: 1, added: vec![j], aliases: vec![None], ..Default::default() }
+        );
         assert!(adm.replaced.is_empty());
         assert!(adm.phase < secs(2));
         assert_eq!(st.list(), adm.published.list);
@@ -709,13 +817,26 @@ mod tests {
         assert_eq!((again.replaced[0].peer_addr, again.replaced[0].attached), (a, "a1"));
         assert_eq!(again.published.list, MemberList::new(Some(3), vec![addr(AUTH), b, a]));
         // A replacement is one change: the old entry out, the new one last.
-        assert_eq!(again.published.delta, Delta { base: 2, version: 3, removed: vec![a], added: vec![a] });
+        assert_eq!(
+            again.published.delta,
+            Delta {
+                base: 2,
+                version: 3,
+                removed: vec![a],
+                added: vec![a],
+                reasons: vec![Departure::Replaced],
+                aliases: vec![None]
+            }
+        );
         // The replaced member's id is gone; removing it again is a no-op.
-        assert!(st.remove(first.id, secs(3)).is_none());
-        let (gone, published) = st.remove(again.id, secs(3)).unwrap();
+        assert!(st.remove(first.id, Departure::Closed, secs(3)).is_none());
+        let (gone, published) = st.remove(again.id, Departure::Closed, secs(3)).unwrap();
         assert_eq!((gone.peer_addr, gone.attached), (a, "a2"));
         assert_eq!(published.list, MemberList::new(Some(4), vec![addr(AUTH), b]));
-        assert_eq!(published.delta, Delta { base: 3, version: 4, removed: vec![a], added: vec![] });
+        assert_eq!(
+            published.delta,
+            Delta { base: 3, version: 4, removed: vec![a], reasons: vec![Departure::Closed], ..Default::default() }
+        );
         assert!(again.id > first.id);
     }
 
@@ -922,7 +1043,7 @@ mod tests {
         for step in 0..200u32 {
             let published = if step % 3 == 2 && !ids.is_empty() {
                 let id = ids.remove((step as usize * 7) % ids.len());
-                st.remove(id, secs(1)).map(|(_, p)| p)
+                st.remove(id, Departure::Closed, secs(1)).map(|(_, p)| p)
             } else {
                 let host = step % 5;
                 let port = 1 + (step * 13) % 7;

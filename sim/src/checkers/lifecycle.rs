@@ -33,6 +33,7 @@ impl Monitor {
     pub fn join_failed(&mut self, t: Duration, inst: u64) {
         self.count(MetricId::JoinsFailed, 1.0);
         self.ghost_failed(t, inst);
+        self.names_instance_ended(t, inst);
         if let Some(i) = self.instances.get_mut(&inst) {
             i.ended = Some(t);
             let (host, started) = (i.host, i.join_started);
@@ -89,6 +90,7 @@ impl Monitor {
             self.ghost_failed(t, inst);
         }
         self.view_final(t, inst);
+        self.names_instance_ended(t, inst);
         if let Some(i) = self.instances.get_mut(&inst) {
             i.ended.get_or_insert(t);
             i.stopped_at.get_or_insert(t);
@@ -116,9 +118,10 @@ impl Monitor {
     // ---------------------------------------------------------------- authenticator
 
     /// An authenticator incarnation started; its own peer address is `peer`.
-    pub fn auth_started(&mut self, _t: Duration, peer: SocketAddr) {
+    pub fn auth_started(&mut self, t: Duration, peer: SocketAddr) {
         self.auth_incarnation += 1;
         self.views_restart();
+        self.names_restart(t);
         self.auth_running = true;
         self.auth_peers.insert(peer);
         self.auth_members.clear();

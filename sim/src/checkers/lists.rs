@@ -32,6 +32,7 @@ impl Monitor {
     /// The authenticator admitted `member` (connection from `source`).
     pub fn member_joined(&mut self, t: Duration, member: SocketAddr, source: IpAddr) {
         self.admitted.insert(member);
+        self.names_joined(member);
         self.check_admission(t, member, source);
         if self.banned.contains(&source) || self.attacker_ips.contains(&source) {
             self.find(
@@ -47,6 +48,7 @@ impl Monitor {
     /// The authenticator published `list`.
     pub fn auth_list(&mut self, t: Duration, list: &ListView) {
         self.count(MetricId::ListChanges, 1.0);
+        self.names_published(list.version);
         let finds = self.finds;
         // A list holding an address never admitted is no finding of its own (a joiner that
         // holds it is), but joiners' copies of it are then checked one by one.
@@ -91,6 +93,9 @@ impl Monitor {
     pub fn joiner_list(&mut self, t: Duration, inst: u64, list: &ListView) {
         self.count(MetricId::DistMsgsPerChange, 1.0); // normalised in finish()
         self.count(MetricId::DistBytesPerChange, list.bytes as f64);
+        if let Some(v) = list.version {
+            self.names_list_taken(t, inst, v);
+        }
         let Some(i) = self.instances.get(&inst) else { return };
         let own = i.addr;
         let who = format!("joiner instance {inst}");

@@ -35,6 +35,12 @@
 //! - `broadcast_duplicated`: a receiver delivered one protocol-2 message id twice
 //!   (exactly-once broadcast; losses per broadcast are the `broadcast_losses` metric).
 //!
+//! - `alias_duplicated`, `alias_refused_free`: aliases are unique among live members, and
+//!   refused only when taken.
+//! - `announcement_missed`, `announcement_wrong`, `announcement_repeated`: every live
+//!   protocol-2 member hears every join and leave exactly once, in order.
+//! - `left_misreported`: a graceful leave is announced as `left`, a crash never is.
+//!
 //! Liveness (at the end of a run with `settle` > 0): `not_converged` — a live, healthy joiner
 //! does not hold the authenticator's list (as of a grace period before the end), or is not
 //! in it.
@@ -51,6 +57,7 @@
 //! - `liveness`: convergence samples and `not_converged`.
 //! - `views`: every joiner's list equals the authenticator's of the same version:
 //!   `view_diverged` (and what lets the per-member list checks skip joiners' lists).
+//! - `names`: aliases, announcements and graceful leaves ([`Change`]).
 //! - `broadcasts`: chat message ids: `broadcast_duplicated`, `broadcast_losses`.
 //! - `attacks`: hostile traffic ([`AttackEnd`]): `attacker_member`, `member_evicted`,
 //!   `chatter_resent`, and the attack metrics.
@@ -67,6 +74,7 @@ mod lifecycle;
 mod lists;
 mod liveness;
 mod monitor;
+mod names;
 mod removals;
 mod views;
 
@@ -75,6 +83,7 @@ pub use impairments::Impairment;
 pub use impostors::ImpostorExchange;
 pub use lists::ListView;
 pub use monitor::{Monitor, MonitorConfig};
+pub use names::Change;
 pub use removals::Removal;
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use super::broadcasts::BroadcastState;
 use super::ghosts::GhostState;
 use super::impairments::HostState;
 use super::liveness::Pending;
+use super::names::NameState;
 use super::removals::{Deadline, DistLoss};
 use super::views::ViewState;
 use crate::metrics::{MetricId, Metrics};
@@ -104,6 +105,7 @@ pub struct Monitor {
     pub(super) attacks: AttackState,
     pub(super) ghosts: GhostState,
     pub(super) views: ViewState,
+    pub(super) names: NameState,
     pub(super) broadcasts: BroadcastState,
     /// Calls of [`Monitor::find`], reported or not (a check that found something, even a
     /// repeat, moves it).
@@ -152,6 +154,7 @@ impl Monitor {
             attacks: AttackState::default(),
             ghosts: GhostState::default(),
             views: ViewState::default(),
+            names: NameState::default(),
             broadcasts: BroadcastState::default(),
             finds: 0,
             join_latency: Vec::new(),
@@ -223,7 +226,6 @@ impl Monitor {
         self.count(MetricId::DistDeltaBytes, s.delta_bytes as f64);
         self.count(MetricId::DistSnapshotsFirst, s.snapshots_first as f64);
         self.count(MetricId::DistSnapshotsBehind, s.snapshots_behind as f64);
-        self.count(MetricId::DistSnapshotsSmaller, s.snapshots_smaller as f64);
         self.count(MetricId::DistSnapshotsReported, s.snapshots_reported as f64);
         self.count(MetricId::DistSnapshotBytes, s.snapshot_bytes as f64);
     }
@@ -282,6 +284,10 @@ impl Monitor {
             MetricId::DistStreamsLost,
             MetricId::Rejoins,
             MetricId::ListChanges,
+            MetricId::AliasesRefused,
+            MetricId::LeavesGraceful,
+            MetricId::Announcements,
+            MetricId::AnnouncementsSkipped,
         ] {
             if m.get(id).is_none() {
                 m.set(id, 0.0);

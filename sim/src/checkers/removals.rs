@@ -33,6 +33,8 @@ pub enum Removal {
     Replaced,
     /// Protocol error.
     Protocol,
+    /// It said it was leaving (a graceful leave, protocol 2).
+    Left,
 }
 
 /// A `DistributionLost` removal, judged against the network's ground truth at the end.
@@ -57,6 +59,7 @@ pub(super) struct Deadline {
 impl Monitor {
     /// The authenticator removed `member`.
     pub fn member_removed(&mut self, t: Duration, member: SocketAddr, reason: Removal) {
+        self.names_removed(t, member, reason);
         if matches!(reason, Removal::HeartbeatTimeout | Removal::Stalled | Removal::DistributionLost) {
             self.count(MetricId::TimeoutRemovals, 1.0);
         }

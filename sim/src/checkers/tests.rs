@@ -38,13 +38,15 @@ struct World {
     m: Monitor,
     version: u64,
     members: Vec<SocketAddr>,
+    /// Instances that hold a versioned list (they hear announcements).
+    holding: std::collections::BTreeSet<u64>,
 }
 
 impl World {
     fn new(settle: f64) -> Self {
         let mut m = Monitor::new(cfg(settle), vec![ip(1), ip(2), ip(3), ip(4)], &[3]);
         m.auth_started(s(0.0), addr(1, AUTH_PEER));
-        World { m, version: 0, members: vec![addr(1, AUTH_PEER)] }
+        World { m, version: 0, members: vec![addr(1, AUTH_PEER)], holding: Default::default() }
     }
 
     fn list(&self) -> ListView {
@@ -60,9 +62,16 @@ impl World {
     fn publish(&mut self, t: f64, receivers: &[u64], delay: f64) {
         self.version += 1;
         let l = self.list();
+        let changes = self.m.pending_changes();
         self.m.auth_list(s(t), &l);
         for &r in receivers {
+            if self.holding.contains(&r) {
+                for c in &changes {
+                    self.m.announced(s(t + delay), r, self.version, c.clone());
+                }
+            }
             self.m.joiner_list(s(t + delay), r, &l);
+            self.holding.insert(r);
         }
     }
 
@@ -95,7 +104,7 @@ fn a_correct_history_has_no_findings_and_full_metrics() {
     w.join(1.0, 1, 1, 50000, &[]);
     w.join(2.0, 2, 2, 50001, &[1]);
     w.m.leave_started(s(20.0), 2);
-    w.remove(20.01, addr(3, 50001), Removal::Closed, &[1]);
+    w.remove(20.01, addr(3, 50001), Removal::Left, &[1]);
     w.m.ended(s(20.02), 2);
     w.m.tick(s(60.0));
     let (m, findings) = w.m.finish(s(60.0));
@@ -179,7 +188,7 @@ fn false_removal_fires_only_for_a_healthy_member() {
     w.remove(13.0, addr(3, 50001), Removal::HeartbeatTimeout, &[3]);
     // Member 3 leaves: its removal is legitimate too (its host's fault is also in the past).
     w.m.leave_started(s(20.0), 3);
-    w.remove(20.1, addr(3, 50002), Removal::Closed, &[]);
+    w.remove(20.1, addr(3, 50002), Removal::Left, &[]);
     let (m, findings) = w.m.finish(s(30.0));
     assert_eq!(findings.len(), 1);
     assert_eq!(m.get(MetricId::FalseRemovals), Some(1.0));
@@ -261,6 +270,7 @@ fn not_converged_fires_when_a_distribution_skips_a_member() {
     // A broken distribution: the next change reaches member 1 but never member 2.
     w.join(3.0, 3, 2, 50002, &[]);
     let l = w.list();
+    w.m.announced(s(3.1), 1, l.version.unwrap(), Change::Joined { peer: addr(3, 50002), alias: None });
     w.m.joiner_list(s(3.1), 1, &l);
     let (m, findings) = w.m.finish(s(40.0));
     assert_eq!(m.get(MetricId::Converged), Some(0.0));
@@ -349,7 +359,7 @@ fn attack_world() -> World {
     let mut m = Monitor::new(cfg(0.0), (1..=6).map(ip).collect(), &[3]);
     m.hostile_hosts(&[4], &[5]);
     m.auth_started(s(0.0), addr(1, AUTH_PEER));
-    World { m, version: 0, members: vec![addr(1, AUTH_PEER)] }
+    World { m, version: 0, members: vec![addr(1, AUTH_PEER)], holding: Default::default() }
 }
 
 #[test]
@@ -490,6 +500,7 @@ fn ghost_member_fires_on_a_joiner_listed_before_or_without_its_whole_handshake()
     assert!(w.checks().is_empty(), "judged only once the joiner reports");
     let first = w.list();
     w.m.joined(s(1.05), 1, a, &first);
+    w.holding.insert(1);
     assert_eq!(w.checks(), ["ghost_member"]);
     assert!(w.m.findings()[0].detail.contains("before its joiner finished its handshake"), "{:?}", w.m.findings());
 
@@ -522,6 +533,7 @@ fn a_list_observed_in_the_same_instant_as_the_joiners_report_is_no_ghost() {
     w.publish(1.05, &[], 0.0);
     let first = w.list();
     w.m.joined(s(1.05), 1, a, &first);
+    w.holding.insert(1);
     // A joiner whose host crashed mid-handshake is not judged (its last messages may have left).
     let b = addr(3, 50001);
     w.m.join_started(s(2.0), 2, 1, 2, false, b);
@@ -562,7 +574,7 @@ fn ghost_member_fires_when_the_authenticator_keeps_a_joiner_that_left() {
     w.join(1.0, 1, 1, 50000, &[]);
     w.m.leave_started(s(10.0), 1);
     w.m.ended(s(10.0), 1);
-    w.remove(10.02, addr(2, 50000), Removal::Closed, &[]);
+    w.remove(10.02, addr(2, 50000), Removal::Left, &[]);
     let (_, findings) = w.m.finish(s(10.0 + bound + 1.0));
     assert!(findings.is_empty(), "{findings:?}");
 }
@@ -606,6 +618,171 @@ fn view_diverged_fires_on_other_members_or_another_order_at_the_same_version() {
     let (_, findings) = w.m.finish(s(10.0));
     assert_eq!(findings.iter().map(|f| f.check).collect::<Vec<_>>(), ["view_diverged"], "{findings:?}");
     assert!(findings[0].detail.contains("last list v2"), "{findings:?}");
+}
+
+// ---------------------------------------------------------------- names and announcements
+
+fn joined(a: SocketAddr, alias: &str) -> Change {
+    Change::Joined { peer: a, alias: Some(alias.into()) }
+}
+
+fn left(a: SocketAddr, alias: &str, reason: &str) -> Change {
+    Change::Left { peer: a, alias: Some(alias.into()), reason: reason.into() }
+}
+
+/// The authenticator admits `a` (as `alias`) and publishes version `v`.
+fn admit(m: &mut Monitor, t: f64, a: SocketAddr, alias: &str, v: u64) {
+    m.member_joined(s(t), a, a.ip());
+    m.member_alias(s(t), a, alias);
+    m.auth_list(s(t), &ListView { version: Some(v), members: pyile::MemberList::new(Some(v), []), bytes: 0 });
+}
+
+fn drop_member(m: &mut Monitor, t: f64, a: SocketAddr, reason: Removal, v: u64) {
+    m.member_removed(s(t), a, reason);
+    m.auth_list(s(t), &ListView { version: Some(v), members: pyile::MemberList::new(Some(v), []), bytes: 0 });
+}
+
+fn taken(m: &mut Monitor, t: f64, inst: u64, v: u64) {
+    m.joiner_list(s(t), inst, &ListView { version: Some(v), members: pyile::MemberList::new(Some(v), []), bytes: 0 });
+}
+
+fn names_world() -> (Monitor, SocketAddr, SocketAddr, SocketAddr) {
+    let mut m = Monitor::new(cfg(0.0), vec![ip(1), ip(2), ip(3), ip(4)], &[3]);
+    m.auth_started(s(0.0), addr(1, AUTH_PEER));
+    let (w, b, c) = (addr(2, 50000), addr(2, 50001), addr(3, 50002));
+    // The watcher (instance 1) joins and takes its first list, v1.
+    m.join_started(s(1.0), 1, 1, 1, false, w);
+    m.join_alias(s(1.0), 1, w, "watcher");
+    admit(&mut m, 1.05, w, "watcher", 1);
+    m.joined(s(1.06), 1, w, &ListView { version: None, members: pyile::MemberList::new(None, [w]), bytes: 0 });
+    taken(&mut m, 1.07, 1, 1);
+    (m, w, b, c)
+}
+
+#[test]
+fn announcements_heard_exactly_once_in_order_are_quiet() {
+    let (mut m, _, b, c) = names_world();
+    m.join_started(s(2.0), 2, 2, 1, false, b);
+    m.join_alias(s(2.0), 2, b, "bob");
+    admit(&mut m, 2.05, b, "bob", 2);
+    m.join_started(s(2.0), 3, 3, 2, false, c);
+    m.join_alias(s(2.0), 3, c, "carol");
+    admit(&mut m, 2.06, c, "carol", 3);
+    m.leave_started(s(3.0), 2);
+    drop_member(&mut m, 3.01, b, Removal::Left, 4);
+    // Back to back, as a writer that was behind sends them.
+    m.announced(s(3.1), 1, 2, joined(b, "bob"));
+    taken(&mut m, 3.1, 1, 2);
+    m.announced(s(3.1), 1, 3, joined(c, "carol"));
+    taken(&mut m, 3.1, 1, 3);
+    m.announced(s(3.1), 1, 4, left(b, "bob", "left"));
+    taken(&mut m, 3.1, 1, 4);
+    assert!(m.findings().is_empty(), "{:?}", m.findings());
+    let (metrics, _) = m.finish(s(10.0));
+    assert_eq!(metrics.get(MetricId::Announcements), Some(3.0));
+    assert_eq!(metrics.get(MetricId::LeavesGraceful), Some(1.0));
+}
+
+#[test]
+fn announcement_checkers_fire_on_a_missed_a_wrong_and_a_repeated_change() {
+    // Missed: a merged delta hid bob's join and leave (the watcher took v3 hearing nothing).
+    let (mut m, _, b, _) = names_world();
+    m.join_started(s(2.0), 2, 2, 1, false, b);
+    m.join_alias(s(2.0), 2, b, "bob");
+    admit(&mut m, 2.05, b, "bob", 2);
+    drop_member(&mut m, 2.5, b, Removal::Closed, 3);
+    taken(&mut m, 3.0, 1, 3);
+    assert_eq!(m.findings().iter().map(|f| f.check).collect::<Vec<_>>(), ["announcement_missed"]);
+
+    // Wrong: the leave announced without its reason.
+    let (mut m, _, b, _) = names_world();
+    m.join_started(s(2.0), 2, 2, 1, false, b);
+    m.join_alias(s(2.0), 2, b, "bob");
+    admit(&mut m, 2.05, b, "bob", 2);
+    m.announced(s(2.1), 1, 2, joined(b, "bob"));
+    taken(&mut m, 2.1, 1, 2);
+    drop_member(&mut m, 2.5, b, Removal::HeartbeatTimeout, 3);
+    m.announced(s(2.6), 1, 3, left(b, "bob", "unknown"));
+    assert_eq!(m.findings().iter().map(|f| f.check).collect::<Vec<_>>(), ["announcement_wrong"]);
+
+    // Repeated: the join heard twice.
+    let (mut m, _, b, _) = names_world();
+    m.join_started(s(2.0), 2, 2, 1, false, b);
+    m.join_alias(s(2.0), 2, b, "bob");
+    admit(&mut m, 2.05, b, "bob", 2);
+    m.announced(s(2.1), 1, 2, joined(b, "bob"));
+    m.announced(s(2.2), 1, 2, joined(b, "bob"));
+    assert_eq!(m.findings().iter().map(|f| f.check).collect::<Vec<_>>(), ["announcement_repeated"]);
+
+    // Skipped (reported by the joiner): no finding, counted.
+    let (mut m, _, b, _) = names_world();
+    m.join_started(s(2.0), 2, 2, 1, false, b);
+    m.join_alias(s(2.0), 2, b, "bob");
+    admit(&mut m, 2.05, b, "bob", 2);
+    drop_member(&mut m, 2.5, b, Removal::Closed, 3);
+    m.announcements_skipped(s(3.0), 1, 1, 3);
+    taken(&mut m, 3.0, 1, 3);
+    assert!(m.findings().is_empty(), "{:?}", m.findings());
+    let (metrics, _) = m.finish(s(10.0));
+    assert_eq!(metrics.get(MetricId::AnnouncementsSkipped), Some(1.0));
+}
+
+#[test]
+fn alias_checkers_fire_on_a_duplicate_and_on_a_refusal_of_a_free_alias() {
+    // Two live members admitted with one alias.
+    let (mut m, _, b, c) = names_world();
+    for (inst, a, v) in [(2, b, 2), (3, c, 3)] {
+        m.join_started(s(2.0), inst, inst as usize, 1, false, a);
+        m.join_alias(s(2.0), inst, a, "bob");
+        admit(&mut m, 2.05, a, "bob", v);
+    }
+    assert_eq!(m.findings().iter().map(|f| f.check).collect::<Vec<_>>(), ["alias_duplicated"]);
+
+    // After the first bob is removed, a second is fine; a refusal while bob is listed is too.
+    let (mut m, _, b, c) = names_world();
+    m.join_started(s(2.0), 2, 2, 1, false, b);
+    m.join_alias(s(2.0), 2, b, "bob");
+    admit(&mut m, 2.05, b, "bob", 2);
+    m.join_started(s(3.0), 3, 3, 2, false, c);
+    m.join_alias(s(3.0), 3, c, "bob");
+    m.alias_refused(s(3.05), 3);
+    m.join_failed(s(3.05), 3);
+    drop_member(&mut m, 4.0, b, Removal::Closed, 3);
+    m.join_started(s(5.0), 4, 3, 2, false, addr(3, 50003));
+    m.join_alias(s(5.0), 4, addr(3, 50003), "bob");
+    admit(&mut m, 5.05, addr(3, 50003), "bob", 4);
+    assert!(m.findings().is_empty(), "{:?}", m.findings());
+
+    // A refusal long after the only bob left: the alias was free.
+    let (mut m, _, b, c) = names_world();
+    m.join_started(s(2.0), 2, 2, 1, false, b);
+    m.join_alias(s(2.0), 2, b, "bob");
+    admit(&mut m, 2.05, b, "bob", 2);
+    drop_member(&mut m, 3.0, b, Removal::Closed, 3);
+    m.join_started(s(30.0), 3, 3, 2, false, c);
+    m.join_alias(s(30.0), 3, c, "bob");
+    m.alias_refused(s(30.05), 3);
+    assert_eq!(m.findings().iter().map(|f| f.check).collect::<Vec<_>>(), ["alias_refused_free"]);
+}
+
+#[test]
+fn left_misreported_fires_on_a_leave_reported_closed_and_a_crash_reported_left() {
+    let (mut m, _, b, c) = names_world();
+    for (inst, a) in [(2, b), (3, c)] {
+        m.join_started(s(2.0), inst, inst as usize, 1, false, a);
+        m.join_alias(s(2.0), inst, a, &format!("j{inst}"));
+        admit(&mut m, 2.05, a, &format!("j{inst}"), inst);
+        m.joined(s(2.06), inst, a, &ListView { version: None, members: pyile::MemberList::new(None, [a]), bytes: 0 });
+    }
+    // Bob leaves gracefully but is reported as closed; carol, never told to leave, as left.
+    m.leave_started(s(3.0), 2);
+    drop_member(&mut m, 3.01, b, Removal::Closed, 4);
+    drop_member(&mut m, 4.0, c, Removal::Left, 5);
+    // Carol's removal is a false removal too: nothing was wrong with her.
+    assert_eq!(
+        m.findings().iter().map(|f| f.check).collect::<Vec<_>>(),
+        ["left_misreported", "left_misreported", "false_removal"]
+    );
 }
 
 #[test]

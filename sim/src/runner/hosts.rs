@@ -145,6 +145,8 @@ pub enum Obs {
         /// The authenticator refused its password (a wrong-password attempt, counted from the
         /// joiner's side).
         refused: bool,
+        /// The authenticator refused its alias as taken.
+        alias_taken: bool,
         /// The joiner refused the authenticator as an impostor (it could not prove it knows
         /// the password, or offered no proof to a joiner that requires one).
         impostor: bool,
@@ -286,6 +288,17 @@ pub struct Settings {
     pub max_handshakes: Option<usize>,
     /// Joiner slot names.
     pub joiner_names: Vec<String>,
+    /// Per joiner slot, its group's shared alias (scenario key `alias`), if it has one.
+    pub joiner_aliases: Vec<Option<String>>,
+}
+
+/// The alias join attempt `inst` of joiner slot `slot` presents: its group's shared one, or
+/// its own `name#inst`.
+pub fn alias_of(s: &Settings, slot: usize, inst: u64) -> String {
+    match &s.joiner_aliases[slot] {
+        Some(a) => a.clone(),
+        None => format!("{}#{inst}", s.joiner_names[slot]),
+    }
 }
 
 /// A joiner group's settings.
@@ -341,6 +354,7 @@ impl Settings {
             foreign_peer_addresses: false,
             max_handshakes: None,
             joiner_names: layout.joiners.iter().map(|j| j.name.clone()).collect(),
+            joiner_aliases: layout.joiners.iter().map(|j| sc.joiners[j.group].get_ref().alias.clone()).collect(),
         }
     }
 }
@@ -648,9 +662,10 @@ async fn joiner_agent(ctx: HostCtx) -> turmoil::Result {
                         group,
                     ));
                 }
+                // A graceful leave says so (protocol 2); a crash (above) closes without a word.
                 Cmd::Leave { inst } => {
                     if let Some(j) = live.borrow().get(&inst).cloned() {
-                        tokio::task::spawn_local(async move { j.leave().await });
+                        tokio::task::spawn_local(async move { j.close().await });
                     }
                 }
                 Cmd::Broadcast { id, inst: Some(inst), size } => {
@@ -696,7 +711,7 @@ async fn run_joiner(
     let (password, handshake, hb_timeout) = (g.password.clone(), g.handshake_timeout, g.heartbeat_timeout);
     ctx.shared.push(ctx.host, Obs::JoinStarted { at: clock.now(), inst });
     let cfg = JoinerConfig::new(password)
-        .alias(format!("{}#{inst}", s.joiner_names[joiner]))
+        .alias(alias_of(s, joiner, inst))
         .local_ip(ctx.ip)
         .peer_port(peer_port(inst))
         .handshake_timeout(handshake)
@@ -724,6 +739,7 @@ async fn run_joiner(
                 at: clock.now(),
                 inst,
                 refused: matches!(e, pyile::Error::Authentication),
+                alias_taken: matches!(e, pyile::Error::AliasTaken { .. }),
                 impostor: matches!(e, pyile::Error::ImpostorAuthenticator { .. } | pyile::Error::MutualAuthUnavailable),
                 error: pyile::error::report(&e),
             },
@@ -779,7 +795,7 @@ async fn attacker(ctx: HostCtx) -> turmoil::Result {
                 let started = clock.now();
                 shared.push(host, Obs::AttemptStarted { at: started, host });
                 let cfg = JoinerConfig::new(password)
-                    .alias(format!("attacker-{host}"))
+                    .alias(format!("attacker-{host}-{attempt}"))
                     .local_ip(ip)
                     .handshake_timeout(s.handshake_timeout)
                     .event_capacity(64)

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::driver::{Driver, Slot};
 use super::hosts::Obs;
-use crate::checkers::{ListView, Removal};
+use crate::checkers::{Change, ListView, Removal};
 use crate::trace::TraceError;
 
 /// A list as the checkers see it: an O(1) clone, whatever its size.
@@ -34,6 +34,7 @@ fn removal(r: &RemovalReason) -> Removal {
         RemovalReason::DistributionLost => Removal::DistributionLost,
         RemovalReason::Replaced => Removal::Replaced,
         RemovalReason::ProtocolError(_) => Removal::Protocol,
+        RemovalReason::Left => Removal::Left,
     }
 }
 
@@ -85,6 +86,20 @@ fn describe(kind: &EventKind) -> (&'static str, Value) {
         EventKind::Left => ("left", Value::Null),
         EventKind::Lagged { dropped } => ("lagged", json!({"dropped": dropped})),
         EventKind::StaleList { version, held } => ("stale_list", json!({"version": version, "held": held})),
+        EventKind::MemberAlias { member, alias } => {
+            ("member_alias", json!({"member": member.to_string(), "alias": alias.as_ref()}))
+        }
+        EventKind::AliasRefused { source, alias, refusal } => {
+            ("alias_refused", json!({"source": source.to_string(), "alias": alias, "refusal": refusal.as_str()}))
+        }
+        EventKind::PeerJoined { peer, alias, version } => {
+            ("peer_joined", json!({"peer": peer.to_string(), "alias": alias.as_deref(), "v": version}))
+        }
+        EventKind::PeerLeft { peer, alias, reason, version } => (
+            "peer_left",
+            json!({"peer": peer.to_string(), "alias": alias.as_deref(), "reason": reason.as_str(), "v": version}),
+        ),
+        EventKind::AnnouncementsSkipped { from, to } => ("announcements_skipped", json!({"from": from, "to": to})),
     }
 }
 
@@ -127,6 +142,7 @@ impl Driver<'_> {
                     }
                     EventKind::MessageDuplicate { .. } => self.monitor.chat_duplicate_dropped(),
                     EventKind::Banned { ip } => self.monitor.banned(at, *ip),
+                    EventKind::MemberAlias { member, alias } => self.monitor.member_alias(at, *member, alias),
                     EventKind::HandshakeFailed { source, .. } => self.monitor.handshake_failed(at, *source),
                     EventKind::Lagged { dropped } => {
                         self.error =
@@ -143,11 +159,16 @@ impl Driver<'_> {
                     let rejoin = self.rejoining.get(&inst).copied().unwrap_or(false);
                     let peer = SocketAddr::new(self.ips[host], super::hosts::peer_port(inst));
                     self.monitor.join_started(at, inst, slot, host, rejoin, peer);
+                    let alias = super::hosts::alias_of(&self.shared.settings, slot, inst);
+                    self.monitor.join_alias(at, inst, peer, &alias);
                 }
                 let n = self.inst_name(inst);
                 self.record(at, &n, "join_started", Value::Null)?;
             }
-            Obs::JoinFailed { at, inst, error, refused, impostor } => {
+            Obs::JoinFailed { at, inst, error, refused, alias_taken, impostor } => {
+                if alias_taken {
+                    self.monitor.alias_refused(at, inst);
+                }
                 if impostor {
                     self.monitor.impostor_refused();
                 }
@@ -211,6 +232,21 @@ impl Driver<'_> {
                     EventKind::MessageDuplicate { .. } => self.monitor.chat_duplicate_dropped(),
                     EventKind::AuthenticatorLost { .. } => self.monitor.auth_lost(at, inst),
                     EventKind::StaleList { version, held } => self.monitor.stale_list(at, inst, *version, *held),
+                    EventKind::PeerJoined { peer, alias, version } => {
+                        let change = Change::Joined { peer: *peer, alias: alias.as_deref().map(str::to_owned) };
+                        self.monitor.announced(at, inst, *version, change)
+                    }
+                    EventKind::PeerLeft { peer, alias, reason, version } => {
+                        let change = Change::Left {
+                            peer: *peer,
+                            alias: alias.as_deref().map(str::to_owned),
+                            reason: reason.as_str().to_owned(),
+                        };
+                        self.monitor.announced(at, inst, *version, change)
+                    }
+                    EventKind::AnnouncementsSkipped { from, to } => {
+                        self.monitor.announcements_skipped(at, inst, *from, *to)
+                    }
                     EventKind::Lagged { dropped } => {
                         self.error = Some(format!("joiner events lagged ({dropped} dropped): checkers incomplete"));
                     }

@@ -225,6 +225,11 @@ pub struct JoinerGroup {
     /// Absent: it stays out (until a timeline `join`).
     #[serde(default)]
     pub rejoin_after: Option<Dur>,
+    /// One alias every joiner of the group joins with (protocol 2: the authenticator admits
+    /// one live member per alias and refuses the others with `alias_taken`). Absent: each
+    /// join attempt has its own, `name#inst`.
+    #[serde(default)]
+    pub alias: Option<String>,
     /// The group's joiners are pointed at an impostor authenticator (its own host, which
     /// does not know the password) posing as this, instead of the real one: `"scram"` (a
     /// protocol-2 authenticator offering SCRAM; it forges the server signature) or `"v1"`

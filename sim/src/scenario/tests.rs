@@ -78,7 +78,9 @@ fn every_shipped_scenario_parses_resolves_and_validates() {
             "join_storm_faults",
             "lossy_broadcast",
             "lossy_links",
+            "names_and_announcements",
             "partition",
+            "protocol2_extensions",
             "scale_1000",
             "scale_5000"
         ]
