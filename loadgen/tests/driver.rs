@@ -17,6 +17,16 @@ fn addrs(range: &str) -> Vec<IpAddr> {
     range.parse::<SourceRange>().unwrap().addrs().to_vec()
 }
 
+/// The authenticator these tests run against: password "pw", on loopback port 0, a
+/// heartbeat every 200 ms.
+fn auth_config() -> AuthenticatorConfig {
+    AuthenticatorConfig::new("pw").listen("127.0.0.1:0".parse().unwrap()).heartbeat_interval(Duration::from_millis(200))
+}
+
+async fn start_auth(cfg: AuthenticatorConfig) -> Authenticator {
+    Authenticator::start(TokioNet, cfg).await.unwrap()
+}
+
 /// The driver settings these tests share: password "pw", every joiner on protocol 2, no
 /// impostor.
 fn driver_config(target: SocketAddr) -> DriverConfig {
@@ -57,15 +67,7 @@ fn joins_only(seed: u64, peers: u32, rate: f64, hold: Duration, ips: &str) -> Pl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joiners_bind_their_planned_source_addresses_and_attackers_get_banned() {
-    let mut auth = Authenticator::start(
-        TokioNet,
-        AuthenticatorConfig::new("pw")
-            .listen("127.0.0.1:0".parse().unwrap())
-            .heartbeat_interval(Duration::from_millis(200))
-            .password_attempts(2),
-    )
-    .await
-    .unwrap();
+    let mut auth = start_auth(auth_config().password_attempts(2)).await;
     let mut auth_events = auth.events().unwrap();
 
     let cfg = PlanConfig {
@@ -176,15 +178,7 @@ async fn churn_crashes_are_silent_and_the_authenticator_s_detection_is_measured(
     let interval = Duration::from_millis(100);
     let timeout = Duration::from_millis(1000);
     let crash_bound = Duration::from_secs(6);
-    let mut auth = Authenticator::start(
-        TokioNet,
-        AuthenticatorConfig::new("pw")
-            .listen("127.0.0.1:0".parse().unwrap())
-            .heartbeat_interval(interval)
-            .heartbeat_timeout(timeout),
-    )
-    .await
-    .unwrap();
+    let mut auth = start_auth(auth_config().heartbeat_interval(interval).heartbeat_timeout(timeout)).await;
     // Every removal and its reason, read while the run goes on (the channel is bounded).
     let mut auth_events = auth.events().unwrap();
     let removals = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -282,15 +276,7 @@ async fn churn_crashes_are_silent_and_the_authenticator_s_detection_is_measured(
 /// then, so the authenticator finally sees it go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_still_listed_at_the_bound_are_undetected_errors_and_then_closed() {
-    let mut auth = Authenticator::start(
-        TokioNet,
-        AuthenticatorConfig::new("pw")
-            .listen("127.0.0.1:0".parse().unwrap())
-            .heartbeat_interval(Duration::from_millis(200))
-            .heartbeat_timeout(Duration::from_secs(3600)),
-    )
-    .await
-    .unwrap();
+    let mut auth = start_auth(auth_config().heartbeat_timeout(Duration::from_secs(3600))).await;
     let mut auth_events = auth.events().unwrap();
     let cfg = PlanConfig {
         seed: 7,
@@ -360,14 +346,7 @@ async fn a_protocol_mix_loads_both_distribution_paths() {
     assert_eq!((v2(0.0), v2(0.5), v2(0.25), v2(1.0)), (0, 50, 25, 100));
     assert!(share(0.5).speaks_protocol2(1) && !share(0.5).speaks_protocol2(0));
 
-    let auth = Authenticator::start(
-        TokioNet,
-        AuthenticatorConfig::new("pw")
-            .listen("127.0.0.1:0".parse().unwrap())
-            .heartbeat_interval(Duration::from_millis(200)),
-    )
-    .await
-    .unwrap();
+    let auth = start_auth(auth_config()).await;
     let plan = joins_only(9, 12, 50.0, Duration::from_millis(1000), "127.0.7.1-127.0.7.4");
     let metrics = Arc::new(Metrics::new(Instant::now() + Duration::from_millis(50)));
     let driver_cfg = DriverConfig { target: auth.auth_addr(), ..share(0.5) };
@@ -390,14 +369,7 @@ async fn a_protocol_mix_loads_both_distribution_paths() {
 /// untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impostor_joins_are_refused_where_protocol_2_promises_and_counted_where_not() {
-    let auth = Authenticator::start(
-        TokioNet,
-        AuthenticatorConfig::new("pw")
-            .listen("127.0.0.1:0".parse().unwrap())
-            .heartbeat_interval(Duration::from_millis(200)),
-    )
-    .await
-    .unwrap();
+    let auth = start_auth(auth_config()).await;
     let run = |kind, mix: f64, mutual: bool| {
         let target = auth.auth_addr();
         async move {
@@ -458,14 +430,7 @@ async fn duplicate_aliases_are_refused_and_counted_apart_from_errors() {
     assert_eq!(ids(1.0), 1000);
     assert!((400..600).contains(&ids(0.5)), "{}", ids(0.5));
 
-    let mut auth = Authenticator::start(
-        TokioNet,
-        AuthenticatorConfig::new("pw")
-            .listen("127.0.0.1:0".parse().unwrap())
-            .heartbeat_interval(Duration::from_millis(200)),
-    )
-    .await
-    .unwrap();
+    let mut auth = start_auth(auth_config()).await;
     let mut auth_events = auth.events().unwrap();
     let cfg = PlanConfig {
         seed: 11,
