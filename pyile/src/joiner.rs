@@ -89,6 +89,7 @@ pub struct JoinerConfig {
     shared_lists: Option<SharedLists>,
     key_cache: Option<KeyCache>,
     exactly_once: ExactlyOnceConfig,
+    one_connection: bool,
 }
 
 /// Default [`JoinerConfig::max_members`].
@@ -118,6 +119,7 @@ impl JoinerConfig {
             shared_lists: None,
             key_cache: None,
             exactly_once: ExactlyOnceConfig::default(),
+            one_connection: false,
         }
     }
     /// Alias sent with chat messages and, to a protocol-2 authenticator, in the handshake:
@@ -222,6 +224,16 @@ impl JoinerConfig {
         self.exactly_once = cfg;
         self
     }
+    /// Asks a protocol-2 authenticator for the member lists on the auth connection (default
+    /// false): one connection to the authenticator instead of two, its snapshots and deltas
+    /// between the heartbeats (`{"one_connection":true}` in the first handshake message;
+    /// `docs/protocol-2-extensions.md`). An authenticator that does not announce protocol 2
+    /// is never asked, and one that answers with a distribution address gets the usual two
+    /// connections: the joiner follows whatever it is told.
+    pub fn one_connection(mut self, on: bool) -> Self {
+        self.one_connection = on;
+        self
+    }
     /// SCRAM client keys to share with the other joiners of this process: computed once per
     /// password, salt and iteration count instead of one PBKDF2 per join. See [`KeyCache`].
     pub fn scram_key_cache(mut self, cache: KeyCache) -> Self {
@@ -252,6 +264,8 @@ pub struct Joiner<N: Network = crate::net::TokioNet> {
     leaving: Option<CancellationToken>,
     auth_addr: SocketAddr,
     dist_local: Option<SocketAddr>,
+    /// Whether it has a distribution connection (false: its lists come on the auth connection).
+    dist_connection: bool,
     members: watch::Receiver<MemberList>,
     events: Option<EventStream>,
     cancel: CancellationToken,
@@ -324,8 +338,9 @@ impl<N: Network> Joiner<N> {
         // never crosses the wire, and the authenticator proves it knows it too), else v1's
         // cleartext `shadow`.
         let scram = v2 && scram_offered;
-        // The alias, to a protocol-2 authenticator only.
+        // The alias, to a protocol-2 authenticator only; so is the request for one connection.
         let presented = (v2 && cfg.present_alias).then(|| cfg.alias.clone());
+        let ask_one = v2 && cfg.one_connection;
         let refused = |r: Refusal| match r {
             Refusal::AliasTaken => Error::AliasTaken { alias: cfg.alias.clone() },
             Refusal::BadAlias => Error::BadAlias { alias: cfg.alias.clone() },
@@ -343,6 +358,7 @@ impl<N: Network> Joiner<N> {
                 nonce: exchange.nonce().to_owned(),
                 version: Some(PROTOCOL_VERSION),
                 alias: presented.clone(),
+                one_connection: ask_one,
             };
             send(timeout_at(deadline, w.write_all(&start.encode())).await, "sending the SCRAM nonce")?;
             let challenge = match recv("waiting for the SCRAM challenge")(timeout_at(deadline, reader.next()).await)? {
@@ -371,6 +387,7 @@ impl<N: Network> Joiner<N> {
                 password: cfg.password.clone(),
                 version: cfg.announce.then_some(PROTOCOL_VERSION),
                 alias: presented.clone(),
+                one_connection: ask_one,
             };
             send(timeout_at(deadline, w.write_all(&shadow.encode())).await, "sending the password")?;
             match recv("waiting for the password check")(timeout_at(deadline, reader.next()).await)? {
@@ -394,24 +411,30 @@ impl<N: Network> Joiner<N> {
             other => return Err(Error::Unexpected { addr: target, expected: "distro", got: other.kind() }),
         };
         events.emit(EventKind::Handshake(HandshakeStage::FirstList(first.clone())));
-        let (dist_addr, token) =
-            match recv("waiting for the distribution address")(timeout_at(deadline, reader.next()).await)? {
-                Message::DistAddr { addr, token } => (addr, token),
-                other => return Err(Error::Unexpected { addr: target, expected: "dist_addr", got: other.kind() }),
-            };
-        let dist = match timeout_at(deadline, net.connect(cfg.local_ip, dist_addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => return Err(Error::Connection { addr: dist_addr, source }),
-            Err(_) => return Err(timed_out("connecting to the distribution socket")),
+        // The distribution address, or (asked for) lists on this connection.
+        let dist = match recv("waiting for the distribution address")(timeout_at(deadline, reader.next()).await)? {
+            Message::DistAddr { addr: dist_addr, token } => {
+                let dist = match timeout_at(deadline, net.connect(cfg.local_ip, dist_addr)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(source)) => return Err(Error::Connection { addr: dist_addr, source }),
+                    Err(_) => return Err(timed_out("connecting to the distribution socket")),
+                };
+                let dist_local = dist.local_addr().ok();
+                let (dist_r, mut dist_w) = tokio::io::split(dist);
+                if let (Some(t), true) = (token, cfg.announce) {
+                    send(
+                        timeout_at(deadline, dist_w.write_all(&Message::DistToken(t).encode())).await,
+                        "sending the distribution token",
+                    )?;
+                }
+                Some((dist_local, dist_r, dist_w))
+            }
+            Message::ListsHere if ask_one => None,
+            other => return Err(Error::Unexpected { addr: target, expected: "dist_addr", got: other.kind() }),
         };
-        let dist_local = dist.local_addr().ok();
-        let (dist_r, mut dist_w) = tokio::io::split(dist);
-        if let (Some(t), true) = (token, cfg.announce) {
-            send(
-                timeout_at(deadline, dist_w.write_all(&Message::DistToken(t).encode())).await,
-                "sending the distribution token",
-            )?;
-        }
+        let dist_local = dist.as_ref().and_then(|(local, ..)| *local);
+        let dist_connection = dist.is_some();
+        // The lists' source is set up: the equivalent point for both kinds of member.
         events.emit(EventKind::Handshake(HandshakeStage::DistConnected));
         debug!(%peer_addr, auth = %target, members = first.len(), "joined");
         events.emit(EventKind::Joined { peer_addr, list: first.clone() });
@@ -436,6 +459,18 @@ impl<N: Network> Joiner<N> {
         let lost = Lost { events: events.clone(), cancel: cancel.clone(), declared: Arc::new(AtomicBool::new(false)) };
         let held = v2.then(|| members.clone());
         let leaving = v2.then(CancellationToken::new);
+        let aliases = Arc::new(std::sync::Mutex::new(AliasMap::new()));
+        let follower = Follower {
+            members: members_tx,
+            announcer: Announcer { events: events.clone(), aliases: aliases.clone() },
+            lists: ListBuilder { max_members: cfg.max_members, shared: cfg.shared_lists.clone() },
+        };
+        // Lists on their own connection get their own task; on the auth connection, the
+        // heartbeat task, its only reader, takes them too.
+        let (on_auth, dist) = match dist {
+            Some((_, dist_r, dist_w)) => (None, Some((dist_r, dist_w, follower))),
+            None => (Some(follower), None),
+        };
         tracker.spawn(heartbeats::<N>(
             reader,
             w,
@@ -445,17 +480,17 @@ impl<N: Network> Joiner<N> {
             lost.clone(),
             peer.freeze.clone(),
             leaving.clone(),
+            on_auth,
         ));
-        let aliases = Arc::new(std::sync::Mutex::new(AliasMap::new()));
-        tracker.spawn(distribution::<N>(
-            MessageReader::with_limit(dist_r, cfg.max_value_len),
-            dist_w,
-            members_tx,
-            Announcer { events: events.clone(), aliases: aliases.clone() },
-            lost,
-            peer.freeze.clone(),
-            ListBuilder { max_members: cfg.max_members, shared: cfg.shared_lists.clone() },
-        ));
+        if let Some((dist_r, dist_w, follower)) = dist {
+            tracker.spawn(distribution::<N>(
+                MessageReader::with_limit(dist_r, cfg.max_value_len),
+                dist_w,
+                follower,
+                lost,
+                peer.freeze.clone(),
+            ));
+        }
 
         let (done_tx, done) = watch::channel(false);
         let (reap_cancel, reap_tracker, reap_events) = (cancel.clone(), tracker.clone(), events);
@@ -472,6 +507,7 @@ impl<N: Network> Joiner<N> {
             leaving,
             auth_addr: target,
             dist_local,
+            dist_connection,
             members,
             events: Some(stream),
             cancel,
@@ -489,9 +525,25 @@ impl<N: Network> Joiner<N> {
         self.auth_addr
     }
     /// The local address of its distribution connection (what a simulator
-    /// needs to tell which stream a fault killed).
+    /// needs to tell which stream a fault killed); None for a one-connection member, whose
+    /// lists come on the auth connection.
     pub fn distribution_local_addr(&self) -> Option<SocketAddr> {
         self.dist_local
+    }
+    /// Whether its lists come on the auth connection ([`JoinerConfig::one_connection`],
+    /// granted by a protocol-2 authenticator): it holds no distribution connection.
+    pub fn is_one_connection(&self) -> bool {
+        !self.dist_connection
+    }
+    /// Sockets it holds open while connected: the auth connection, the distribution
+    /// connection (none for a one-connection member) and the peer listener, not counting
+    /// chat connections being handled; 0 once it has ended. The connections among them
+    /// (all but the listener) are what it costs its authenticator in sockets.
+    pub fn open_sockets(&self) -> usize {
+        if !self.is_connected() {
+            return 0;
+        }
+        2 + usize::from(self.dist_connection)
     }
     /// The member list it currently holds.
     pub fn members(&self) -> MemberList {
@@ -654,7 +706,10 @@ fn closed_by_peer(e: &std::io::Error) -> bool {
 
 /// Answers the authenticator's heartbeats. `held` is the list this joiner
 /// holds, given only with a protocol-2 authenticator: then every answer
-/// carries that list's version (0 while no committed list is held).
+/// carries that list's version (0 while no committed list is held). `lists` is
+/// given for a one-connection member: its snapshots and deltas come on this
+/// connection too, between the heartbeats, and are taken exactly as on a
+/// distribution connection ([`Follower`]).
 #[allow(clippy::too_many_arguments)]
 async fn heartbeats<N: Network>(
     mut reader: MessageReader<ReadHalf<N::Stream>>,
@@ -665,7 +720,12 @@ async fn heartbeats<N: Network>(
     lost: Lost,
     freeze: Freeze,
     leaving: Option<CancellationToken>,
+    lists: Option<Follower>,
 ) {
+    let next = async |reader: &mut MessageReader<ReadHalf<N::Stream>>| match &lists {
+        Some(f) => reader.next_with(|b| f.lists.decode(b)).await,
+        None => reader.next().await.map(Incoming::Other),
+    };
     let leave_asked = async {
         match &leaving {
             Some(l) => l.cancelled().await,
@@ -701,10 +761,10 @@ async fn heartbeats<N: Network>(
                 lost.cancel.cancel();
                 break;
             }
-            r = timeout_at(next_deadline, reader.next()) => r,
+            r = timeout_at(next_deadline, next(&mut reader)) => r,
         };
         match msg {
-            Ok(Ok(m)) if m.as_heartbeat().is_some() => {
+            Ok(Ok(Incoming::Other(m))) if m.as_heartbeat().is_some() => {
                 last_heard = Instant::now();
                 missed_reported = false;
                 lost.events.emit(EventKind::HeartbeatReceived { from: auth });
@@ -716,7 +776,20 @@ async fn heartbeats<N: Network>(
                     Err(_) => return lost.lost(LostReason::Error("heartbeat answer timed out".into())),
                 }
             }
-            Ok(Ok(other)) => debug!("ignored {} on the auth connection", other.kind()),
+            // Only a one-connection member's reader makes lists (and takes deltas).
+            Ok(Ok(Incoming::List(list, aliases))) => {
+                if let Some(f) = &lists {
+                    f.take_list(list, aliases, reader.last_len());
+                }
+            }
+            Ok(Ok(Incoming::Other(Message::Delta(delta)))) if lists.is_some() => {
+                if let Some(f) = &lists
+                    && let Err(e) = f.take_delta(&delta, reader.last_len())
+                {
+                    return lost.lost(LostReason::Error(format!("distribution: malformed delta: {e}")));
+                }
+            }
+            Ok(Ok(Incoming::Other(other))) => debug!("ignored {} on the auth connection", other.kind()),
             Ok(Err(DecodeError::Eof { .. })) => return lost.lost(LostReason::Closed),
             Ok(Err(DecodeError::Io(e))) if closed_by_peer(&e) => return lost.lost(LostReason::Closed),
             Ok(Err(e)) => return lost.lost(LostReason::Error(e.to_string())),
@@ -823,74 +896,96 @@ impl Announcer {
     }
 }
 
+/// What a joiner does with the lists it receives, on whichever connection they come (its
+/// distribution connection, or its auth connection as a one-connection member): whole lists
+/// taken when newer than the one held, deltas applied to the one held, and what each
+/// announces.
+struct Follower {
+    members: watch::Sender<MemberList>,
+    announcer: Announcer,
+    lists: ListBuilder,
+}
+
+impl Follower {
+    /// A whole list of `bytes` on the wire: taken if newer than the one held, else reported
+    /// stale (if older).
+    fn take_list(&self, list: MemberList, aliases: Option<AliasMap>, bytes: usize) {
+        let events = &self.announcer.events;
+        let version = list.version;
+        let mut held_version = None;
+        let taken = self.members.send_if_modified(|held| {
+            held_version = held.version;
+            if held.is_superseded_by(&list) {
+                *held = list.clone();
+                true
+            } else {
+                false
+            }
+        });
+        if taken {
+            self.announcer.took_list(held_version, &list, aliases);
+            events.emit(EventKind::MemberListChanged { list, bytes });
+        } else {
+            debug!(?version, ?held_version, "ignored a list older than the one held");
+            if let (Some(version), Some(held)) = (version, held_version)
+                && version < held
+            {
+                events.emit(EventKind::StaleList { version, held });
+            }
+        }
+    }
+
+    /// A delta of `bytes` on the wire: applied to the list held if it is its base, skipped
+    /// otherwise; Err if it is malformed (the joiner must leave).
+    fn take_delta(&self, delta: &Delta, bytes: usize) -> Result<(), DeltaError> {
+        let events = &self.announcer.events;
+        let applied = self.lists.apply(&self.members.borrow(), delta);
+        match applied {
+            Ok(list) => {
+                self.members.send_replace(list.clone());
+                self.announcer.applied(delta);
+                events.emit(EventKind::MemberListChanged { list, bytes });
+            }
+            Err(DeltaError::BaseMismatch { base, held }) if delta.version <= held => {
+                debug!(base, version = delta.version, held, "ignored a delta older than the list held");
+                events.emit(EventKind::StaleList { version: delta.version, held });
+            }
+            Err(DeltaError::BaseMismatch { base, held }) => {
+                // Missed a version: the next heartbeat answer tells, a whole list follows.
+                debug!(base, version = delta.version, held, "skipped a delta for another version");
+            }
+            Err(DeltaError::Unversioned) => {
+                // Its first committed list was lost: the heartbeat answers report 0,
+                // and a whole list follows.
+                debug!(version = delta.version, "skipped a delta while holding no committed list");
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
 /// Follows the distribution connection: whole lists (taken when newer than the one held)
 /// and deltas (applied to the one held).
 async fn distribution<N: Network>(
     mut reader: MessageReader<ReadHalf<N::Stream>>,
     mut w: WriteHalf<N::Stream>,
-    members: watch::Sender<MemberList>,
-    announcer: Announcer,
+    follower: Follower,
     lost: Lost,
     freeze: Freeze,
-    lists: ListBuilder,
 ) {
-    let events = announcer.events.clone();
     loop {
         let msg = tokio::select! {
             biased;
             _ = lost.cancel.cancelled() => break,
             _ = freeze.frozen() => break,
-            r = reader.next_with(|b| lists.decode(b)) => r,
+            r = reader.next_with(|b| follower.lists.decode(b)) => r,
         };
         match msg {
-            Ok(Incoming::List(list, aliases)) => {
-                let version = list.version;
-                let bytes = reader.last_len();
-                let mut held_version = None;
-                let taken = members.send_if_modified(|held| {
-                    held_version = held.version;
-                    if held.is_superseded_by(&list) {
-                        *held = list.clone();
-                        true
-                    } else {
-                        false
-                    }
-                });
-                if taken {
-                    announcer.took_list(held_version, &list, aliases);
-                    events.emit(EventKind::MemberListChanged { list, bytes });
-                } else {
-                    debug!(?version, ?held_version, "ignored a list older than the one held");
-                    if let (Some(version), Some(held)) = (version, held_version)
-                        && version < held
-                    {
-                        events.emit(EventKind::StaleList { version, held });
-                    }
-                }
-            }
+            Ok(Incoming::List(list, aliases)) => follower.take_list(list, aliases, reader.last_len()),
             Ok(Incoming::Other(Message::Delta(delta))) => {
-                let bytes = reader.last_len();
-                let applied = lists.apply(&members.borrow(), &delta);
-                match applied {
-                    Ok(list) => {
-                        members.send_replace(list.clone());
-                        announcer.applied(&delta);
-                        events.emit(EventKind::MemberListChanged { list, bytes });
-                    }
-                    Err(DeltaError::BaseMismatch { base, held }) if delta.version <= held => {
-                        debug!(base, version = delta.version, held, "ignored a delta older than the list held");
-                        events.emit(EventKind::StaleList { version: delta.version, held });
-                    }
-                    Err(DeltaError::BaseMismatch { base, held }) => {
-                        // Missed a version: the next heartbeat answer tells, a whole list follows.
-                        debug!(base, version = delta.version, held, "skipped a delta for another version");
-                    }
-                    Err(DeltaError::Unversioned) => {
-                        // Its first committed list was lost: the heartbeat answers report 0,
-                        // and a whole list follows.
-                        debug!(version = delta.version, "skipped a delta while holding no committed list");
-                    }
-                    Err(e) => return lost.lost(LostReason::Error(format!("distribution: malformed delta: {e}"))),
+                if let Err(e) = follower.take_delta(&delta, reader.last_len()) {
+                    return lost.lost(LostReason::Error(format!("distribution: malformed delta: {e}")));
                 }
             }
             Ok(Incoming::Other(other)) => debug!("ignored {} on the distribution connection", other.kind()),

@@ -93,8 +93,9 @@ pub enum Message {
     /// [`Message::ScramStart`] exchange instead of a cleartext `shadow`.
     Banned { banned: bool, version: Option<u64>, scram: bool },
     /// Joiner → authenticator: the password (`{"shadow": ...}`); a protocol-2 joiner adds
-    /// its `alias` (extension, written only next to `version`).
-    Shadow { password: String, version: Option<u64>, alias: Option<String> },
+    /// its `alias` and may ask for its lists on the auth connection (`"one_connection":
+    /// true`, see [`Message::ListsHere`]); both extensions are written only next to `version`.
+    Shadow { password: String, version: Option<u64>, alias: Option<String>, one_connection: bool },
     /// Authenticator → joiner: result of the password check.
     Authenticated(bool),
     /// Authenticator → protocol-2 joiner: the password was right but the join is refused
@@ -111,6 +112,8 @@ pub enum Message {
         version: Option<u64>,
         /// The alias it joins with, as in `shadow`.
         alias: Option<String>,
+        /// Asks for the member lists on the auth connection, as in `shadow`.
+        one_connection: bool,
     },
     /// Authenticator → joiner: the challenge (extension, `{"scram_nonce": "...",
     /// "scram_salt": "...", "scram_iterations": N}`).
@@ -142,6 +145,11 @@ pub enum Message {
     /// Joiner → authenticator, first message on the distribution connection
     /// (extension; the reference never reads that socket).
     DistToken(u64),
+    /// Authenticator → protocol-2 joiner that asked for `one_connection`, instead of
+    /// [`Message::DistAddr`] (extension, `{"lists_here": true}`): its member lists (snapshots
+    /// and deltas) come on the auth connection, between the heartbeats; no distribution
+    /// connection is opened.
+    ListsHere,
     /// Authenticator → protocol-2 joiner, on the distribution connection only
     /// (extension): the change from list version `base` to `version`,
     /// `{"delta":true,"base":B,"version":V,"removed":[...],"added":[...]}`.
@@ -290,28 +298,18 @@ impl Message {
                 }
                 Value::Object(m)
             }
-            Message::Shadow { password, version, alias } => {
+            Message::Shadow { password, version, alias, one_connection } => {
                 let mut m = Map::new();
                 m.insert("shadow".into(), Value::String(password.clone()));
-                if let Some(v) = version {
-                    m.insert(EXTENSION_KEY.into(), json!(v));
-                    if let Some(a) = alias {
-                        m.insert("alias".into(), json!(a));
-                    }
-                }
+                insert_joiner_extensions(&mut m, *version, alias.as_deref(), *one_connection);
                 Value::Object(m)
             }
             Message::Authenticated(ok) => json!({ "authenticated": ok }),
             Message::Refused(r) => json!({ "authenticated": false, "refused": r.as_str() }),
-            Message::ScramStart { nonce, version, alias } => {
+            Message::ScramStart { nonce, version, alias, one_connection } => {
                 let mut m = Map::new();
                 m.insert("scram_client_nonce".into(), json!(nonce));
-                if let Some(v) = version {
-                    m.insert(EXTENSION_KEY.into(), json!(v));
-                    if let Some(a) = alias {
-                        m.insert("alias".into(), json!(a));
-                    }
-                }
+                insert_joiner_extensions(&mut m, *version, alias.as_deref(), *one_connection);
                 Value::Object(m)
             }
             Message::ScramChallenge(c) => {
@@ -340,6 +338,7 @@ impl Message {
                 Value::Object(m)
             }
             Message::DistToken(t) => json!({ "dist_token": t }),
+            Message::ListsHere => json!({ "lists_here": true }),
             Message::Delta(d) => {
                 let mut m = Map::new();
                 m.insert("delta".into(), Value::Bool(true));
@@ -483,9 +482,11 @@ impl Message {
             (Some(_), Some(a)) => Some(a.as_str().unwrap_or_default().to_owned()),
             _ => None,
         };
+        // Lists on the auth connection (protocol 2 only, next to the announcement).
+        let one_connection = version.is_some() && obj.get("one_connection") == Some(&Value::Bool(true));
         if let Some(p) = obj.get("shadow") {
             let password = p.as_str().ok_or_else(bad)?.to_owned();
-            return Ok(Message::Shadow { password, version, alias });
+            return Ok(Message::Shadow { password, version, alias, one_connection });
         }
         if let Some(a) = obj.get("authenticated") {
             let ok = a.as_bool().ok_or_else(bad)?;
@@ -499,7 +500,8 @@ impl Message {
         }
         let text = |key: &str| obj.get(key).and_then(Value::as_str).map(str::to_owned);
         if obj.contains_key("scram_client_nonce") {
-            return Ok(Message::ScramStart { nonce: text("scram_client_nonce").ok_or_else(bad)?, version, alias });
+            let nonce = text("scram_client_nonce").ok_or_else(bad)?;
+            return Ok(Message::ScramStart { nonce, version, alias, one_connection });
         }
         if obj.contains_key("scram_proof") {
             let (Some(nonce), Some(proof)) = (text("scram_nonce"), text("scram_proof")) else {
@@ -540,6 +542,9 @@ impl Message {
         }
         if let Some(t) = obj.get("dist_token") {
             return Ok(Message::DistToken(t.as_u64().ok_or_else(bad)?));
+        }
+        if obj.get("lists_here") == Some(&Value::Bool(true)) {
+            return Ok(Message::ListsHere);
         }
         if obj.get("delta") == Some(&Value::Bool(true)) {
             let num = |k: &str| obj.get(k).and_then(Value::as_u64).ok_or_else(bad);
@@ -612,12 +617,27 @@ impl Message {
             Message::Distro { .. } => "distro",
             Message::DistAddr { .. } => "dist_addr",
             Message::DistToken(_) => "dist_token",
+            Message::ListsHere => "lists_here",
             Message::Delta(_) => "delta",
             Message::Leaving => "leaving",
             Message::Heartbeat | Message::VersionedHeartbeat { .. } => "heartbeat",
             Message::Chat(_) => "chat",
             Message::Echo { .. } => "echo",
         }
+    }
+}
+
+/// A joiner's extension keys in its first handshake message (`shadow` or
+/// `scram_client_nonce`): its announcement, and next to it only, its alias and its request
+/// for lists on the auth connection (written only when asked).
+fn insert_joiner_extensions(m: &mut Map<String, Value>, version: Option<u64>, alias: Option<&str>, one: bool) {
+    let Some(v) = version else { return };
+    m.insert(EXTENSION_KEY.into(), json!(v));
+    if let Some(a) = alias {
+        m.insert("alias".into(), json!(a));
+    }
+    if one {
+        m.insert("one_connection".into(), Value::Bool(true));
     }
 }
 
@@ -976,9 +996,22 @@ mod tests {
             Message::Banned { banned: false, version: None, scram: false },
             Message::Banned { banned: true, version: Some(2), scram: false },
             Message::Banned { banned: false, version: Some(2), scram: true },
-            Message::Shadow { password: "p\"w{}\\".into(), version: Some(2), alias: Some("bob \"b\"".into()) },
+            Message::Shadow {
+                password: "p\"w{}\\".into(),
+                version: Some(2),
+                alias: Some("bob \"b\"".into()),
+                one_connection: false,
+            },
+            Message::Shadow { password: "pw".into(), version: Some(2), alias: None, one_connection: true },
             Message::Authenticated(true),
-            Message::ScramStart { nonce: "abc+/=".into(), version: Some(2), alias: None },
+            Message::ScramStart { nonce: "abc+/=".into(), version: Some(2), alias: None, one_connection: false },
+            Message::ScramStart {
+                nonce: "abc".into(),
+                version: Some(2),
+                alias: Some("a".into()),
+                one_connection: true,
+            },
+            Message::ListsHere,
             Message::ScramChallenge(Challenge { nonce: "abcdef".into(), salt: "c2FsdA==".into(), iterations: 4096 }),
             Message::ScramProof { nonce: "abcdef".into(), proof: "cHJvb2Y=".into() },
             Message::ScramAccepted { signature: "c2ln".into() },
@@ -1243,31 +1276,95 @@ mod tests {
     }
 
     #[test]
+    fn one_connection_exact_wire_form() {
+        let enc = |m: Message| String::from_utf8(m.encode()).unwrap();
+        let decode = |s: &str| Message::decode(s.as_bytes()).unwrap();
+        // The request rides in the first handshake message, next to the announcement only.
+        assert_eq!(
+            enc(Message::Shadow {
+                password: "pw".into(),
+                version: Some(2),
+                alias: Some("bob".into()),
+                one_connection: true
+            }),
+            r#"{"alias":"bob","one_connection":true,"pyile":2,"shadow":"pw"}"#
+        );
+        assert_eq!(
+            enc(Message::ScramStart { nonce: "n".into(), version: Some(2), alias: None, one_connection: true }),
+            r#"{"one_connection":true,"pyile":2,"scram_client_nonce":"n"}"#
+        );
+        assert_eq!(
+            enc(Message::Shadow { password: "pw".into(), version: None, alias: None, one_connection: true }),
+            r#"{"shadow":"pw"}"#,
+            "never to a v1 peer"
+        );
+        assert_eq!(
+            enc(Message::Shadow { password: "pw".into(), version: Some(2), alias: None, one_connection: false }),
+            r#"{"pyile":2,"shadow":"pw"}"#,
+            "not written unless asked"
+        );
+        assert_eq!(
+            decode(r#"{"shadow": "pw", "one_connection": true}"#),
+            Message::Shadow { password: "pw".into(), version: None, alias: None, one_connection: false },
+            "a request without an announcement is ignored"
+        );
+        assert_eq!(
+            decode(r#"{"scram_client_nonce": "n", "pyile": 2, "one_connection": 1}"#),
+            Message::ScramStart { nonce: "n".into(), version: Some(2), alias: None, one_connection: false },
+            "only true asks"
+        );
+        // The authenticator's answer, in place of `dist_addr`.
+        assert_eq!(enc(Message::ListsHere), r#"{"lists_here":true}"#);
+        assert_eq!(decode(r#"{ "lists_here" : true }"#), Message::ListsHere);
+        assert!(Message::decode(br#"{"lists_here": false}"#).is_err());
+    }
+
+    #[test]
     fn names_announcements_and_leaving_exact_wire_form() {
         let enc = |m: Message| String::from_utf8(m.encode()).unwrap();
         // The alias rides in the first handshake message, next to the announcement only.
         assert_eq!(
-            enc(Message::Shadow { password: "pw".into(), version: Some(2), alias: Some("bob".into()) }),
+            enc(Message::Shadow {
+                password: "pw".into(),
+                version: Some(2),
+                alias: Some("bob".into()),
+                one_connection: false
+            }),
             r#"{"alias":"bob","pyile":2,"shadow":"pw"}"#
         );
         assert_eq!(
-            enc(Message::ScramStart { nonce: "n".into(), version: Some(2), alias: Some("bob".into()) }),
+            enc(Message::ScramStart {
+                nonce: "n".into(),
+                version: Some(2),
+                alias: Some("bob".into()),
+                one_connection: false
+            }),
             r#"{"alias":"bob","pyile":2,"scram_client_nonce":"n"}"#
         );
         assert_eq!(
-            enc(Message::Shadow { password: "pw".into(), version: None, alias: Some("bob".into()) }),
+            enc(Message::Shadow {
+                password: "pw".into(),
+                version: None,
+                alias: Some("bob".into()),
+                one_connection: false
+            }),
             r#"{"shadow":"pw"}"#,
             "never to a v1 peer"
         );
         let decode = |s: &str| Message::decode(s.as_bytes()).unwrap();
         assert_eq!(
             decode(r#"{"shadow": "pw", "alias": "bob"}"#),
-            Message::Shadow { password: "pw".into(), version: None, alias: None },
+            Message::Shadow { password: "pw".into(), version: None, alias: None, one_connection: false },
             "an alias without an announcement is ignored"
         );
         assert_eq!(
             decode(r#"{"shadow": "pw", "pyile": 2, "alias": 7}"#),
-            Message::Shadow { password: "pw".into(), version: Some(2), alias: Some(String::new()) },
+            Message::Shadow {
+                password: "pw".into(),
+                version: Some(2),
+                alias: Some(String::new()),
+                one_connection: false
+            },
             "a non-string alias reads as empty (refused as bad)"
         );
         assert_eq!(enc(Message::Refused(Refusal::AliasTaken)), r#"{"authenticated":false,"refused":"alias_taken"}"#);
@@ -1336,26 +1433,33 @@ mod tests {
                 (any::<bool>(), proptest::option::of(0u64..10), any::<bool>()).prop_map(|(banned, version, scram)| {
                     Message::Banned { banned, version, scram: scram && version.is_some() }
                 }),
-                ("[A-Za-z0-9+/=]{0,30}", proptest::option::of(0u64..10), proptest::option::of(".{0,20}")).prop_map(
-                    |(nonce, version, alias)| Message::ScramStart {
+                (
+                    "[A-Za-z0-9+/=]{0,30}",
+                    proptest::option::of(0u64..10),
+                    proptest::option::of(".{0,20}"),
+                    any::<bool>()
+                )
+                    .prop_map(|(nonce, version, alias, one)| Message::ScramStart {
                         nonce,
                         alias: alias.filter(|_| version.is_some()),
+                        one_connection: one && version.is_some(),
                         version
-                    }
-                ),
+                    }),
                 ("[A-Za-z0-9+/=]{0,30}", "[A-Za-z0-9+/=]{0,30}", any::<u32>()).prop_map(|(nonce, salt, iterations)| {
                     Message::ScramChallenge(Challenge { nonce, salt, iterations })
                 }),
                 ("[A-Za-z0-9+/=]{0,30}", "[A-Za-z0-9+/=]{0,30}")
                     .prop_map(|(nonce, proof)| Message::ScramProof { nonce, proof }),
                 "[A-Za-z0-9+/=]{0,30}".prop_map(|signature| Message::ScramAccepted { signature }),
-                (".{0,40}", proptest::option::of(0u64..10), proptest::option::of(".{0,20}")).prop_map(
-                    |(password, version, alias)| Message::Shadow {
+                (".{0,40}", proptest::option::of(0u64..10), proptest::option::of(".{0,20}"), any::<bool>()).prop_map(
+                    |(password, version, alias, one)| Message::Shadow {
                         password,
                         alias: alias.filter(|_| version.is_some()),
+                        one_connection: one && version.is_some(),
                         version
                     }
                 ),
+                Just(Message::ListsHere),
                 prop_oneof![
                     Just(Refusal::AliasTaken),
                     Just(Refusal::BadAlias),

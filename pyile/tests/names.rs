@@ -106,8 +106,13 @@ async fn a_taken_alias_is_refused_with_a_reason_and_freed_when_its_member_goes()
     assert!(eventually(Duration::from_secs(2), || auth.members().len() == 1).await);
     let mut raw = RawClient::connect(ip("127.0.0.1"), auth.auth_addr()).await;
     raw.expect_not_banned().await;
-    raw.send(&pyile::wire::Message::Shadow { password: "pw".into(), version: Some(2), alias: Some("carol".into()) })
-        .await;
+    raw.send(&pyile::wire::Message::Shadow {
+        password: "pw".into(),
+        version: Some(2),
+        alias: Some("carol".into()),
+        one_connection: false,
+    })
+    .await;
     assert_eq!(raw.recv(Duration::from_secs(2)).await, pyile::wire::Message::Authenticated(true));
     assert!(matches!(join(&auth, "carol").await, Err(Error::AliasTaken { .. })), "held by the handshake");
     drop(raw);

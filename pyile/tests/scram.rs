@@ -124,7 +124,8 @@ async fn a_raw_proof_for_the_wrong_password_is_refused_and_counted() {
         let m = c.recv(Duration::from_secs(2)).await;
         assert!(matches!(m, Message::Banned { banned: false, version: Some(2), scram: true }), "{m:?}");
         let x = ClientExchange::start(&mut rng(1));
-        c.send(&Message::ScramStart { nonce: x.nonce().into(), version: Some(2), alias: None }).await;
+        c.send(&Message::ScramStart { nonce: x.nonce().into(), version: Some(2), alias: None, one_connection: false })
+            .await;
         let Message::ScramChallenge(ch) = c.recv(Duration::from_secs(2)).await else { panic!("no challenge") };
         let answer = x.answer("guess", &ch, DEFAULT_MAX_ITERATIONS).unwrap();
         let proof = proof.map_or(answer.proof.clone(), str::to_owned);

@@ -227,7 +227,10 @@ impl Conn {
     /// Banned status, password, result: `Ok` once authenticated.
     async fn authenticate(&mut self, ctx: &AttackContext, password: &str, hold: Option<Instant>) -> Result<(), End> {
         self.expect_not_banned(ctx, hold).await?;
-        self.send(&Message::Shadow { password: password.into(), version: None, alias: None }.encode()).await?;
+        self.send(
+            &Message::Shadow { password: password.into(), version: None, alias: None, one_connection: false }.encode(),
+        )
+        .await?;
         match self.recv(ctx, hold).await? {
             Message::Authenticated(true) => Ok(()),
             Message::Authenticated(false) => {

@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
@@ -331,15 +331,77 @@ fn catch_up(
     Some((bytes, Sent::Deltas { count }))
 }
 
+/// The write half of a member's auth connection: its heartbeat loop's alone, or shared
+/// with its distribution writer (a one-connection member). Shared, each value is written
+/// whole under the lock, so heartbeats and lists never interleave within a value; a caller's
+/// timeout bounds the wait for the lock and the write together.
+pub(super) enum AuthWriter<S> {
+    /// Written by the heartbeat loop only.
+    Own(WriteHalf<S>),
+    /// Written by the heartbeat loop and the distribution writer.
+    Shared(Arc<tokio::sync::Mutex<WriteHalf<S>>>),
+}
+
+impl<S: AsyncRead + AsyncWrite> AuthWriter<S> {
+    /// Writes one whole value.
+    pub(super) async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            AuthWriter::Own(w) => w.write_all(bytes).await,
+            AuthWriter::Shared(w) => w.lock().await.write_all(bytes).await,
+        }
+    }
+
+    /// Shuts the write side down.
+    pub(super) async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            AuthWriter::Own(w) => w.shutdown().await,
+            AuthWriter::Shared(w) => w.lock().await.shutdown().await,
+        }
+    }
+}
+
+/// Where a member's lists go.
+pub(super) enum DistSink<S> {
+    /// Its own distribution connection, read only to see it end.
+    Own(MessageReader<ReadHalf<S>>, WriteHalf<S>),
+    /// Its auth connection (a one-connection member), which its heartbeat loop reads.
+    Auth(AuthWriter<S>),
+}
+
+impl<S: AsyncRead + AsyncWrite> DistSink<S> {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            DistSink::Own(_, w) => w.write_all(bytes).await,
+            DistSink::Auth(w) => w.write_all(bytes).await,
+        }
+    }
+
+    /// Resolves when a distribution connection of its own ends (or breaks the protocol);
+    /// never for the auth connection, whose end the heartbeat loop sees.
+    async fn ended(&mut self) -> RemovalReason {
+        let DistSink::Own(reader, _) = self else { return std::future::pending().await };
+        // The connection is one-way: what a member writes on it is read (so its end is
+        // seen) and dropped, and never causes a resend.
+        loop {
+            match reader.next().await {
+                Err(DecodeError::Eof { .. }) | Err(DecodeError::Io(_)) => return RemovalReason::Closed,
+                Err(e) => return RemovalReason::ProtocolError(format!("on the distribution socket: {e}")),
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
 /// Starts member `id`'s distribution writer; it removes the member when its connection
 /// closes, stalls or misbehaves, and ends quietly when `cancel` fires. `progress` is given
-/// for a protocol-2 member (deltas), None for a reference one (whole lists).
+/// for a protocol-2 member (deltas), None for a reference one (whole lists). `sink` is the
+/// member's distribution connection, or its auth connection for a one-connection member:
+/// the same lists, the same pacing, the same timeouts and removal reasons either way.
 pub(super) fn spawn_writer<N: Network>(
     shared: &Arc<Shared<N>>,
     id: u64,
     progress: Option<Arc<DistProgress>>,
-    mut dist_reader: MessageReader<ReadHalf<N::Stream>>,
-    mut dist_w: WriteHalf<N::Stream>,
+    mut sink: DistSink<N::Stream>,
     cancel: CancellationToken,
 ) {
     let pacing = Pacing::of(&shared.cfg, progress.is_some());
@@ -354,7 +416,7 @@ pub(super) fn spawn_writer<N: Network>(
                 Some(p) => shared.next_for_v2(held, &cur, p.resend.swap(false, Ordering::AcqRel)),
             };
             if let Some((bytes, sent)) = next {
-                let write = timeout(shared.heartbeat_timeout, dist_w.write_all(&bytes));
+                let write = timeout(shared.heartbeat_timeout, sink.write_all(&bytes));
                 tokio::select! {
                     biased;
                     _ = cancel.cancelled() => return,
@@ -395,24 +457,14 @@ pub(super) fn spawn_writer<N: Network>(
                     None => std::future::pending().await,
                 }
             };
-            // The connection is one-way: what a member writes on it is read (so its end is
-            // seen) and dropped, and never causes a resend.
             tokio::pin!(changed);
             tokio::pin!(resend);
-            let ended = loop {
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return,
-                    _ = &mut changed => break None,
-                    _ = &mut resend => break None,
-                    r = dist_reader.next() => match r {
-                        Err(DecodeError::Eof { .. }) | Err(DecodeError::Io(_)) => break Some(RemovalReason::Closed),
-                        Err(e) => {
-                            break Some(RemovalReason::ProtocolError(format!("on the distribution socket: {e}")));
-                        }
-                        Ok(_) => {}
-                    },
-                }
+            let ended = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = &mut changed => None,
+                _ = &mut resend => None,
+                reason = sink.ended() => Some(reason),
             };
             if let Some(reason) = ended {
                 break reason;

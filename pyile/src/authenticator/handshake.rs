@@ -18,6 +18,7 @@ use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::distribution::{AuthWriter, DistSink};
 use super::state::{AdmitRefusal, PasswordCheck, SourceFull};
 use super::{Shared, distribution, heartbeat};
 use crate::event::{EventKind, RemovalReason};
@@ -113,6 +114,7 @@ impl<N: Network> Drop for HandshakeGuard<N> {
 /// Accepts distribution connections and pairs each with its pending handshake.
 pub(super) async fn accept_dist<N: Network>(shared: Arc<Shared<N>>, listener: N::Listener) {
     while let Some((stream, source)) = accept_next(&shared, &listener, "distribution").await {
+        shared.dist_accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let s = shared.clone();
         shared.tracker.spawn(async move {
             let cancel = s.cancel.clone();
@@ -220,8 +222,8 @@ async fn serve_joiner<N: Network>(
     }
 
     // Password: a cleartext `shadow` (v1), or a protocol-2 joiner's SCRAM exchange.
-    let (check, v2, signature, alias) = match timeout_at(password_deadline, reader.next()).await {
-        Ok(Ok(Message::Shadow { password, version, alias })) => {
+    let (check, v2, signature, alias, one_connection) = match timeout_at(password_deadline, reader.next()).await {
+        Ok(Ok(Message::Shadow { password, version, alias, one_connection })) => {
             let v2 = version.is_some_and(|v| v >= 2);
             let check = match &shared.cfg.verifier {
                 None => shared.lock().check_password(ip, &password, shared.now()),
@@ -231,9 +233,9 @@ async fn serve_joiner<N: Network>(
                     shared.lock().record_password(ip, right, shared.now())
                 }
             };
-            (check, v2, None, alias)
+            (check, v2, None, alias, one_connection)
         }
-        Ok(Ok(Message::ScramStart { nonce, version, alias })) => {
+        Ok(Ok(Message::ScramStart { nonce, version, alias, one_connection })) => {
             let v2 = version.is_some_and(|v| v >= 2);
             let exchange = {
                 let mut rng = shared.scram_rng.lock().unwrap_or_else(|p| p.into_inner());
@@ -256,7 +258,7 @@ async fn serve_joiner<N: Network>(
             };
             // A failed proof counts exactly as a wrong cleartext password.
             let check = shared.lock().record_password(ip, signature.is_some(), shared.now());
-            (check, v2, signature, alias)
+            (check, v2, signature, alias, one_connection)
         }
         Ok(Ok(other)) => return fail(format!("expected shadow, got {}", other.kind())),
         Ok(Err(e)) => return fail(format!("reading the password: {e}")),
@@ -319,37 +321,48 @@ async fn serve_joiner<N: Network>(
         Err(_) => return fail("no peer address before the handshake timeout".into()),
     };
 
-    // Pending until the distribution connection arrives.
-    let (tx, rx) = oneshot::channel();
-    let (token, provisional) = shared.lock().add_pending(ip, v2, peer_addr, tx);
-    let guard = PendingGuard { shared: &shared, token };
-    // The joiner's own first list includes itself, as the reference sends it;
-    // unversioned, because it is not a committed list. Encoded here, outside the lock.
-    let first = encode_distro(provisional.iter(), None);
-    drop(provisional);
-    match timeout_at(deadline, w.write_all(&first)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return fail(format!("write failed: {e}")),
-        Err(_) => return fail("write not done by the handshake deadline".into()),
-    }
-    if !v2 {
-        sleep(shared.cfg.v1_pacing).await;
-    }
-    let mut dist_addr = shared.dist_addr;
-    if dist_addr.ip().is_unspecified()
-        && let Some(l) = local_ip
-    {
-        dist_addr.set_ip(l);
-    }
-    if let Err(e) = write_msg(&mut w, &Message::DistAddr { addr: dist_addr, token: Some(token) }, deadline).await {
-        return fail(e);
-    }
-    let (dist_reader, dist_w) = match timeout_at(deadline, rx).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(_)) => return fail("pending entry dropped".into()),
-        Err(_) => return fail("no distribution connection before the handshake timeout".into()),
+    // A protocol-2 joiner that asked for it takes its lists on this connection: no
+    // distribution connection, so nothing to wait for (and no pending entry).
+    let one_connection = v2 && one_connection;
+    let dist_conn = if one_connection {
+        let provisional = shared.lock().provisional_list(peer_addr);
+        if let Err(e) = write_first_list(&mut w, &provisional, deadline).await {
+            return fail(e);
+        }
+        drop(provisional);
+        if let Err(e) = write_msg(&mut w, &Message::ListsHere, deadline).await {
+            return fail(e);
+        }
+        None
+    } else {
+        // Pending until the distribution connection arrives.
+        let (tx, rx) = oneshot::channel();
+        let (token, provisional) = shared.lock().add_pending(ip, v2, peer_addr, tx);
+        let guard = PendingGuard { shared: &shared, token };
+        if let Err(e) = write_first_list(&mut w, &provisional, deadline).await {
+            return fail(e);
+        }
+        drop(provisional);
+        if !v2 {
+            sleep(shared.cfg.v1_pacing).await;
+        }
+        let mut dist_addr = shared.dist_addr;
+        if dist_addr.ip().is_unspecified()
+            && let Some(l) = local_ip
+        {
+            dist_addr.set_ip(l);
+        }
+        if let Err(e) = write_msg(&mut w, &Message::DistAddr { addr: dist_addr, token: Some(token) }, deadline).await {
+            return fail(e);
+        }
+        let conn = match timeout_at(deadline, rx).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(_)) => return fail("pending entry dropped".into()),
+            Err(_) => return fail("no distribution connection before the handshake timeout".into()),
+        };
+        drop(guard);
+        Some(conn)
     };
-    drop(guard);
 
     // Commit: only now does the joiner become a member.
     let member_cancel = shared.cancel.child_token();
@@ -370,7 +383,7 @@ async fn serve_joiner<N: Network>(
             shared.events.emit(EventKind::MemberRemoved { member: old.peer_addr, reason: RemovalReason::Replaced });
         }
         let alias = adm.published.delta.aliases.first().cloned().flatten();
-        info!(member = %peer_addr, %ip, v2, alias = alias.as_deref().unwrap_or(""), "member joined");
+        info!(member = %peer_addr, %ip, v2, one_connection, alias = alias.as_deref().unwrap_or(""), "member joined");
         shared.events.emit(EventKind::MemberJoined { member: peer_addr, source: ip });
         if let Some(alias) = alias {
             shared.events.emit(EventKind::MemberAlias { member: peer_addr, alias });
@@ -383,7 +396,16 @@ async fn serve_joiner<N: Network>(
     slot.finish();
 
     let progress = v2.then(|| Arc::new(distribution::DistProgress::default()));
-    distribution::spawn_writer(&shared, id, progress.clone(), dist_reader, dist_w, member_cancel.clone());
+    // A one-connection member's lists and heartbeats share the auth connection's write half
+    // (each value written whole under its lock); the heartbeat loop alone reads it.
+    let (sink, mut w) = match dist_conn {
+        Some((dist_reader, dist_w)) => (DistSink::Own(dist_reader, dist_w), AuthWriter::Own(w)),
+        None => {
+            let w = Arc::new(tokio::sync::Mutex::new(w));
+            (DistSink::Auth(AuthWriter::Shared(w.clone())), AuthWriter::Shared(w))
+        }
+    };
+    distribution::spawn_writer(&shared, id, progress.clone(), sink, member_cancel.clone());
 
     // A protocol-2 member must report (at least) the list that admitted it.
     let floor = v2.then_some(joined_version - 1);
@@ -393,4 +415,19 @@ async fn serve_joiner<N: Network>(
         shared.remove_member(id, reason);
     }
     let _ = timeout(Duration::from_millis(100), w.shutdown()).await;
+}
+
+/// Writes a joiner's first, provisional list (itself included, as the reference sends it;
+/// unversioned, because it is not a committed list), encoded here, outside the state lock.
+async fn write_first_list<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    provisional: &crate::member_list::MemberList,
+    deadline: Instant,
+) -> Result<(), String> {
+    let first = encode_distro(provisional.iter(), None);
+    match timeout_at(deadline, w.write_all(&first)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err("write not done by the handshake deadline".into()),
+    }
 }

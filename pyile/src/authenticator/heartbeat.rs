@@ -9,11 +9,15 @@
 //! member missed or refused a delta, and its writer is asked for a whole list
 //! ([`DistProgress::request_snapshot`]). After a request the rule waits two more beats
 //! before it can fire again, the time the snapshot needs to arrive and be reported.
+//!
+//! A one-connection member's lists come on this same connection: its distribution writer
+//! shares the write half ([`AuthWriter::Shared`]), and this loop is the connection's only
+//! reader, so its end, a `leaving`, or a broken value are seen here for both.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::ReadHalf;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -21,7 +25,7 @@ use tracing::{debug, warn};
 use std::sync::Arc;
 
 use super::Shared;
-use super::distribution::DistProgress;
+use super::distribution::{AuthWriter, DistProgress};
 use super::state::{Liveness, Tick};
 use crate::event::{EventKind, RemovalReason};
 use crate::net::Network;
@@ -63,7 +67,7 @@ impl Written {
 pub(super) async fn run<N: Network>(
     shared: &Shared<N>,
     reader: &mut MessageReader<ReadHalf<N::Stream>>,
-    w: &mut WriteHalf<N::Stream>,
+    w: &mut AuthWriter<N::Stream>,
     session: Session,
     cancel: &CancellationToken,
 ) -> Option<RemovalReason> {

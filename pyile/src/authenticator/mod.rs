@@ -108,6 +108,8 @@ struct Shared<N: Network> {
     history: Mutex<distribution::History>,
     /// What the writers sent.
     dist_counters: distribution::DistCounters,
+    /// Distribution connections accepted so far.
+    dist_accepted: std::sync::atomic::AtomicU64,
     /// Wakes the distribution writers when `dist_tx` changes. Writers wait
     /// on this rather than on `watch::Receiver::changed`, because a watch
     /// channel wakes its receivers in an order drawn from tokio's unseeded
@@ -212,6 +214,7 @@ impl<N: Network> Authenticator<N> {
             dist_tx,
             history,
             dist_counters: distribution::DistCounters::default(),
+            dist_accepted: std::sync::atomic::AtomicU64::new(0),
             dist_changed: Notify::new(),
             events,
             refusals: refusals::RefusalLog::new(),
@@ -283,6 +286,11 @@ impl<N: Network> Authenticator<N> {
     /// Tasks still running (0 once left).
     pub fn task_count(&self) -> usize {
         self.shared.tracker.len()
+    }
+    /// Connections accepted on the distribution socket so far (paired or not): one per
+    /// member that joined with two connections, none for a one-connection member.
+    pub fn distribution_connections_accepted(&self) -> u64 {
+        self.shared.dist_accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
     /// The settings it runs with.
     pub fn config(&self) -> &AuthenticatorConfig {

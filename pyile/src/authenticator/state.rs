@@ -476,11 +476,18 @@ impl<M, P, H> AuthState<M, P, H> {
         let token = self.next_token;
         self.next_token += 1;
         self.pending.insert(token, Pending { ip, v2, attached });
+        (token, self.provisional_list(peer_addr))
+    }
+
+    /// The provisional first list of a joiner at `peer_addr`: the committed list with it
+    /// last, unversioned (an O(log n) change of a persistent list). A one-connection joiner
+    /// gets it without a pending entry: it waits for no distribution connection.
+    pub fn provisional_list(&self, peer_addr: SocketAddr) -> MemberList {
         let mut list = self.list.clone();
         list.version = None;
         while list.remove_addr(&peer_addr) {}
         list.push(peer_addr);
-        (token, list)
+        list
     }
 
     /// Forgets pending handshake `token` (it failed or completed); false if it was gone.

@@ -155,7 +155,13 @@ impl RawClient {
     /// Banned status, shadow (announcing protocol 2 if `v2`), authenticated.
     pub async fn authenticate(&mut self, password: &str, v2: bool) {
         self.expect_not_banned().await;
-        self.send(&Message::Shadow { password: password.into(), version: v2.then_some(2), alias: None }).await;
+        self.send(&Message::Shadow {
+            password: password.into(),
+            version: v2.then_some(2),
+            alias: None,
+            one_connection: false,
+        })
+        .await;
         let m = self.recv(Duration::from_secs(2)).await;
         assert_eq!(m, Message::Authenticated(true), "raw client {}", self.local);
     }
