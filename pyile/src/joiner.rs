@@ -429,7 +429,11 @@ impl<N: Network> Joiner<N> {
                 }
                 Some((dist_local, dist_r, dist_w))
             }
-            Message::ListsHere if ask_one => None,
+            Message::ListsHere if ask_one => {
+                // Echoed: the authenticator admits the member once it reads this.
+                send(timeout_at(deadline, w.write_all(&Message::ListsHere.encode())).await, "confirming lists_here")?;
+                None
+            }
             other => return Err(Error::Unexpected { addr: target, expected: "dist_addr", got: other.kind() }),
         };
         let dist_local = dist.as_ref().and_then(|(local, ..)| *local);

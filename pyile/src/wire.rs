@@ -148,7 +148,8 @@ pub enum Message {
     /// Authenticator → protocol-2 joiner that asked for `one_connection`, instead of
     /// [`Message::DistAddr`] (extension, `{"lists_here": true}`): its member lists (snapshots
     /// and deltas) come on the auth connection, between the heartbeats; no distribution
-    /// connection is opened.
+    /// connection is opened. The joiner echoes it (the same object), in place of opening a
+    /// distribution connection: the authenticator admits it only then.
     ListsHere,
     /// Authenticator → protocol-2 joiner, on the distribution connection only
     /// (extension): the change from list version `base` to `version`,

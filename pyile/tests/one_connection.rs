@@ -171,6 +171,7 @@ async fn a_one_connection_member_that_reports_an_old_version_gets_a_snapshot() {
     c.send(&Message::PeerAddress(peer_addr)).await;
     assert!(matches!(c.recv(Duration::from_secs(2)).await, Message::Distro { version: None, .. }));
     assert_eq!(c.recv(Duration::from_secs(2)).await, Message::ListsHere);
+    c.send(&Message::ListsHere).await;
     let (tx, held) = watch::channel((None::<MemberList>, Vec::<Message>::new()));
     let RawClient { mut reader, mut w, .. } = c;
     let member = tokio::spawn(async move {
@@ -232,6 +233,7 @@ async fn fake_authenticator(auth_l: TcpListener, dist_l: TcpListener, v2: bool, 
     let list = Message::Distro { members: vec![me, peer], version: v2.then_some(1), aliases: None }.encode();
     let keep = if asked && grant {
         w.write_all(&Message::ListsHere.encode()).await.unwrap();
+        assert_eq!(r.next().await.unwrap(), Message::ListsHere, "the joiner's echo");
         w.write_all(&list).await.unwrap();
         None
     } else {

@@ -333,6 +333,15 @@ async fn serve_joiner<N: Network>(
         if let Err(e) = write_msg(&mut w, &Message::ListsHere, deadline).await {
             return fail(e);
         }
+        // The joiner's echo stands for the distribution connection a two-connection joiner
+        // opens: it has its answer, so it becomes a member only now, never before its
+        // handshake completed.
+        match timeout_at(deadline, reader.next()).await {
+            Ok(Ok(Message::ListsHere)) => {}
+            Ok(Ok(other)) => return fail(format!("expected lists_here, got {}", other.kind())),
+            Ok(Err(e)) => return fail(format!("reading lists_here: {e}")),
+            Err(_) => return fail("no lists_here before the handshake timeout".into()),
+        }
         None
     } else {
         // Pending until the distribution connection arrives.

@@ -312,6 +312,8 @@ pub struct GroupSettings {
     pub heartbeat_timeout: Duration,
     /// Whether its joiners require the mutual proof.
     pub require_mutual_auth: bool,
+    /// Whether its joiners take their lists on the auth connection.
+    pub one_connection: bool,
     /// What the impostor its joiners are pointed at poses as, if they are.
     pub impostor: Option<pyile::impostor::ImpostorKind>,
 }
@@ -335,6 +337,7 @@ impl Settings {
                         .map(|d| d.get())
                         .unwrap_or(a.heartbeat_timeout().get() + a.heartbeat_interval.get()),
                     require_mutual_auth: g.require_mutual_auth,
+                    one_connection: g.one_connection,
                     impostor: g.impostor.map(|p| p.kind()),
                 }
             })
@@ -722,7 +725,8 @@ async fn run_joiner(
         .seed(derive_seed(s.seed, &format!("joiner:{inst}")))
         .shared_lists(ctx.shared.lists.clone())
         .scram_key_cache(ctx.shared.scram_keys.clone())
-        .require_mutual_auth(g.require_mutual_auth);
+        .require_mutual_auth(g.require_mutual_auth)
+        .one_connection(g.one_connection);
     let target = ctx.shared.targets[group];
     let joined = tokio::select! {
         biased;
@@ -745,6 +749,8 @@ async fn run_joiner(
             },
         ),
         Ok(mut j) => {
+            // A one-connection member has no distribution stream: a DistributionLost removal
+            // of it is judged by the fault windows alone.
             if let Some(local) = j.distribution_local_addr() {
                 ctx.shared.push(ctx.host, Obs::DistConnected { inst, local });
             }

@@ -240,6 +240,10 @@ pub struct JoinerGroup {
     /// offer protocol 2's mutual proof (`pyile join --require-mutual-auth`).
     #[serde(default)]
     pub require_mutual_auth: bool,
+    /// The group's joiners ask a protocol-2 authenticator for their member lists on the auth
+    /// connection: one connection each instead of two (`JoinerConfig::one_connection`).
+    #[serde(default)]
+    pub one_connection: bool,
 }
 
 /// What a group's impostor authenticator poses as (see [`JoinerGroup::impostor`]).
