@@ -277,6 +277,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub require_mutual_auth: bool,
 
+    /// Protocol-2 joiners ask the authenticator for their member lists (snapshots and deltas)
+    /// on the auth connection, between the heartbeats, instead of opening a distribution
+    /// connection: one socket per member at the authenticator instead of two (past ~10,000
+    /// members a 20,000-descriptor limit allows only this). join_complete then ends when the
+    /// authenticator has answered `lists_here`. Protocol-1 joiners are unaffected.
+    #[arg(long)]
+    pub one_connection: bool,
+
     /// Build and check the plan, print this shard's operations as CSV on stdout, and exit
     /// without connecting.
     #[arg(long)]

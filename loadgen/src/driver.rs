@@ -82,6 +82,9 @@ pub struct DriverConfig {
     pub impostor: ImpostorKind,
     /// Joiners refuse an authenticator that does not offer the mutual proof.
     pub require_mutual_auth: bool,
+    /// Protocol-2 joiners take their member lists on the auth connection (`--one-connection`):
+    /// one socket each at the authenticator instead of two.
+    pub one_connection: bool,
 }
 
 impl DriverConfig {
@@ -396,7 +399,8 @@ async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intende
         .announce_extensions(v2)
         .shared_lists(shared.lists.clone())
         .scram_key_cache(shared.scram_keys.clone())
-        .require_mutual_auth(shared.cfg.require_mutual_auth);
+        .require_mutual_auth(shared.cfg.require_mutual_auth)
+        .one_connection(shared.cfg.one_connection);
     if let Some(impostor) = shared.impostor
         && shared.cfg.goes_to_impostor(id.slot)
     {

@@ -175,6 +175,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
         impostor_share: args.impostor_rate,
         impostor: args.impostor,
         require_mutual_auth: args.require_mutual_auth,
+        one_connection: args.one_connection,
     };
     // Before the schedule starts: a target that cannot be reached, a wrong password or a
     // banned address would otherwise turn the whole plan into a table of errors.

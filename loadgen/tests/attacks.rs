@@ -149,6 +149,7 @@ async fn run_stopping(cfg: AuthenticatorConfig, spec: &str, hold: Duration, stop
         impostor_share: 0.0,
         impostor: pyile::impostor::ImpostorKind::Scram,
         require_mutual_auth: false,
+        one_connection: false,
     };
     let driving = driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new());
     let stopping = async {

@@ -44,6 +44,7 @@ fn driver_config(target: SocketAddr) -> DriverConfig {
         impostor_share: 0.0,
         impostor: pyile::impostor::ImpostorKind::Scram,
         require_mutual_auth: false,
+        one_connection: false,
     }
 }
 
@@ -111,6 +112,7 @@ async fn joiners_bind_their_planned_source_addresses_and_attackers_get_banned() 
         impostor_share: 0.0,
         impostor: pyile::impostor::ImpostorKind::Scram,
         require_mutual_auth: false,
+        one_connection: false,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
 
@@ -226,6 +228,7 @@ async fn churn_crashes_are_silent_and_the_authenticator_s_detection_is_measured(
         impostor_share: 0.0,
         impostor: pyile::impostor::ImpostorKind::Scram,
         require_mutual_auth: false,
+        one_connection: false,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
     let mut collector = Collector::new();
@@ -310,6 +313,7 @@ async fn crashes_still_listed_at_the_bound_are_undetected_errors_and_then_closed
         impostor_share: 0.0,
         impostor: pyile::impostor::ImpostorKind::Scram,
         require_mutual_auth: false,
+        one_connection: false,
     };
     driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
     let mut collector = Collector::new();
@@ -362,6 +366,28 @@ async fn a_protocol_mix_loads_both_distribution_paths() {
     auth.leave().await;
 }
 
+/// `--one-connection`: the protocol-2 joiners take their lists on the auth connection (no
+/// distribution connection reaches the authenticator from them); the protocol-1 ones open
+/// theirs as always; every join completes without an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_joiners_open_no_distribution_connection() {
+    let auth = start_auth(auth_config()).await;
+    let plan = joins_only(13, 12, 50.0, Duration::from_millis(1000), "127.0.9.1-127.0.9.4");
+    let metrics = Arc::new(Metrics::new(Instant::now() + Duration::from_millis(50)));
+    let driver_cfg = DriverConfig { protocol2_share: 0.5, one_connection: true, ..driver_config(auth.auth_addr()) };
+    driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
+    assert_eq!(auth.distribution_connections_accepted(), 6, "only the six protocol-1 joiners'");
+    let s = auth.distribution_stats();
+    assert_eq!(s.snapshots_first, 6, "six protocol-2 joiners: {s:?}");
+    assert!(s.deltas > 0 && s.v1_lists > 0, "{s:?}");
+    let mut collector = Collector::new();
+    collector.cut(&metrics, Instant::now());
+    let t = collector.totals();
+    assert_eq!(t.counter(Counter::Joined), 12);
+    assert_eq!(t.counter(Counter::Errors), 0);
+    auth.leave().await;
+}
+
 /// `--impostor-rate`: a share of the joins goes to loadgen's own impostor authenticator on
 /// 127.0.0.1. Protocol-2 joiners refuse a SCRAM-posing impostor (nothing exposed); joiners
 /// that require mutual authentication refuse a v1-posing one; v1 joiners hand a v1-posing
@@ -380,6 +406,7 @@ async fn impostor_joins_are_refused_where_protocol_2_promises_and_counted_where_
                 impostor_share: 0.5,
                 impostor: kind,
                 require_mutual_auth: mutual,
+                one_connection: false,
                 ..driver_config(target)
             };
             driver::run(&plan, driver_cfg, metrics.clone(), CancellationToken::new()).await;
