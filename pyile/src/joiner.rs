@@ -35,6 +35,11 @@
 //! [`EventKind::PeerLeft`], in the authenticator's order; a whole list that skips versions
 //! is reported as [`EventKind::AnnouncementsSkipped`]. [`Joiner::aliases`] holds the aliases.
 //!
+//! With [`JoinerConfig::one_connection`] a protocol-2 joiner asks for its lists on the auth
+//! connection: no distribution connection and no distribution task; the heartbeat task, that
+//! connection's only reader, takes snapshots and deltas between the heartbeats through the
+//! same [`Follower`] the distribution task uses, so events and errors are identical.
+//!
 //! [`Joiner::close`] is a graceful leave: it tells a protocol-2 authenticator it is leaving
 //! (`{"leaving": true}`), so the others hear "left", not "closed". [`Joiner::leave`] (or a
 //! drop) closes every socket without a word, as a killed process would: the authenticator
@@ -656,8 +661,8 @@ impl Hung {
         self.peer_addr
     }
     /// How many sockets are held open: the auth and distribution connections, the peer
-    /// listener and the chat connections that were being handled (4 or more for a joiner
-    /// that hung while joined; 0 if it had already ended).
+    /// listener and the chat connections that were being handled (3 or more for a joiner
+    /// that hung while joined, 2 or more for a one-connection one; 0 if it had already ended).
     pub fn open_sockets(&self) -> usize {
         self.sockets.len()
     }

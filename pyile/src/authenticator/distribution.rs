@@ -21,6 +21,10 @@
 //!   answers show it lacks a version written long ago ([`DistProgress::request_snapshot`]).
 //!   The budget does not pace it; the distribution interval is its coalescing window.
 //!
+//! A one-connection member's writer writes on its auth connection instead ([`DistSink::Auth`],
+//! the write half shared with its heartbeats): the same bytes, pacing, timeouts and removal
+//! reasons.
+//!
 //! The writer also watches the connection for its end, since a member's distribution
 //! connection can close while its auth connection lives; anything a member writes there is
 //! dropped (one value of at most the handshake value limit at a time), so writing cannot

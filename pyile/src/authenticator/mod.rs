@@ -34,6 +34,10 @@
 //! (a member skipping straight to a newer list) never trip it. Reference
 //! joiners never see any of this: they get plain heartbeats and send them.
 //!
+//! A protocol-2 joiner may ask for its lists on its auth connection (one socket per member:
+//! `docs/protocol-2-extensions.md`, "One connection"); its distribution writer then shares
+//! the auth connection's write half with its heartbeats, everything else unchanged.
+//!
 //! The module is split so that a change to a rule touches one file:
 //!
 //! | module | owns |
