@@ -281,7 +281,7 @@ pub struct RunArgs {
     /// on the auth connection, between the heartbeats, instead of opening a distribution
     /// connection: one socket per member at the authenticator instead of two (past ~10,000
     /// members a 20,000-descriptor limit allows only this). join_complete then ends when the
-    /// authenticator has answered `lists_here`. Protocol-1 joiners are unaffected.
+    /// joiner has echoed the authenticator's `lists_here`. Protocol-1 joiners are unaffected.
     #[arg(long)]
     pub one_connection: bool,
 

@@ -196,6 +196,10 @@ struct JoinArgs {
     /// authenticator, or an impostor posing as one): the password is never sent.
     #[arg(long)]
     require_mutual_auth: bool,
+    /// Ask a protocol-2 authenticator for the member lists on the auth connection: one
+    /// connection to it instead of two (ignored by other authenticators).
+    #[arg(long)]
+    one_connection: bool,
 }
 
 /// `IP:PORT`, or `HOST:PORT` resolved now (the first address, IPv4 preferred).
@@ -360,7 +364,8 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         .peer_port(args.peer_port)
         .handshake_timeout(args.handshake_timeout)
         .heartbeat_timeout(args.heartbeat_timeout)
-        .require_mutual_auth(args.require_mutual_auth);
+        .require_mutual_auth(args.require_mutual_auth)
+        .one_connection(args.one_connection);
     if let Some(ip) = args.local_ip {
         cfg = cfg.local_ip(ip);
     }

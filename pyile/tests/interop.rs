@@ -663,11 +663,13 @@ async fn rust_joiner_in_a_reference_network() {
 
     // The default joiner settings: 7 s heartbeat timeout (the reference
     // beats every ~2 s), and it announces protocol 2 inside `shadow`, which
-    // the reference must ignore.
-    let mut rj =
-        Joiner::join(TokioNet, auth_addr, JoinerConfig::new(PW).alias("rust-joiner").local_ip(ip("127.0.4.22")))
-            .await
-            .unwrap_or_else(|e| panic!("rust joiner could not join the reference: {e}{}", pa.diagnostics()));
+    // the reference must ignore. It would take its lists on one connection,
+    // but never asks an authenticator that did not announce protocol 2.
+    let cfg = JoinerConfig::new(PW).alias("rust-joiner").local_ip(ip("127.0.4.22")).one_connection(true);
+    let mut rj = Joiner::join(TokioNet, auth_addr, cfg)
+        .await
+        .unwrap_or_else(|e| panic!("rust joiner could not join the reference: {e}{}", pa.diagnostics()));
+    assert!(!rj.is_one_connection() && rj.distribution_local_addr().is_some(), "two connections to the reference");
     let mut rj_ev = Recorded::new("rust joiner", rj.events().unwrap());
     let j = rj.peer_addr();
     let all = vec![a, p, j];
