@@ -79,6 +79,7 @@ fn every_shipped_scenario_parses_resolves_and_validates() {
             "lossy_broadcast",
             "lossy_links",
             "names_and_announcements",
+            "one_connection",
             "partition",
             "protocol2_extensions",
             "scale_1000",
