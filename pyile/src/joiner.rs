@@ -60,7 +60,7 @@ use tracing::{debug, warn};
 use crate::dedup::ExactlyOnceConfig;
 use crate::error::Error;
 use crate::event::{DEFAULT_EVENT_CAPACITY, EventKind, EventSink, EventStream, HandshakeStage, LostReason};
-use crate::member_list::{AliasMap, Delta, DeltaError, Departure, MemberList, SharedLists};
+use crate::member_list::{AliasMap, Delta, DeltaError, Departure, MemberList, SharedLists, Step};
 use crate::net::{Listener, NetStream, Network};
 use crate::peer::{BroadcastReport, Delivery, ExactlyOnce, Freeze, PeerCore};
 use crate::scram::{ClientExchange, DEFAULT_MAX_ITERATIONS, KeyCache};
@@ -83,6 +83,7 @@ pub struct JoinerConfig {
     max_members: usize,
     event_capacity: usize,
     announce: bool,
+    announcements: bool,
     seed: Option<u64>,
     require_mutual_auth: bool,
     max_iterations: u32,
@@ -112,6 +113,7 @@ impl JoinerConfig {
             max_members: DEFAULT_MAX_MEMBERS,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             announce: true,
+            announcements: true,
             seed: None,
             require_mutual_auth: false,
             max_iterations: DEFAULT_MAX_ITERATIONS,
@@ -186,6 +188,13 @@ impl JoinerConfig {
     /// Off, this joiner behaves as a plain v1 (reference) joiner on the wire.
     pub fn announce_extensions(mut self, on: bool) -> Self {
         self.announce = on;
+        self
+    }
+    /// Whether to emit [`EventKind::PeerJoined`] and [`EventKind::PeerLeft`] for every join and
+    /// leave a delta announces (default true). A process that never reads them (a load
+    /// generator with thousands of joiners) turns them off; the aliases are kept either way.
+    pub fn announcements(mut self, on: bool) -> Self {
+        self.announcements = on;
         self
     }
     /// Seed of the RNG that draws this joiner's SCRAM nonces (simulations replay exactly);
@@ -451,7 +460,12 @@ impl<N: Network> Joiner<N> {
             MessageReader::with_limit(dist_r, cfg.max_value_len),
             dist_w,
             members_tx,
-            Announcer { events: events.clone(), aliases: aliases.clone() },
+            Announcer {
+                events: events.clone(),
+                aliases: aliases.clone(),
+                announce: cfg.announcements,
+                shared: cfg.shared_lists.clone(),
+            },
             lost,
             peer.freeze.clone(),
             ListBuilder { max_members: cfg.max_members, shared: cfg.shared_lists.clone() },
@@ -743,18 +757,32 @@ struct ListBuilder {
 }
 
 /// One value from the distribution connection: a whole list already built (with the
-/// aliases a protocol-2 one carries), or anything else.
+/// aliases a protocol-2 one carries), a delta (its step, when another joiner of the process
+/// already received the same bytes), or anything else.
 enum Incoming {
     List(MemberList, Option<AliasMap>),
+    Step(Arc<Step>),
+    Delta(Arc<Delta>, Option<Arc<[u8]>>),
     Other(Message),
 }
 
+/// How every delta of ours begins on the wire (`encode_delta`): only such values are looked
+/// up among the shared steps.
+const DELTA_PREFIX: &[u8] = b"{\"delta\":true";
+
 impl ListBuilder {
-    /// Decodes one value from the distribution connection; a whole list other joiners of the
-    /// process received as the same bytes is taken from them instead of parsed again.
+    /// Decodes one value from the distribution connection; a whole list or a delta other
+    /// joiners of the process received as the same bytes is taken from them instead of
+    /// parsed again.
     fn decode(&self, bytes: &[u8]) -> Result<Incoming, DecodeError> {
-        if let Some((list, aliases)) = self.shared.as_ref().and_then(|s| s.decoded(bytes)) {
-            return Ok(Incoming::List(list, aliases));
+        if let Some(s) = &self.shared {
+            if bytes.starts_with(DELTA_PREFIX) {
+                if let Some(step) = s.step(bytes) {
+                    return Ok(Incoming::Step(step));
+                }
+            } else if let Some((list, aliases)) = s.decoded(bytes) {
+                return Ok(Incoming::List(list, aliases));
+            }
         }
         match Message::decode(bytes)? {
             Message::Distro { members, version, aliases } => {
@@ -766,6 +794,10 @@ impl ListBuilder {
                     s.remember(bytes, &list, aliases.as_ref());
                 }
                 Ok(Incoming::List(list, aliases))
+            }
+            Message::Delta(d) => {
+                let bytes = self.shared.as_ref().map(|_| Arc::<[u8]>::from(bytes));
+                Ok(Incoming::Delta(Arc::new(d), bytes))
             }
             other => Ok(Incoming::Other(other)),
         }
@@ -790,14 +822,26 @@ impl ListBuilder {
 struct Announcer {
     events: EventSink,
     aliases: Arc<std::sync::Mutex<AliasMap>>,
+    /// Whether to emit `PeerJoined`/`PeerLeft` ([`JoinerConfig::announcements`]).
+    announce: bool,
+    /// The process's shared lists, which keep one alias map per version.
+    shared: Option<SharedLists>,
 }
 
 impl Announcer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AliasMap> {
+        self.aliases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A whole list was taken: its aliases replace the ones held (a protocol-2 list), and a
     /// jump past the version held means the joins and leaves between were not announced.
     fn took_list(&self, held: Option<u64>, list: &MemberList, aliases: Option<AliasMap>) {
         let Some(a) = aliases else { return };
-        *self.aliases.lock().unwrap_or_else(|p| p.into_inner()) = a;
+        let a = match &self.shared {
+            Some(s) => s.aliases_of(list, a),
+            None => a,
+        };
+        *self.lock() = a;
         if let (Some(from), Some(to)) = (held, list.version)
             && to > from
         {
@@ -805,19 +849,52 @@ impl Announcer {
         }
     }
 
-    /// A delta was applied: every leave, then every join, in its order, as announced.
-    fn applied(&self, delta: &Delta) {
-        let mut aliases = self.aliases.lock().unwrap_or_else(|p| p.into_inner());
+    /// A delta was applied to the list held (`list` is the result): the aliases follow it,
+    /// and every leave, then every join, is announced in its order. Returns the aliases before
+    /// and after (for recording the step).
+    fn applied(&self, list: &MemberList, delta: &Delta) -> (AliasMap, AliasMap) {
+        let mut aliases = self.lock();
+        let before = aliases.clone();
+        for peer in &delta.removed {
+            aliases.remove(peer);
+        }
+        for (peer, alias) in delta.added.iter().zip(&delta.aliases) {
+            if let Some(a) = alias {
+                aliases.insert(*peer, a.clone());
+            }
+        }
+        if let Some(s) = &self.shared {
+            *aliases = s.aliases_of(list, std::mem::take(&mut *aliases));
+        }
+        let after = aliases.clone();
+        drop(aliases);
+        self.announce(delta, &before);
+        (before, after)
+    }
+
+    /// Whether the aliases held are exactly `aliases` (the same structure).
+    fn holds(&self, aliases: &AliasMap) -> bool {
+        self.lock().ptr_eq(aliases)
+    }
+
+    /// Another joiner's step was taken: its aliases, and its announcements.
+    fn took_step(&self, step: &Step) {
+        *self.lock() = step.result_aliases.clone();
+        self.announce(&step.delta, &step.base_aliases);
+    }
+
+    /// Announces `delta`'s leaves (with the aliases they had in `before`) and joins.
+    fn announce(&self, delta: &Delta, before: &AliasMap) {
+        if !self.announce {
+            return;
+        }
         for (i, peer) in delta.removed.iter().enumerate() {
-            let alias = aliases.remove(peer);
+            let alias = before.get(peer).cloned();
             let reason = delta.reasons.get(i).cloned().unwrap_or_else(|| Departure::Other("unknown".into()));
             self.events.emit(EventKind::PeerLeft { peer: *peer, alias, reason, version: delta.version });
         }
         for (i, peer) in delta.added.iter().enumerate() {
             let alias = delta.aliases.get(i).cloned().flatten();
-            if let Some(a) = &alias {
-                aliases.insert(*peer, a.clone());
-            }
             self.events.emit(EventKind::PeerJoined { peer: *peer, alias, version: delta.version });
         }
     }
@@ -868,13 +945,32 @@ async fn distribution<N: Network>(
                     }
                 }
             }
-            Ok(Incoming::Other(Message::Delta(delta))) => {
+            Ok(Incoming::Step(step)) if members.borrow().same_as(&step.base) && announcer.holds(&step.base_aliases) => {
+                // Another joiner of this process applied these very bytes to this very list.
+                let list = step.result.clone();
+                members.send_replace(list.clone());
+                announcer.took_step(&step);
+                events.emit(EventKind::MemberListChanged { list, bytes: reader.last_len() });
+            }
+            Ok(incoming @ (Incoming::Step(_) | Incoming::Delta(..))) => {
+                let (delta, wire) = match incoming {
+                    Incoming::Step(step) => (step.delta.clone(), None),
+                    Incoming::Delta(delta, wire) => (delta, wire),
+                    _ => unreachable!("matched above"),
+                };
                 let bytes = reader.last_len();
-                let applied = lists.apply(&members.borrow(), &delta);
-                match applied {
+                let base = members.borrow().clone();
+                match lists.apply(&base, &delta) {
                     Ok(list) => {
                         members.send_replace(list.clone());
-                        announcer.applied(&delta);
+                        let (base_aliases, result_aliases) = announcer.applied(&list, &delta);
+                        if let (Some(s), Some(wire)) = (&lists.shared, wire) {
+                            let result = list.clone();
+                            s.record_step(
+                                &wire,
+                                Step { delta: delta.clone(), base, base_aliases, result, result_aliases },
+                            );
+                        }
                         events.emit(EventKind::MemberListChanged { list, bytes });
                     }
                     Err(DeltaError::BaseMismatch { base, held }) if delta.version <= held => {
