@@ -360,9 +360,7 @@ impl<N: Network> Joiner<N> {
                     return Err(Error::Unexpected { addr: target, expected: "scram challenge", got: other.kind() });
                 }
             };
-            let answer = exchange
-                .answer_cached(&cfg.password, &challenge, cfg.max_iterations, cfg.key_cache.as_ref())
-                .map_err(Error::Scram)?;
+            let answer = answer_off_runtime(exchange, &cfg, challenge).await?;
             let proof = Message::ScramProof { nonce: answer.nonce.clone(), proof: answer.proof.clone() };
             send(timeout_at(deadline, w.write_all(&proof.encode())).await, "sending the SCRAM proof")?;
             match recv("waiting for the password check")(timeout_at(deadline, reader.next()).await)? {
@@ -816,6 +814,31 @@ impl ListBuilder {
             None => held.apply(delta, self.max_members),
         }
     }
+}
+
+/// Answers a SCRAM challenge. The PBKDF2 in it takes milliseconds (far more in a debug
+/// build), so on a multi-threaded runtime (a process of many joiners) it runs on the blocking
+/// pool, and the heartbeats and lists of the process's other joiners are not held up; on a
+/// current-thread runtime (a simulation, where another thread would make timing depend on
+/// the machine) it runs in place.
+async fn answer_off_runtime(
+    exchange: ClientExchange,
+    cfg: &JoinerConfig,
+    challenge: crate::scram::Challenge,
+) -> Result<crate::scram::ClientProof, Error> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let (password, max, cache) = (cfg.password.clone(), cfg.max_iterations, cfg.key_cache.clone());
+    let answer = move || exchange.answer_cached(&password, &challenge, max, cache.as_ref());
+    let answered = if Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread {
+        answer()
+    } else {
+        match tokio::task::spawn_blocking(answer).await {
+            Ok(a) => a,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(Error::Io { what: "compute the SCRAM proof", source: std::io::Error::other(e) }),
+        }
+    };
+    answered.map_err(Error::Scram)
 }
 
 /// The joiner's aliases and the announcements it makes of what deltas change.
