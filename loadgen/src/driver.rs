@@ -397,6 +397,9 @@ async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intende
     let alias = duplicate.clone().unwrap_or_else(|| format!("loadgen-{id}"));
     let cfg = joiner_config(&shared.cfg, &shared.cfg.password, Some(alias), source)
         .announce_extensions(v2)
+        // Nothing here reads who joined or left: thousands of joiners would each emit an
+        // event per change for nobody.
+        .announcements(false)
         .shared_lists(shared.lists.clone())
         .scram_key_cache(shared.scram_keys.clone())
         .require_mutual_auth(shared.cfg.require_mutual_auth)

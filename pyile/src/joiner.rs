@@ -65,7 +65,7 @@ use tracing::{debug, warn};
 use crate::dedup::ExactlyOnceConfig;
 use crate::error::Error;
 use crate::event::{DEFAULT_EVENT_CAPACITY, EventKind, EventSink, EventStream, HandshakeStage, LostReason};
-use crate::member_list::{AliasMap, Delta, DeltaError, Departure, MemberList, SharedLists};
+use crate::member_list::{AliasMap, Delta, DeltaError, Departure, MemberList, SharedLists, Step};
 use crate::net::{Listener, NetStream, Network};
 use crate::peer::{BroadcastReport, Delivery, ExactlyOnce, Freeze, PeerCore};
 use crate::scram::{ClientExchange, DEFAULT_MAX_ITERATIONS, KeyCache};
@@ -88,6 +88,7 @@ pub struct JoinerConfig {
     max_members: usize,
     event_capacity: usize,
     announce: bool,
+    announcements: bool,
     seed: Option<u64>,
     require_mutual_auth: bool,
     max_iterations: u32,
@@ -118,6 +119,7 @@ impl JoinerConfig {
             max_members: DEFAULT_MAX_MEMBERS,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             announce: true,
+            announcements: true,
             seed: None,
             require_mutual_auth: false,
             max_iterations: DEFAULT_MAX_ITERATIONS,
@@ -193,6 +195,13 @@ impl JoinerConfig {
     /// Off, this joiner behaves as a plain v1 (reference) joiner on the wire.
     pub fn announce_extensions(mut self, on: bool) -> Self {
         self.announce = on;
+        self
+    }
+    /// Whether to emit [`EventKind::PeerJoined`] and [`EventKind::PeerLeft`] for every join and
+    /// leave a delta announces (default true). A process that never reads them (a load
+    /// generator with thousands of joiners) turns them off; the aliases are kept either way.
+    pub fn announcements(mut self, on: bool) -> Self {
+        self.announcements = on;
         self
     }
     /// Seed of the RNG that draws this joiner's SCRAM nonces (simulations replay exactly);
@@ -372,9 +381,7 @@ impl<N: Network> Joiner<N> {
                     return Err(Error::Unexpected { addr: target, expected: "scram challenge", got: other.kind() });
                 }
             };
-            let answer = exchange
-                .answer_cached(&cfg.password, &challenge, cfg.max_iterations, cfg.key_cache.as_ref())
-                .map_err(Error::Scram)?;
+            let answer = answer_off_runtime(exchange, &cfg, challenge).await?;
             let proof = Message::ScramProof { nonce: answer.nonce.clone(), proof: answer.proof.clone() };
             send(timeout_at(deadline, w.write_all(&proof.encode())).await, "sending the SCRAM proof")?;
             match recv("waiting for the password check")(timeout_at(deadline, reader.next()).await)? {
@@ -471,7 +478,12 @@ impl<N: Network> Joiner<N> {
         let aliases = Arc::new(std::sync::Mutex::new(AliasMap::new()));
         let follower = Follower {
             members: members_tx,
-            announcer: Announcer { events: events.clone(), aliases: aliases.clone() },
+            announcer: Announcer {
+                events: events.clone(),
+                aliases: aliases.clone(),
+                announce: cfg.announcements,
+                shared: cfg.shared_lists.clone(),
+            },
             lists: ListBuilder { max_members: cfg.max_members, shared: cfg.shared_lists.clone() },
         };
         // Lists on their own connection get their own task; on the auth connection, the
@@ -785,20 +797,15 @@ async fn heartbeats<N: Network>(
                     Err(_) => return lost.lost(LostReason::Error("heartbeat answer timed out".into())),
                 }
             }
-            // Only a one-connection member's reader makes lists (and takes deltas).
-            Ok(Ok(Incoming::List(list, aliases))) => {
-                if let Some(f) = &lists {
-                    f.take_list(list, aliases, reader.last_len());
-                }
-            }
-            Ok(Ok(Incoming::Other(Message::Delta(delta)))) if lists.is_some() => {
+            Ok(Ok(Incoming::Other(other))) => debug!("ignored {} on the auth connection", other.kind()),
+            // Lists (and deltas, and steps): made only by a one-connection member's reader.
+            Ok(Ok(incoming)) => {
                 if let Some(f) = &lists
-                    && let Err(e) = f.take_delta(&delta, reader.last_len())
+                    && let Err(e) = f.take(incoming, reader.last_len())
                 {
                     return lost.lost(LostReason::Error(format!("distribution: malformed delta: {e}")));
                 }
             }
-            Ok(Ok(Incoming::Other(other))) => debug!("ignored {} on the auth connection", other.kind()),
             Ok(Err(DecodeError::Eof { .. })) => return lost.lost(LostReason::Closed),
             Ok(Err(DecodeError::Io(e))) if closed_by_peer(&e) => return lost.lost(LostReason::Closed),
             Ok(Err(e)) => return lost.lost(LostReason::Error(e.to_string())),
@@ -825,18 +832,32 @@ struct ListBuilder {
 }
 
 /// One value from the distribution connection: a whole list already built (with the
-/// aliases a protocol-2 one carries), or anything else.
+/// aliases a protocol-2 one carries), a delta (its step, when another joiner of the process
+/// already received the same bytes), or anything else.
 enum Incoming {
     List(MemberList, Option<AliasMap>),
+    Step(Arc<Step>),
+    Delta(Arc<Delta>, Option<Arc<[u8]>>),
     Other(Message),
 }
 
+/// How every delta of ours begins on the wire (`encode_delta`): only such values are looked
+/// up among the shared steps.
+const DELTA_PREFIX: &[u8] = b"{\"delta\":true";
+
 impl ListBuilder {
-    /// Decodes one value from the distribution connection; a whole list other joiners of the
-    /// process received as the same bytes is taken from them instead of parsed again.
+    /// Decodes one value from the distribution connection; a whole list or a delta other
+    /// joiners of the process received as the same bytes is taken from them instead of
+    /// parsed again.
     fn decode(&self, bytes: &[u8]) -> Result<Incoming, DecodeError> {
-        if let Some((list, aliases)) = self.shared.as_ref().and_then(|s| s.decoded(bytes)) {
-            return Ok(Incoming::List(list, aliases));
+        if let Some(s) = &self.shared {
+            if bytes.starts_with(DELTA_PREFIX) {
+                if let Some(step) = s.step(bytes) {
+                    return Ok(Incoming::Step(step));
+                }
+            } else if let Some((list, aliases)) = s.decoded(bytes) {
+                return Ok(Incoming::List(list, aliases));
+            }
         }
         match Message::decode(bytes)? {
             Message::Distro { members, version, aliases } => {
@@ -848,6 +869,10 @@ impl ListBuilder {
                     s.remember(bytes, &list, aliases.as_ref());
                 }
                 Ok(Incoming::List(list, aliases))
+            }
+            Message::Delta(d) => {
+                let bytes = self.shared.as_ref().map(|_| Arc::<[u8]>::from(bytes));
+                Ok(Incoming::Delta(Arc::new(d), bytes))
             }
             other => Ok(Incoming::Other(other)),
         }
@@ -868,18 +893,55 @@ impl ListBuilder {
     }
 }
 
+/// Answers a SCRAM challenge. The PBKDF2 in it takes milliseconds (far more in a debug
+/// build), so on a multi-threaded runtime (a process of many joiners) it runs on the blocking
+/// pool, and the heartbeats and lists of the process's other joiners are not held up; on a
+/// current-thread runtime (a simulation, where another thread would make timing depend on
+/// the machine) it runs in place.
+async fn answer_off_runtime(
+    exchange: ClientExchange,
+    cfg: &JoinerConfig,
+    challenge: crate::scram::Challenge,
+) -> Result<crate::scram::ClientProof, Error> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let (password, max, cache) = (cfg.password.clone(), cfg.max_iterations, cfg.key_cache.clone());
+    let answer = move || exchange.answer_cached(&password, &challenge, max, cache.as_ref());
+    let answered = if Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread {
+        answer()
+    } else {
+        match tokio::task::spawn_blocking(answer).await {
+            Ok(a) => a,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(Error::Io { what: "compute the SCRAM proof", source: std::io::Error::other(e) }),
+        }
+    };
+    answered.map_err(Error::Scram)
+}
+
 /// The joiner's aliases and the announcements it makes of what deltas change.
 struct Announcer {
     events: EventSink,
     aliases: Arc<std::sync::Mutex<AliasMap>>,
+    /// Whether to emit `PeerJoined`/`PeerLeft` ([`JoinerConfig::announcements`]).
+    announce: bool,
+    /// The process's shared lists, which keep one alias map per version.
+    shared: Option<SharedLists>,
 }
 
 impl Announcer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AliasMap> {
+        self.aliases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A whole list was taken: its aliases replace the ones held (a protocol-2 list), and a
     /// jump past the version held means the joins and leaves between were not announced.
     fn took_list(&self, held: Option<u64>, list: &MemberList, aliases: Option<AliasMap>) {
         let Some(a) = aliases else { return };
-        *self.aliases.lock().unwrap_or_else(|p| p.into_inner()) = a;
+        let a = match &self.shared {
+            Some(s) => s.aliases_of(list, a),
+            None => a,
+        };
+        *self.lock() = a;
         if let (Some(from), Some(to)) = (held, list.version)
             && to > from
         {
@@ -887,19 +949,52 @@ impl Announcer {
         }
     }
 
-    /// A delta was applied: every leave, then every join, in its order, as announced.
-    fn applied(&self, delta: &Delta) {
-        let mut aliases = self.aliases.lock().unwrap_or_else(|p| p.into_inner());
+    /// A delta was applied to the list held (`list` is the result): the aliases follow it,
+    /// and every leave, then every join, is announced in its order. Returns the aliases before
+    /// and after (for recording the step).
+    fn applied(&self, list: &MemberList, delta: &Delta) -> (AliasMap, AliasMap) {
+        let mut aliases = self.lock();
+        let before = aliases.clone();
+        for peer in &delta.removed {
+            aliases.remove(peer);
+        }
+        for (peer, alias) in delta.added.iter().zip(&delta.aliases) {
+            if let Some(a) = alias {
+                aliases.insert(*peer, a.clone());
+            }
+        }
+        if let Some(s) = &self.shared {
+            *aliases = s.aliases_of(list, std::mem::take(&mut *aliases));
+        }
+        let after = aliases.clone();
+        drop(aliases);
+        self.announce(delta, &before);
+        (before, after)
+    }
+
+    /// Whether the aliases held are exactly `aliases` (the same structure).
+    fn holds(&self, aliases: &AliasMap) -> bool {
+        self.lock().ptr_eq(aliases)
+    }
+
+    /// Another joiner's step was taken: its aliases, and its announcements.
+    fn took_step(&self, step: &Step) {
+        *self.lock() = step.result_aliases.clone();
+        self.announce(&step.delta, &step.base_aliases);
+    }
+
+    /// Announces `delta`'s leaves (with the aliases they had in `before`) and joins.
+    fn announce(&self, delta: &Delta, before: &AliasMap) {
+        if !self.announce {
+            return;
+        }
         for (i, peer) in delta.removed.iter().enumerate() {
-            let alias = aliases.remove(peer);
+            let alias = before.get(peer).cloned();
             let reason = delta.reasons.get(i).cloned().unwrap_or_else(|| Departure::Other("unknown".into()));
             self.events.emit(EventKind::PeerLeft { peer: *peer, alias, reason, version: delta.version });
         }
         for (i, peer) in delta.added.iter().enumerate() {
             let alias = delta.aliases.get(i).cloned().flatten();
-            if let Some(a) = &alias {
-                aliases.insert(*peer, a.clone());
-            }
             self.events.emit(EventKind::PeerJoined { peer: *peer, alias, version: delta.version });
         }
     }
@@ -916,61 +1011,84 @@ struct Follower {
 }
 
 impl Follower {
-    /// A whole list of `bytes` on the wire: taken if newer than the one held, else reported
-    /// stale (if older).
-    fn take_list(&self, list: MemberList, aliases: Option<AliasMap>, bytes: usize) {
-        let events = &self.announcer.events;
-        let version = list.version;
-        let mut held_version = None;
-        let taken = self.members.send_if_modified(|held| {
-            held_version = held.version;
-            if held.is_superseded_by(&list) {
-                *held = list.clone();
-                true
-            } else {
-                false
+    /// One value of `bytes` on the wire: a whole list (taken if newer than the one held, else
+    /// reported stale if older), a delta or another joiner's step (applied to the list held if
+    /// it is its base, skipped otherwise), or anything else, handed back. Err: a malformed
+    /// delta (the joiner must leave).
+    fn take(&self, incoming: Incoming, bytes: usize) -> Result<Option<Message>, DeltaError> {
+        let (members, announcer, lists) = (&self.members, &self.announcer, &self.lists);
+        let events = &announcer.events;
+        match incoming {
+            Incoming::List(list, aliases) => {
+                let version = list.version;
+                let mut held_version = None;
+                let taken = members.send_if_modified(|held| {
+                    held_version = held.version;
+                    if held.is_superseded_by(&list) {
+                        *held = list.clone();
+                        true
+                    } else {
+                        false
+                    }
+                });
+                if taken {
+                    announcer.took_list(held_version, &list, aliases);
+                    events.emit(EventKind::MemberListChanged { list, bytes });
+                } else {
+                    debug!(?version, ?held_version, "ignored a list older than the one held");
+                    if let (Some(version), Some(held)) = (version, held_version)
+                        && version < held
+                    {
+                        events.emit(EventKind::StaleList { version, held });
+                    }
+                }
             }
-        });
-        if taken {
-            self.announcer.took_list(held_version, &list, aliases);
-            events.emit(EventKind::MemberListChanged { list, bytes });
-        } else {
-            debug!(?version, ?held_version, "ignored a list older than the one held");
-            if let (Some(version), Some(held)) = (version, held_version)
-                && version < held
-            {
-                events.emit(EventKind::StaleList { version, held });
-            }
-        }
-    }
-
-    /// A delta of `bytes` on the wire: applied to the list held if it is its base, skipped
-    /// otherwise; Err if it is malformed (the joiner must leave).
-    fn take_delta(&self, delta: &Delta, bytes: usize) -> Result<(), DeltaError> {
-        let events = &self.announcer.events;
-        let applied = self.lists.apply(&self.members.borrow(), delta);
-        match applied {
-            Ok(list) => {
-                self.members.send_replace(list.clone());
-                self.announcer.applied(delta);
+            Incoming::Step(step) if members.borrow().same_as(&step.base) && announcer.holds(&step.base_aliases) => {
+                // Another joiner of this process applied these very bytes to this very list.
+                let list = step.result.clone();
+                members.send_replace(list.clone());
+                announcer.took_step(&step);
                 events.emit(EventKind::MemberListChanged { list, bytes });
             }
-            Err(DeltaError::BaseMismatch { base, held }) if delta.version <= held => {
-                debug!(base, version = delta.version, held, "ignored a delta older than the list held");
-                events.emit(EventKind::StaleList { version: delta.version, held });
+            incoming @ (Incoming::Step(_) | Incoming::Delta(..)) => {
+                let (delta, wire) = match incoming {
+                    Incoming::Step(step) => (step.delta.clone(), None),
+                    Incoming::Delta(delta, wire) => (delta, wire),
+                    _ => unreachable!("matched above"),
+                };
+                let base = members.borrow().clone();
+                match lists.apply(&base, &delta) {
+                    Ok(list) => {
+                        members.send_replace(list.clone());
+                        let (base_aliases, result_aliases) = announcer.applied(&list, &delta);
+                        if let (Some(s), Some(wire)) = (&lists.shared, wire) {
+                            let result = list.clone();
+                            s.record_step(
+                                &wire,
+                                Step { delta: delta.clone(), base, base_aliases, result, result_aliases },
+                            );
+                        }
+                        events.emit(EventKind::MemberListChanged { list, bytes });
+                    }
+                    Err(DeltaError::BaseMismatch { base, held }) if delta.version <= held => {
+                        debug!(base, version = delta.version, held, "ignored a delta older than the list held");
+                        events.emit(EventKind::StaleList { version: delta.version, held });
+                    }
+                    Err(DeltaError::BaseMismatch { base, held }) => {
+                        // Missed a version: the next heartbeat answer tells, a whole list follows.
+                        debug!(base, version = delta.version, held, "skipped a delta for another version");
+                    }
+                    Err(DeltaError::Unversioned) => {
+                        // Its first committed list was lost: the heartbeat answers report 0,
+                        // and a whole list follows.
+                        debug!(version = delta.version, "skipped a delta while holding no committed list");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            Err(DeltaError::BaseMismatch { base, held }) => {
-                // Missed a version: the next heartbeat answer tells, a whole list follows.
-                debug!(base, version = delta.version, held, "skipped a delta for another version");
-            }
-            Err(DeltaError::Unversioned) => {
-                // Its first committed list was lost: the heartbeat answers report 0,
-                // and a whole list follows.
-                debug!(version = delta.version, "skipped a delta while holding no committed list");
-            }
-            Err(e) => return Err(e),
+            Incoming::Other(other) => return Ok(Some(other)),
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -991,13 +1109,11 @@ async fn distribution<N: Network>(
             r = reader.next_with(|b| follower.lists.decode(b)) => r,
         };
         match msg {
-            Ok(Incoming::List(list, aliases)) => follower.take_list(list, aliases, reader.last_len()),
-            Ok(Incoming::Other(Message::Delta(delta))) => {
-                if let Err(e) = follower.take_delta(&delta, reader.last_len()) {
-                    return lost.lost(LostReason::Error(format!("distribution: malformed delta: {e}")));
-                }
-            }
-            Ok(Incoming::Other(other)) => debug!("ignored {} on the distribution connection", other.kind()),
+            Ok(incoming) => match follower.take(incoming, reader.last_len()) {
+                Ok(None) => {}
+                Ok(Some(other)) => debug!("ignored {} on the distribution connection", other.kind()),
+                Err(e) => return lost.lost(LostReason::Error(format!("distribution: malformed delta: {e}"))),
+            },
             Err(DecodeError::Eof { .. }) => return lost.lost(LostReason::Closed),
             Err(DecodeError::Io(e)) if closed_by_peer(&e) => return lost.lost(LostReason::Closed),
             Err(e) => return lost.lost(LostReason::Error(format!("distribution: {e}"))),

@@ -477,10 +477,45 @@ const SHARED_VERSIONS: usize = 256;
 /// a joiner whose delta does not check out applies it to its own copy, exactly as without
 /// sharing. A joiner alone in its process gains nothing; [`crate::JoinerConfig::shared_lists`]
 /// is how a process hands one to its joiners.
+///
+/// Deltas are shared one step further: every joiner of a process is sent the same bytes for
+/// a delta (the authenticator encodes each once), so the first joiner that applies one to the
+/// kept list of its base records the *step* — the bytes, the decoded delta, the lists and
+/// aliases before and after — and every other joiner holding that very base (the same shared
+/// structure, an O(1) pointer check) takes the result without parsing, checking or building
+/// anything ([`SharedLists::step`]). Same bytes applied to the same list give the same list,
+/// so this takes nothing on trust either. The aliases a protocol-2 list carries are kept per
+/// version alongside it, so thousands of joiners hold one alias map, not one each.
 #[derive(Clone, Default)]
 pub struct SharedLists {
-    inner: Arc<std::sync::Mutex<SharedInner>>,
+    inner: Arc<std::sync::RwLock<SharedInner>>,
+    counts: Arc<SharedCounts>,
 }
+
+#[derive(Default)]
+struct SharedCounts {
+    shared: std::sync::atomic::AtomicU64,
+    built: std::sync::atomic::AtomicU64,
+}
+
+/// One delta as the joiners of a process received it (see [`SharedLists`]): its wire bytes'
+/// decoding, and the kept lists and aliases it took the first joiner from and to.
+#[derive(Debug)]
+pub(crate) struct Step {
+    /// The delta the bytes decoded to.
+    pub(crate) delta: Arc<Delta>,
+    /// The kept list of `delta.base` it was applied to.
+    pub(crate) base: MemberList,
+    /// The kept aliases of `delta.base`.
+    pub(crate) base_aliases: AliasMap,
+    /// The list at `delta.version`.
+    pub(crate) result: MemberList,
+    /// The aliases at `delta.version`.
+    pub(crate) result_aliases: AliasMap,
+}
+
+/// How many deltas' steps a [`SharedLists`] remembers (each ~100 bytes plus O(1) clones).
+const SHARED_STEPS: usize = 4096;
 
 /// How many whole lists' wire bytes a [`SharedLists`] remembers.
 const SHARED_BYTES: usize = 16;
@@ -492,9 +527,12 @@ const SHARED_BYTES_MIN: usize = 1024;
 struct SharedInner {
     /// Recent whole lists as they came on the wire, and the list each decoded to.
     by_bytes: std::collections::VecDeque<(Arc<[u8]>, MemberList, Option<AliasMap>)>,
-    by_version: std::collections::BTreeMap<u64, MemberList>,
-    shared: u64,
-    built: u64,
+    /// The kept list of each recent version, and its kept aliases once a joiner had them.
+    by_version: std::collections::BTreeMap<u64, (MemberList, Option<AliasMap>)>,
+    /// Recent deltas' steps by their wire bytes (only looked up, never iterated), and the
+    /// order they came in, for eviction.
+    steps: std::collections::HashMap<Arc<[u8]>, Arc<Step>>,
+    step_order: std::collections::VecDeque<Arc<[u8]>>,
 }
 
 impl SharedInner {
@@ -510,7 +548,14 @@ impl SharedInner {
             }
             self.by_version.pop_first();
         }
-        self.by_version.insert(v, list.clone());
+        self.by_version.insert(v, (list.clone(), None));
+    }
+
+    /// Whether `list` and `aliases` are the kept ones of their version (pointer checks).
+    fn is_kept(&self, list: &MemberList, aliases: &AliasMap) -> bool {
+        list.version
+            .and_then(|v| self.by_version.get(&v))
+            .is_some_and(|(l, a)| l.same_as(list) && a.as_ref().is_some_and(|a| a.ptr_eq(aliases)))
     }
 }
 
@@ -527,26 +572,36 @@ impl SharedLists {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SharedInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, SharedInner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, SharedInner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn count_shared(&self) {
+        self.counts.shared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn count_built(&self) {
+        self.counts.built.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The list of `members` at `version`: the kept one when its addresses are these, else a
     /// new one (kept if none is).
     pub fn snapshot(&self, version: Option<u64>, members: Vec<SocketAddr>) -> MemberList {
         let Some(v) = version else { return MemberList::new(None, members) };
-        let mut g = self.lock();
-        if let Some(kept) = g.by_version.get(&v)
+        if let Some((kept, _)) = self.read().by_version.get(&v)
             && kept.len() == members.len()
             && kept.iter().eq(members.iter())
         {
-            let kept = kept.clone();
-            g.shared += 1;
-            return kept;
+            self.count_shared();
+            return kept.clone();
         }
         let list = MemberList::new(version, members);
-        g.built += 1;
-        g.keep(&list);
+        self.count_built();
+        self.write().keep(&list);
         list
     }
 
@@ -558,10 +613,10 @@ impl SharedLists {
         if bytes.len() < SHARED_BYTES_MIN {
             return None;
         }
-        let mut g = self.lock();
-        let found = g.by_bytes.iter().rev().find(|(b, _, _)| **b == *bytes).map(|(_, l, a)| (l.clone(), a.clone()));
+        let found =
+            self.read().by_bytes.iter().rev().find(|(b, _, _)| **b == *bytes).map(|(_, l, a)| (l.clone(), a.clone()));
         if found.is_some() {
-            g.shared += 1;
+            self.count_shared();
         }
         found
     }
@@ -571,7 +626,7 @@ impl SharedLists {
         if bytes.len() < SHARED_BYTES_MIN {
             return;
         }
-        let mut g = self.lock();
+        let mut g = self.write();
         if g.by_bytes.len() >= SHARED_BYTES {
             g.by_bytes.pop_front();
         }
@@ -582,8 +637,8 @@ impl SharedLists {
     /// equals) the kept list at `delta.base` and the kept result checks out against `delta`;
     /// else `held` with `delta` applied (kept if no list at that version is).
     pub fn apply(&self, held: &MemberList, delta: &Delta, max_len: usize) -> Result<MemberList, DeltaError> {
-        let mut g = self.lock();
-        if let (Some(base), Some(result)) = (g.by_version.get(&delta.base), g.by_version.get(&delta.version))
+        let g = self.read();
+        if let (Some((base, _)), Some((result, _))) = (g.by_version.get(&delta.base), g.by_version.get(&delta.version))
             && held.version == Some(delta.base)
             && delta.version > delta.base
             && result.len() <= max_len
@@ -594,21 +649,84 @@ impl SharedLists {
             && result.is_result_of(base, delta)
         {
             let result = result.clone();
-            g.shared += 1;
+            drop(g);
+            self.count_shared();
             return Ok(result);
         }
         drop(g);
         let r = held.apply(delta, max_len)?;
-        let mut g = self.lock();
-        g.built += 1;
-        g.keep(&r);
+        self.count_built();
+        self.write().keep(&r);
         Ok(r)
     }
 
-    /// How many lists joiners took from the kept ones, and how many they built themselves.
+    /// The step another joiner of this process recorded for these delta bytes, if any: the
+    /// caller may take its result when it holds exactly the step's base (`same_as`, and
+    /// `ptr_eq` aliases), and otherwise still skips decoding the bytes.
+    pub(crate) fn step(&self, bytes: &[u8]) -> Option<Arc<Step>> {
+        let step = self.read().steps.get(bytes).cloned();
+        if step.is_some() {
+            self.count_shared();
+        }
+        step
+    }
+
+    /// Records that `bytes` took `step.base` (with `step.base_aliases`) to `step.result` (with
+    /// `step.result_aliases`), when the base is the kept list and aliases of its version (so
+    /// every joiner on the kept path can take it) and no step for these bytes is kept yet.
+    /// The result's aliases become the kept ones of its version.
+    pub(crate) fn record_step(&self, bytes: &[u8], step: Step) {
+        let mut g = self.write();
+        if g.steps.contains_key(bytes) || !g.is_kept(&step.base, &step.base_aliases) {
+            return;
+        }
+        g.keep(&step.result);
+        if let Some((kept, aliases @ None)) = step.result.version.and_then(|v| g.by_version.get_mut(&v))
+            && kept.same_as(&step.result)
+        {
+            *aliases = Some(step.result_aliases.clone());
+        }
+        if g.step_order.len() >= SHARED_STEPS
+            && let Some(old) = g.step_order.pop_front()
+        {
+            g.steps.remove(&old);
+        }
+        let bytes: Arc<[u8]> = bytes.into();
+        g.step_order.push_back(bytes.clone());
+        g.steps.insert(bytes, Arc::new(step));
+    }
+
+    /// The kept aliases of `list`'s version when `list` is the kept list there and `aliases`
+    /// equal the kept ones (an O(n) comparison, made when a joiner takes a whole list);
+    /// `aliases` themselves otherwise, which become the kept ones if none are yet.
+    pub(crate) fn aliases_of(&self, list: &MemberList, aliases: AliasMap) -> AliasMap {
+        let Some(v) = list.version else { return aliases };
+        {
+            let g = self.read();
+            match g.by_version.get(&v) {
+                Some((kept, Some(a))) if kept.same_as(list) => {
+                    return if a.ptr_eq(&aliases) || *a == aliases { a.clone() } else { aliases };
+                }
+                Some((kept, None)) if kept.same_as(list) => {}
+                _ => return aliases,
+            }
+        }
+        let mut g = self.write();
+        match g.by_version.get_mut(&v) {
+            Some((kept, slot @ None)) if kept.same_as(list) => {
+                *slot = Some(aliases.clone());
+                aliases
+            }
+            Some((kept, Some(a))) if kept.same_as(list) && *a == aliases => a.clone(),
+            _ => aliases,
+        }
+    }
+
+    /// How many lists (and steps) joiners took from the kept ones, and how many lists they
+    /// built themselves.
     pub fn counts(&self) -> (u64, u64) {
-        let g = self.lock();
-        (g.shared, g.built)
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.counts.shared.load(Relaxed), self.counts.built.load(Relaxed))
     }
 }
 

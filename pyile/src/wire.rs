@@ -862,8 +862,9 @@ impl Scanner {
 
 /// Bytes asked of one read while values are small.
 const SMALL_READ: usize = 4096;
-/// Buffers larger than this are given back after the value that grew them.
-const SHRINK_ABOVE: usize = 64 * 1024;
+/// Buffers larger than this are given back after the value that grew them (a member list:
+/// thousands of idle connections in one process must not each keep a list's worth).
+const SHRINK_ABOVE: usize = 4 * SMALL_READ;
 
 /// Reads a sequence of concatenated JSON messages from any `AsyncRead`.
 ///
@@ -879,6 +880,8 @@ pub struct MessageReader<R> {
     max_len: usize,
     read_chunk: usize,
     last_len: usize,
+    /// Bytes of `buf` already returned as values.
+    head: usize,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
@@ -897,6 +900,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             max_len: max_len.max(16),
             read_chunk: SMALL_READ,
             last_len: 0,
+            head: 0,
         }
     }
 
@@ -917,34 +921,52 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// that can sometimes skip decoding, e.g. bytes it has seen before).
     pub async fn next_with<T>(&mut self, parse: impl Fn(&[u8]) -> Result<T, DecodeError>) -> Result<T, DecodeError> {
         loop {
-            match self.scanner.scan(&self.buf) {
+            // Positions are relative to `head`: values consumed from one read are skipped
+            // over, not moved out one by one (a burst of small deltas in one read).
+            match self.scanner.scan(&self.buf[self.head..]) {
                 Scan::Complete { start, end } => {
-                    let parsed = parse(&self.buf[start..end]);
+                    let parsed = parse(&self.buf[self.head + start..self.head + end]);
                     self.last_len = end - start;
-                    self.buf.drain(..end);
+                    self.head += end;
                     self.scanner = Scanner::default();
-                    self.shrink();
+                    let left = self.buf.len() - self.head;
+                    if left == 0 || (self.buf.capacity() > SHRINK_ABOVE && left <= SMALL_READ) {
+                        // All consumed, or a large value was: what is left moves to the front
+                        // (little or nothing) and the memory goes back.
+                        self.buf.drain(..self.head);
+                        self.head = 0;
+                        self.shrink();
+                    }
                     return parsed;
                 }
                 Scan::NotAnObject(b) => {
                     self.buf.clear();
+                    self.head = 0;
                     self.scanner = Scanner::default();
                     self.shrink();
                     return Err(DecodeError::InvalidJson(format!("expected a JSON object, found byte 0x{b:02x}")));
                 }
                 Scan::Incomplete => {}
             }
-            let pending = self.buf.len() - self.scanner.start.unwrap_or(self.buf.len());
+            let unread = self.buf.len() - self.head;
+            let pending = unread - self.scanner.start.unwrap_or(unread);
             if pending > self.max_len {
                 self.buf.clear();
+                self.head = 0;
                 self.scanner = Scanner::default();
                 self.shrink();
                 return Err(DecodeError::TooLarge { limit: self.max_len });
             }
             // Whitespace before a value is dropped so it never accumulates.
-            if self.scanner.start.is_none() && !self.buf.is_empty() {
+            if self.scanner.start.is_none() && unread > 0 {
                 self.buf.clear();
+                self.head = 0;
                 self.scanner.pos = 0;
+            }
+            // What was consumed goes before reading more (once per read, not per value).
+            if self.head > 0 {
+                self.buf.drain(..self.head);
+                self.head = 0;
             }
             let room = (self.max_len + 1 - pending).min(self.read_chunk);
             self.scratch.resize(room, 0);
@@ -960,13 +982,14 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         }
     }
 
-    /// Gives back the memory of a large value once it is consumed, so a connection that
-    /// once carried a big list (or a hostile one) holds no more than a small buffer after.
+    /// Gives back the memory of a large value once it and everything read with it are
+    /// consumed, so a connection that once carried a big list (or a hostile one) holds no
+    /// more than a small buffer after.
     fn shrink(&mut self) {
         if self.buf.capacity() > SHRINK_ABOVE {
             self.buf.shrink_to(self.buf.len().max(SMALL_READ));
         }
-        if self.scratch.capacity() > SHRINK_ABOVE {
+        if self.scratch.capacity() > SMALL_READ {
             self.scratch = Vec::new();
         }
         self.read_chunk = SMALL_READ;

@@ -232,3 +232,62 @@ async fn a_malformed_delta_is_a_clear_error() {
     assert_eq!(j.members().version, Some(1), "the list held before the bad delta");
     fake.abort();
 }
+
+/// Joiners of one process sharing their lists (a load generator's, a simulation's): each
+/// delta is decoded and applied once, and the others take that step, so all of them hold the
+/// one list and the one alias map of each version, equal to the authenticator's, and still
+/// announce every join and leave (unless told not to).
+#[tokio::test]
+async fn joiners_sharing_lists_take_each_others_steps_and_hold_one_list_and_alias_map() {
+    let auth = Authenticator::start(TokioNet, auth_config("pw")).await.unwrap();
+    let lists = pyile::SharedLists::new();
+    let cfg = |alias: &str| joiner_config("pw", alias).shared_lists(lists.clone());
+    let mut watcher = Joiner::join(TokioNet, auth.auth_addr(), cfg("watcher")).await.unwrap();
+    let mut quiet = Joiner::join(TokioNet, auth.auth_addr(), cfg("quiet").announcements(false)).await.unwrap();
+    let mut js = Vec::new();
+    for i in 0..8 {
+        js.push(Joiner::join(TokioNet, auth.auth_addr(), cfg(&format!("s{i}"))).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(30)).await; // a delta each, mostly
+    }
+    for j in js.drain(..3) {
+        j.close().await;
+    }
+    assert!(eventually(Duration::from_secs(3), || auth.members().len() == 8).await, "{:?}", auth.members());
+    let want = auth.members();
+    let all: Vec<&Joiner> = [&watcher, &quiet].into_iter().chain(js.iter()).collect();
+    assert!(
+        eventually(Duration::from_secs(3), || all.iter().all(|j| j.members() == want)).await,
+        "every joiner holds the authenticator's list"
+    );
+    let (first, rest) = all.split_first().unwrap();
+    for j in rest {
+        assert!(j.members().same_as(&first.members()), "one list per version, not one per joiner");
+        assert!(j.aliases().ptr_eq(&first.aliases()), "one alias map per version, not one per joiner");
+    }
+    let aliases: Vec<(SocketAddr, String)> = first.aliases().iter().map(|(a, s)| (*a, s.to_string())).collect();
+    let want_aliases: Vec<(SocketAddr, String)> = auth.aliases().iter().map(|(a, s)| (*a, s.to_string())).collect();
+    assert_eq!(aliases, want_aliases, "the aliases the steps carried are the authenticator's");
+    let (shared, built) = lists.counts();
+    assert!(shared > built, "steps and lists were shared: {shared} taken, {built} built");
+
+    // The watcher announced every join after its own and every leave; the quiet one none.
+    let joins_and_leaves = |j: &mut Joiner| {
+        let mut events = j.events().unwrap();
+        let (mut joined, mut left) = (Vec::new(), Vec::new());
+        while let Some(ev) = events.try_recv() {
+            match ev.kind {
+                EventKind::PeerJoined { alias, .. } => joined.push(alias.map(|a| a.to_string())),
+                EventKind::PeerLeft { alias, .. } => left.push(alias.map(|a| a.to_string())),
+                _ => {}
+            }
+        }
+        (joined, left)
+    };
+    let (joined, left) = joins_and_leaves(&mut watcher);
+    let mut expected: Vec<Option<String>> = vec![Some("quiet".into())];
+    expected.extend((0..8).map(|i| Some(format!("s{i}"))));
+    assert_eq!(joined, expected);
+    assert_eq!(left, (0..3).map(|i| Some(format!("s{i}"))).collect::<Vec<_>>());
+    assert_eq!(joins_and_leaves(&mut quiet), (vec![], vec![]), "announcements(false) emits none");
+    auth.leave().await;
+}

@@ -436,6 +436,9 @@ pub(super) fn spawn_writer<N: Network>(
                     p.written.store(cur.number() + 1, Ordering::Release);
                 }
                 let gap = pacing.gap(bytes.len(), cur.list.len());
+                // Neither the bytes nor the version are kept through the gap: with thousands
+                // of writers waiting, each would pin a list's worth of old bytes.
+                drop((bytes, cur));
                 tokio::select! {
                     biased;
                     _ = cancel.cancelled() => {}
