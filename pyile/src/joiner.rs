@@ -38,7 +38,7 @@
 //! With [`JoinerConfig::one_connection`] a protocol-2 joiner asks for its lists on the auth
 //! connection: no distribution connection and no distribution task; the heartbeat task, that
 //! connection's only reader, takes snapshots and deltas between the heartbeats through the
-//! same [`Follower`] the distribution task uses, so events and errors are identical.
+//! same `Follower` the distribution task uses, so events and errors are identical.
 //!
 //! [`Joiner::close`] is a graceful leave: it tells a protocol-2 authenticator it is leaving
 //! (`{"leaving": true}`), so the others hear "left", not "closed". [`Joiner::leave`] (or a
