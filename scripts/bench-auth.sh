@@ -10,7 +10,7 @@
 #
 # PROTOCOL (default 2) is loadgen's --protocol: 2 loads the delta path, 1 the v1 path (what a
 # reference joiner does); PROTOCOL_MIX=0.5 gives loadgen --protocol-mix instead. AUTH_ARGS
-# adds flags to `pyile auth`. The last columns are the authenticator's peak RSS (VmHWM) and
+# adds flags to `pyile auth`, LOADGEN_ARGS to every loadgen (e.g. --one-connection). The last columns are the authenticator's peak RSS (VmHWM) and
 # the CPU (user + system) the authenticator and loadgen used per successful join, for the
 # whole run (joins, heartbeats and lists while holding): what a run costs, independent of
 # what else the machine was doing.
@@ -34,6 +34,7 @@ SHARDS="${SHARDS:-1}"
 PROTOCOL="${PROTOCOL:-2}"
 PROTOCOL_MIX="${PROTOCOL_MIX:-}"
 AUTH_ARGS="${AUTH_ARGS:-}"
+LOADGEN_ARGS="${LOADGEN_ARGS:-}"
 OUT="$ROOT/reports/bench"
 PW_FILE="$OUT/password"
 mkdir -p "$OUT"
@@ -68,7 +69,7 @@ run() {
     children_cpu >"$OUT/.cpu0"
     t0=$(date +%s.%N)
     if [ "$SHARDS" -le 1 ]; then
-        "$LOADGEN" --peers "$n" --rate "$rate" --hold "$HOLD" --target "$TARGET" "${proto[@]}" \
+        "$LOADGEN" --peers "$n" --rate "$rate" --hold "$HOLD" --target "$TARGET" "${proto[@]}" ${LOADGEN_ARGS} \
             --password-file "$PW_FILE" --out "$csv" --quiet --fail-on none \
             --fail-on 'errors>0' --fail-on 'join_complete.p99>100ms' >/dev/null || status=$?
     else
@@ -76,7 +77,7 @@ run() {
         start=$(($(date +%s) + 3))
         local pids=() logs=()
         for i in $(seq 0 $((SHARDS - 1))); do
-            "$LOADGEN" --peers "$n" --rate "$rate" --hold "$HOLD" --target "$TARGET" "${proto[@]}" \
+            "$LOADGEN" --peers "$n" --rate "$rate" --hold "$HOLD" --target "$TARGET" "${proto[@]}" ${LOADGEN_ARGS} \
                 --password-file "$PW_FILE" --shard "$i/$SHARDS" --start-at "$start" --quiet --fail-on none \
                 --hdr-log "$OUT/$side-$n.shard$i.hlog" --out "$OUT/$side-$n.shard$i.csv" \
                 >"$OUT/$side-$n.shard$i.out" 2>&1 &

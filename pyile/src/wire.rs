@@ -808,6 +808,7 @@ struct Scanner {
     escaped: bool,
 }
 
+#[derive(Clone, Copy, Debug)]
 enum Scan {
     /// The value occupies `start..end` of the buffer.
     Complete { start: usize, end: usize },
@@ -882,6 +883,8 @@ pub struct MessageReader<R> {
     last_len: usize,
     /// Bytes of `buf` already returned as values.
     head: usize,
+    /// What [`MessageReader::has_buffered_value`] found, for the next call to take.
+    peeked: Option<Scan>,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
@@ -901,6 +904,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             read_chunk: SMALL_READ,
             last_len: 0,
             head: 0,
+            peeked: None,
         }
     }
 
@@ -923,7 +927,11 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         loop {
             // Positions are relative to `head`: values consumed from one read are skipped
             // over, not moved out one by one (a burst of small deltas in one read).
-            match self.scanner.scan(&self.buf[self.head..]) {
+            let scan = match self.peeked.take() {
+                Some(scan) => scan,
+                None => self.scanner.scan(&self.buf[self.head..]),
+            };
+            match scan {
                 Scan::Complete { start, end } => {
                     let parsed = parse(&self.buf[self.head + start..self.head + end]);
                     self.last_len = end - start;
@@ -993,6 +1001,19 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             self.scratch = Vec::new();
         }
         self.read_chunk = SMALL_READ;
+    }
+
+    /// Whether the next value (or a malformed start) is already buffered, read together
+    /// with the last one: [`MessageReader::next`] will return it without waiting. A reader
+    /// of a burst (deltas written back to back) uses it to act once at the end of the run.
+    pub fn has_buffered_value(&mut self) -> bool {
+        if self.peeked.is_none() {
+            match self.scanner.scan(&self.buf[self.head..]) {
+                Scan::Incomplete => return false,
+                scan => self.peeked = Some(scan),
+            }
+        }
+        true
     }
 
     /// Size in bytes of the last value returned.
@@ -1628,5 +1649,22 @@ mod tests {
         assert!(reader.scratch.capacity() <= SHRINK_ABOVE, "scratch kept {} bytes", reader.scratch.capacity());
         assert_eq!(reader.next().await.unwrap(), Message::Heartbeat);
         drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_reader_tells_whether_the_next_value_is_already_buffered() {
+        let (mut w, r) = tokio::io::duplex(4096);
+        let mut reader = MessageReader::new(r);
+        w.write_all(br#"{"<3": true}{"<3": true, "version": 4} {"<3""#).await.unwrap();
+        assert_eq!(reader.next().await.unwrap(), Message::Heartbeat);
+        assert!(reader.has_buffered_value());
+        assert!(reader.has_buffered_value(), "asking twice changes nothing");
+        assert_eq!(reader.next().await.unwrap(), Message::VersionedHeartbeat { version: 4 });
+        assert!(!reader.has_buffered_value(), "only the start of one is");
+        w.write_all(br#": true}]"#).await.unwrap();
+        assert_eq!(reader.next().await.unwrap(), Message::Heartbeat);
+        assert!(reader.has_buffered_value(), "a malformed start counts: next() reports it at once");
+        assert!(reader.next().await.is_err());
+        assert!(!reader.has_buffered_value());
     }
 }
