@@ -124,11 +124,13 @@ pub enum EventKind {
         /// The source IP of its connection.
         source: IpAddr,
     },
-    /// Authenticator: a new list was published. Joiner: a newer list arrived.
+    /// Authenticator: a new list was published. Joiner: a newer list arrived, whole or as
+    /// deltas; deltas read together (written back to back) give one event, for the last.
     MemberListChanged {
         /// The list.
         list: MemberList,
-        /// Its encoded size in bytes (what one distribution message costs).
+        /// Its encoded size in bytes (what one distribution message costs; for a run of
+        /// deltas, the run's).
         bytes: usize,
     },
     /// Joiner: a list older than the one it holds arrived and was dropped: the authenticator

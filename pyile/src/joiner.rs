@@ -485,6 +485,7 @@ impl<N: Network> Joiner<N> {
                 shared: cfg.shared_lists.clone(),
             },
             lists: ListBuilder { max_members: cfg.max_members, shared: cfg.shared_lists.clone() },
+            unannounced: Default::default(),
         };
         // Lists on their own connection get their own task; on the auth connection, the
         // heartbeat task, its only reader, takes them too.
@@ -784,6 +785,10 @@ async fn heartbeats<N: Network>(
             }
             r = timeout_at(next_deadline, next(&mut reader)) => r,
         };
+        if let (Some(f), Ok(Ok(Incoming::Other(_)))) = (&lists, &msg) {
+            // Another kind of value ends a run of list changes.
+            f.flush();
+        }
         match msg {
             Ok(Ok(Incoming::Other(m))) if m.as_heartbeat().is_some() => {
                 last_heard = Instant::now();
@@ -801,7 +806,7 @@ async fn heartbeats<N: Network>(
             // Lists (and deltas, and steps): made only by a one-connection member's reader.
             Ok(Ok(incoming)) => {
                 if let Some(f) = &lists
-                    && let Err(e) = f.take(incoming, reader.last_len())
+                    && let Err(e) = f.take(incoming, reader.last_len(), reader.has_buffered_value())
                 {
                     return lost.lost(LostReason::Error(format!("distribution: malformed delta: {e}")));
                 }
@@ -1008,6 +1013,10 @@ struct Follower {
     members: watch::Sender<MemberList>,
     announcer: Announcer,
     lists: ListBuilder,
+    /// Bytes of list changes taken but not yet announced as a `MemberListChanged` (0: none):
+    /// within a run of values read together (deltas written back to back) only the run's end
+    /// is, with the run's bytes, so a burst of k changes is one event, not k.
+    unannounced: std::sync::atomic::AtomicUsize,
 }
 
 impl Follower {
@@ -1015,7 +1024,38 @@ impl Follower {
     /// reported stale if older), a delta or another joiner's step (applied to the list held if
     /// it is its base, skipped otherwise), or anything else, handed back. Err: a malformed
     /// delta (the joiner must leave).
-    fn take(&self, incoming: Incoming, bytes: usize) -> Result<Option<Message>, DeltaError> {
+    /// `more`: the next value was read with this one ([`MessageReader::has_buffered_value`]);
+    /// the `MemberListChanged` of a change then waits for the run's end.
+    fn take(&self, incoming: Incoming, bytes: usize, more: bool) -> Result<Option<Message>, DeltaError> {
+        let r = self.take_one(incoming, bytes, more);
+        if !more || !matches!(r, Ok(None)) {
+            self.flush();
+        }
+        r
+    }
+
+    /// A change to `list` of `bytes` was taken: announced now, or at the run's end.
+    fn changed(&self, list: MemberList, bytes: usize, more: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if more {
+            self.unannounced.fetch_add(bytes, Relaxed);
+        } else {
+            let bytes = bytes + self.unannounced.swap(0, Relaxed);
+            self.announcer.events.emit(EventKind::MemberListChanged { list, bytes });
+        }
+    }
+
+    /// Announces the changes of a run cut short (by another kind of value, an error or a
+    /// stale list): the list held, with their bytes.
+    fn flush(&self) {
+        let bytes = self.unannounced.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if bytes > 0 {
+            let list = self.members.borrow().clone();
+            self.announcer.events.emit(EventKind::MemberListChanged { list, bytes });
+        }
+    }
+
+    fn take_one(&self, incoming: Incoming, bytes: usize, more: bool) -> Result<Option<Message>, DeltaError> {
         let (members, announcer, lists) = (&self.members, &self.announcer, &self.lists);
         let events = &announcer.events;
         match incoming {
@@ -1033,7 +1073,7 @@ impl Follower {
                 });
                 if taken {
                     announcer.took_list(held_version, &list, aliases);
-                    events.emit(EventKind::MemberListChanged { list, bytes });
+                    self.changed(list, bytes, more);
                 } else {
                     debug!(?version, ?held_version, "ignored a list older than the one held");
                     if let (Some(version), Some(held)) = (version, held_version)
@@ -1048,7 +1088,7 @@ impl Follower {
                 let list = step.result.clone();
                 members.send_replace(list.clone());
                 announcer.took_step(&step);
-                events.emit(EventKind::MemberListChanged { list, bytes });
+                self.changed(list, bytes, more);
             }
             incoming @ (Incoming::Step(_) | Incoming::Delta(..)) => {
                 let (delta, wire) = match incoming {
@@ -1068,7 +1108,7 @@ impl Follower {
                                 Step { delta: delta.clone(), base, base_aliases, result, result_aliases },
                             );
                         }
-                        events.emit(EventKind::MemberListChanged { list, bytes });
+                        self.changed(list, bytes, more);
                     }
                     Err(DeltaError::BaseMismatch { base, held }) if delta.version <= held => {
                         debug!(base, version = delta.version, held, "ignored a delta older than the list held");
@@ -1109,7 +1149,7 @@ async fn distribution<N: Network>(
             r = reader.next_with(|b| follower.lists.decode(b)) => r,
         };
         match msg {
-            Ok(incoming) => match follower.take(incoming, reader.last_len()) {
+            Ok(incoming) => match follower.take(incoming, reader.last_len(), reader.has_buffered_value()) {
                 Ok(None) => {}
                 Ok(Some(other)) => debug!("ignored {} on the distribution connection", other.kind()),
                 Err(e) => return lost.lost(LostReason::Error(format!("distribution: malformed delta: {e}"))),

@@ -291,3 +291,37 @@ async fn joiners_sharing_lists_take_each_others_steps_and_hold_one_list_and_alia
     assert_eq!(joins_and_leaves(&mut quiet), (vec![], vec![]), "announcements(false) emits none");
     auth.leave().await;
 }
+
+/// Deltas written back to back (changes within a member's distribution interval) are read
+/// together: the joiner applies and announces each, but reports the run as one list change.
+#[tokio::test]
+async fn a_run_of_deltas_read_together_is_one_list_change_with_every_join_announced() {
+    let auth = Authenticator::start(TokioNet, auth_config("pw").distribution_interval(Duration::from_millis(600)))
+        .await
+        .unwrap();
+    let mut watcher = joiner(&auth, "watcher").await;
+    let mut events = watcher.events().unwrap();
+    // Past the watcher's own first writes and their gap: the joins below come in one gap.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    while events.try_recv().is_some() {}
+    let mut js = Vec::new();
+    for i in 0..5 {
+        js.push(joiner(&auth, &format!("b{i}")).await);
+    }
+    assert!(eventually(Duration::from_secs(2), || auth.members().len() == 7).await, "{:?}", auth.members());
+    let want = auth.members();
+    assert!(eventually(Duration::from_secs(3), || watcher.members() == want).await, "{:?}", watcher.members());
+    let (mut changes, mut joined) = (Vec::new(), 0);
+    while let Some(ev) = events.try_recv() {
+        match ev.kind {
+            EventKind::MemberListChanged { list, .. } => changes.push(list.len()),
+            EventKind::PeerJoined { .. } => joined += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(joined, 5, "every join announced");
+    assert_eq!(changes.last(), Some(&want.len()), "the last change reported is the list held");
+    assert!(changes.len() < 5, "5 deltas in one or two writes, reported as {} changes: {changes:?}", changes.len());
+    drop(js);
+    auth.leave().await;
+}

@@ -207,7 +207,7 @@ metrics! {
     AuthLossDetectionMax => "auth_loss_detection_max_s", Seconds, Lower, 0.1, 0.25, "authenticator fault to a joiner reporting the loss, worst";
     Rejoins => "rejoins", Count, Info, 0.0, 0.0, "joins started by groups' rejoin_after policy";
     ListChanges => "list_changes", Count, Info, 0.0, 0.0, "member lists published by the authenticator";
-    DistMsgsPerChange => "dist_msgs_per_change", Ratio, Lower, 0.1, 0.1, "member lists joiners received and applied (newer than the one they held) per list change: lists superseded before they were written, and stale ones a joiner drops, are not counted";
+    DistMsgsPerChange => "dist_msgs_per_change", Ratio, Lower, 0.1, 0.1, "member-list updates joiners received and applied (newer than the one they held) per list change: lists superseded before they were written, and stale ones a joiner drops, are not counted, and deltas read together (written back to back) count once, as the one update a joiner reports for them";
     DistBytesPerChange => "dist_bytes_per_change", Bytes, Lower, 0.1, 32.0, "bytes of the lists joiners received and applied, per list change";
     DistDeltas => "dist_deltas", Count, Info, 0.0, 0.0, "deltas the authenticator wrote to protocol-2 members (each version's delta once per member: a writer behind sends the ones it missed back to back)";
     DistDeltasMerged => "dist_deltas_merged", Count, Info, 0.0, 0.0, "writes that carried several deltas back to back (a writer behind, or a burst within one distribution interval)";
