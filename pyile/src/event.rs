@@ -46,7 +46,10 @@ pub enum HandshakeStage {
         /// Whether the password was accepted.
         ok: bool,
     },
-    /// The first member list arrived (it includes the joiner itself).
+    /// The first member list arrived, as sent: a reference authenticator's provisional list
+    /// (unversioned, the joiner itself last), or a protocol-2 authenticator's committed list
+    /// (versioned; the deltas that follow start from it, and the joiner's own view until
+    /// then is this list with itself last: `Joined` carries that).
     FirstList(MemberList),
     /// The distribution connection is up: the handshake is complete.
     DistConnected,

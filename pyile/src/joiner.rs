@@ -418,11 +418,34 @@ impl<N: Network> Joiner<N> {
             timeout_at(deadline, w.write_all(&Message::PeerAddress(peer_addr).encode())).await,
             "sending the peer address",
         )?;
-        let first = match recv("waiting for the first member list")(timeout_at(deadline, reader.next()).await)? {
-            Message::Distro { members, version, .. } => MemberList::new(version, members),
-            other => return Err(Error::Unexpected { addr: target, expected: "distro", got: other.kind() }),
+        // The first list: a reference authenticator's provisional one (this joiner in it,
+        // unversioned), or a protocol-2 one's committed list of some version, which the
+        // deltas that follow start from; the joiner's own view is then that list with itself
+        // last, exactly the provisional list, until the first delta brings the real one.
+        let lists = ListBuilder { max_members: cfg.max_members, shared: cfg.shared_lists.clone() };
+        let first = match timeout_at(deadline, reader.next_with(|b| lists.decode(b))).await {
+            Ok(Ok(incoming)) => incoming,
+            Ok(Err(source)) => return Err(Error::Receive { addr: target, source }),
+            Err(_) => return Err(Error::Timeout { what: "waiting for the first member list", after: limit }),
         };
-        events.emit(EventKind::Handshake(HandshakeStage::FirstList(first.clone())));
+        let (first, committed) = match first {
+            Incoming::List(list, aliases) if list.version.is_some() => {
+                let mut provisional = list.clone();
+                provisional.version = None;
+                while provisional.remove_addr(&peer_addr) {}
+                provisional.push(peer_addr);
+                (provisional, Some((list, aliases)))
+            }
+            Incoming::List(list, _) => (list, None),
+            Incoming::Other(other) => {
+                return Err(Error::Unexpected { addr: target, expected: "distro", got: other.kind() });
+            }
+            Incoming::Step(_) | Incoming::Delta(..) => {
+                return Err(Error::Unexpected { addr: target, expected: "distro", got: "delta" });
+            }
+        };
+        let received = committed.as_ref().map_or(&first, |(list, _)| list);
+        events.emit(EventKind::Handshake(HandshakeStage::FirstList(received.clone())));
         // The distribution address, or (asked for) lists on this connection.
         let dist = match recv("waiting for the distribution address")(timeout_at(deadline, reader.next()).await)? {
             Message::DistAddr { addr: dist_addr, token } => {
@@ -476,15 +499,22 @@ impl<N: Network> Joiner<N> {
         let held = v2.then(|| members.clone());
         let leaving = v2.then(CancellationToken::new);
         let aliases = Arc::new(std::sync::Mutex::new(AliasMap::new()));
+        let announcer = Announcer {
+            events: events.clone(),
+            aliases: aliases.clone(),
+            announce: cfg.announcements,
+            shared: cfg.shared_lists.clone(),
+        };
+        let committed = committed.map(|(list, list_aliases)| {
+            // Its aliases are the ones held from the start (no announcements: nothing changed).
+            announcer.took_list(None, &list, list_aliases);
+            list
+        });
         let follower = Follower {
             members: members_tx,
-            announcer: Announcer {
-                events: events.clone(),
-                aliases: aliases.clone(),
-                announce: cfg.announcements,
-                shared: cfg.shared_lists.clone(),
-            },
-            lists: ListBuilder { max_members: cfg.max_members, shared: cfg.shared_lists.clone() },
+            announcer,
+            lists,
+            committed_first: std::sync::Mutex::new(committed),
             unannounced: Default::default(),
         };
         // Lists on their own connection get their own task; on the auth connection, the
@@ -1013,6 +1043,10 @@ struct Follower {
     members: watch::Sender<MemberList>,
     announcer: Announcer,
     lists: ListBuilder,
+    /// The committed list a protocol-2 authenticator sent as the first list, while the view
+    /// held is still the provisional one built from it (this joiner last, unversioned): the
+    /// first deltas apply to it. Gone once a delta or a whole list was taken.
+    committed_first: std::sync::Mutex<Option<MemberList>>,
     /// Bytes of list changes taken but not yet announced as a `MemberListChanged` (0: none):
     /// within a run of values read together (deltas written back to back) only the run's end
     /// is, with the run's bytes, so a burst of k changes is one event, not k.
@@ -1055,6 +1089,23 @@ impl Follower {
         }
     }
 
+    /// The list a delta applies to: the one held, or while that is the provisional first
+    /// list, the committed list it was built from.
+    fn base(&self) -> MemberList {
+        let held = self.members.borrow().clone();
+        if held.version.is_none()
+            && let Some(committed) = &*self.committed_first.lock().unwrap_or_else(|p| p.into_inner())
+        {
+            return committed.clone();
+        }
+        held
+    }
+
+    /// A delta or a whole list was taken: the committed first list is no longer a base.
+    fn took(&self) {
+        self.committed_first.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
     fn take_one(&self, incoming: Incoming, bytes: usize, more: bool) -> Result<Option<Message>, DeltaError> {
         let (members, announcer, lists) = (&self.members, &self.announcer, &self.lists);
         let events = &announcer.events;
@@ -1072,7 +1123,11 @@ impl Follower {
                     }
                 });
                 if taken {
-                    announcer.took_list(held_version, &list, aliases);
+                    // Held only the provisional list: the announcements skipped start at the
+                    // committed list it was built from.
+                    let from = held_version.or_else(|| self.base().version);
+                    self.took();
+                    announcer.took_list(from, &list, aliases);
                     self.changed(list, bytes, more);
                 } else {
                     debug!(?version, ?held_version, "ignored a list older than the one held");
@@ -1083,10 +1138,11 @@ impl Follower {
                     }
                 }
             }
-            Incoming::Step(step) if members.borrow().same_as(&step.base) && announcer.holds(&step.base_aliases) => {
+            Incoming::Step(step) if self.base().same_as(&step.base) && announcer.holds(&step.base_aliases) => {
                 // Another joiner of this process applied these very bytes to this very list.
                 let list = step.result.clone();
                 members.send_replace(list.clone());
+                self.took();
                 announcer.took_step(&step);
                 self.changed(list, bytes, more);
             }
@@ -1096,10 +1152,11 @@ impl Follower {
                     Incoming::Delta(delta, wire) => (delta, wire),
                     _ => unreachable!("matched above"),
                 };
-                let base = members.borrow().clone();
+                let base = self.base();
                 match lists.apply(&base, &delta) {
                     Ok(list) => {
                         members.send_replace(list.clone());
+                        self.took();
                         let (base_aliases, result_aliases) = announcer.applied(&list, &delta);
                         if let (Some(s), Some(wire)) = (&lists.shared, wire) {
                             let result = list.clone();

@@ -383,7 +383,13 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     let events = joiner.events().context("event stream already taken")?;
     // Aliases of members heard from: v1 member lists carry addresses only.
     let aliases: Aliases = Default::default();
-    let printer = tokio::spawn(print_joiner_events(events, joiner.members(), aliases.clone(), joiner.is_protocol2()));
+    let printer = tokio::spawn(print_joiner_events(
+        events,
+        joiner.members(),
+        joiner.peer_addr(),
+        aliases.clone(),
+        joiner.is_protocol2(),
+    ));
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         let line = tokio::select! {
@@ -466,8 +472,9 @@ type Aliases = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<Socket
 
 /// Prints what the joiner hears: messages, and who joins and leaves: announced one by one by
 /// a protocol-2 authenticator (`v2`: "bob joined", "bob left (timeout)"), else coalesced
-/// from the lists (one line a second at most).
-async fn print_joiner_events(mut events: EventStream, first: MemberList, aliases: Aliases, v2: bool) {
+/// from the lists (one line a second at most). Its own join (`me`), which the first deltas
+/// announce too, is not shown: "joined" was printed already.
+async fn print_joiner_events(mut events: EventStream, first: MemberList, me: SocketAddr, aliases: Aliases, v2: bool) {
     let mut shown = first;
     let mut latest: Option<MemberList> = None;
     let mut tick = tokio::time::interval(MEMBERSHIP_LINE_EVERY);
@@ -493,7 +500,9 @@ async fn print_joiner_events(mut events: EventStream, first: MemberList, aliases
             }
             // Coalesced: under churn one line a second, not one per list.
             EventKind::MemberListChanged { list, .. } if !v2 => latest = Some(list),
-            EventKind::PeerJoined { peer, alias, .. } => println!("* {}", announcement(peer, alias.as_deref(), None)),
+            EventKind::PeerJoined { peer, alias, .. } if peer != me => {
+                println!("* {}", announcement(peer, alias.as_deref(), None))
+            }
             EventKind::PeerLeft { peer, alias, reason, .. } => {
                 println!("* {}", announcement(peer, alias.as_deref(), Some(reason.as_str())))
             }

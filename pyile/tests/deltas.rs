@@ -37,7 +37,10 @@ async fn raw_member(auth: SocketAddr, host: u8, v2: bool, ignore_deltas: bool) -
     if v2 {
         dist_w.write_all(&Message::DistToken(hs.token.unwrap()).encode()).await.unwrap();
     }
-    let (tx, rx) = watch::channel(Seen::default());
+    // A protocol-2 member's first list, in the handshake, is a committed one: the deltas
+    // start from it.
+    let first = v2.then(|| MemberList::new(hs.first_version, hs.first_list.clone()));
+    let (tx, rx) = watch::channel(Seen { values: Vec::new(), list: first });
     let held = rx.clone();
     tokio::spawn(async move {
         let _keep = (peer, dist_w);
@@ -81,7 +84,9 @@ async fn joiner(auth: &Authenticator, alias: &str) -> Joiner {
 }
 
 /// A reference-style (v1) member only ever gets whole lists; a protocol-2 member gets one
-/// whole list, then only deltas, and applying them gives the authenticator's list.
+/// whole list, the committed one in its handshake, then only deltas (its own admission
+/// first), and applying them gives the authenticator's list. No protocol-2 member, raw or
+/// `Joiner`, is ever sent a second whole list.
 #[tokio::test]
 async fn a_v1_member_never_sees_a_delta_and_a_v2_member_gets_one_list_then_deltas() {
     let auth = Authenticator::start(TokioNet, auth_config("pw")).await.unwrap();
@@ -105,10 +110,9 @@ async fn a_v1_member_never_sees_a_delta_and_a_v2_member_gets_one_list_then_delta
     let v1 = v1.borrow();
     assert!(v1.values.iter().all(|m| matches!(m, Message::Distro { version: Some(_), .. })), "{:?}", v1.values);
     let v2 = v2.borrow();
-    assert!(matches!(v2.values[0], Message::Distro { version: Some(_), .. }), "{:?}", v2.values[0]);
-    assert!(v2.values.len() >= 3 && v2.values[1..].iter().all(|m| matches!(m, Message::Delta(_))), "{:?}", v2.values);
+    assert!(v2.values.len() >= 3 && v2.values.iter().all(|m| matches!(m, Message::Delta(_))), "{:?}", v2.values);
     let s = auth.distribution_stats();
-    assert_eq!(s.snapshots_first, 5, "{s:?}");
+    assert_eq!(s.snapshots_first, 0, "{s:?}");
     assert_eq!(s.snapshots_behind + s.snapshots_reported, 0, "{s:?}");
     assert!(s.v1_lists >= 4 && s.deltas >= 4, "{s:?}");
     auth.leave().await;
@@ -132,16 +136,13 @@ async fn a_member_that_reports_an_old_version_gets_a_snapshot() {
     assert!(s.snapshots_reported >= 1, "{s:?}");
     // A delta, then the whole list that replaced it.
     let seen = stubborn.borrow();
-    assert!(
-        matches!(seen.values[..], [Message::Distro { .. }, Message::Delta(_), .., Message::Distro { .. }]),
-        "{:?}",
-        seen.values
-    );
+    assert!(matches!(seen.values[..], [Message::Delta(_), .., Message::Distro { .. }]), "{:?}", seen.values);
     auth.leave().await;
 }
 
 /// A writer behind by more versions than the history keeps sends a whole list; behind by
-/// fewer, one merged delta; and a joiner that reconnects starts with a whole list again.
+/// fewer, one merged delta; and a joiner that reconnects starts from its handshake's
+/// committed list again, with deltas.
 #[tokio::test]
 async fn a_lagging_joiner_gets_a_merge_or_a_snapshot_and_a_reconnecting_one_a_snapshot() {
     let cfg = auth_config("pw").distribution_interval(Duration::from_millis(400)).delta_history(3);
@@ -171,15 +172,17 @@ async fn a_lagging_joiner_gets_a_merge_or_a_snapshot_and_a_reconnecting_one_a_sn
     assert!(eventually(Duration::from_secs(2), || alice.members() == auth.members()).await);
     let s = auth.distribution_stats();
     assert!(s.snapshots_behind >= 1, "{s:?}");
-    // A reconnect: a new distribution connection, a whole list first.
-    let before = auth.distribution_stats().snapshots_first;
+    // A reconnect: a new handshake, a committed list in it, deltas after.
+    let before = auth.distribution_stats();
     let again = first.remove(0);
     again.leave().await;
     assert!(eventually(Duration::from_secs(2), || auth.members().len() == 8).await);
     let back = joiner(&auth, "a0-again").await;
     assert!(eventually(Duration::from_secs(2), || auth.members().len() == 9).await);
     assert!(eventually(Duration::from_secs(2), || back.members() == auth.members()).await);
-    assert_eq!(auth.distribution_stats().snapshots_first, before + 1);
+    let after = auth.distribution_stats();
+    assert_eq!(after.snapshots_first + after.snapshots_reported, 0, "{after:?}");
+    assert!(after.deltas > before.deltas, "{before:?} → {after:?}");
     assert!(eventually(Duration::from_secs(2), || alice.members() == auth.members()).await);
     drop((first, second));
     auth.leave().await;
@@ -270,7 +273,8 @@ async fn joiners_sharing_lists_take_each_others_steps_and_hold_one_list_and_alia
     let (shared, built) = lists.counts();
     assert!(shared > built, "steps and lists were shared: {shared} taken, {built} built");
 
-    // The watcher announced every join after its own and every leave; the quiet one none.
+    // The watcher announced every join from its own on (its first deltas start from the
+    // committed list its handshake brought) and every leave; the quiet one none.
     let joins_and_leaves = |j: &mut Joiner| {
         let mut events = j.events().unwrap();
         let (mut joined, mut left) = (Vec::new(), Vec::new());
@@ -284,7 +288,7 @@ async fn joiners_sharing_lists_take_each_others_steps_and_hold_one_list_and_alia
         (joined, left)
     };
     let (joined, left) = joins_and_leaves(&mut watcher);
-    let mut expected: Vec<Option<String>> = vec![Some("quiet".into())];
+    let mut expected: Vec<Option<String>> = vec![Some("watcher".into()), Some("quiet".into())];
     expected.extend((0..8).map(|i| Some(format!("s{i}"))));
     assert_eq!(joined, expected);
     assert_eq!(left, (0..3).map(|i| Some(format!("s{i}"))).collect::<Vec<_>>());
@@ -323,5 +327,40 @@ async fn a_run_of_deltas_read_together_is_one_list_change_with_every_join_announ
     assert_eq!(changes.last(), Some(&want.len()), "the last change reported is the list held");
     assert!(changes.len() < 5, "5 deltas in one or two writes, reported as {} changes: {changes:?}", changes.len());
     drop(js);
+    auth.leave().await;
+}
+
+/// A protocol-2 joiner's first list, in its handshake, is a committed one, and its first
+/// deltas apply to it: it holds the authenticator's versioned list (itself and everyone's
+/// aliases in it) right after joining, long before a heartbeat answer could ask for a whole
+/// list, and the authenticator never wrote one. (Applying the first deltas to the
+/// provisional list instead skips them, and the joiner waits for a snapshot its answers
+/// bring: caught here.)
+#[tokio::test]
+async fn a_joiners_first_list_is_committed_and_its_first_deltas_apply_to_it() {
+    let slow_beats = |c: pyile::AuthenticatorConfig| {
+        c.heartbeat_interval(Duration::from_secs(5)).heartbeat_timeout(Duration::from_secs(15))
+    };
+    let auth = Authenticator::start(TokioNet, slow_beats(auth_config("pw"))).await.unwrap();
+    let alice = joiner(&auth, "alice").await;
+    let bob = joiner(&auth, "bob").await;
+    let carol = joiner(&auth, "carol").await;
+    assert!(eventually(Duration::from_secs(2), || auth.members().len() == 4).await, "{:?}", auth.members());
+    let want = auth.members();
+    for j in [&alice, &bob, &carol] {
+        assert!(
+            eventually(Duration::from_millis(500), || j.members() == want).await,
+            "{} holds {:?}, the authenticator {want:?}",
+            j.peer_addr(),
+            j.members()
+        );
+        assert!(j.members().version.is_some());
+        for (other, name) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
+            assert_eq!(j.aliases().get(&other.peer_addr()).map(|a| a.to_string()), Some(name.to_string()));
+        }
+    }
+    let s = auth.distribution_stats();
+    assert_eq!(s.snapshots_first + s.snapshots_behind + s.snapshots_reported, 0, "{s:?}");
+    assert!(s.deltas >= 3, "{s:?}");
     auth.leave().await;
 }

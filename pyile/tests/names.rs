@@ -162,13 +162,15 @@ async fn members_hear_every_join_and_leave_with_its_alias_and_reason() {
     let bob = join(&auth, "bob").await.unwrap();
     let carol = join(&auth, "carol").await.unwrap();
     assert!(eventually(Duration::from_secs(2), || alice.find_alias("carol") == Some(carol.peer_addr())).await);
-    let (b, c) = (bob.peer_addr(), carol.peer_addr());
+    let (a, b, c) = (alice.peer_addr(), bob.peer_addr(), carol.peer_addr());
     bob.close().await; // graceful
     carol.leave().await; // a crash: the connections close without a word
     let heard = announcements(&mut events, Duration::from_millis(500)).await;
+    // Its own join first: its first deltas start from the committed list of its handshake.
     assert_eq!(
         heard,
         vec![
+            (a, Some("alice".into()), None),
             (b, Some("bob".into()), None),
             (c, Some("carol".into()), None),
             (b, Some("bob".into()), Some(Departure::Left)),
@@ -229,6 +231,7 @@ async fn a_member_behind_gets_every_missed_delta_not_one_merge() {
     assert_eq!(
         heard,
         vec![
+            (watcher.peer_addr(), Some("watcher".into()), None),
             (pa, Some("a".into()), None),
             (pb, Some("b".into()), None),
             (pa, Some("a".into()), Some(Departure::Left)),

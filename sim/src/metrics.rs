@@ -212,7 +212,7 @@ metrics! {
     DistDeltas => "dist_deltas", Count, Info, 0.0, 0.0, "deltas the authenticator wrote to protocol-2 members (each version's delta once per member: a writer behind sends the ones it missed back to back)";
     DistDeltasMerged => "dist_deltas_merged", Count, Info, 0.0, 0.0, "writes that carried several deltas back to back (a writer behind, or a burst within one distribution interval)";
     DistDeltaBytes => "dist_delta_bytes", Bytes, Lower, 0.1, 4096.0, "bytes of those deltas";
-    DistSnapshotsFirst => "dist_snapshots_first", Count, Info, 0.0, 0.0, "whole lists written to protocol-2 members as their first list on a new distribution connection (a join or a rejoin)";
+    DistSnapshotsFirst => "dist_snapshots_first", Count, Info, 0.0, 0.0, "whole lists written to protocol-2 members as their first list on a new distribution connection (0 since their handshake sends a committed list)";
     DistSnapshotsBehind => "dist_snapshots_behind", Count, Lower, 0.0, 2.0, "whole lists written to protocol-2 members whose missed deltas had left the authenticator's history";
     DistSnapshotsReported => "dist_snapshots_reported", Count, Lower, 0.0, 2.0, "whole lists written to protocol-2 members whose heartbeat answers reported a version written to them long before (a missed or refused delta)";
     DistSnapshotBytes => "dist_snapshot_bytes", Bytes, Lower, 0.1, 4096.0, "bytes of the whole lists written to protocol-2 members";

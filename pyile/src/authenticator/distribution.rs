@@ -13,8 +13,8 @@
 //!
 //! - a reference (v1) member always gets the newest snapshot, paced by the v1 pacing and the
 //!   distribution budget, exactly as before deltas existed;
-//! - a protocol-2 member gets a snapshot first (its new distribution connection), then the
-//!   deltas from the version it holds: the one delta's shared bytes, or the deltas it missed
+//! - a protocol-2 member holds the committed list its handshake sent it (its version's
+//!   snapshot), and gets the deltas from the version it holds: the one delta's shared bytes, or the deltas it missed
 //!   back to back in one write (shared between writers behind by the same versions; never
 //!   merged, since each delta announces who joined and who left and why), or a snapshot
 //!   only when it cannot be helped: the missed deltas left the history, or its heartbeat
@@ -62,7 +62,7 @@ impl Version {
         Arc::new(Version { list, aliases, snapshot: OnceLock::new(), snapshot_v2: OnceLock::new() })
     }
 
-    fn number(&self) -> u64 {
+    pub(super) fn number(&self) -> u64 {
         self.list.version.unwrap_or(0)
     }
 
@@ -73,7 +73,7 @@ impl Version {
     }
 
     /// The whole list as it goes to a protocol-2 member, with its aliases (once per version).
-    fn snapshot_v2(&self) -> Arc<[u8]> {
+    pub(super) fn snapshot_v2(&self) -> Arc<[u8]> {
         self.snapshot_v2
             .get_or_init(|| {
                 encode_distro_aliased(self.list.iter(), self.list.version, |a| self.aliases.get(a).cloned()).into()
@@ -401,10 +401,13 @@ impl<S: AsyncRead + AsyncWrite> DistSink<S> {
 /// for a protocol-2 member (deltas), None for a reference one (whole lists). `sink` is the
 /// member's distribution connection, or its auth connection for a one-connection member:
 /// the same lists, the same pacing, the same timeouts and removal reasons either way.
+/// `first_version` is the committed list a protocol-2 member's handshake sent it: its
+/// writer starts from there with deltas.
 pub(super) fn spawn_writer<N: Network>(
     shared: &Arc<Shared<N>>,
     id: u64,
     progress: Option<Arc<DistProgress>>,
+    first_version: Option<u64>,
     mut sink: DistSink<N::Stream>,
     cancel: CancellationToken,
 ) {
@@ -412,7 +415,8 @@ pub(super) fn spawn_writer<N: Network>(
     let mut lists = shared.dist_tx.subscribe();
     let shared = shared.clone();
     shared.tracker.clone().spawn(async move {
-        let mut held: Option<u64> = None;
+        // A protocol-2 member holds the committed list its handshake sent.
+        let mut held: Option<u64> = first_version.filter(|_| progress.is_some());
         let reason = loop {
             let cur = lists.borrow_and_update().clone();
             let next = match &progress {

@@ -324,12 +324,16 @@ async fn serve_joiner<N: Network>(
     // A protocol-2 joiner that asked for it takes its lists on this connection: no
     // distribution connection, so nothing to wait for (and no pending entry).
     let one_connection = v2 && one_connection;
+    // A protocol-2 joiner's first list is the committed list of the current version (its
+    // snapshot bytes, encoded once per version and shared): its writer then starts from
+    // that version and sends deltas, never a second whole list.
+    let committed = v2.then(|| shared.dist_tx.borrow().clone());
+    let first_version = committed.as_ref().map(|c| c.number());
     let dist_conn = if one_connection {
-        let provisional = shared.lock().provisional_list(peer_addr);
-        if let Err(e) = write_first_list(&mut w, &provisional, deadline).await {
+        let first = FirstList::Committed(committed.clone().expect("one connection is protocol 2"));
+        if let Err(e) = write_first_list(&mut w, first, deadline).await {
             return fail(e);
         }
-        drop(provisional);
         if let Err(e) = write_msg(&mut w, &Message::ListsHere, deadline).await {
             return fail(e);
         }
@@ -348,10 +352,13 @@ async fn serve_joiner<N: Network>(
         let (tx, rx) = oneshot::channel();
         let (token, provisional) = shared.lock().add_pending(ip, v2, peer_addr, tx);
         let guard = PendingGuard { shared: &shared, token };
-        if let Err(e) = write_first_list(&mut w, &provisional, deadline).await {
+        let first = match committed {
+            Some(c) => FirstList::Committed(c),
+            None => FirstList::Provisional(provisional),
+        };
+        if let Err(e) = write_first_list(&mut w, first, deadline).await {
             return fail(e);
         }
-        drop(provisional);
         if !v2 {
             sleep(shared.cfg.v1_pacing).await;
         }
@@ -414,7 +421,7 @@ async fn serve_joiner<N: Network>(
             (DistSink::Auth(AuthWriter::Shared(w.clone())), AuthWriter::Shared(w))
         }
     };
-    distribution::spawn_writer(&shared, id, progress.clone(), sink, member_cancel.clone());
+    distribution::spawn_writer(&shared, id, progress.clone(), first_version, sink, member_cancel.clone());
 
     // A protocol-2 member must report (at least) the list that admitted it.
     let floor = v2.then_some(joined_version - 1);
@@ -426,15 +433,23 @@ async fn serve_joiner<N: Network>(
     let _ = timeout(Duration::from_millis(100), w.shutdown()).await;
 }
 
-/// Writes a joiner's first, provisional list (itself included, as the reference sends it;
-/// unversioned, because it is not a committed list), encoded here, outside the state lock.
-async fn write_first_list<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    provisional: &crate::member_list::MemberList,
-    deadline: Instant,
-) -> Result<(), String> {
-    let first = encode_distro(provisional.iter(), None);
-    match timeout_at(deadline, w.write_all(&first)).await {
+/// A joiner's first list, sent in the handshake.
+enum FirstList {
+    /// A reference (v1) joiner's: the committed list with it last, unversioned, as the
+    /// reference sends it (it is not a committed list).
+    Provisional(crate::member_list::MemberList),
+    /// A protocol-2 joiner's: the committed list of the current version, as its snapshot
+    /// (`docs/protocol-2.md`, "The first list").
+    Committed(Arc<distribution::Version>),
+}
+
+/// Writes a joiner's first list, encoded here (or once per version), outside the state lock.
+async fn write_first_list<W: AsyncWrite + Unpin>(w: &mut W, first: FirstList, deadline: Instant) -> Result<(), String> {
+    let bytes: Arc<[u8]> = match first {
+        FirstList::Provisional(list) => encode_distro(list.iter(), None).into(),
+        FirstList::Committed(version) => version.snapshot_v2(),
+    };
+    match timeout_at(deadline, w.write_all(&bytes)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("write failed: {e}")),
         Err(_) => Err("write not done by the handshake deadline".into()),

@@ -119,6 +119,8 @@ pub struct RawClient {
 #[derive(Debug)]
 pub struct RawHandshake {
     pub first_list: Vec<SocketAddr>,
+    /// Its version: a protocol-2 joiner's first list is committed, a v1 one's provisional.
+    pub first_version: Option<u64>,
     pub dist_addr: SocketAddr,
     pub token: Option<u64>,
 }
@@ -171,17 +173,23 @@ impl RawClient {
     pub async fn handshake(&mut self, password: &str, peer_addr: SocketAddr, v2: bool) -> RawHandshake {
         self.authenticate(password, v2).await;
         self.send(&Message::PeerAddress(peer_addr)).await;
-        let first_list = match self.recv(Duration::from_secs(2)).await {
-            Message::Distro { members, .. } => members,
+        let (first_list, first_version) = match self.recv(Duration::from_secs(2)).await {
+            Message::Distro { members, version, .. } => (members, version),
             other => panic!("expected distro, got {other:?}"),
         };
-        assert!(first_list.contains(&peer_addr), "own first list lacks the joiner itself");
+        if v2 {
+            // A protocol-2 joiner's first list is a committed one (docs/protocol-2.md).
+            assert!(first_version.is_some(), "a protocol-2 joiner's first list is unversioned");
+        } else {
+            assert!(first_list.contains(&peer_addr), "own first list lacks the joiner itself");
+            assert!(first_version.is_none(), "a v1 joiner's first list carries a version");
+        }
         let (dist_addr, token) = match self.recv(Duration::from_secs(2)).await {
             Message::DistAddr { addr, token } => (addr, token),
             other => panic!("expected dist_addr, got {other:?}"),
         };
         assert!(token.is_some() || !v2, "no dist token for a protocol-2 joiner");
-        RawHandshake { first_list, dist_addr, token }
+        RawHandshake { first_list, first_version, dist_addr, token }
     }
 }
 

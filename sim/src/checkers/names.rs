@@ -304,6 +304,15 @@ impl Monitor {
         (v, i)
     }
 
+    /// Joiner `inst`'s handshake brought the committed list `version` (a protocol-2
+    /// authenticator's first list): the deltas after it, its own admission first, must
+    /// announce every change from the next version on.
+    pub fn first_list(&mut self, _t: Duration, inst: u64, version: u64) {
+        if self.announcing(inst) {
+            self.names.cursor.insert(inst, (version + 1, 0));
+        }
+    }
+
     /// Joiner `inst` took a whole list that jumped from `from` to `to`: it cannot know what
     /// changed in between.
     pub fn announcements_skipped(&mut self, _t: Duration, inst: u64, _from: u64, to: u64) {

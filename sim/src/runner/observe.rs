@@ -232,6 +232,11 @@ impl Driver<'_> {
                     EventKind::MessageDuplicate { .. } => self.monitor.chat_duplicate_dropped(),
                     EventKind::AuthenticatorLost { .. } => self.monitor.auth_lost(at, inst),
                     EventKind::StaleList { version, held } => self.monitor.stale_list(at, inst, *version, *held),
+                    EventKind::Handshake(HandshakeStage::FirstList(list)) => {
+                        if let Some(v) = list.version {
+                            self.monitor.first_list(at, inst, v);
+                        }
+                    }
                     EventKind::PeerJoined { peer, alias, version } => {
                         let change = Change::Joined { peer: *peer, alias: alias.as_deref().map(str::to_owned) };
                         self.monitor.announced(at, inst, *version, change)
