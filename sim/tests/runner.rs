@@ -208,7 +208,7 @@ min = 60
 
 #[test]
 fn a_join_storm_reaches_protocol_2_joiners_as_deltas_whatever_the_budget() {
-    // The sim's joiners speak protocol 2: after one whole list each, every change reaches
+    // The sim's joiners speak protocol 2: after one whole list each (in the handshake), every change reaches
     // them as a delta, and the distribution budget (which paces whole lists to v1 members)
     // does not slow them down: the same run, byte for byte, at any budget.
     let run_with = |budget: &str| {
@@ -225,8 +225,8 @@ fn a_join_storm_reaches_protocol_2_joiners_as_deltas_whatever_the_budget() {
     let (_, h_default) = run_with("64MiB/s");
     assert_eq!((h_paced, h_default), (h_unbounded, h_unbounded), "the budget changed what protocol-2 joiners got");
     assert_eq!(paced.get(MetricId::DistMsgsPerChange), unbounded.get(MetricId::DistMsgsPerChange));
-    // One whole list per joiner (its first), the rest deltas.
-    assert_eq!(unbounded.get(MetricId::DistSnapshotsFirst), Some(60.0));
+    // One whole list per joiner, the committed one in its handshake; after it, only deltas.
+    assert_eq!(unbounded.get(MetricId::DistSnapshotsFirst), Some(0.0));
     assert_eq!(unbounded.get(MetricId::DistSnapshotsReported), Some(0.0));
     assert_eq!(unbounded.get(MetricId::DistSnapshotsBehind), Some(0.0));
     let deltas = unbounded.get(MetricId::DistDeltas).unwrap();
