@@ -54,7 +54,7 @@ pub struct Outcome {
     pub detail: String,
     /// Whether it completed a handshake (connected its distribution socket).
     pub member: bool,
-    /// Member lists received on its distribution connection.
+    /// Member lists received on its distribution connection from its own admission on.
     pub lists: u64,
     /// Their bytes.
     pub list_bytes: u64,
@@ -255,6 +255,8 @@ async fn member(c: &mut Conn, s: &AttackScript, password: &str, clock: Clock, co
     c.stage = "member";
     let mut out = Outcome { member: true, ..Outcome::default() };
     let peer = s.peer.expect("checked");
+    let own = addr_json(peer);
+    let mut admitted = false;
     let hang_up = async {
         match s.until {
             Some(u) => tokio::time::sleep(u.saturating_sub(clock.now())).await,
@@ -282,8 +284,15 @@ async fn member(c: &mut Conn, s: &AttackScript, password: &str, clock: Clock, co
             },
             v = d.rd.next_value() => match v {
                 Ok(v) => if v.get("distro").is_some() || v.get("delta").is_some() {
-                    out.lists += 1;
-                    out.list_bytes += d.rd.last_len() as u64;
+                    // Counted from its own admission on (what was published while it was a
+                    // member): the deltas before it bring the committed list of its
+                    // handshake up to the version that admitted it.
+                    let listed = if v.get("delta").is_some() { &v["added"] } else { &v["distro"] };
+                    admitted = admitted || listed.as_array().is_some_and(|a| a.contains(&own));
+                    if admitted {
+                        out.lists += 1;
+                        out.list_bytes += d.rd.last_len() as u64;
+                    }
                     held = held.max(v["version"].as_u64().unwrap_or(0));
                 },
                 Err(e) => break Outcome::closed(format!("member: distribution connection: {e}")),
