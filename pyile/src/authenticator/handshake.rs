@@ -327,10 +327,12 @@ async fn serve_joiner<N: Network>(
     // A protocol-2 joiner's first list is the committed list of the current version (its
     // snapshot bytes, encoded once per version and shared): its writer then starts from
     // that version and sends deltas, never a second whole list.
-    let committed = v2.then(|| shared.dist_tx.borrow().clone());
+    // Taken (and dropped once written): a member that kept it would pin its version's list
+    // and snapshot bytes for its whole membership.
+    let mut committed = v2.then(|| shared.dist_tx.borrow().clone());
     let first_version = committed.as_ref().map(|c| c.number());
     let dist_conn = if one_connection {
-        let first = FirstList::Committed(committed.clone().expect("one connection is protocol 2"));
+        let first = FirstList::Committed(committed.take().expect("one connection is protocol 2"));
         if let Err(e) = write_first_list(&mut w, first, deadline).await {
             return fail(e);
         }
@@ -353,7 +355,10 @@ async fn serve_joiner<N: Network>(
         let (token, provisional) = shared.lock().add_pending(ip, v2, peer_addr, tx);
         let guard = PendingGuard { shared: &shared, token };
         let first = match committed {
-            Some(c) => FirstList::Committed(c),
+            Some(c) => {
+                drop(provisional);
+                FirstList::Committed(c)
+            }
             None => FirstList::Provisional(provisional),
         };
         if let Err(e) = write_first_list(&mut w, first, deadline).await {
