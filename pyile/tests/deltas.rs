@@ -362,5 +362,40 @@ async fn a_joiners_first_list_is_committed_and_its_first_deltas_apply_to_it() {
     let s = auth.distribution_stats();
     assert_eq!(s.snapshots_first + s.snapshots_behind + s.snapshots_reported, 0, "{s:?}");
     assert!(s.deltas >= 3, "{s:?}");
+    // Joiners close together were sent one version's snapshot (encoded once): the first.
+    let mut js = [alice, bob, carol];
+    assert_eq!(js.each_mut().map(first_list_version), [Some(0); 3]);
+    auth.leave().await;
+}
+
+/// The version of the first list a joiner's handshake brought.
+fn first_list_version(j: &mut Joiner) -> Option<u64> {
+    let mut events = j.events().unwrap();
+    while let Some(ev) = events.try_recv() {
+        if let EventKind::Handshake(pyile::HandshakeStage::FirstList(list)) = ev.kind {
+            return list.version;
+        }
+    }
+    None
+}
+
+/// The first list a handshake sends is the one sent before while at most half the delta
+/// history (and 64) versions old, then the newest again: with a history of 8, joiners 1-5
+/// get version 0 (the newest is 0..4), the sixth the newest, 5; every one of them then holds
+/// the authenticator's list through deltas alone.
+#[tokio::test]
+async fn the_first_list_is_shared_while_recent_and_then_renewed() {
+    let auth = Authenticator::start(TokioNet, auth_config("pw").delta_history(8)).await.unwrap();
+    let mut js = Vec::new();
+    for i in 0..6 {
+        js.push(joiner(&auth, &format!("j{i}")).await);
+    }
+    let versions: Vec<Option<u64>> = js.iter_mut().map(first_list_version).collect();
+    assert_eq!(versions, [0, 0, 0, 0, 0, 5].map(Some));
+    assert!(eventually(Duration::from_secs(2), || auth.members().len() == 7).await);
+    let want = auth.members();
+    assert!(eventually(Duration::from_secs(2), || js.iter().all(|j| j.members() == want)).await);
+    let s = auth.distribution_stats();
+    assert_eq!(s.snapshots_first + s.snapshots_behind + s.snapshots_reported, 0, "{s:?}");
     auth.leave().await;
 }

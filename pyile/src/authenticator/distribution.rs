@@ -82,6 +82,14 @@ impl Version {
     }
 }
 
+/// How many versions old the committed list a protocol-2 joiner's handshake sends may be
+/// (at most half the delta history): joiners arriving close together are sent the same
+/// version's snapshot, encoded once (and, in a process of many joiners, parsed once), instead
+/// of one encoding of the newest version each; their writers then send the deltas since,
+/// a few hundred bytes instead of a whole list. Under a join storm a snapshot is encoded once
+/// every this many joins instead of once a join.
+pub(super) const FIRST_LIST_REUSE: u64 = 64;
+
 /// One version's change and its wire bytes, encoded once and shared by every writer.
 pub(super) struct DeltaEntry {
     delta: Delta,
@@ -281,6 +289,23 @@ impl<N: Network> Shared<N> {
         self.dist_changed.notify_waiters();
         self.members_tx.send_replace(list.clone());
         self.events.emit(EventKind::MemberListChanged { list, bytes });
+    }
+
+    /// The committed version a protocol-2 joiner's handshake sends as its first list: the one
+    /// sent last while it is at most [`FIRST_LIST_REUSE`] versions (and half the delta
+    /// history) behind the newest, else the newest.
+    pub(super) fn first_list(&self) -> Arc<Version> {
+        let cur = self.dist_tx.borrow().clone();
+        let reuse = FIRST_LIST_REUSE.min(self.cfg.delta_history as u64 / 2);
+        let mut kept = self.first_list.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = &*kept
+            && k.number() <= cur.number()
+            && cur.number() - k.number() <= reuse
+        {
+            return k.clone();
+        }
+        *kept = Some(cur.clone());
+        cur
     }
 
     /// See [`catch_up`].
