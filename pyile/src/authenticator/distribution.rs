@@ -82,19 +82,6 @@ impl Version {
     }
 }
 
-/// How many versions old the committed list a protocol-2 joiner's handshake sends may be
-/// (at most half the delta history, and only while the deltas since, ~[`DELTA_COST`] bytes
-/// each, add up to at most a quarter of a whole list): joiners arriving close together at a
-/// large list are sent the same version's snapshot, encoded once (and, in a process of many
-/// joiners, parsed once), instead of one encoding of the newest version each; their writers
-/// then send the deltas since. Under a join storm at 10,000 members a snapshot (~230 KB) is
-/// encoded once every 64 joins instead of once a join; at 60 members (~1.4 KB) every join
-/// still gets the newest.
-pub(super) const FIRST_LIST_REUSE: u64 = 64;
-
-/// What a one-change delta costs on the wire, roughly (for [`FIRST_LIST_REUSE`]).
-const DELTA_COST: u64 = 100;
-
 /// One version's change and its wire bytes, encoded once and shared by every writer.
 pub(super) struct DeltaEntry {
     delta: Delta,
@@ -294,24 +281,6 @@ impl<N: Network> Shared<N> {
         self.dist_changed.notify_waiters();
         self.members_tx.send_replace(list.clone());
         self.events.emit(EventKind::MemberListChanged { list, bytes });
-    }
-
-    /// The committed version a protocol-2 joiner's handshake sends as its first list: the one
-    /// sent last while it is at most [`FIRST_LIST_REUSE`] versions behind the newest (fewer
-    /// for a short list, see there), else the newest.
-    pub(super) fn first_list(&self) -> Arc<Version> {
-        let cur = self.dist_tx.borrow().clone();
-        let by_bytes = cur.list.snapshot_len() as u64 / 4 / DELTA_COST;
-        let reuse = FIRST_LIST_REUSE.min(self.cfg.delta_history as u64 / 2).min(by_bytes);
-        let mut kept = self.first_list.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = &*kept
-            && k.number() <= cur.number()
-            && cur.number() - k.number() <= reuse
-        {
-            return k.clone();
-        }
-        *kept = Some(cur.clone());
-        cur
     }
 
     /// See [`catch_up`].

@@ -324,12 +324,12 @@ async fn serve_joiner<N: Network>(
     // A protocol-2 joiner that asked for it takes its lists on this connection: no
     // distribution connection, so nothing to wait for (and no pending entry).
     let one_connection = v2 && one_connection;
-    // A protocol-2 joiner's first list is a committed list (its snapshot bytes, encoded once
-    // per version and shared: a recent version, so joiners close together share one): its
-    // writer then starts from that version and sends deltas, never a second whole list.
+    // A protocol-2 joiner's first list is the committed list of the current version (its
+    // snapshot bytes, encoded once per version and shared): its writer then starts from
+    // that version and sends deltas, never a second whole list.
     // Taken (and dropped once written): a member that kept it would pin its version's list
     // and snapshot bytes for its whole membership.
-    let mut committed = v2.then(|| shared.first_list());
+    let mut committed = v2.then(|| shared.dist_tx.borrow().clone());
     let first_version = committed.as_ref().map(|c| c.number());
     let dist_conn = if one_connection {
         let first = FirstList::Committed(committed.take().expect("one connection is protocol 2"));

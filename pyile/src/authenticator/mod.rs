@@ -110,9 +110,6 @@ struct Shared<N: Network> {
     dist_tx: watch::Sender<Arc<distribution::Version>>,
     /// Recent deltas, encoded once each, for writers that fell behind.
     history: Mutex<distribution::History>,
-    /// The version whose snapshot protocol-2 joiners' handshakes send as their first list
-    /// while it is recent (see [`distribution::FIRST_LIST_REUSE`]).
-    first_list: Mutex<Option<Arc<distribution::Version>>>,
     /// What the writers sent.
     dist_counters: distribution::DistCounters,
     /// Distribution connections accepted so far.
@@ -220,7 +217,6 @@ impl<N: Network> Authenticator<N> {
             members_tx,
             dist_tx,
             history,
-            first_list: Mutex::new(None),
             dist_counters: distribution::DistCounters::default(),
             dist_accepted: std::sync::atomic::AtomicU64::new(0),
             dist_changed: Notify::new(),
