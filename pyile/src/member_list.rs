@@ -284,6 +284,16 @@ impl MemberList {
         self.key_of(addr).and_then(|k| self.remove_key(k)).is_some()
     }
 
+    /// The provisional first list of a joiner at `addr` built from this list: unversioned,
+    /// `addr` removed and appended last (an O(log n) change of a persistent list).
+    pub(crate) fn provisional_for(&self, addr: SocketAddr) -> MemberList {
+        let mut list = self.clone();
+        list.version = None;
+        while list.remove_addr(&addr) {}
+        list.push(addr);
+        list
+    }
+
     /// Whether `addr` is a member.
     pub fn contains(&self, addr: &SocketAddr) -> bool {
         if let Some(f) = &self.flat {

@@ -483,11 +483,7 @@ impl<M, P, H> AuthState<M, P, H> {
     /// last, unversioned (an O(log n) change of a persistent list). A one-connection joiner
     /// gets it without a pending entry: it waits for no distribution connection.
     pub fn provisional_list(&self, peer_addr: SocketAddr) -> MemberList {
-        let mut list = self.list.clone();
-        list.version = None;
-        while list.remove_addr(&peer_addr) {}
-        list.push(peer_addr);
-        list
+        self.list.provisional_for(peer_addr)
     }
 
     /// Forgets pending handshake `token` (it failed or completed); false if it was gone.

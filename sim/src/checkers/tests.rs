@@ -683,6 +683,17 @@ fn announcements_heard_exactly_once_in_order_are_quiet() {
     assert_eq!(metrics.get(MetricId::LeavesGraceful), Some(1.0));
 }
 
+/// Bob (instance 2) joins with a committed first list of v1 and is admitted as v2.
+fn joined_from_committed_list() -> (Monitor, SocketAddr) {
+    let (mut m, _, b, _) = names_world();
+    m.join_started(s(2.0), 2, 2, 1, false, b);
+    m.join_alias(s(2.0), 2, b, "bob");
+    m.first_list(s(2.01), 2, 1);
+    admit(&mut m, 2.05, b, "bob", 2);
+    m.joined(s(2.06), 2, b, &ListView { version: None, members: pyile::MemberList::new(None, [b]), bytes: 0 });
+    (m, b)
+}
+
 #[test]
 fn announcement_checkers_fire_on_a_missed_a_wrong_and_a_repeated_change() {
     // Missed: a merged delta hid bob's join and leave (the watcher took v3 hearing nothing).
@@ -716,21 +727,11 @@ fn announcement_checkers_fire_on_a_missed_a_wrong_and_a_repeated_change() {
 
     // Missed from the committed first list on: a joiner whose handshake brought v1 and
     // that took v2 without hearing bob's join.
-    let (mut m, _, b, _) = names_world();
-    m.join_started(s(2.0), 2, 2, 1, false, b);
-    m.join_alias(s(2.0), 2, b, "bob");
-    m.first_list(s(2.01), 2, 1);
-    admit(&mut m, 2.05, b, "bob", 2);
-    m.joined(s(2.06), 2, b, &ListView { version: None, members: pyile::MemberList::new(None, [b]), bytes: 0 });
+    let (mut m, _) = joined_from_committed_list();
     taken(&mut m, 2.1, 2, 2);
     assert_eq!(m.findings().iter().map(|f| f.check).collect::<Vec<_>>(), ["announcement_missed"]);
     // ...and quiet when it heard it (its own join) first.
-    let (mut m, _, b, _) = names_world();
-    m.join_started(s(2.0), 2, 2, 1, false, b);
-    m.join_alias(s(2.0), 2, b, "bob");
-    m.first_list(s(2.01), 2, 1);
-    admit(&mut m, 2.05, b, "bob", 2);
-    m.joined(s(2.06), 2, b, &ListView { version: None, members: pyile::MemberList::new(None, [b]), bytes: 0 });
+    let (mut m, b) = joined_from_committed_list();
     m.announced(s(2.1), 2, 2, joined(b, "bob"));
     taken(&mut m, 2.1, 2, 2);
     assert!(m.findings().is_empty(), "{:?}", m.findings());
