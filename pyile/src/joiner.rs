@@ -430,11 +430,7 @@ impl<N: Network> Joiner<N> {
         };
         let (first, committed) = match first {
             Incoming::List(list, aliases) if list.version.is_some() => {
-                let mut provisional = list.clone();
-                provisional.version = None;
-                while provisional.remove_addr(&peer_addr) {}
-                provisional.push(peer_addr);
-                (provisional, Some((list, aliases)))
+                (list.provisional_for(peer_addr), Some((list, aliases)))
             }
             Incoming::List(list, _) => (list, None),
             Incoming::Other(other) => {
@@ -1112,6 +1108,9 @@ impl Follower {
         match incoming {
             Incoming::List(list, aliases) => {
                 let version = list.version;
+                // Read before the list is replaced: while the view is provisional, the
+                // announcements a whole list skips start at the committed first list.
+                let committed_version = self.base().version;
                 let mut held_version = None;
                 let taken = members.send_if_modified(|held| {
                     held_version = held.version;
@@ -1123,9 +1122,7 @@ impl Follower {
                     }
                 });
                 if taken {
-                    // Held only the provisional list: the announcements skipped start at the
-                    // committed list it was built from.
-                    let from = held_version.or_else(|| self.base().version);
+                    let from = held_version.or(committed_version);
                     self.took();
                     announcer.took_list(from, &list, aliases);
                     self.changed(list, bytes, more);
