@@ -327,6 +327,13 @@ impl MemberList {
         self.flat.iter().flat_map(|f| f.iter()).chain(self.entries.values())
     }
 
+    /// The members in list order with the keys they were appended under (a key is never
+    /// given twice in one list's history, so a key names one entry of every later version);
+    /// `None` for a list still flat (received whole and never changed).
+    pub(crate) fn keyed(&self) -> Option<impl Iterator<Item = (u64, SocketAddr)> + '_> {
+        self.flat.is_none().then(|| self.entries.iter().map(|(k, a)| (*k, *a)))
+    }
+
     /// The first member (the authenticator, in a list from one).
     pub fn first(&self) -> Option<SocketAddr> {
         if let Some(f) = &self.flat {

@@ -764,6 +764,65 @@ pub fn encode_distro_aliased<'a>(
     out
 }
 
+/// Appends `addrs` as the items of a JSON array (`["ip",port],...`, no brackets): one
+/// piece of a whole list, for [`assemble_distro`].
+pub(crate) fn push_addr_items(out: &mut Vec<u8>, addrs: impl IntoIterator<Item = SocketAddr>) {
+    for (i, a) in addrs.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_addr(out, &a);
+    }
+}
+
+/// Appends `aliases` as the items of a JSON array (`"name"` or `null`, no brackets).
+pub(crate) fn push_alias_items(out: &mut Vec<u8>, aliases: impl IntoIterator<Item = Option<Arc<str>>>) {
+    for (i, a) in aliases.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match a {
+            Some(a) => push_str(out, &a),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+}
+
+/// A whole list from pieces of array items ([`push_addr_items`], [`push_alias_items`]),
+/// byte for byte what [`encode_distro`] (no `aliases`) or [`encode_distro_aliased`] writes.
+/// Empty pieces are skipped.
+pub(crate) fn assemble_distro<'a>(
+    addrs: impl IntoIterator<Item = &'a [u8]> + Clone,
+    version: Option<u64>,
+    aliases: Option<impl IntoIterator<Item = &'a [u8]>>,
+) -> Vec<u8> {
+    fn join<'a>(out: &mut Vec<u8>, pieces: impl IntoIterator<Item = &'a [u8]>) {
+        out.push(b'[');
+        let mut first = true;
+        for p in pieces.into_iter().filter(|p| !p.is_empty()) {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(p);
+        }
+        out.push(b']');
+    }
+    let len: usize = addrs.clone().into_iter().map(|p| p.len() + 1).sum();
+    let mut out = Vec::with_capacity(48 + len + if aliases.is_some() { len / 2 } else { 0 });
+    out.extend_from_slice(b"{\"distro\":");
+    join(&mut out, addrs);
+    if let Some(v) = version {
+        out.extend_from_slice(format!(",\"version\":{v}").as_bytes());
+    }
+    if let Some(aliases) = aliases {
+        out.extend_from_slice(b",\"aliases\":");
+        join(&mut out, aliases);
+    }
+    out.push(b'}');
+    out
+}
+
 /// A delta as it goes on the wire (protocol 2, distribution connection only), keys in this
 /// order: `{"delta":true,"base":B,"version":V,"removed":[...],"reasons":[...],"added":[...],
 /// "aliases":[...]}` (`reasons` and `aliases` only when the delta carries them).
