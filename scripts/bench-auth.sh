@@ -13,7 +13,8 @@
 # adds flags to `pyile auth`, LOADGEN_ARGS to every loadgen (e.g. --one-connection). The last columns are the authenticator's peak RSS (VmHWM) and
 # the CPU (user + system) the authenticator and loadgen used per successful join, for the
 # whole run (joins, heartbeats and lists while holding): what a run costs, independent of
-# what else the machine was doing.
+# what else the machine was doing; then the share of each side's CPU spent in the kernel
+# (system time: on loopback, a write also runs the receiver's TCP input).
 #
 # Every run starts a fresh authenticator, runs
 #   loadgen --peers N --rate $RATE --hold $HOLD --target ... --out reports/bench/<side>-<N>.csv
@@ -45,13 +46,19 @@ LOG_PREFIX=""
 # shellcheck source=scripts/bench-lib.sh
 . "$ROOT/scripts/bench-lib.sh"
 
-# CPU seconds (user + system) this shell's finished children have used: loadgen's shards.
-# (`times` runs in this shell, not in a command substitution's subshell, which has no children.)
+# CPU seconds this shell's finished children (loadgen's shards) have used, user and system:
+# "USER SYS". (`times` runs in this shell, not in a command substitution's subshell, which
+# has no children.)
 children_cpu() {
     times >"$OUT/.times"
-    awk 'NR==2 { n = split($0, f, " "); s = 0
-        for (i = 1; i <= n; i++) { split(f[i], ms, "m"); sub("s", "", ms[2]); s += ms[1] * 60 + ms[2] }
-        printf "%.2f", s }' "$OUT/.times"
+    awk 'NR==2 { n = split($0, f, " "); u = 0; s = 0
+        for (i = 1; i <= n; i++) { split(f[i], ms, "m"); sub("s", "", ms[2]); if (i == 1) u = ms[1] * 60 + ms[2]; else s += ms[1] * 60 + ms[2] }
+        printf "%.2f %.2f", u, s }' "$OUT/.times"
+}
+
+# kernel_share USER SYS: the system share of USER + SYS CPU seconds, in percent.
+kernel_share() {
+    awk -v u="$1" -v s="$2" 'BEGIN{ if (u == "-" || u + s == 0) print "-"; else printf "%.0f", s * 100 / (u + s) }'
 }
 
 # per_join CPU_SECONDS JOINED: milliseconds of CPU per join ("-" when unknown).
@@ -62,6 +69,7 @@ per_join() {
 # run SIDE N RATE: one benchmark run; prints a Markdown row; returns loadgen's status.
 run() {
     local side="$1" n="$2" rate="$3" csv="$OUT/$1-$2.csv" status=0 t0 t1 rss i start auth_cpu gen0 gen1
+    local auth_user=- auth_sys=- gen_user gen_sys
     local proto=(--protocol "$PROTOCOL")
     [ -z "$PROTOCOL_MIX" ] || proto=(--protocol-mix "$PROTOCOL_MIX")
     stop_auth
@@ -90,10 +98,14 @@ run() {
     fi
     t1=$(date +%s.%N)
     children_cpu >"$OUT/.cpu1"
-    gen0=$(cat "$OUT/.cpu0") gen1=$(cat "$OUT/.cpu1")
+    read -r gen_user gen_sys < <(paste -d' ' "$OUT/.cpu0" "$OUT/.cpu1" | awk '{printf "%.2f %.2f", $3 - $1, $4 - $2}')
+    gen0=0 gen1=$(echo "$gen_user + $gen_sys" | bc)
     rss=$(awk '/VmHWM/{printf "%.0f MiB", $2/1024}' "/proc/$AUTH_PID/status" 2>/dev/null || echo -)
-    # CPU seconds (user + system) the authenticator (and its threads) used so far.
-    auth_cpu=$(awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$AUTH_PID/stat" 2>/dev/null || echo -)
+    # CPU seconds the authenticator (and its threads) used so far, user and system.
+    if [ -r "/proc/$AUTH_PID/stat" ]; then
+        read -r auth_user auth_sys < <(awk -v t="$(getconf CLK_TCK)" '{printf "%.2f %.2f", $14 / t, $15 / t}' "/proc/$AUTH_PID/stat")
+    fi
+    auth_cpu=$(awk -v u="$auth_user" -v s="$auth_sys" 'BEGIN{ if (u == "-") print "-"; else printf "%.2f", u + s }')
     stop_auth
     if [ ! -f "$csv" ]; then
         printf '| %s | %s | %s/s | loadgen wrote no report (exit %s) |\n' "$side" "$n" "$rate" "$status"
@@ -101,21 +113,22 @@ run() {
     fi
     local joined
     joined=$(stat joined count "$csv")
-    printf '| %s | %s | %s/s | %s | %s | %s | %s | %s | %s | %s | %.0f s | %s | %s | %s |\n' \
+    printf '| %s | %s | %s/s | %s | %s | %s | %s | %s | %s | %s | %.0f s | %s | %s | %s | %s | %s |\n' \
         "$side" "$n" "$rate" \
         "$(stat joined count "$csv")" "$(stat errors count "$csv")" \
         "$(stat timed_out count "$csv")/$(stat protocol_error count "$csv")/$(stat refused count "$csv")" \
         "$(ms "$(stat join_complete p50_us "$csv")")" "$(ms "$(stat join_complete p99_us "$csv")")" \
         "$(ms "$(stat join_complete max_us "$csv")")" "$(ms "$(stat convergence p99_us "$csv")")" \
         "$(echo "$t1 - $t0" | bc)" "$rss" \
-        "$(per_join "$auth_cpu" "$joined")" "$(per_join "$(echo "$gen1 - $gen0" | bc)" "$joined")"
+        "$(per_join "$auth_cpu" "$joined")" "$(per_join "$(echo "$gen1 - $gen0" | bc)" "$joined")" \
+        "$(kernel_share "$auth_user" "$auth_sys")" "$(kernel_share "$gen_user" "$gen_sys")"
     return "$status"
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); rate $RATE joins/s, hold $HOLD, $SHARDS loadgen shard(s), protocol ${PROTOCOL_MIX:+mix $PROTOCOL_MIX}${PROTOCOL_MIX:-$PROTOCOL}"
 echo
-echo '| authenticator | peers | join rate | joined | errors | timed out / protocol / refused | join p50 ms | join p99 ms | join max ms | convergence p99 ms | wall | auth peak RSS | auth CPU ms/join | loadgen CPU ms/join |'
-echo '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
+echo '| authenticator | peers | join rate | joined | errors | timed out / protocol / refused | join p50 ms | join p99 ms | join max ms | convergence p99 ms | wall | auth peak RSS | auth CPU ms/join | loadgen CPU ms/join | auth CPU in kernel % | loadgen CPU in kernel % |'
+echo '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
 for side in $SIDES; do
     for n in $PEERS; do
         run "$side" "$n" "$RATE" || true
