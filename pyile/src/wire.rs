@@ -442,6 +442,11 @@ impl Message {
             #[serde(default)]
             aliases: Vec<Option<String>>,
         }
+        if bytes.starts_with(b"{\"distro\":[")
+            && let Some(m) = decode_own_distro(bytes)
+        {
+            return Ok(m);
+        }
         let addrs = |v: Vec<(IpAddr, u16)>| v.into_iter().map(|(ip, port)| SocketAddr::new(ip, port)).collect();
         let arcs = |v: Vec<Option<String>>| v.into_iter().map(|a| a.map(Arc::from)).collect::<Vec<_>>();
         if let Ok(d) = serde_json::from_slice::<PlainDistro>(bytes) {
@@ -625,6 +630,109 @@ impl Message {
             Message::Chat(_) => "chat",
             Message::Echo { .. } => "echo",
         }
+    }
+}
+
+/// A whole list exactly as our authenticator writes it ([`encode_distro`],
+/// [`encode_distro_aliased`]: IPv4 members, no spaces, keys in that order, aliases without
+/// escapes), parsed by hand; `None` for anything else, which takes the `serde` path and gets
+/// its verdict. Every joiner's first list is one (230 KB at 10,000 members): this parses it
+/// ~4× faster than `serde`, one allocation per alias instead of two.
+fn decode_own_distro(b: &[u8]) -> Option<Message> {
+    let mut p = Bytes { b, i: 0 };
+    p.lit(b"{\"distro\":[")?;
+    let mut members = Vec::with_capacity(b.len() / 20);
+    if !p.eat(b']') {
+        loop {
+            p.lit(b"[\"")?;
+            let ip: std::net::Ipv4Addr = p.until_quote()?.parse().ok()?;
+            p.lit(b"\",")?;
+            let port = u16::try_from(p.number()?).ok()?;
+            p.lit(b"]")?;
+            members.push(SocketAddr::from((ip, port)));
+            if !p.eat(b',') {
+                p.lit(b"]")?;
+                break;
+            }
+        }
+    }
+    let version = if p.eat_lit(b",\"version\":") { Some(p.number()?) } else { None };
+    let aliases = if p.eat_lit(b",\"aliases\":[") {
+        let mut a: Vec<Option<Arc<str>>> = Vec::with_capacity(members.len());
+        if !p.eat(b']') {
+            loop {
+                if p.eat_lit(b"null") {
+                    a.push(None);
+                } else {
+                    p.lit(b"\"")?;
+                    a.push(Some(Arc::from(p.until_quote()?)));
+                    p.lit(b"\"")?;
+                }
+                if !p.eat(b',') {
+                    p.lit(b"]")?;
+                    break;
+                }
+            }
+        }
+        Some(a)
+    } else {
+        None
+    };
+    p.lit(b"}")?;
+    (p.i == b.len()).then_some(Message::Distro { members, version, aliases })
+}
+
+/// A cursor over bytes for [`decode_own_distro`].
+struct Bytes<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Bytes<'a> {
+    /// Consumes `lit` if the bytes go on with it.
+    fn eat_lit(&mut self, lit: &[u8]) -> bool {
+        let found = self.b[self.i..].starts_with(lit);
+        if found {
+            self.i += lit.len();
+        }
+        found
+    }
+
+    fn lit(&mut self, lit: &[u8]) -> Option<()> {
+        self.eat_lit(lit).then_some(())
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.eat_lit(&[c])
+    }
+
+    /// A string's body up to its closing quote (not consumed): valid UTF-8 without escapes
+    /// or control characters, else `None`.
+    fn until_quote(&mut self) -> Option<&'a str> {
+        let rest = &self.b[self.i..];
+        let n = memchr::memchr(b'"', rest)?;
+        let body = &rest[..n];
+        if body.iter().any(|&c| c == b'\\' || c < 0x20) {
+            return None;
+        }
+        self.i += n;
+        std::str::from_utf8(body).ok()
+    }
+
+    /// A JSON non-negative integer (no leading zero, no fraction or exponent; what follows is
+    /// the caller's to check) that fits a `u64`.
+    fn number(&mut self) -> Option<u64> {
+        let rest = &self.b[self.i..];
+        let n = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 || (n > 1 && rest[0] == b'0') || matches!(rest.get(n), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let mut v: u64 = 0;
+        for &c in &rest[..n] {
+            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        }
+        self.i += n;
+        Some(v)
     }
 }
 
@@ -1578,6 +1686,43 @@ mod tests {
             assert_eq!(format!("{fast:?}"), format!("{:?}", general(s)), "{s}");
         }
         assert!(matches!(Message::decode(b"{\"distro\": [}"), Err(DecodeError::InvalidJson(_))));
+        // Our own compact form (the hand parser's), and its near misses: what it cannot take
+        // exactly goes to serde, so both paths agree on valid JSON and reject the invalid.
+        for s in [
+            r#"{"distro":[["127.0.0.1",49001],["127.0.0.2",2]],"version":7,"aliases":["a",null]}"#,
+            r#"{"distro":[],"version":0,"aliases":[]}"#,
+            r#"{"distro":[["127.0.0.1",1]],"version":18446744073709551615}"#,
+            r#"{"distro":[["127.0.0.1",1]],"version":18446744073709551616}"#,
+            r#"{"distro":[["127.0.0.1",65536]]}"#,
+            r#"{"distro":[["::1",1]],"version":1}"#,
+            r#"{"distro":[["127.0.0.1",1]],"aliases":["b\"ob","\u00e9"]}"#,
+            r#"{"distro":[["127.0.0.1",1]],"aliases":["zoë"]}"#,
+            r#"{"distro":[["127.0.0.1",1]],"aliases":[1]}"#,
+            r#"{"distro":[["127.0.0.1",1]],"version":null}"#,
+            r#"{"distro":[["127.0.0.1",1]],"version":1e3}"#,
+            r#"{"distro":[["127.0.0.1",1]],"version":2,"version":3}"#,
+            r#"{"distro":[["127.0.0.1",1]],"aliases":["a"],"version":2}"#,
+            r#"{"distro":[["127.0.0.1",1]],"version":2,"extra":1}"#,
+            r#"{"distro":[["127.0.0.1",1]]} "#,
+            r#"{"distro":[["\u0031\u0032\u0037.0.0.1",1]]}"#,
+            r#"{"distro":[["127.000.0.1",1]]}"#,
+        ] {
+            let fast = Message::decode(s.as_bytes());
+            assert_eq!(format!("{fast:?}"), format!("{:?}", general(s)), "{s}");
+        }
+        for s in [
+            r#"{"distro":[["127.0.0.1",01]]}"#,
+            r#"{"distro":[["127.0.0.1",1]],"version":012}"#,
+            "{\"distro\":[[\"127.0.0.1\",1]],\"aliases\":[\"a\u{1}b\"]}",
+            r#"{"distro":[["127.0.0.1",1]],"aliases":["a"]"#,
+            r#"{"distro":[["127.0.0.1",1],]}"#,
+            r#"{"distro":[["127.0.0.1",1]]}}"#,
+        ] {
+            assert!(serde_json::from_str::<Value>(s).is_err(), "{s} is not JSON");
+            assert!(matches!(Message::decode(s.as_bytes()), Err(DecodeError::InvalidJson(_))), "{s}");
+        }
+        let bad_utf8 = b"{\"distro\":[[\"127.0.0.1\",1]],\"aliases\":[\"\xff\"]}";
+        assert!(matches!(Message::decode(bad_utf8), Err(DecodeError::InvalidJson(_))));
     }
 
     mod prop {
