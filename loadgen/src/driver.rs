@@ -535,6 +535,11 @@ async fn watch_events(
 ) {
     let m = &shared.metrics;
     let mut last_beat: Option<Instant> = None;
+    if converged {
+        // Convergence is all a joiner's list events are for here: at 10,000 members each
+        // would otherwise wake this task ten times a second.
+        events.stop_list_changes();
+    }
     while let Some(ev) = events.recv().await {
         let at = ev.at.into_std();
         match ev.kind {
@@ -545,6 +550,9 @@ async fn watch_events(
             }
             EventKind::MemberListChanged { list, .. } if !converged => {
                 converged = check_convergence(&shared, &mut missing, &list, intended, at);
+                if converged {
+                    events.stop_list_changes();
+                }
             }
             EventKind::MessageDuplicate { .. } => m.incr(Counter::MessagesDuplicatesDropped),
             EventKind::MessageReceived { data, .. } => {

@@ -10,7 +10,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -288,6 +288,8 @@ pub enum EventKind {
 pub struct EventStream {
     rx: mpsc::Receiver<Event>,
     dropped: Arc<AtomicU64>,
+    /// Set by [`EventStream::stop_list_changes`]; read by the node's sink.
+    lists_off: Arc<AtomicBool>,
     /// `Left` (the last event of a node) has been returned.
     ended: bool,
 }
@@ -322,6 +324,14 @@ impl EventStream {
         self.ended = matches!(ev, Some(Event { kind: EventKind::Left, .. }));
         ev
     }
+
+    /// From now on the node emits no [`EventKind::MemberListChanged`] (its list still
+    /// changes: [`crate::Joiner::members`]). For a consumer done with them: loadgen's joiners
+    /// once converged, which at 10,000 members would otherwise each take (and wake a task
+    /// for) ten list events a second.
+    pub fn stop_list_changes(&self) {
+        self.lists_off.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The sending end, shared by a node's tasks. Never blocks.
@@ -329,16 +339,24 @@ impl EventStream {
 pub(crate) struct EventSink {
     tx: mpsc::Sender<Event>,
     dropped: Arc<AtomicU64>,
+    lists_off: Arc<AtomicBool>,
 }
 
 impl EventSink {
     pub(crate) fn channel(capacity: usize) -> (EventSink, EventStream) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
-        (EventSink { tx, dropped: dropped.clone() }, EventStream { rx, dropped, ended: false })
+        let lists_off = Arc::new(AtomicBool::new(false));
+        (
+            EventSink { tx, dropped: dropped.clone(), lists_off: lists_off.clone() },
+            EventStream { rx, dropped, lists_off, ended: false },
+        )
     }
 
     pub(crate) fn emit(&self, kind: EventKind) {
+        if matches!(kind, EventKind::MemberListChanged { .. }) && self.lists_off.load(Ordering::Relaxed) {
+            return;
+        }
         let ev = Event { at: Instant::now(), kind };
         match self.tx.try_send(ev) {
             // `Left` ends the stream, so it is never dropped: when the

@@ -290,3 +290,35 @@ async fn a_hung_joiner_keeps_its_sockets_open_until_the_heartbeat_timeout_remove
     alice.leave().await;
     auth.leave().await;
 }
+
+/// A consumer done with list events (loadgen's joiners, once converged) stops them: the
+/// joiner's list still follows every change, but no `MemberListChanged` arrives, while other
+/// events (heartbeats) still do.
+#[tokio::test]
+async fn a_stream_that_stops_list_changes_gets_none_while_the_list_still_follows() {
+    let auth = Authenticator::start(TokioNet, auth_config("pw")).await.unwrap();
+    let mut alice = Joiner::join(TokioNet, auth.auth_addr(), joiner_config("pw", "alice")).await.unwrap();
+    let mut events = alice.events().unwrap();
+    let bob = Joiner::join(TokioNet, auth.auth_addr(), joiner_config("pw", "bob")).await.unwrap();
+    assert!(
+        wait_for(&mut events, Duration::from_secs(2), |k| matches!(k, EventKind::MemberListChanged { .. }))
+            .await
+            .is_some(),
+        "list events come until stopped"
+    );
+    events.stop_list_changes();
+    while events.try_recv().is_some() {}
+    let carol = Joiner::join(TokioNet, auth.auth_addr(), joiner_config("pw", "carol")).await.unwrap();
+    bob.close().await;
+    assert!(
+        eventually(Duration::from_secs(2), || alice.members() == auth.members() && alice.members().len() == 3).await
+    );
+    let mut beats = 0;
+    let until = tokio::time::Instant::now() + INTERVAL * 5;
+    while let Ok(Some(ev)) = tokio::time::timeout_at(until, events.recv()).await {
+        assert!(!matches!(ev.kind, EventKind::MemberListChanged { .. }), "a list event after the stop: {ev:?}");
+        beats += usize::from(matches!(ev.kind, EventKind::HeartbeatReceived { .. }));
+    }
+    assert!(beats > 0, "other events still come");
+    drop(carol);
+}
