@@ -488,7 +488,8 @@ async fn join(shared: Arc<Shared>, id: JoinerId, source: Option<IpAddr>, intende
     }
 }
 
-/// Up to this many missing members are looked up in a list one by one.
+/// Up to this many missing members are looked up in a flat list one by one (in an indexed
+/// one, always).
 const FEW_MISSING: usize = 32;
 
 /// Removes from `missing` the members `list` holds and the joiners that have left; records
@@ -500,10 +501,11 @@ fn check_convergence(
     intended: Instant,
     at: Instant,
 ) -> bool {
-    // O(missing × log members) for a changed list (a persistent map with an address index);
-    // a list received whole is flat, where a lookup is a scan: then one pass over the list
-    // against the missing set, O(members + missing), instead of O(missing × members).
-    if missing.len() > FEW_MISSING {
+    // O(missing × log members) for a changed list (a persistent map with an address index),
+    // however many are missing; a list received whole is flat, where a lookup is a scan: then
+    // one pass over the list against the missing set, O(members + missing), instead of
+    // O(missing × members).
+    if missing.len() > FEW_MISSING && !list.is_indexed() {
         let mut set: HashSet<SocketAddr> = missing.iter().copied().collect();
         for a in list.iter() {
             set.remove(a);

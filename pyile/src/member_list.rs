@@ -294,6 +294,12 @@ impl MemberList {
         list
     }
 
+    /// Whether [`MemberList::contains`] is an index lookup (O(log n)): false while the list is
+    /// still flat as received whole, where it is a scan.
+    pub fn is_indexed(&self) -> bool {
+        self.flat.is_none()
+    }
+
     /// Whether `addr` is a member.
     pub fn contains(&self, addr: &SocketAddr) -> bool {
         if let Some(f) = &self.flat {
@@ -865,6 +871,18 @@ mod tests {
         let mut d = MemberList::new(None, [a("10.0.0.1:1"), a("10.0.0.1:1")]);
         assert_eq!(d.len(), 2);
         assert!(d.remove_addr(&a("10.0.0.1:1")) && d.contains(&a("10.0.0.1:1")));
+    }
+
+    #[test]
+    fn a_list_is_indexed_once_it_changed() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let whole = MemberList::new(Some(1), [a]);
+        assert!(!whole.is_indexed(), "a list received whole is flat");
+        let mut changed = whole.clone();
+        changed.push(b);
+        assert!(changed.is_indexed() && changed.contains(&a) && changed.contains(&b));
+        assert!(!whole.is_indexed(), "the original is untouched");
     }
 
     #[test]
