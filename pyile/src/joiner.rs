@@ -780,10 +780,7 @@ async fn heartbeats<N: Network>(
             None => std::future::pending().await,
         }
     };
-    // Made once, not once a value: each would register with (and leave) its token's waiters.
-    let cancelled = lost.cancel.cancelled();
-    let frozen = freeze.frozen();
-    tokio::pin!(leave_asked, cancelled, frozen);
+    tokio::pin!(leave_asked);
     let mut last_heard = Instant::now();
     let mut missed_reported = false;
     let missed_after = cfg.heartbeat_interval + cfg.heartbeat_interval / 2;
@@ -795,8 +792,8 @@ async fn heartbeats<N: Network>(
         };
         let msg = tokio::select! {
             biased;
-            _ = &mut cancelled => break,
-            _ = &mut frozen => break,
+            _ = lost.cancel.cancelled() => break,
+            _ = freeze.frozen() => break,
             _ = &mut leave_asked => {
                 // Graceful: nothing the other tasks see from now on is a loss.
                 lost.declared.store(true, Ordering::SeqCst);
@@ -1198,15 +1195,11 @@ async fn distribution<N: Network>(
     lost: Lost,
     freeze: Freeze,
 ) {
-    // Made once, not once a value: each would register with (and leave) its token's waiters.
-    let cancelled = lost.cancel.cancelled();
-    let frozen = freeze.frozen();
-    tokio::pin!(cancelled, frozen);
     loop {
         let msg = tokio::select! {
             biased;
-            _ = &mut cancelled => break,
-            _ = &mut frozen => break,
+            _ = lost.cancel.cancelled() => break,
+            _ = freeze.frozen() => break,
             r = reader.next_with(|b| follower.lists.decode(b)) => r,
         };
         match msg {
