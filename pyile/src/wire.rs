@@ -774,15 +774,7 @@ fn push_str(out: &mut Vec<u8>, a: &str) {
 /// Appends a JSON array of aliases (`null` for none) to `out`.
 fn push_aliases(out: &mut Vec<u8>, aliases: &[Option<Arc<str>>]) {
     out.push(b'[');
-    for (i, a) in aliases.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        match a {
-            Some(a) => push_str(out, a),
-            None => out.extend_from_slice(b"null"),
-        }
-    }
+    push_alias_items(out, aliases.iter().map(|a| a.as_deref()));
     out.push(b']');
 }
 
@@ -830,12 +822,7 @@ fn push_decimal(out: &mut Vec<u8>, v: u32) {
 /// Appends a JSON array of addresses to `out`.
 fn push_addrs<'a>(out: &mut Vec<u8>, addrs: impl IntoIterator<Item = &'a SocketAddr>) {
     out.push(b'[');
-    for (i, a) in addrs.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_addr(out, a);
-    }
+    push_addr_items(out, addrs);
     out.push(b']');
 }
 
@@ -874,23 +861,23 @@ pub fn encode_distro_aliased<'a>(
 
 /// Appends `addrs` as the items of a JSON array (`["ip",port],...`, no brackets): one
 /// piece of a whole list, for [`assemble_distro`].
-pub(crate) fn push_addr_items(out: &mut Vec<u8>, addrs: impl IntoIterator<Item = SocketAddr>) {
+pub(crate) fn push_addr_items<'a>(out: &mut Vec<u8>, addrs: impl IntoIterator<Item = &'a SocketAddr>) {
     for (i, a) in addrs.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        push_addr(out, &a);
+        push_addr(out, a);
     }
 }
 
 /// Appends `aliases` as the items of a JSON array (`"name"` or `null`, no brackets).
-pub(crate) fn push_alias_items(out: &mut Vec<u8>, aliases: impl IntoIterator<Item = Option<Arc<str>>>) {
+pub(crate) fn push_alias_items<'a>(out: &mut Vec<u8>, aliases: impl IntoIterator<Item = Option<&'a str>>) {
     for (i, a) in aliases.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         match a {
-            Some(a) => push_str(out, &a),
+            Some(a) => push_str(out, a),
             None => out.extend_from_slice(b"null"),
         }
     }

@@ -150,8 +150,8 @@ impl Pieces {
                 _ => {
                     let mut p =
                         Piece { keys: run.iter().map(|e| e.0).collect(), addrs: Vec::new(), aliases: Vec::new() };
-                    push_addr_items(&mut p.addrs, run.iter().map(|e| e.1));
-                    push_alias_items(&mut p.aliases, run.iter().map(|e| aliases.get(&e.1).cloned()));
+                    push_addr_items(&mut p.addrs, run.iter().map(|e| &e.1));
+                    push_alias_items(&mut p.aliases, run.iter().map(|e| aliases.get(&e.1).map(|a| &**a)));
                     p
                 }
             };
