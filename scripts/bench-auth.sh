@@ -14,7 +14,12 @@
 # the CPU (user + system) the authenticator and loadgen used per successful join, for the
 # whole run (joins, heartbeats and lists while holding): what a run costs, independent of
 # what else the machine was doing; then the share of each side's CPU spent in the kernel
-# (system time: on loopback, a write also runs the receiver's TCP input).
+# (system time: on loopback, a write also runs the receiver's TCP input). Last, the list
+# values (deltas, snapshots, whole lists) ours wrote to members over the run (the
+# `distributed writes=` line it prints when stopped), and each side's whole-run CPU divided
+# by them: at thousands of members the writes are most of the work, and
+# `cargo run --release -p loadgen --example fanout_floor` measures what the same writes cost
+# with no protocol at all.
 #
 # Every run starts a fresh authenticator, runs
 #   loadgen --peers N --rate $RATE --hold $HOLD --target ... --out reports/bench/<side>-<N>.csv
@@ -66,6 +71,11 @@ per_join() {
     awk -v c="$1" -v n="$2" 'BEGIN{ if (c == "-" || c == "" || n == "-" || n + 0 == 0) print "-"; else printf "%.2f", c * 1000 / n }'
 }
 
+# per_write CPU_SECONDS WRITES: microseconds of CPU per list write ("-" when unknown).
+per_write() {
+    awk -v c="$1" -v n="$2" 'BEGIN{ if (c == "-" || c == "" || n == "" || n + 0 == 0) print "-"; else printf "%.1f", c * 1e6 / n }'
+}
+
 # run SIDE N RATE: one benchmark run; prints a Markdown row; returns loadgen's status.
 run() {
     local side="$1" n="$2" rate="$3" csv="$OUT/$1-$2.csv" status=0 t0 t1 rss i start auth_cpu gen0 gen1
@@ -107,13 +117,16 @@ run() {
     fi
     auth_cpu=$(awk -v u="$auth_user" -v s="$auth_sys" 'BEGIN{ if (u == "-") print "-"; else printf "%.2f", u + s }')
     stop_auth
+    # Ours prints what it distributed when stopped; the reference does not.
+    local writes
+    writes=$(sed -n 's/^distributed writes=\([0-9]*\) .*/\1/p' "$OUT/${LOG_PREFIX}$side-auth.log" 2>/dev/null | tail -1)
     if [ ! -f "$csv" ]; then
         printf '| %s | %s | %s/s | loadgen wrote no report (exit %s) |\n' "$side" "$n" "$rate" "$status"
         return 2
     fi
     local joined
     joined=$(stat joined count "$csv")
-    printf '| %s | %s | %s/s | %s | %s | %s | %s | %s | %s | %s | %.0f s | %s | %s | %s | %s | %s |\n' \
+    printf '| %s | %s | %s/s | %s | %s | %s | %s | %s | %s | %s | %.0f s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
         "$side" "$n" "$rate" \
         "$(stat joined count "$csv")" "$(stat errors count "$csv")" \
         "$(stat timed_out count "$csv")/$(stat protocol_error count "$csv")/$(stat refused count "$csv")" \
@@ -121,14 +134,15 @@ run() {
         "$(ms "$(stat join_complete max_us "$csv")")" "$(ms "$(stat convergence p99_us "$csv")")" \
         "$(echo "$t1 - $t0" | bc)" "$rss" \
         "$(per_join "$auth_cpu" "$joined")" "$(per_join "$(echo "$gen1 - $gen0" | bc)" "$joined")" \
-        "$(kernel_share "$auth_user" "$auth_sys")" "$(kernel_share "$gen_user" "$gen_sys")"
+        "$(kernel_share "$auth_user" "$auth_sys")" "$(kernel_share "$gen_user" "$gen_sys")" \
+        "${writes:--}" "$(per_write "$auth_cpu" "$writes")" "$(per_write "$(echo "$gen1 - $gen0" | bc)" "$writes")"
     return "$status"
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); rate $RATE joins/s, hold $HOLD, $SHARDS loadgen shard(s), protocol ${PROTOCOL_MIX:+mix $PROTOCOL_MIX}${PROTOCOL_MIX:-$PROTOCOL}"
 echo
-echo '| authenticator | peers | join rate | joined | errors | timed out / protocol / refused | join p50 ms | join p99 ms | join max ms | convergence p99 ms | wall | auth peak RSS | auth CPU ms/join | loadgen CPU ms/join | auth CPU in kernel % | loadgen CPU in kernel % |'
-echo '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
+echo '| authenticator | peers | join rate | joined | errors | timed out / protocol / refused | join p50 ms | join p99 ms | join max ms | convergence p99 ms | wall | auth peak RSS | auth CPU ms/join | loadgen CPU ms/join | auth CPU in kernel % | loadgen CPU in kernel % | list writes | auth CPU us/write | loadgen CPU us/write |'
+echo '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
 for side in $SIDES; do
     for n in $PEERS; do
         run "$side" "$n" "$RATE" || true

@@ -342,6 +342,23 @@ async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
     info!("shutting down");
     auth.leave().await;
     let _ = logger.await;
+    // What was distributed, on stdout like the listening line: a run's totals for scripts
+    // (`scripts/bench-auth.sh` divides the CPU used by the values written).
+    let d = auth.distribution_stats();
+    println!(
+        "distributed writes={} deltas={} merged={} delta_bytes={} snapshots_first={} snapshots_behind={} \
+         snapshots_reported={} snapshot_bytes={} v1_lists={} v1_bytes={}",
+        d.writes,
+        d.deltas,
+        d.merged,
+        d.delta_bytes,
+        d.snapshots_first,
+        d.snapshots_behind,
+        d.snapshots_reported,
+        d.snapshot_bytes,
+        d.v1_lists,
+        d.v1_bytes
+    );
     Ok(())
 }
 

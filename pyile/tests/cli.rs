@@ -312,3 +312,29 @@ fn a_dead_target_is_one_error_line_naming_the_os_error_once() {
     assert_eq!(errors.len(), 1, "{stderr:?}");
     assert_eq!(errors[0].matches("refused").count(), 1, "the OS error repeated: {stderr:?}");
 }
+
+/// Stopped (SIGTERM, as scripts stop it), `pyile auth` prints what it distributed: a line
+/// `scripts/bench-auth.sh` divides the CPU by.
+#[test]
+fn a_stopped_authenticator_prints_what_it_distributed() {
+    let (mut auth, target, dir) = start_auth("pyile-cli-dist", "pw");
+    let mut bob = join(&target, "bob", "pw", "127.0.9.5");
+    bob.wait_line("joined", |l| l.starts_with("joined "));
+    let mut eve = join(&target, "eve", "pw", "127.0.9.6");
+    eve.wait_line("joined", |l| l.starts_with("joined "));
+    // Bob hears of eve through a delta.
+    bob.wait_line("eve joined", |l| l == "* eve joined");
+    let killed = Command::new("kill").args(["-TERM", &auth.child.id().to_string()]).status().expect("run kill");
+    assert!(killed.success());
+    let line = auth.wait_line("distributed", |l| l.starts_with("distributed "));
+    let field = |name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name}= in {line:?}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(field("deltas") >= 1 && field("writes") >= 1, "{line}");
+    assert!(auth.wait_exit().success(), "a stopped authenticator exits 0");
+    let _ = std::fs::remove_dir_all(&dir);
+}

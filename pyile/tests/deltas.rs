@@ -115,6 +115,8 @@ async fn a_v1_member_never_sees_a_delta_and_a_v2_member_gets_one_list_then_delta
     assert_eq!(s.snapshots_first, 0, "{s:?}");
     assert_eq!(s.snapshots_behind + s.snapshots_reported, 0, "{s:?}");
     assert!(s.v1_lists >= 4 && s.deltas >= 4, "{s:?}");
+    // Every value each watcher read was one write (and the joiners had theirs).
+    assert!(s.writes >= (v1.values.len() + v2.values.len()) as u64, "{s:?}");
     auth.leave().await;
 }
 
@@ -165,6 +167,8 @@ async fn a_lagging_joiner_gets_a_merge_or_a_snapshot_and_a_reconnecting_one_a_sn
     assert!(eventually(Duration::from_secs(2), || alice.members() == auth.members()).await);
     let s = auth.distribution_stats();
     assert!(s.merged >= 1 && s.snapshots_behind == 0, "{s:?}");
+    // A merged write carried two deltas or more: fewer writes than values.
+    assert!(s.writes >= 1 && s.writes < s.deltas + s.snapshots_first + s.v1_lists, "{s:?}");
     // Five inside the next gap: past the history of 3, a whole list.
     tokio::time::sleep(Duration::from_millis(450)).await;
     let second = burst(5, "b").await;

@@ -232,6 +232,9 @@ pub enum SnapshotReason {
 /// bytes; deterministic under simulation).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DistStats {
+    /// Writes to members' connections, of any kind: a delta (or a run of deltas written
+    /// together), a snapshot or a whole v1 list each.
+    pub writes: u64,
     /// Deltas written to protocol-2 members (each version's delta counts once per member).
     pub deltas: u64,
     /// Writes that carried two or more deltas back to back (a writer behind by several
@@ -256,6 +259,7 @@ pub struct DistStats {
 impl DistStats {
     /// Adds `other`'s counts to these (the totals of several authenticators, or incarnations).
     pub fn add(&mut self, other: &DistStats) {
+        self.writes += other.writes;
         self.deltas += other.deltas;
         self.merged += other.merged;
         self.delta_bytes += other.delta_bytes;
@@ -271,6 +275,7 @@ impl DistStats {
 /// The counters behind [`DistStats`].
 #[derive(Default)]
 pub(super) struct DistCounters {
+    writes: AtomicU64,
     deltas: AtomicU64,
     merged: AtomicU64,
     delta_bytes: AtomicU64,
@@ -284,6 +289,7 @@ impl DistCounters {
     pub(super) fn stats(&self) -> DistStats {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         DistStats {
+            writes: g(&self.writes),
             deltas: g(&self.deltas),
             merged: g(&self.merged),
             delta_bytes: g(&self.delta_bytes),
@@ -300,6 +306,7 @@ impl DistCounters {
         let add = |a: &AtomicU64, n: u64| {
             a.fetch_add(n, Ordering::Relaxed);
         };
+        add(&self.writes, 1);
         match sent {
             Sent::V1 => {
                 add(&self.v1_lists, 1);
