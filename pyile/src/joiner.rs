@@ -893,9 +893,13 @@ impl ListBuilder {
         match Message::decode(bytes)? {
             Message::Distro { members, version, aliases } => {
                 // Parallel to the members; a shorter or longer array is taken as far as it goes.
-                let aliases = aliases
-                    .map(|a| members.iter().zip(a).filter_map(|(m, a)| a.map(|a| (*m, a))).collect::<AliasMap>());
+                let pairs: Option<Vec<(SocketAddr, Arc<str>)>> =
+                    aliases.map(|a| members.iter().zip(a).filter_map(|(m, a)| a.map(|a| (*m, a))).collect());
                 let list = self.snapshot(version, members);
+                let aliases = pairs.map(|pairs| match &self.shared {
+                    Some(s) => s.aliases_from(&list, pairs),
+                    None => pairs.into_iter().collect::<AliasMap>(),
+                });
                 if let Some(s) = &self.shared {
                     s.remember(bytes, &list, aliases.as_ref());
                 }

@@ -719,6 +719,37 @@ impl SharedLists {
         g.steps.insert(bytes, Arc::new(step));
     }
 
+    /// The aliases a whole list carried, as (member, alias) `pairs` in list order: the kept
+    /// aliases of `list`'s version when `list` is the kept list there and the pairs make
+    /// exactly that map (checked without building one: sorted by address, the last alias of
+    /// an address winning as it would in a map built from them, then compared in order);
+    /// else a map built from the pairs. A joiner of a large network takes such a list each
+    /// join, and building 10,000 entries only to find them equal to the kept ones was most
+    /// of that work.
+    pub(crate) fn aliases_from(&self, list: &MemberList, mut pairs: Vec<(SocketAddr, Arc<str>)>) -> AliasMap {
+        let kept = list.version.and_then(|v| match self.read().by_version.get(&v) {
+            Some((l, Some(a))) if l.same_as(list) => Some(a.clone()),
+            _ => None,
+        });
+        let Some(kept) = kept else { return pairs.into_iter().collect() };
+        // Stable: equal addresses keep their list order, so the last of each run wins.
+        pairs.sort_by_key(|(m, _)| *m);
+        let mut last: Vec<&(SocketAddr, Arc<str>)> = Vec::with_capacity(pairs.len());
+        for p in &pairs {
+            match last.last_mut() {
+                Some(l) if l.0 == p.0 => *l = p,
+                _ => last.push(p),
+            }
+        }
+        let same = kept.len() == last.len() && kept.iter().zip(&last).all(|((km, ka), (m, a))| km == m && ka == a);
+        if same {
+            self.count_shared();
+            kept
+        } else {
+            pairs.into_iter().collect()
+        }
+    }
+
     /// The kept aliases of `list`'s version when `list` is the kept list there and `aliases`
     /// equal the kept ones (an O(n) comparison, made when a joiner takes a whole list);
     /// `aliases` themselves otherwise, which become the kept ones if none are yet.
@@ -1086,6 +1117,46 @@ mod tests {
                         v = to;
                     }
                 }
+            }
+
+            /// A whole list's aliases (any pairs: repeated addresses, some without an
+            /// alias) give the map built from them, and the kept map itself (the same
+            /// structure) exactly when they equal it, whatever the kept map is.
+            #[test]
+            fn aliases_from_a_whole_list_equal_the_map_built_from_them(
+                pairs in proptest::collection::vec((0u16..12, proptest::option::of(0u8..3)), 0..30),
+                kept_from in proptest::collection::vec((0u16..12, proptest::option::of(0u8..3)), 0..30),
+                kind in 0u8..3,
+            ) {
+                let to_pairs = |v: &[(u16, Option<u8>)]| -> (Vec<SocketAddr>, Vec<(SocketAddr, Arc<str>)>) {
+                    let members: Vec<SocketAddr> = v.iter().map(|(m, _)| addr(*m)).collect();
+                    let pairs = v.iter().filter_map(|(m, a)| a.map(|a| (addr(*m), Arc::from(format!("n{a}"))))).collect();
+                    (members, pairs)
+                };
+                let (members, pairs) = to_pairs(&pairs);
+                let lists = SharedLists::new();
+                let list = lists.snapshot(Some(7), members);
+                // The kept map: these very pairs' map, another one's, or theirs with one alias
+                // changed (the same addresses).
+                let mut kept: AliasMap = match kind {
+                    1 => to_pairs(&kept_from).1.into_iter().collect(),
+                    _ => pairs.iter().cloned().collect(),
+                };
+                if kind == 2
+                    && let Some((m, _)) = kept.iter().next().map(|(m, a)| (*m, a.clone()))
+                {
+                    kept.insert(m, Arc::from("changed"));
+                }
+                let kept = lists.aliases_of(&list, kept);
+                let built: AliasMap = pairs.iter().cloned().collect();
+                let got = lists.aliases_from(&list, pairs);
+                prop_assert_eq!(&got, &built);
+                prop_assert_eq!(got.ptr_eq(&kept), built == kept);
+                // A list that is not the kept one never takes the kept map.
+                let apart = MemberList::new(Some(7), list.iter().copied().collect::<Vec<_>>());
+                let again = lists.aliases_from(&apart, built.iter().map(|(m, a)| (*m, a.clone())).collect());
+                prop_assert!(!again.ptr_eq(&kept) || kept.is_empty());
+                prop_assert_eq!(again, built);
             }
         }
     }
