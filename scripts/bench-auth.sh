@@ -18,7 +18,7 @@
 # values (deltas, snapshots, whole lists) ours wrote to members over the run (the
 # `distributed writes=` line it prints when stopped), and each side's whole-run CPU divided
 # by them: at thousands of members the writes are most of the work, and
-# `cargo run --release -p loadgen --example fanout_floor` measures what the same writes cost
+# `loadgen floor` measures what the same writes cost
 # with no protocol at all.
 #
 # Every run starts a fresh authenticator, runs

@@ -31,7 +31,7 @@ use crate::sources::SourceRange;
 #[derive(Parser, Debug)]
 #[command(name = "loadgen", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// `merge`, `report`, or nothing to run a load test.
+    /// `merge`, `report`, `floor`, or nothing to run a load test.
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Load-test flags (when no subcommand is given).
@@ -49,6 +49,57 @@ pub enum Command {
     /// X.intervals.csv and X.csv.params.json beside it) or from its --hdr-log interval
     /// log(s) (several logs are added like `merge` does; the whole percentile distribution).
     Report(ReportArgs),
+    /// Measure this machine's floor: the CPU one small value costs over loopback TCP with no
+    /// protocol, written to every member connection every interval (the authenticator's
+    /// distribution) and read by follower processes (loadgen's joiners). Prints both sides'
+    /// CPU per value: what no protocol code can take away here.
+    Floor(FloorArgs),
+}
+
+/// Flags of `loadgen floor`.
+#[derive(Args, Debug)]
+pub struct FloorArgs {
+    /// Member connections in all.
+    #[arg(long, default_value_t = 10_000)]
+    pub members: usize,
+    /// Follower processes the connections are split over (like --shard).
+    #[arg(long, default_value_t = 2)]
+    pub shards: usize,
+    /// How often a value goes to every member (the distribution interval).
+    #[arg(long, default_value = "100ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+    /// Bytes in each value (a one-join delta is 86).
+    #[arg(long, default_value_t = 86)]
+    pub bytes: usize,
+    /// Sending before the measured window opens.
+    #[arg(long, default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
+    pub warmup: Duration,
+    /// The measured window.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub window: Duration,
+    /// No status line on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Internal: run as a follower of the sender at this address.
+    #[arg(long, hide = true, requires = "conns", value_name = "ADDR")]
+    pub follow: Option<std::net::SocketAddr>,
+    /// Internal: the follower's connections.
+    #[arg(long, hide = true)]
+    pub conns: Option<usize>,
+}
+
+impl FloorArgs {
+    /// The measurement these flags ask for.
+    pub fn config(&self) -> crate::floor::FloorConfig {
+        crate::floor::FloorConfig {
+            members: self.members,
+            shards: self.shards,
+            interval: self.interval,
+            bytes: self.bytes,
+            warmup: self.warmup,
+            window: self.window,
+        }
+    }
 }
 
 /// Flags of `loadgen report`.

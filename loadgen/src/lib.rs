@@ -19,6 +19,7 @@
 //! | [`progress`] | the live display on stderr |
 //! | [`attack`] | hostile traffic: the `--attack` grammar and the raw clients of each kind |
 //! | [`driver`] | real joiners (and attackers) per the plan, feeding the metrics |
+//! | [`floor`] | `loadgen floor`: the loopback traffic alone, no protocol, its CPU per value |
 //!
 //! [`driver`] turns the plan into real `pyile::Joiner`s and [`attack`] clients; the binary
 //! wires it all together.
@@ -27,6 +28,7 @@ pub mod attack;
 pub mod cli;
 pub mod driver;
 pub mod error;
+pub mod floor;
 pub mod hlog;
 pub mod html;
 pub mod human;

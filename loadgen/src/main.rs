@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use loadgen::cli::{Cli, Command, MergeArgs, ReportArgs, RunArgs, redacted_args};
+use loadgen::cli::{Cli, Command, FloorArgs, MergeArgs, ReportArgs, RunArgs, redacted_args};
 use loadgen::driver::{self, DriverConfig};
 use loadgen::hlog::{self, HlogWriter};
 use loadgen::html::{IntervalRows, LoadReport};
@@ -35,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Merge(args)) => merge(args),
         Some(Command::Report(args)) => report_of_files(&args),
+        Some(Command::Floor(args)) => floor(&args),
         None => run(cli.run),
     };
     match result {
@@ -413,6 +414,38 @@ fn finish(totals: &Totals, rules: &[Rule], violations: Vec<Violation>) -> Result
         println!("no --fail-on rule violated ({})", texts.join(", "));
     }
     Ok(if violations.is_empty() { Outcome::Passed } else { Outcome::Failed(violations) })
+}
+
+/// `loadgen floor`: the sender here, the followers as child processes of this binary (or,
+/// with the hidden `--follow`, one follower).
+fn floor(args: &FloorArgs) -> Result<Outcome> {
+    let cfg = args.config();
+    cfg.check()?;
+    let rt = tokio::runtime::Runtime::new().map_err(|e| Error::Run(format!("cannot start the runtime: {e}")))?;
+    let fds = Limits::raise_and_read()?.fd_soft;
+    if let (Some(target), Some(conns)) = (args.follow, args.conns) {
+        rt.block_on(loadgen::floor::follow(target, conns, &cfg))?;
+        return Ok(Outcome::Passed);
+    }
+    // The sender holds every connection; each follower its share (and as many again would
+    // not fit in one process: hence the follower processes).
+    let need = cfg.members as u64 + 64;
+    if need > fds {
+        return Err(Error::Limits(format!(
+            "{} member connections need {need} file descriptors in the sender, the limit is {fds}",
+            cfg.members
+        )));
+    }
+    let exe = std::env::current_exe().map_err(|e| Error::Run(format!("cannot find this program: {e}")))?;
+    if !args.quiet {
+        eprintln!(
+            "floor: {} connections, a value every {:?}; measuring {:?} after {:?}",
+            cfg.members, cfg.interval, cfg.window, cfg.warmup
+        );
+    }
+    let floor = rt.block_on(loadgen::floor::run(&exe, &cfg))?;
+    print!("{}", floor.table(&cfg));
+    Ok(Outcome::Passed)
 }
 
 fn merge(args: MergeArgs) -> Result<Outcome> {

@@ -731,3 +731,41 @@ fn html_reports_of_a_run_of_its_files_and_of_a_merge() {
     assert!(merged_page.contains(&format!("<td class=\"mono\">joined</td><td class=\"num\">{}</td>", 2 * joined)));
     assert!(merged_page.contains("appears 2 times"), "{}", text(&m.stderr));
 }
+
+/// `loadgen floor` on a small network: both sides move about the values asked (40 members
+/// every 20 ms: 2,000 a second) and report a finite CPU per value; nonsense flags are one
+/// error line and exit 2.
+#[test]
+fn the_floor_measures_both_sides_of_a_small_fan_out() {
+    let _g = serial();
+    let out = loadgen(&[
+        "floor",
+        "--members",
+        "40",
+        "--shards",
+        "2",
+        "--interval",
+        "20ms",
+        "--warmup",
+        "300ms",
+        "--window",
+        "1s",
+        "--quiet",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(text(&out.stderr).is_empty(), "--quiet: {}", text(&out.stderr));
+    for side in ["| sender", "| followers"] {
+        let row = stdout.lines().find(|l| l.starts_with(side)).unwrap_or_else(|| panic!("no {side} row: {stdout}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let per_s: f64 = cells[2].parse().unwrap();
+        let us: f64 = cells[3].parse().unwrap();
+        assert!((1_000.0..=2_500.0).contains(&per_s), "{side}: {per_s} values/s of 2,000 asked\n{stdout}");
+        assert!(us.is_finite() && us >= 0.0, "{side}: {us} us/value\n{stdout}");
+    }
+    let bad = loadgen(&["floor", "--members", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = text(&bad.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("must be above 0"), "{err}");
+}
