@@ -216,6 +216,7 @@ pub async fn run(plan: &Plan, cfg: DriverConfig, metrics: Arc<Metrics>, stop: Ca
         lists: SharedLists::new(),
         scram_keys: KeyCache::new(),
     });
+    let probe = tokio::spawn(probe_runtime(shared.metrics.clone(), RUNTIME_PROBE_EVERY, shared.ending.clone()));
     for op in &plan.ops {
         let intended = start + op.at;
         tokio::select! {
@@ -253,6 +254,29 @@ pub async fn run(plan: &Plan, cfg: DriverConfig, metrics: Arc<Metrics>, stop: Ca
         shared.crash_watches.wait().await;
     };
     let _ = tokio::time::timeout(shared.cfg.drain_timeout, drained).await;
+    probe.abort();
+}
+
+/// How often [`probe_runtime`] samples.
+pub const RUNTIME_PROBE_EVERY: Duration = Duration::from_millis(10);
+
+/// Sleeps `every`, again and again until `until` is cancelled, and records how late each
+/// wake came as [`Latency::RuntimeLag`]: a task that does nothing else waits only for the
+/// runtime's timer (a millisecond's resolution) and for the tasks queued before it. So
+/// its lateness is loadgen's own queueing, in the same runtime as the joiners' (every
+/// latency loadgen measures includes it), and says whether a slow run was slow here.
+pub async fn probe_runtime(metrics: Arc<Metrics>, every: Duration, until: CancellationToken) {
+    let mut next = Instant::now() + every;
+    loop {
+        tokio::select! {
+            _ = until.cancelled() => return,
+            _ = tokio::time::sleep_until(next.into()) => {}
+        }
+        let now = Instant::now();
+        metrics.record_since(Latency::RuntimeLag, next, now);
+        // The next sample from now: a long stall is one late sample, not a burst of them.
+        next = now + every;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -406,7 +406,7 @@ impl LoadReport {
         std::iter::once(join)
             .chain(Latency::ALL.into_iter().filter(|l| *l != join))
             .map(|l| l.name())
-            .filter(|n| *n != Latency::ScheduleLag.name())
+            .filter(|n| *n != Latency::ScheduleLag.name() && *n != Latency::RuntimeLag.name())
             .filter(|n| self.intervals.iter().any(|i| i.stats(n).is_some()))
             .collect()
     }
@@ -503,7 +503,11 @@ impl LoadReport {
             .distributions
             .iter()
             .filter(|(n, _)| !n.starts_with("attack."))
-            .filter(|(n, _)| n != Latency::ScheduleLag.name() && n != Latency::HeartbeatInterval.name())
+            .filter(|(n, _)| {
+                n != Latency::ScheduleLag.name()
+                    && n != Latency::RuntimeLag.name()
+                    && n != Latency::HeartbeatInterval.name()
+            })
             .collect();
         if honest.is_empty() {
             page.note("No latency samples.");

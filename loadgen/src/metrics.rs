@@ -59,11 +59,17 @@ pub enum Latency {
     CrashDetection,
     /// How late loadgen started an operation compared with the plan.
     ScheduleLag,
+    /// How late a probe task on loadgen's runtime woke from a short sleep, sampled all
+    /// through the run ([`crate::driver::probe_runtime`]): the queueing inside loadgen
+    /// itself, which every latency above includes. Low while the others are high, the time
+    /// went elsewhere (the network, the authenticator); high with them, loadgen's own
+    /// thousands of tasks held its joiners up.
+    RuntimeLag,
 }
 
 impl Latency {
     /// Every latency, in report order.
-    pub const ALL: [Latency; 10] = [
+    pub const ALL: [Latency; 11] = [
         Latency::TcpConnect,
         Latency::BannedStatus,
         Latency::AuthResult,
@@ -74,6 +80,7 @@ impl Latency {
         Latency::MessageDelivery,
         Latency::CrashDetection,
         Latency::ScheduleLag,
+        Latency::RuntimeLag,
     ];
 
     /// The stable name used in CSV files, interval-log tags and `--fail-on` rules.
@@ -89,6 +96,7 @@ impl Latency {
             Latency::MessageDelivery => "message_delivery",
             Latency::CrashDetection => "crash_detection",
             Latency::ScheduleLag => "schedule_lag",
+            Latency::RuntimeLag => "runtime_lag",
         }
     }
 

@@ -501,3 +501,29 @@ async fn duplicate_aliases_are_refused_and_counted_apart_from_errors() {
     assert_eq!(refused, taken);
     auth.leave().await;
 }
+
+/// The runtime probe reports loadgen's own queueing: on a one-thread runtime, a task that
+/// holds the thread for 80 ms shows as one sample at least that late, while the samples
+/// around it stay within the timer's millisecond.
+#[tokio::test(flavor = "current_thread")]
+async fn the_runtime_probe_sees_a_task_that_holds_the_runtime_up() {
+    let metrics = Arc::new(Metrics::new(Instant::now()));
+    let until = CancellationToken::new();
+    let probe = tokio::spawn(driver::probe_runtime(metrics.clone(), Duration::from_millis(5), until.clone()));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // A task that does not yield: everything queued behind it waits.
+    tokio::spawn(async { std::thread::sleep(Duration::from_millis(80)) }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    until.cancel();
+    probe.await.unwrap();
+    let mut collector = Collector::new();
+    collector.cut(&metrics, Instant::now());
+    let h = collector.totals().histogram(Latency::RuntimeLag);
+    assert!(h.len() >= 10, "{} samples", h.len());
+    assert!(h.max() >= 70_000, "the stall: max {} us", h.max());
+    assert!(
+        h.value_at_quantile(0.5) <= 3_000,
+        "p50 {} us: a calm runtime wakes it within the timer's ms",
+        h.value_at_quantile(0.5)
+    );
+}

@@ -144,7 +144,7 @@ fn count(rows: &HashMap<String, Vec<String>>, metric: &str) -> u64 {
     rows.get(metric).unwrap_or_else(|| panic!("no row {metric}"))[0].parse().unwrap()
 }
 
-const METRICS: [&str; 10] = [
+const METRICS: [&str; 11] = [
     "tcp_connect",
     "banned_status",
     "auth_result",
@@ -155,6 +155,7 @@ const METRICS: [&str; 10] = [
     "message_delivery",
     "crash_detection",
     "schedule_lag",
+    "runtime_lag",
 ];
 const COUNTERS: [&str; 30] = [
     "joined",
