@@ -27,6 +27,14 @@ fn source_ip(i: usize, ips: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 1, (i % ips) as u8 + 1))
 }
 
+/// The i-th of five source addresses 127.0.2.1..5 that no other test of this file binds:
+/// the 1,000-joiner test runs beside this one on 127.0.1.x, and one of its peer listeners
+/// could take a port this test's joiners gave up, so that "the port refuses connections
+/// after the joiner ended" would fail for the other test's listener.
+fn own_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 2, (i % 5) as u8 + 1))
+}
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -208,10 +216,9 @@ async fn leave_and_shutdown_end_every_task_and_socket() {
     let mut auth_events = auth.events().unwrap();
     let mut joiners = Vec::new();
     for i in 0..N {
-        let mut j =
-            Joiner::join(TokioNet, auth.auth_addr(), joiner_config("pw", &format!("j{i}")).local_ip(source_ip(i, 5)))
-                .await
-                .unwrap();
+        let mut j = Joiner::join(TokioNet, auth.auth_addr(), joiner_config("pw", &format!("j{i}")).local_ip(own_ip(i)))
+            .await
+            .unwrap();
         let events = j.events().unwrap();
         joiners.push((j, events));
     }
