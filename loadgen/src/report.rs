@@ -376,6 +376,22 @@ pub fn schedule_verdict(totals: &Totals) -> Option<ScheduleVerdict> {
     })
 }
 
+/// The `runtime_lag` p99 above which the summary says loadgen's own queueing is in its
+/// latencies (the probe sleeps 10 ms; a calm runtime wakes it within a millisecond).
+pub const RUNTIME_LAG_P99_LIMIT_US: u64 = 10_000;
+
+/// The summary's line on loadgen's own runtime, from its `runtime_lag` histogram: kept up,
+/// or held its joiners up (p99 over [`RUNTIME_LAG_P99_LIMIT_US`]). None without samples.
+pub fn runtime_verdict(totals: &Totals) -> Option<String> {
+    let s = Stats::of(totals.histogram(Latency::RuntimeLag))?;
+    let lag = format!("runtime lag p99 {}, max {}", format_micros(s.p99 as f64), format_micros(s.max as f64));
+    Some(if s.p99 > RUNTIME_LAG_P99_LIMIT_US {
+        format!("loadgen's runtime held its joiners up ({lag}): its own queueing is in every latency above\n")
+    } else {
+        format!("loadgen's runtime kept up ({lag})\n")
+    })
+}
+
 /// Name of the final CSV's verdict row: count 1 when the generator fell behind its schedule,
 /// 0 when it kept it, then the schedule lag's statistics.
 pub const GENERATOR_OVERLOADED: &str = "generator_overloaded";
@@ -451,6 +467,9 @@ pub fn summary_table(totals: &Totals) -> String {
         }
         out.push_str(&line);
         out.push('\n');
+    }
+    if let Some(line) = runtime_verdict(totals) {
+        out.push_str(&line);
     }
     if let Some(v) = schedule_verdict(totals) {
         let lag = format!(
@@ -626,6 +645,30 @@ mod tests {
         );
         let row = rows(&t).into_iter().find(|r| r.metric == GENERATOR_OVERLOADED).unwrap();
         assert_eq!(row.count, 1);
+    }
+
+    #[test]
+    fn the_runtime_verdict_says_when_loadgen_held_its_joiners_up() {
+        let mut t = sample();
+        assert_eq!(runtime_verdict(&t), None);
+        for _ in 0..100 {
+            t.record(Latency::RuntimeLag, Duration::from_millis(1));
+        }
+        let s = summary_table(&t);
+        assert!(s.contains("loadgen's runtime kept up (runtime lag p99 1"), "{s}");
+        // Two samples in a hundred 50 ms late: the p99 is past 10 ms.
+        for _ in 0..2 {
+            t.record(Latency::RuntimeLag, Duration::from_millis(50));
+        }
+        let s = summary_table(&t);
+        assert!(
+            s.contains("loadgen's runtime held its joiners up (runtime lag p99 50")
+                && s.contains("): its own queueing is in every latency above\n"),
+            "{s}"
+        );
+        // The schedule's verdict stays the last line.
+        t.record(Latency::ScheduleLag, Duration::from_micros(500));
+        assert!(summary_table(&t).lines().last().unwrap().starts_with("the generator kept its schedule"));
     }
 
     #[test]
